@@ -1,0 +1,127 @@
+"""The domain's exception tree.
+
+Every failure meshserve reports to a caller is one of these. Code below the
+network edge raises them; the edge (``meshserve.protocol.status``) is the one
+place that maps them to gRPC status codes and HTTP codes, so a type means
+the same thing on every port::
+
+    MeshServeError
+    ├── InvalidRequestError           bad input; retrying will not help
+    │   ├── TensorError               one named tensor is malformed
+    │   └── MessageTooLargeError      over grpcMaxMessageSizeBytes
+    ├── ModelNotFoundError            no such model or vmodel
+    ├── ModelLoadError                a load failed
+    │   ├── LoadNotAttemptedError     refused before any memory was used
+    │   │   ├── UnsupportedModelError unknown type, no artifact of that type
+    │   │   └── PickleRefusedError    pickle-based format not allowed
+    │   ├── CorruptModelError         the artifact did not load
+    │   ├── ModelTooLargeError        bigger than the whole capacity
+    │   └── LoadTimeoutError          outlasted modelLoadingTimeoutMillis
+    ├── InferenceError                the model raised while predicting
+    └── UnavailableError              transient; the caller may retry
+        └── ModelNotReadyError        the model is not loaded (yet)
+
+``retryable`` tells a caller (and the router) whether the same request may
+succeed later without being changed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptModelError",
+    "InferenceError",
+    "InvalidRequestError",
+    "LoadNotAttemptedError",
+    "LoadTimeoutError",
+    "MeshServeError",
+    "MessageTooLargeError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "ModelTooLargeError",
+    "PickleRefusedError",
+    "TensorError",
+    "UnavailableError",
+    "UnsupportedModelError",
+]
+
+
+class MeshServeError(Exception):
+    """Base of every error meshserve reports to a caller."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequestError(MeshServeError):
+    """The request itself is wrong (shape, dtype, missing field...)."""
+
+
+class TensorError(InvalidRequestError):
+    """A tensor in a request or response cannot be decoded or encoded."""
+
+    def __init__(self, tensor: str, problem: str) -> None:
+        super().__init__(f"tensor '{tensor}': {problem}")
+        self.tensor = tensor
+        self.problem = problem
+
+
+class MessageTooLargeError(InvalidRequestError):
+    """A message is larger than the configured maximum."""
+
+
+class ModelNotFoundError(MeshServeError):
+    """No model (or vmodel) is registered or loaded under that id."""
+
+
+class ModelLoadError(MeshServeError):
+    """Loading a model failed; the message says why."""
+
+
+class LoadNotAttemptedError(ModelLoadError):
+    """The load was refused before it started, so it holds no memory.
+
+    ModelMesh's SPI reports these as INVALID_ARGUMENT / FAILED_PRECONDITION.
+    """
+
+
+class UnsupportedModelError(LoadNotAttemptedError):
+    """Unknown model type, or no artifact of that type at the path."""
+
+
+class PickleRefusedError(LoadNotAttemptedError):
+    """A pickle-based artifact, and pickle is not allowed for this runtime."""
+
+
+class CorruptModelError(ModelLoadError):
+    """The artifact exists but its library could not load it."""
+
+
+class ModelTooLargeError(ModelLoadError):
+    """The model is larger than the runtime's whole capacity."""
+
+
+class LoadTimeoutError(ModelLoadError):
+    """The load took longer than the configured timeout."""
+
+    retryable = True
+
+
+class InferenceError(MeshServeError):
+    """The model raised while predicting on otherwise valid tensors."""
+
+
+class UnavailableError(MeshServeError):
+    """A transient condition; the same request may succeed later."""
+
+    retryable = True
+
+
+class ModelNotReadyError(UnavailableError):
+    """The model is known but has no loaded copy to serve from."""
