@@ -58,6 +58,14 @@ class MeshServeError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @classmethod
+    def from_message(cls, message: str) -> MeshServeError:
+        """Rebuild an error of this type from its message alone (as reported
+        by a peer), whatever the subclass's constructor takes."""
+        error = cls.__new__(cls)
+        MeshServeError.__init__(error, message)
+        return error
+
 
 class InvalidRequestError(MeshServeError):
     """The request itself is wrong (shape, dtype, missing field...)."""
@@ -65,6 +73,9 @@ class InvalidRequestError(MeshServeError):
 
 class TensorError(InvalidRequestError):
     """A tensor in a request or response cannot be decoded or encoded."""
+
+    tensor: str = ""
+    problem: str = ""
 
     def __init__(self, tensor: str, problem: str) -> None:
         super().__init__(f"tensor '{tensor}': {problem}")

@@ -1,0 +1,202 @@
+"""The built-in runtime's model table: load, predict, size, unload.
+
+Synchronous and thread-safe; the hosts (in-process, or the runtime server in
+a child process) call it from executor threads so blocking library code
+never runs on an event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import threading
+import time
+from dataclasses import dataclass
+
+from meshserve import __version__
+from meshserve.errors import (
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelTooLargeError,
+    UnsupportedModelError,
+)
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.runtime import _formats
+from meshserve.runtime._records import (
+    LoadResult,
+    ModelKey,
+    ModelSpec,
+    RuntimeState,
+    RuntimeStatus,
+)
+from meshserve.settings import RuntimeSettings
+
+__all__ = ["BuiltinRuntime", "resolve_model_type"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_type(spec: ModelSpec) -> str:
+    """The format name (sklearn, xgboost...) a load request asks for.
+
+    ModelMesh Serving puts the format in the model key
+    (``model_type.name``); plain mmesh clients put it in modelType, possibly
+    as a label such as ``mt:sklearn:1`` or ``mt:onnx|pv:grpc-v2``.
+    """
+    key = ModelKey.parse(spec.model_key)
+    if key.model_type:
+        return key.model_type.lower()
+    label = spec.model_type.split("|", 1)[0].strip()
+    if label.startswith("mt:"):
+        label = label[3:].split(":", 1)[0]
+    elif label.startswith("rt:"):
+        raise UnsupportedModelError(
+            f"model type '{spec.model_type}' names a runtime, not a format; "
+            "put the format in the model key's model_type.name"
+        )
+    if not label:
+        raise UnsupportedModelError("no model type given (modelType and model key are empty)")
+    return label.lower()
+
+
+@dataclass(slots=True)
+class _Loaded:
+    model: _formats.LoadedModel
+    size_bytes: int
+    loaded_at: float
+
+
+class BuiltinRuntime:
+    """Loads artifacts of the supported formats and serves predictions."""
+
+    def __init__(self, *, settings: RuntimeSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._models: dict[str, _Loaded] = {}
+        self._loading: set[str] = set()
+        # unloadModel may arrive while the load it cancels is still running;
+        # the load then discards its result instead of leaking the memory.
+        self._unload_requested: set[str] = set()
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        return self._settings
+
+    def status(self) -> RuntimeStatus:
+        return RuntimeStatus(
+            state=RuntimeState.READY,
+            capacity_bytes=self._settings.capacity_bytes,
+            max_loading_concurrency=self._settings.max_loading_concurrency,
+            model_loading_timeout_ms=self._settings.model_loading_timeout_ms,
+            default_model_size_bytes=self._settings.default_model_size_bytes,
+            runtime_version=__version__,
+        )
+
+    def purge(self) -> int:
+        """Drop every loaded model (runtimeStatus does this before READY)."""
+        with self._lock:
+            count = len(self._models)
+            self._models.clear()
+            self._unload_requested.update(self._loading)
+        return count
+
+    def loaded_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def _artifact(self, spec: ModelSpec) -> _formats.Artifact:
+        model_type = resolve_model_type(spec)
+        if not spec.model_path:
+            raise UnsupportedModelError(f"model '{spec.model_id}': no model path given")
+        return _formats.find_artifact(model_type=model_type, model_path=pathlib.Path(spec.model_path))
+
+    def predict_size(self, spec: ModelSpec) -> int:
+        """A cheap, conservative size estimate made without loading."""
+        return _formats.estimate_size(self._artifact(spec))
+
+    def load(self, spec: ModelSpec) -> LoadResult:
+        """Load a model; loading one already loaded returns its size."""
+        with self._lock:
+            existing = self._models.get(spec.model_id)
+            if existing is not None:
+                return LoadResult(size_bytes=existing.size_bytes)
+            self._loading.add(spec.model_id)
+            self._unload_requested.discard(spec.model_id)
+        try:
+            artifact = self._artifact(spec)
+            estimate = _formats.estimate_size(artifact)
+            capacity = self._settings.capacity_bytes
+            if estimate > capacity:
+                raise ModelTooLargeError(
+                    f"model '{spec.model_id}' needs about {estimate} bytes, more than the "
+                    f"runtime's whole capacity of {capacity} bytes"
+                )
+            started = time.monotonic()
+            model = _formats.load_model(
+                artifact,
+                allow_pickle=self._settings.allow_pickle,
+                trusted_types=self._settings.trusted_types,
+            )
+            size = max(int(model.size_bytes), 1)
+            log.info(
+                "loaded model %s (%s, %d bytes) in %.3f s",
+                spec.model_id,
+                artifact.format.name.lower(),
+                size,
+                time.monotonic() - started,
+            )
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # a library failing in a way no loader anticipated
+            raise ModelLoadError(f"model '{spec.model_id}' failed to load: {exc}") from exc
+        finally:
+            with self._lock:
+                self._loading.discard(spec.model_id)
+        with self._lock:
+            if spec.model_id in self._unload_requested:
+                self._unload_requested.discard(spec.model_id)
+                raise ModelLoadError(f"model '{spec.model_id}' was unloaded while loading")
+            self._models[spec.model_id] = _Loaded(model, size, time.time())
+        return LoadResult(size_bytes=size)
+
+    def unload(self, model_id: str) -> None:
+        """Unload a model; unknown ids are not an error (the SPI's contract)."""
+        with self._lock:
+            removed = self._models.pop(model_id, None)
+            if removed is None and model_id in self._loading:
+                self._unload_requested.add(model_id)
+        if removed is not None:
+            log.info("unloaded model %s", model_id)
+
+    def _get(self, model_id: str) -> _Loaded:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise ModelNotFoundError(f"model '{model_id}' is not loaded in this runtime") from None
+
+    def model_size(self, model_id: str) -> int:
+        return self._get(model_id).size_bytes
+
+    def is_loaded(self, model_id: str) -> bool:
+        return model_id in self._models
+
+    def metadata(self, model_id: str) -> ModelMetadata:
+        model = self._get(model_id).model
+        return ModelMetadata(
+            name=model_id,
+            platform=model.platform,
+            inputs=tuple(model.metadata_inputs),
+            outputs=tuple(model.metadata_outputs),
+        )
+
+    def infer(self, request: InferenceRequest, *, model_id: str | None = None) -> InferenceResponse:
+        """Run one request; ``model_id`` overrides the request's model name."""
+        target = model_id or request.model_name
+        model = self._get(target).model
+        outputs = model.predict(request.inputs, outputs=[o.name for o in request.outputs])
+        return InferenceResponse(
+            model_name=target,
+            model_version=request.model_version,
+            id=request.id,
+            outputs=outputs,
+        )

@@ -1,0 +1,89 @@
+"""LightGBM models in LightGBM's text format.
+
+As with XGBoost the objective decides the outputs, and a classifier's
+``predict`` is the class index (LightGBM keeps no labels):
+
+==============================  ===================  ===================
+objective                       predict              predict_proba
+==============================  ===================  ===================
+binary                          INT64, p > 0.5       FP64 [N, 2]
+multiclass, multiclassova       INT64, argmax        FP64 [N, K]
+anything else                   FP64                 -
+==============================  ===================  ===================
+
+Rows are handed to LightGBM as float64: its thresholds are doubles, and
+float32 inputs convert exactly, so nothing is lost whatever is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from meshserve.errors import CorruptModelError
+from meshserve.protocol.datatypes import Datatype
+from meshserve.protocol.inference import TensorMetadata
+from meshserve.runtime._formats import _sizing
+from meshserve.runtime._formats._artifact import Artifact
+from meshserve.runtime._formats._imports import require
+from meshserve.runtime._formats._tabular import PREDICT, PREDICT_PROBA, TabularModel
+
+__all__ = ["load"]
+
+_MULTICLASS = ("multiclass", "multiclassova")
+
+
+def load(artifact: Artifact) -> TabularModel:
+    lgb = require("lightgbm", model_type="lightgbm", extra="lightgbm")
+    try:
+        booster = lgb.Booster(model_file=str(artifact.path))
+        objective = str(booster.params.get("objective", "")).split(" ", 1)[0]
+        n_classes = int(booster.num_model_per_iteration())
+        n_features = int(booster.num_feature())
+    except Exception as exc:
+        raise CorruptModelError(
+            f"lightgbm model {artifact.path} could not be loaded: {exc}"
+        ) from exc
+    # The model file is LightGBM's own serialization of what it holds.
+    size = _sizing.apply(_sizing.LIGHTGBM_TEXT_RULE, artifact.disk_size)
+    return TabularModel(
+        platform="lightgbm",
+        library="lightgbm",
+        estimator=_LightGBMEstimator(booster, objective=objective),
+        n_features=n_features,
+        input_datatype=Datatype.FP32,
+        compute_dtype=np.dtype(np.float64),
+        metadata_outputs=_outputs(objective, n_classes=n_classes),
+        size_bytes=size,
+    )
+
+
+def _outputs(objective: str, *, n_classes: int) -> tuple[TensorMetadata, ...]:
+    label = TensorMetadata(PREDICT, Datatype.INT64, (-1,))
+    if objective == "binary":
+        return (label, TensorMetadata(PREDICT_PROBA, Datatype.FP64, (-1, 2)))
+    if objective in _MULTICLASS:
+        return (label, TensorMetadata(PREDICT_PROBA, Datatype.FP64, (-1, n_classes)))
+    return (TensorMetadata(PREDICT, Datatype.FP64, (-1,)),)
+
+
+class _LightGBMEstimator:
+    def __init__(self, booster: Any, *, objective: str) -> None:
+        self._booster = booster
+        self._objective = objective
+
+    def compute(self, matrix: np.ndarray, names: Sequence[str]) -> Mapping[str, np.ndarray]:
+        raw = np.asarray(self._booster.predict(matrix))
+        results: dict[str, np.ndarray] = {}
+        if self._objective == "binary":
+            results[PREDICT] = (raw > 0.5).astype(np.int64)
+            if PREDICT_PROBA in names:
+                results[PREDICT_PROBA] = np.column_stack([1.0 - raw, raw])
+        elif self._objective in _MULTICLASS:
+            results[PREDICT] = np.argmax(raw, axis=1).astype(np.int64)
+            results[PREDICT_PROBA] = raw
+        else:
+            results[PREDICT] = raw
+        return results

@@ -1,0 +1,104 @@
+"""The in-process host: the instance calls the built-in runtime directly."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+from meshserve.errors import PickleRefusedError
+from meshserve.protocol import codecs
+from meshserve.protocol._pb import grpc_predict_v2_pb2 as pb
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.runtime._builtin import BuiltinRuntime
+from meshserve.runtime._interface import Runtime
+from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeStatus
+from meshserve.settings import RuntimeSettings
+
+__all__ = ["InProcessRuntime", "infer_grpc_bytes"]
+
+T = TypeVar("T")
+
+
+def infer_grpc_bytes(runtime: BuiltinRuntime, model_id: str, body: bytes) -> bytes:
+    """Decode, predict and encode one gRPC request (blocking; run off-loop).
+
+    The response uses raw contents when the request did, typed otherwise, so
+    clients get back the form they chose.
+    """
+    message = pb.ModelInferRequest.FromString(body)
+    request = codecs.request_from_proto(message)
+    response = runtime.infer(request, model_id=model_id)
+    raw = bool(message.raw_input_contents) or not message.inputs
+    return codecs.response_to_proto(response, raw=raw).SerializeToString()
+
+
+class InProcessRuntime(Runtime):
+    """Runs the built-in runtime inside the instance's process.
+
+    Only for formats that execute no user code on load: pickle is refused
+    here whatever the settings say, because a pickle would run with the
+    instance's privileges and memory.
+    """
+
+    def __init__(self, *, settings: RuntimeSettings, predict_workers: int = 4) -> None:
+        if settings.allow_pickle:
+            raise PickleRefusedError(
+                "allow_pickle needs the out-of-process runtime host (--runtime-host process): "
+                "a pickle executes code on load and must not run inside the instance"
+            )
+        self._runtime = BuiltinRuntime(settings=settings)
+        self._predict_workers = predict_workers
+        self._load_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._predict_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        settings = self._runtime.settings
+        self._load_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.max_loading_concurrency, thread_name_prefix="meshserve-load"
+        )
+        self._predict_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._predict_workers, thread_name_prefix="meshserve-predict"
+        )
+
+    async def stop(self) -> None:
+        self._runtime.purge()
+        for pool in (self._load_pool, self._predict_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._load_pool = self._predict_pool = None
+
+    async def _run(
+        self, pool: concurrent.futures.Executor | None, fn: Callable[..., T], *args: object
+    ) -> T:
+        if pool is None:
+            raise RuntimeError("the in-process runtime is not started")
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+
+    async def status(self) -> RuntimeStatus:
+        return self._runtime.status()
+
+    async def load(self, spec: ModelSpec) -> LoadResult:
+        return await self._run(self._load_pool, self._runtime.load, spec)
+
+    async def unload(self, model_id: str) -> None:
+        self._runtime.unload(model_id)
+
+    async def predict_size(self, spec: ModelSpec) -> int:
+        return self._runtime.predict_size(spec)
+
+    async def model_size(self, model_id: str) -> int:
+        return self._runtime.model_size(model_id)
+
+    async def metadata(self, model_id: str) -> ModelMetadata:
+        return self._runtime.metadata(model_id)
+
+    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
+        return await self._run(
+            self._predict_pool, functools.partial(self._runtime.infer, model_id=model_id), request
+        )
+
+    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+        return await self._run(self._predict_pool, infer_grpc_bytes, self._runtime, model_id, body)

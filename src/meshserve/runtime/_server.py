@@ -1,0 +1,309 @@
+"""The runtime server: ModelMesh's runtime SPI plus v2 inference, for one
+built-in runtime, on a Unix socket (mode 0600) or a loopback TCP port.
+
+This is what ``meshserve runtime`` runs: the process an instance spawns for
+its out-of-process host, and the "direct" baseline of the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import pathlib
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+import grpc.aio
+
+from meshserve import __version__
+from meshserve.protocol import codecs
+from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
+from meshserve.protocol._pb import grpc_predict_v2_pb2_grpc as v2_grpc
+from meshserve.protocol._pb import model_runtime_pb2 as spi
+from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
+from meshserve.protocol.peek import peek_model_name
+from meshserve.protocol.status import reports_errors
+from meshserve.runtime._address import ListenAddress
+from meshserve.runtime._builtin import BuiltinRuntime
+from meshserve.runtime._inprocess import infer_grpc_bytes
+from meshserve.runtime._records import ModelSpec
+
+__all__ = ["MODEL_ID_HEADER", "RuntimeServer"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MODEL_ID_HEADER = "mm-model-id"
+"""Metadata key naming the concrete model, as ModelMesh sends it to runtimes."""
+
+# The instance in front enforces grpcMaxMessageSizeBytes; the runtime's own
+# link must not cut off anything the instance accepted.
+_UNLIMITED_MESSAGES = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+]
+
+
+def _header_model_id(context: grpc.aio.ServicerContext) -> str | None:
+    """The model id an instance put in the metadata, if it did."""
+    for key, value in context.invocation_metadata() or ():
+        if key == MODEL_ID_HEADER:
+            return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+class _Pools:
+    """Executors that keep blocking library code off the event loop."""
+
+    def __init__(self, *, load_workers: int, predict_workers: int) -> None:
+        self.load = concurrent.futures.ThreadPoolExecutor(
+            max_workers=load_workers, thread_name_prefix="runtime-load"
+        )
+        self.predict = concurrent.futures.ThreadPoolExecutor(
+            max_workers=predict_workers, thread_name_prefix="runtime-predict"
+        )
+
+    async def run(self, pool: concurrent.futures.Executor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+
+    def shutdown(self) -> None:
+        self.load.shutdown(wait=False, cancel_futures=True)
+        self.predict.shutdown(wait=False, cancel_futures=True)
+
+
+def _spec(request: spi.LoadModelRequest | spi.PredictModelSizeRequest) -> ModelSpec:
+    return ModelSpec(
+        model_id=request.modelId,
+        model_type=request.modelType,
+        model_path=request.modelPath,
+        model_key=request.modelKey,
+    )
+
+
+class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
+    def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
+        self._runtime = runtime
+        self._pools = pools
+
+    @reports_errors
+    async def loadModel(
+        self, request: spi.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> spi.LoadModelResponse:
+        result = await self._pools.run(
+            self._pools.load, functools.partial(self._runtime.load, _spec(request))
+        )
+        return spi.LoadModelResponse(
+            sizeInBytes=result.size_bytes, maxConcurrency=result.max_concurrency
+        )
+
+    @reports_errors
+    async def unloadModel(
+        self, request: spi.UnloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> spi.UnloadModelResponse:
+        self._runtime.unload(request.modelId)
+        return spi.UnloadModelResponse()
+
+    @reports_errors
+    async def predictModelSize(
+        self, request: spi.PredictModelSizeRequest, context: grpc.aio.ServicerContext
+    ) -> spi.PredictModelSizeResponse:
+        return spi.PredictModelSizeResponse(sizeInBytes=self._runtime.predict_size(_spec(request)))
+
+    @reports_errors
+    async def modelSize(
+        self, request: spi.ModelSizeRequest, context: grpc.aio.ServicerContext
+    ) -> spi.ModelSizeResponse:
+        return spi.ModelSizeResponse(sizeInBytes=self._runtime.model_size(request.modelId))
+
+    @reports_errors
+    async def runtimeStatus(
+        self, request: spi.RuntimeStatusRequest, context: grpc.aio.ServicerContext
+    ) -> spi.RuntimeStatusResponse:
+        # Called when an instance (re)connects: whatever is loaded is from
+        # before, and the instance's accounting no longer includes it.
+        purged = self._runtime.purge()
+        if purged:
+            log.warning("runtimeStatus: purged %d models loaded before this call", purged)
+        status = self._runtime.status()
+        return spi.RuntimeStatusResponse(
+            status=spi.RuntimeStatusResponse.READY,
+            capacityInBytes=status.capacity_bytes,
+            maxLoadingConcurrency=status.max_loading_concurrency,
+            modelLoadingTimeoutMs=status.model_loading_timeout_ms,
+            defaultModelSizeInBytes=status.default_model_size_bytes,
+            runtimeVersion=status.runtime_version,
+            # The v2 ModelInfer request names its model in field 1.
+            methodInfos={
+                "inference.GRPCInferenceService/ModelInfer": (
+                    spi.RuntimeStatusResponse.MethodInfo(idInjectionPath=[1])
+                ),
+            },
+        )
+
+
+class _InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
+        self._runtime = runtime
+        self._pools = pools
+
+    @reports_errors
+    async def ServerLive(
+        self, request: v2.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> v2.ServerLiveResponse:
+        return v2.ServerLiveResponse(live=True)
+
+    @reports_errors
+    async def ServerReady(
+        self, request: v2.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> v2.ServerReadyResponse:
+        return v2.ServerReadyResponse(ready=True)
+
+    @reports_errors
+    async def ModelReady(
+        self, request: v2.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> v2.ModelReadyResponse:
+        model_id = _header_model_id(context) or request.name
+        return v2.ModelReadyResponse(ready=self._runtime.is_loaded(model_id))
+
+    @reports_errors
+    async def ServerMetadata(
+        self, request: v2.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> v2.ServerMetadataResponse:
+        return v2.ServerMetadataResponse(name="meshserve-runtime", version=__version__)
+
+    @reports_errors
+    async def ModelMetadata(
+        self, request: v2.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> v2.ModelMetadataResponse:
+        metadata = self._runtime.metadata(_header_model_id(context) or request.name)
+        return codecs.metadata_to_proto(metadata)
+
+    @reports_errors
+    async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        # Registered with identity (de)serializers: the body is decoded in the
+        # worker thread, not on the loop, and the instance forwards it as is.
+        model_id = _header_model_id(context) or peek_model_name(request)
+        return await self._pools.run(
+            self._pools.predict,
+            functools.partial(infer_grpc_bytes, self._runtime, model_id, request),
+        )
+
+
+def _inference_handler(servicer: _InferenceServicer) -> grpc.GenericRpcHandler:
+    """The v2 service, with ModelInfer taking and returning raw bytes."""
+
+    def unary(
+        method: Callable[..., object],
+        request_type: Any = None,
+        response_type: Any = None,
+    ) -> grpc.RpcMethodHandler:
+        # None on both sides means identity: the method sees raw bytes.
+        return grpc.unary_unary_rpc_method_handler(
+            method,
+            request_deserializer=request_type.FromString if request_type else None,
+            response_serializer=response_type.SerializeToString if response_type else None,
+        )
+
+    return grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {
+            "ServerLive": unary(servicer.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
+            "ServerReady": unary(
+                servicer.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse
+            ),
+            "ModelReady": unary(servicer.ModelReady, v2.ModelReadyRequest, v2.ModelReadyResponse),
+            "ServerMetadata": unary(
+                servicer.ServerMetadata, v2.ServerMetadataRequest, v2.ServerMetadataResponse
+            ),
+            "ModelMetadata": unary(
+                servicer.ModelMetadata, v2.ModelMetadataRequest, v2.ModelMetadataResponse
+            ),
+            "ModelInfer": unary(servicer.ModelInfer),
+        },
+    )
+
+
+class RuntimeServer:
+    """Serves one :class:`BuiltinRuntime` over gRPC.
+
+    ``async with RuntimeServer(...) as server`` binds and starts it;
+    ``server.address`` is then the bound address (the real port when 0 was
+    asked for).
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime: BuiltinRuntime,
+        listen: ListenAddress,
+        predict_workers: int = 4,
+    ) -> None:
+        self._runtime = runtime
+        self._listen = listen
+        self._predict_workers = predict_workers
+        self._server: grpc.aio.Server | None = None
+        self._pools: _Pools | None = None
+        self.address: str = str(listen)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        pools = _Pools(
+            load_workers=self._runtime.settings.max_loading_concurrency,
+            predict_workers=self._predict_workers,
+        )
+        server = grpc.aio.server(options=_UNLIMITED_MESSAGES)
+        spi_grpc.add_ModelRuntimeServicer_to_server(
+            _ModelRuntimeServicer(self._runtime, pools), server
+        )
+        server.add_generic_rpc_handlers((_inference_handler(_InferenceServicer(self._runtime, pools)),))
+        if self._listen.unix_path is not None:
+            path = pathlib.Path(self._listen.unix_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            # The socket must never exist with looser permissions, even for
+            # the instant between bind and chmod: bind under a strict umask.
+            previous = os.umask(0o177)
+            try:
+                server.add_insecure_port(self._listen.grpc_target())
+                await server.start()
+            finally:
+                os.umask(previous)
+            os.chmod(path, 0o600)
+            self.address = self._listen.grpc_target()
+        else:
+            port = server.add_insecure_port(self._listen.grpc_target())
+            await server.start()
+            self.address = self._listen.grpc_target(port)
+        self._server, self._pools = server, pools
+        log.info("runtime listening on %s", self.address)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._pools is not None:
+            self._pools.shutdown()
+            self._pools = None
+        if self._listen.unix_path is not None:
+            pathlib.Path(self._listen.unix_path).unlink(missing_ok=True)
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

@@ -1,0 +1,147 @@
+"""meshserve's settings: one typed object, built once and passed in.
+
+Sources, lowest to highest precedence: defaults (ModelMesh Serving's where it
+has one), a YAML config file, ``MESHSERVE_*`` environment variables (``__``
+between nested names, e.g. ``MESHSERVE_RUNTIME__CAPACITY_BYTES``), then
+command-line flags. Config files may spell keys in ModelMesh's camelCase
+(``capacityBytes``) or in snake_case.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["RuntimeSettings", "Settings", "load_settings"]
+
+GIB = 1024**3
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class RuntimeSettings(_Group):
+    """The built-in runtime: where it runs and what it may load."""
+
+    host: Literal["inprocess", "process"] = "inprocess"
+    """``inprocess`` calls the runtime directly (no hop; formats that run no
+    user code only). ``process`` runs it as a sandboxed child on a Unix
+    socket, which pickle-based formats require."""
+
+    capacity_bytes: int = Field(default=1 * GIB, gt=0)
+    """Memory the runtime offers to loaded models, in bytes. ModelMesh derives
+    it from the container's memory request minus memBufferBytes; standalone
+    there is no request to read, so it is set here."""
+
+    allow_pickle: bool = False
+    """Serve joblib/pickle artifacts. Pickle runs arbitrary code on load, so it
+    is off, and only the out-of-process host accepts it."""
+
+    trusted_types: tuple[str, ...] = ()
+    """Extra fully qualified type names a .skops file may contain beyond the
+    ones skops and meshserve trust by default."""
+
+    max_loading_concurrency: int = Field(default=1, ge=1)
+    """Loads in flight at once (ModelMesh's default is 1)."""
+
+    model_loading_timeout_ms: int = Field(default=90_000, gt=0)
+    """A load that takes longer fails (ModelMesh: modelLoadingTimeoutMillis)."""
+
+    default_model_size_bytes: int = Field(default=1_000_000, gt=0)
+    """Size assumed for a model before it is measured (ModelMesh's default)."""
+
+    start_timeout_s: float = Field(default=60.0, gt=0)
+    """How long an out-of-process runtime may take to answer READY."""
+
+    restart_backoff_initial_s: float = Field(default=0.5, gt=0)
+    """First delay before restarting a crashed out-of-process runtime; it
+    doubles per consecutive crash up to ``restart_backoff_max_s``."""
+
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    stop_grace_s: float = Field(default=5.0, ge=0)
+    """SIGTERM-to-SIGKILL grace when stopping an out-of-process runtime."""
+
+
+class Settings(BaseSettings):
+    """All of meshserve's settings, grouped by concern."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MESHSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    runtime: RuntimeSettings = RuntimeSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the config file merged with flags by load_settings) wins over env.
+        return (init_settings, env_settings)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    *, config_file: pathlib.Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings from a YAML file, the environment and flag overrides.
+
+    ``overrides`` holds flag values as nested dicts (``{"runtime":
+    {"capacity_bytes": 1024}}``); entries whose value is None are ignored, so
+    unset flags never mask the file or the environment.
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: expected a mapping at the top level")
+        data = loaded
+    env = Settings().model_dump(exclude_unset=True)
+    return Settings(**_merge(_merge(_snake_keys(data), env), _drop_none(overrides or {})))
+
+
+def _snake_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Config files may use ModelMesh's camelCase; merging needs one spelling."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = _ALIASES.get(key, to_snake(key))
+        out[name] = _snake_keys(value) if isinstance(value, dict) else value
+    return out
+
+
+# camelCase names that do not convert mechanically to the field name.
+_ALIASES = {"modelLoadingTimeoutMillis": "model_loading_timeout_ms"}
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out

@@ -1,0 +1,81 @@
+"""Start real processes for tests and always clean them up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+GRACE_S = 5.0
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(grace)
+
+
+def wait_for_line(
+    proc: subprocess.Popen[bytes], pattern: str, timeout: float = 60.0
+) -> re.Match[str]:
+    """Read the process's stdout until a line matches ``pattern``."""
+    assert proc.stdout is not None
+    regex = re.compile(pattern)
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    buffer = b""
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=0.2):
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while b"\n" in buffer:
+            raw, buffer = buffer.split(b"\n", 1)
+            line = raw.decode(errors="replace")
+            seen.append(line)
+            match = regex.search(line)
+            if match:
+                return match
+    raise AssertionError(
+        f"no line matching {pattern!r} within {timeout} s (exit code {proc.poll()}); "
+        f"output so far:\n" + "\n".join(seen[-40:])
+    )
+
+
+@contextlib.contextmanager
+def meshserve(args: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator[
+    subprocess.Popen[bytes]
+]:
+    """Run ``python -m meshserve ARGS``; stderr passes through, stdout is piped."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshserve", *args],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,45 @@
+import pathlib
+
+import pytest
+from pydantic import ValidationError
+
+from meshserve.settings import RuntimeSettings, Settings, load_settings
+
+
+def test_defaults_match_modelmesh() -> None:
+    runtime = Settings().runtime
+    assert runtime.model_loading_timeout_ms == 90_000
+    assert runtime.max_loading_concurrency == 1
+    assert runtime.default_model_size_bytes == 1_000_000
+    assert runtime.allow_pickle is False
+    assert runtime.host == "inprocess"
+
+
+def test_file_then_env_then_flags(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "meshserve.yaml"
+    config.write_text(
+        "runtime:\n  capacityBytes: 111\n  modelLoadingTimeoutMillis: 5\n  allow_pickle: true\n"
+    )
+    assert load_settings(config_file=config).runtime.capacity_bytes == 111
+    monkeypatch.setenv("MESHSERVE_RUNTIME__CAPACITY_BYTES", "222")
+    settings = load_settings(config_file=config)
+    assert settings.runtime.capacity_bytes == 222
+    assert settings.runtime.model_loading_timeout_ms == 5
+    assert settings.runtime.allow_pickle is True
+    flagged = load_settings(
+        config_file=config, overrides={"runtime": {"capacity_bytes": 333, "host": None}}
+    )
+    assert flagged.runtime.capacity_bytes == 333
+    assert flagged.runtime.host == "inprocess"
+
+
+def test_unknown_and_invalid_values_are_refused(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("runtime:\n  capacityBites: 1\n")
+    with pytest.raises(ValidationError, match="capacity_bites"):
+        load_settings(config_file=config)
+    with pytest.raises(ValidationError):
+        RuntimeSettings(capacity_bytes=0)
+    config.write_text("- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        load_settings(config_file=config)
