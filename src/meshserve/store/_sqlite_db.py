@@ -1,0 +1,484 @@
+"""The SQLite side of ``SqliteStore``: plain synchronous SQL.
+
+Everything here runs on the store's single executor thread, never on the
+event loop. Each public method is one SQLite transaction; writes use
+``BEGIN IMMEDIATE`` so that processes sharing the file serialise on the write
+lock instead of failing halfway through a read-modify-write.
+
+Tables:
+
+- ``kv``: the current keys (key as UTF-8 BLOB, so order and prefix ranges
+  are byte-wise, as in etcd);
+- ``events``: one row per change (kv after, kv before) keyed by
+  (revision, sub), read by watches and trimmed by compaction;
+- ``leases``: id, TTL and wall-clock expiry (wall clock because every
+  process on the machine must agree on it, and it survives restarts);
+- ``meta``: the current revision, the compacted revision, the schema version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from meshserve.store import _errors
+from meshserve.store._types import (
+    Compare,
+    DeleteOp,
+    DeletePrefixOp,
+    Event,
+    EventKind,
+    KeyValue,
+    LeaseId,
+    Op,
+    PutOp,
+    RangeResult,
+    prefix_range_end,
+)
+
+__all__ = ["EventPage", "SqliteDb", "TxnOutcome"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    key             BLOB PRIMARY KEY,
+    value           BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision    INTEGER NOT NULL,
+    version         INTEGER NOT NULL,
+    lease           INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_by_lease ON kv (lease) WHERE lease IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    revision             INTEGER NOT NULL,
+    sub                  INTEGER NOT NULL,
+    kind                 INTEGER NOT NULL,
+    key                  BLOB NOT NULL,
+    value                BLOB NOT NULL,
+    create_revision      INTEGER NOT NULL,
+    version              INTEGER NOT NULL,
+    lease                INTEGER,
+    prev_value           BLOB,
+    prev_create_revision INTEGER,
+    prev_mod_revision    INTEGER,
+    prev_version         INTEGER,
+    prev_lease           INTEGER,
+    ts                   REAL NOT NULL,
+    PRIMARY KEY (revision, sub)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    ttl        REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases (expires_at);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compact_revision', 0);
+"""
+
+_KIND_CODE = {EventKind.PUT: 0, EventKind.DELETE: 1}
+_KIND_OF_CODE = {code: kind for kind, code in _KIND_CODE.items()}
+
+_EVENT_COLUMNS = (
+    "revision, kind, key, value, create_revision, version, lease, prev_value, "
+    "prev_create_revision, prev_mod_revision, prev_version, prev_lease"
+)
+
+_KvRow = tuple[bytes, bytes, int, int, int, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOutcome:
+    succeeded: bool
+    revision: int
+    deleted: tuple[int, ...]
+    """Per op: keys deleted (0 for puts)."""
+    expired_leases: int
+    """Leases swept as a side effect (their DELETE events are in the log)."""
+    dead_lease: LeaseId | None = None
+    """A lease named by a put that is not alive; nothing was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Events with ``after < revision <= upto``, in order."""
+
+    compact_revision: int
+    current_revision: int
+    upto: int
+    events: tuple[Event, ...]
+
+
+class SqliteDb:
+    """One connection to the store's database file; one thread uses it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    def connect(cls, path: str, *, busy_timeout: float) -> SqliteDb:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            with _translate_errors():
+                conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable across a process crash in WAL mode; only
+                # a power loss can drop the last transactions.
+                conn.execute("PRAGMA synchronous = NORMAL")
+            db = cls(conn)
+            db._create_schema()
+        except BaseException:
+            conn.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _create_schema(self) -> None:
+        with self._write():
+            # executescript would commit the open transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
+            )
+            found = self._meta("schema_version")
+        if found != SCHEMA_VERSION:
+            raise _errors.StoreError(
+                f"store database has schema version {found}, this code needs {SCHEMA_VERSION}"
+            )
+
+    # -- transactions ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        with _translate_errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[None]:
+        # A deferred transaction gives several SELECTs one snapshot.
+        with _translate_errors():
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _meta(self, name: str) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, name: str, value: int) -> None:
+        self._conn.execute("UPDATE meta SET value = ? WHERE name = ?", (value, name))
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        with _translate_errors():
+            row = self._select_kv(key.encode())
+        return None if row is None else _kv(row)
+
+    def range(self, prefix: str) -> RangeResult:
+        with self._read():
+            revision = self._meta("revision")
+            rows = self._select_prefix(prefix.encode())
+        return RangeResult(kvs=tuple(_kv(r) for r in rows), revision=revision)
+
+    def current_revision(self) -> int:
+        with _translate_errors():
+            return self._meta("revision")
+
+    def _select_kv(self, key: bytes) -> _KvRow | None:
+        row: _KvRow | None = self._conn.execute(
+            "SELECT key, value, create_revision, mod_revision, version, lease FROM kv "
+            "WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return row
+
+    def _select_prefix(self, prefix: bytes) -> list[_KvRow]:
+        end = prefix_range_end(prefix)
+        sql = "SELECT key, value, create_revision, mod_revision, version, lease FROM kv "
+        if end is None:
+            return self._conn.execute(sql + "WHERE key >= ? ORDER BY key", (prefix,)).fetchall()
+        return self._conn.execute(
+            sql + "WHERE key >= ? AND key < ? ORDER BY key", (prefix, end)
+        ).fetchall()
+
+    # -- writes ----------------------------------------------------------------
+
+    def txn(self, compares: Sequence[Compare], ops: Sequence[Op], *, now: float) -> TxnOutcome:
+        with self._write():
+            expired = self._sweep(now)
+            revision = self._meta("revision")
+            for compare in compares:
+                row = self._select_kv(compare.key.encode())
+                if (row[3] if row else 0) != compare.mod_revision:
+                    return TxnOutcome(False, revision, (), expired)
+            leases = {op.lease for op in ops if isinstance(op, PutOp) and op.lease is not None}
+            for lease in leases:
+                if not self._lease_alive(lease, now):
+                    # Commit the sweep anyway; only the ops are refused.
+                    return TxnOutcome(False, revision, (), expired, dead_lease=lease)
+            log = _EventLog(self._conn, revision=revision + 1, ts=now)
+            deleted = tuple(self._apply(op, log) for op in ops)
+            if log.changed:
+                revision += 1
+                self._set_meta("revision", revision)
+        return TxnOutcome(True, revision, deleted, expired)
+
+    def _apply(self, op: Op, log: _EventLog) -> int:
+        if isinstance(op, PutOp):
+            key = op.key.encode()
+            prev = self._select_kv(key)
+            if prev is None:
+                row: _KvRow = (key, op.value, log.revision, log.revision, 1, op.lease)
+            else:
+                row = (key, op.value, prev[2], log.revision, prev[4] + 1, op.lease)
+            self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?)", row)
+            log.record(EventKind.PUT, row, prev)
+            return 0
+        if isinstance(op, DeleteOp):
+            found = self._select_kv(op.key.encode())
+            rows = [] if found is None else [found]
+        else:
+            assert isinstance(op, DeletePrefixOp)
+            rows = self._select_prefix(op.prefix.encode())
+        self._delete_rows(rows, log)
+        return len(rows)
+
+    def _delete_rows(self, rows: Sequence[_KvRow], log: _EventLog) -> None:
+        self._conn.executemany("DELETE FROM kv WHERE key = ?", [(r[0],) for r in rows])
+        for row in rows:
+            log.record(EventKind.DELETE, (row[0], b"", 0, log.revision, 0, None), row)
+
+    # -- leases ----------------------------------------------------------------
+
+    def grant_lease(self, ttl: float, *, now: float) -> LeaseId:
+        with self._write():
+            cursor = self._conn.execute(
+                "INSERT INTO leases (ttl, expires_at) VALUES (?, ?)", (ttl, now + ttl)
+            )
+            assert cursor.lastrowid is not None
+            return LeaseId(cursor.lastrowid)
+
+    def keepalive(self, lease: LeaseId, *, now: float) -> bool:
+        """Refresh ``lease``; False if it had already expired or never existed."""
+        with self._write():
+            self._sweep(now)
+            cursor = self._conn.execute(
+                "UPDATE leases SET expires_at = ? + ttl WHERE id = ?", (now, lease)
+            )
+            return cursor.rowcount == 1
+
+    def revoke_lease(self, lease: LeaseId, *, now: float) -> None:
+        with self._write():
+            self._sweep(now)
+            self._end_lease(lease, now)
+
+    def has_expired_leases(self, now: float) -> bool:
+        with _translate_errors():
+            row = self._conn.execute(
+                "SELECT 1 FROM leases WHERE expires_at <= ? LIMIT 1", (now,)
+            ).fetchone()
+        return row is not None
+
+    def sweep(self, now: float) -> int:
+        """End every expired lease; return how many."""
+        with self._write():
+            return self._sweep(now)
+
+    def _lease_alive(self, lease: int, now: float) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM leases WHERE id = ? AND expires_at > ?", (lease, now)
+        ).fetchone()
+        return row is not None
+
+    def _sweep(self, now: float) -> int:
+        expired = [
+            int(r[0])
+            for r in self._conn.execute(
+                "SELECT id FROM leases WHERE expires_at <= ? ORDER BY expires_at, id", (now,)
+            )
+        ]
+        for lease in expired:
+            self._end_lease(lease, now)
+        return len(expired)
+
+    def _end_lease(self, lease: int, now: float) -> None:
+        # One revision per lease, and none if it held no keys (as etcd does).
+        rows = self._conn.execute(
+            "SELECT key, value, create_revision, mod_revision, version, lease FROM kv "
+            "WHERE lease = ? ORDER BY key",
+            (lease,),
+        ).fetchall()
+        self._conn.execute("DELETE FROM leases WHERE id = ?", (lease,))
+        if rows:
+            revision = self._meta("revision") + 1
+            log = _EventLog(self._conn, revision=revision, ts=now)
+            self._delete_rows(rows, log)
+            self._set_meta("revision", revision)
+
+    # -- history ---------------------------------------------------------------
+
+    def read_events(self, *, after: int, max_revisions: int) -> EventPage:
+        """Events after revision ``after``, at most ``max_revisions`` revisions of them."""
+        with self._read():
+            current = self._meta("revision")
+            compacted = self._meta("compact_revision")
+            upto = min(current, after + max_revisions)
+            rows = self._conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE revision > ? AND revision <= ? "
+                "ORDER BY revision, sub",
+                (after, upto),
+            ).fetchall()
+        return EventPage(compacted, current, upto, tuple(_event(r) for r in rows))
+
+    def replay(self, prefix: str, *, start: int, upto: int) -> EventPage:
+        """Events under ``prefix`` with ``start <= revision <= upto``."""
+        key = prefix.encode()
+        end = prefix_range_end(key)
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events "
+            "WHERE revision >= ? AND revision <= ? AND key >= ?"
+        )
+        args: tuple[object, ...] = (start, upto, key)
+        if end is not None:
+            sql += " AND key < ?"
+            args += (end,)
+        with self._read():
+            current = self._meta("revision")
+            compacted = self._meta("compact_revision")
+            rows = self._conn.execute(sql + " ORDER BY revision, sub", args).fetchall()
+        return EventPage(compacted, current, upto, tuple(_event(r) for r in rows))
+
+    def compact(self, revision: int) -> None:
+        with self._write():
+            current = self._meta("revision")
+            if revision > current:
+                raise ValueError(f"cannot compact future revision {revision} (now {current})")
+            self._compact(revision)
+
+    def auto_compact(self, *, keep_revisions: int, older_than: float) -> int:
+        """Drop history beyond the last ``keep_revisions`` or written before ``older_than``.
+
+        Returns the compacted revision.
+        """
+        with self._write():
+            by_count = self._meta("revision") - keep_revisions
+            row = self._conn.execute(
+                "SELECT MAX(revision) FROM events WHERE ts < ?", (older_than,)
+            ).fetchone()
+            by_age = int(row[0]) if row and row[0] is not None else 0
+            return self._compact(max(by_count, by_age))
+
+    def _compact(self, revision: int) -> int:
+        compacted = self._meta("compact_revision")
+        if revision > compacted:
+            self._conn.execute("DELETE FROM events WHERE revision <= ?", (revision,))
+            self._set_meta("compact_revision", revision)
+            compacted = revision
+        return compacted
+
+
+class _EventLog:
+    """Appends the events of one revision."""
+
+    def __init__(self, conn: sqlite3.Connection, *, revision: int, ts: float) -> None:
+        self._conn = conn
+        self.revision = revision
+        self._ts = ts
+        self._sub = 0
+
+    @property
+    def changed(self) -> bool:
+        return self._sub > 0
+
+    def record(self, kind: EventKind, row: _KvRow, prev: _KvRow | None) -> None:
+        key, value, create_revision, _, version, lease = row
+        prev_columns = (None,) * 5 if prev is None else prev[1:]
+        self._conn.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.revision,
+                self._sub,
+                _KIND_CODE[kind],
+                key,
+                value,
+                create_revision,
+                version,
+                lease,
+                *prev_columns,
+                self._ts,
+            ),
+        )
+        self._sub += 1
+
+
+def _kv(row: _KvRow) -> KeyValue:
+    key, value, create_revision, mod_revision, version, lease = row
+    return KeyValue(
+        key=key.decode(),
+        value=bytes(value),
+        create_revision=create_revision,
+        mod_revision=mod_revision,
+        version=version,
+        lease=None if lease is None else LeaseId(lease),
+    )
+
+
+def _event(row: tuple[object, ...]) -> Event:
+    (
+        revision,
+        kind,
+        key,
+        value,
+        create_revision,
+        version,
+        lease,
+        prev_value,
+        prev_create,
+        prev_mod,
+        prev_version,
+        prev_lease,
+    ) = row
+    assert isinstance(key, bytes) and isinstance(value, bytes)
+    assert isinstance(revision, int) and isinstance(kind, int)
+    assert isinstance(create_revision, int) and isinstance(version, int)
+    assert lease is None or isinstance(lease, int)
+    kv = _kv((key, value, create_revision, revision, version, lease))
+    prev = None
+    if prev_mod is not None:
+        assert isinstance(prev_value, bytes) and isinstance(prev_create, int)
+        assert isinstance(prev_mod, int) and isinstance(prev_version, int)
+        assert prev_lease is None or isinstance(prev_lease, int)
+        prev = _kv((key, prev_value, prev_create, prev_mod, prev_version, prev_lease))
+    return Event(kind=_KIND_OF_CODE[kind], kv=kv, prev=prev)
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    """Report a busy or locked database as transient, everything else as is."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        message = str(exc)
+        if "locked" in message or "busy" in message:
+            raise _errors.StoreUnavailableError(f"store database busy: {message}") from exc
+        raise
