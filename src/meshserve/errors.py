@@ -10,6 +10,8 @@ the same thing on every port::
     │   ├── TensorError               one named tensor is malformed
     │   └── MessageTooLargeError      over grpcMaxMessageSizeBytes
     ├── ModelNotFoundError            no such model or vmodel
+    ├── AlreadyExistsError            exists already, differently (or owned by another)
+    ├── PreconditionFailedError       the current state forbids it (compare-and-set lost)
     ├── ModelLoadError                a load failed
     │   ├── LoadNotAttemptedError     refused before any memory was used
     │   │   ├── UnsupportedModelError unknown type, no artifact of that type
@@ -41,6 +43,8 @@ __all__ = [
     "ModelTooLargeError",
     "PickleRefusedError",
     "TensorError",
+    "AlreadyExistsError",
+    "PreconditionFailedError",
     "UnavailableError",
     "UnsupportedModelError",
 ]
@@ -89,6 +93,15 @@ class MessageTooLargeError(InvalidRequestError):
 
 class ModelNotFoundError(MeshServeError):
     """No model (or vmodel) is registered or loaded under that id."""
+
+
+class AlreadyExistsError(MeshServeError):
+    """The thing exists already with other settings, or another owner."""
+
+
+class PreconditionFailedError(MeshServeError):
+    """The request conflicts with the current state (e.g. deleting a model a
+    vmodel still uses, or an expectedTargetModelId that no longer holds)."""
 
 
 class ModelLoadError(MeshServeError):

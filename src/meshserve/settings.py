@@ -17,9 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["RuntimeSettings", "Settings", "load_settings"]
+__all__ = [
+    "CacheSettings",
+    "RuntimeSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "load_settings",
+]
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 class _Group(BaseModel):
@@ -71,6 +79,60 @@ class RuntimeSettings(_Group):
     """SIGTERM-to-SIGKILL grace when stopping an out-of-process runtime."""
 
 
+class ServerSettings(_Group):
+    """The instance's front ends."""
+
+    host: str = "127.0.0.1"
+    """Address the gRPC and REST ports bind to. Loopback by default: opening
+    a model server to the network is a decision, not a default."""
+
+    grpc_port: int = Field(default=8033, ge=0, le=65535)
+    """Inference + management gRPC port (ModelMesh's 8033); 0 picks one."""
+
+    rest_port: int = Field(default=8008, ge=0, le=65535)
+    """v2 REST port (ModelMesh Serving's REST proxy uses 8008); 0 picks one."""
+
+    rest_enabled: bool = True
+    """Serve REST (model-serving-config: restProxy.enabled)."""
+
+    grpc_max_message_size_bytes: int = Field(default=16 * MIB, gt=0)
+    """Largest request or response accepted, gRPC and REST alike
+    (model-serving-config: grpcMaxMessageSizeBytes)."""
+
+    grace_period_s: float = Field(default=5.0, ge=0)
+    """How long in-flight requests may finish at shutdown."""
+
+
+class CacheSettings(_Group):
+    """The instance's cache of loaded models."""
+
+    load_failure_expiry_seconds: float = Field(default=900.0, ge=0)
+    """A failed load is not retried before this many seconds (ModelMesh:
+    MM_LOAD_FAILURE_EXPIRY_TIME_MS, 15 minutes)."""
+
+    predict_size_timeout_s: float = Field(default=0.5, gt=0)
+    """Bound on the runtime's predictModelSize (ModelMesh waits 500 ms)."""
+
+    reload_after_restart: bool = True
+    """Reload what was loaded when an out-of-process runtime restarts."""
+
+
+class StoreSettings(_Group):
+    """Where registrations live."""
+
+    url: str = ""
+    """Empty: the embedded SQLite store in the data dir. ``sqlite:///PATH``
+    for another file."""
+
+    root_prefix: str = ""
+    """Namespace inside the store, so meshes can share one (ModelMesh's
+    root_prefix)."""
+
+    service_name: str = "modelmesh-serving"
+    """Keys live under ``<root_prefix>/mm/<service_name>/`` (ModelMesh's
+    layout; model-serving-config: inferenceServiceName)."""
+
+
 class Settings(BaseSettings):
     """All of meshserve's settings, grouped by concern."""
 
@@ -78,7 +140,13 @@ class Settings(BaseSettings):
         env_prefix="MESHSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    data_dir: pathlib.Path = pathlib.Path(".meshserve")
+    """Where the embedded store, logs and endpoints.json live."""
+
+    server: ServerSettings = ServerSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    cache: CacheSettings = CacheSettings()
+    store: StoreSettings = StoreSettings()
 
     @classmethod
     def settings_customise_sources(

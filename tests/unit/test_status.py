@@ -9,6 +9,8 @@ CASES = [
     (errors.InvalidRequestError("bad"), grpc.StatusCode.INVALID_ARGUMENT, 400),
     (errors.MessageTooLargeError("big"), grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
     (errors.ModelNotFoundError("m"), grpc.StatusCode.NOT_FOUND, 404),
+    (errors.AlreadyExistsError("a"), grpc.StatusCode.ALREADY_EXISTS, 409),
+    (errors.PreconditionFailedError("p"), grpc.StatusCode.FAILED_PRECONDITION, 412),
     (errors.UnsupportedModelError("u"), grpc.StatusCode.INVALID_ARGUMENT, 422),
     (errors.PickleRefusedError("p"), grpc.StatusCode.FAILED_PRECONDITION, 422),
     (errors.CorruptModelError("c"), grpc.StatusCode.INTERNAL, 500),

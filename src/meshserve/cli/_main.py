@@ -7,7 +7,7 @@ import logging
 import click
 
 from meshserve import __version__
-from meshserve.cli import _runtime
+from meshserve.cli import _runtime, _up
 
 __all__ = ["cli", "main"]
 
@@ -35,6 +35,7 @@ def cli(log_level: str) -> None:
 
 
 cli.add_command(_runtime.runtime)
+cli.add_command(_up.up)
 
 
 def main() -> None:

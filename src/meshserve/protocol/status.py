@@ -38,6 +38,8 @@ _TABLE: tuple[tuple[type[errors.MeshServeError], grpc.StatusCode, int], ...] = (
     (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT, 400),
     (errors.ModelNotFoundError, grpc.StatusCode.NOT_FOUND, 404),
+    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, 409),
+    (errors.PreconditionFailedError, grpc.StatusCode.FAILED_PRECONDITION, 412),
     # ModelMesh's SPI: a load refused before it started is FAILED_PRECONDITION
     # (or INVALID_ARGUMENT), so the caller knows no memory is held.
     (errors.UnsupportedModelError, grpc.StatusCode.INVALID_ARGUMENT, 422),
@@ -60,6 +62,7 @@ _BY_NAME: dict[str, type[errors.MeshServeError]] = {
 _BY_CODE: dict[grpc.StatusCode, type[errors.MeshServeError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidRequestError,
     grpc.StatusCode.NOT_FOUND: errors.ModelNotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExistsError,
     grpc.StatusCode.FAILED_PRECONDITION: errors.LoadNotAttemptedError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.MessageTooLargeError,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.LoadTimeoutError,

@@ -15,7 +15,7 @@ import os
 import pathlib
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import grpc
 import grpc.aio
@@ -23,10 +23,10 @@ import grpc.aio
 from meshserve import __version__
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
-from meshserve.protocol._pb import grpc_predict_v2_pb2_grpc as v2_grpc
 from meshserve.protocol._pb import model_runtime_pb2 as spi
 from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
 from meshserve.protocol.peek import peek_model_name
+from meshserve.protocol.service import v2_handler
 from meshserve.protocol.status import reports_errors
 from meshserve.runtime._address import ListenAddress
 from meshserve.runtime._builtin import BuiltinRuntime
@@ -147,7 +147,7 @@ class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
         )
 
 
-class _InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
+class _InferenceServicer:
     def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
         self._runtime = runtime
         self._pools = pools
@@ -195,40 +195,6 @@ class _InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
         )
 
 
-def _inference_handler(servicer: _InferenceServicer) -> grpc.GenericRpcHandler:
-    """The v2 service, with ModelInfer taking and returning raw bytes."""
-
-    def unary(
-        method: Callable[..., object],
-        request_type: Any = None,
-        response_type: Any = None,
-    ) -> grpc.RpcMethodHandler:
-        # None on both sides means identity: the method sees raw bytes.
-        return grpc.unary_unary_rpc_method_handler(
-            method,
-            request_deserializer=request_type.FromString if request_type else None,
-            response_serializer=response_type.SerializeToString if response_type else None,
-        )
-
-    return grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService",
-        {
-            "ServerLive": unary(servicer.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
-            "ServerReady": unary(
-                servicer.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse
-            ),
-            "ModelReady": unary(servicer.ModelReady, v2.ModelReadyRequest, v2.ModelReadyResponse),
-            "ServerMetadata": unary(
-                servicer.ServerMetadata, v2.ServerMetadataRequest, v2.ServerMetadataResponse
-            ),
-            "ModelMetadata": unary(
-                servicer.ModelMetadata, v2.ModelMetadataRequest, v2.ModelMetadataResponse
-            ),
-            "ModelInfer": unary(servicer.ModelInfer),
-        },
-    )
-
-
 class RuntimeServer:
     """Serves one :class:`BuiltinRuntime` over gRPC.
 
@@ -272,7 +238,7 @@ class RuntimeServer:
         spi_grpc.add_ModelRuntimeServicer_to_server(
             _ModelRuntimeServicer(self._runtime, pools), server
         )
-        server.add_generic_rpc_handlers((_inference_handler(_InferenceServicer(self._runtime, pools)),))
+        server.add_generic_rpc_handlers((v2_handler(_InferenceServicer(self._runtime, pools)),))
         if self._listen.unix_path is not None:
             path = pathlib.Path(self._listen.unix_path)
             path.parent.mkdir(parents=True, exist_ok=True)

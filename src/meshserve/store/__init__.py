@@ -12,7 +12,7 @@ leader on any of them.
                 ...
 """
 
-from meshserve.store._clock import Clock, ManualClock, SystemClock
+from meshserve._clock import Clock, ManualClock, SystemClock
 from meshserve.store._election import Election, ElectionState
 from meshserve.store._errors import (
     CompactedError,

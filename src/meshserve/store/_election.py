@@ -18,8 +18,8 @@ import enum
 import logging
 from types import TracebackType
 
-from meshserve import errors
-from meshserve.store import _errors, _tasks
+from meshserve import _tasks, errors
+from meshserve.store import _errors
 from meshserve.store._lease import KeptLease
 from meshserve.store._store import Store
 

@@ -9,8 +9,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from meshserve import errors
-from meshserve.store import _errors, _tasks
+from meshserve import _tasks, errors
+from meshserve.store import _errors
 from meshserve.store._types import LeaseId
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
-from meshserve.store._clock import Clock
+from meshserve._clock import Clock
 from meshserve.store._store import Store
 from meshserve.store._types import (
     Compare,

@@ -13,8 +13,9 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from meshserve.store import _errors, _tasks
-from meshserve.store._clock import Clock, SystemClock
+from meshserve import _tasks
+from meshserve._clock import Clock, SystemClock
+from meshserve.store import _errors
 from meshserve.store._sqlite_db import SqliteDb, TxnOutcome
 from meshserve.store._sqlite_settings import SqliteSettings
 from meshserve.store._sqlite_watch import WatchHub

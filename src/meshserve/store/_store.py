@@ -6,8 +6,8 @@ import abc
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from meshserve._clock import Clock
 from meshserve.store import _lease
-from meshserve.store._clock import Clock
 from meshserve.store._lease import KeptLease
 from meshserve.store._types import (
     Compare,

@@ -17,6 +17,7 @@ float32 inputs convert exactly, so nothing is lost whatever is sent.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,11 +34,13 @@ from meshserve.runtime._formats._tabular import PREDICT, PREDICT_PROBA, TabularM
 __all__ = ["load"]
 
 _MULTICLASS = ("multiclass", "multiclassova")
+_END_OF_TREES = b"end of trees"
 
 
 def load(artifact: Artifact) -> TabularModel:
     lgb = require("lightgbm", model_type="lightgbm", extra="lightgbm")
     try:
+        _check_complete(artifact.path)
         booster = lgb.Booster(model_file=str(artifact.path))
         objective = str(booster.params.get("objective", "")).split(" ", 1)[0]
         n_classes = int(booster.num_model_per_iteration())
@@ -47,7 +50,7 @@ def load(artifact: Artifact) -> TabularModel:
             f"lightgbm model {artifact.path} could not be loaded: {exc}"
         ) from exc
     # The model file is LightGBM's own serialization of what it holds.
-    size = _sizing.apply(_sizing.LIGHTGBM_TEXT_RULE, artifact.disk_size)
+    size = _sizing.apply(_sizing.LIGHTGBM_RULE, artifact.disk_size)
     return TabularModel(
         platform="lightgbm",
         library="lightgbm",
@@ -58,6 +61,38 @@ def load(artifact: Artifact) -> TabularModel:
         metadata_outputs=_outputs(objective, n_classes=n_classes),
         size_bytes=size,
     )
+
+
+def _check_complete(path: pathlib.Path) -> None:
+    """Refuse a truncated model file before LightGBM reads it.
+
+    LightGBM (4.x) finds its trees at the offsets the header's
+    ``tree_sizes`` gives and reads past the end of a truncated file: the
+    process dies with a segmentation fault instead of an error. A complete
+    file has ``end of trees`` right after the trees.
+    """
+    with path.open("rb") as f:
+        first = f.readline()
+        if first.strip() != b"tree":
+            raise ValueError("not a LightGBM text model (the first line is not 'tree')")
+        offset = len(first)
+        sizes: list[int] | None = None
+        for line in f:
+            offset += len(line)
+            if line.startswith(b"tree_sizes="):
+                sizes = [int(size) for size in line[len(b"tree_sizes=") :].split()]
+            elif not line.strip():
+                break
+        else:
+            raise ValueError("the file ends inside its header")
+        if sizes is None:
+            return  # older files have no offsets; LightGBM reads them line by line
+        f.seek(offset + sum(sizes))
+        if f.read(len(_END_OF_TREES)) != _END_OF_TREES:
+            raise ValueError(
+                f"the file is truncated or damaged: its {len(sizes)} trees should end at "
+                f"byte {offset + sum(sizes)} with '{_END_OF_TREES.decode()}'"
+            )
 
 
 def _outputs(objective: str, *, n_classes: int) -> tuple[TensorMetadata, ...]:

@@ -109,7 +109,7 @@ def load(artifact: Artifact) -> OnnxModel:
         session=session,
         metadata_inputs=tuple(inputs),
         outputs=tuple(outputs),
-        size_bytes=_sizing.apply(_sizing.ONNX_FILE_RULE, artifact.disk_size),
+        size_bytes=_sizing.apply(_sizing.ONNX_RULE, artifact.disk_size),
     )
 
 

@@ -51,7 +51,7 @@ def load(artifact: Artifact, *, allow_pickle: bool, trusted_types: Sequence[str]
         input_datatype=Datatype.FP64,
         compute_dtype=np.dtype(np.float64),
         metadata_outputs=_outputs(model),
-        size_bytes=_sizing.reachable_bytes(model) + _sizing.SKLEARN_OVERHEAD,
+        size_bytes=_sizing.apply(_sizing.SKLEARN_RULE, _sizing.reachable_bytes(model)),
     )
 
 

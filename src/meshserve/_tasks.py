@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 __all__ = ["cancel_and_wait", "first_of", "start_supervised"]
 
-_log = logging.getLogger("meshserve.store")
+_log = logging.getLogger("meshserve.tasks")
 _T = TypeVar("_T")
 
 

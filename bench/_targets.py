@@ -1,0 +1,431 @@
+"""The servers ``bench/overhead.py`` measures, each in its own process tree.
+
+Every target is a context manager that starts its server in a new session
+(so it is its own process group), waits until it serves, yields a
+``Running`` (the gRPC address and the root pid), and on exit stops the whole
+group: SIGTERM, then SIGKILL after a grace. Its stdout and stderr go to a
+log file in the run's work directory; the tail is shown when a start fails.
+
+A target that cannot run on this machine (``meshserve up`` missing, MLServer
+not installed) raises ``Unavailable`` before starting anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import psutil
+
+__all__ = [
+    "TARGETS",
+    "ModelFiles",
+    "Running",
+    "StartFailed",
+    "Target",
+    "Unavailable",
+    "find_mlserver",
+]
+
+HOST = "127.0.0.1"
+_BENCH_DIR = pathlib.Path(__file__).resolve().parent
+_REPO = _BENCH_DIR.parent
+_MLSERVER_VENV = _REPO / ".venv-mlserver"
+MLSERVER_ENV = "MESHSERVE_BENCH_MLSERVER"
+"""Environment variable naming the ``mlserver`` executable to use."""
+
+_STOP_GRACE_S = 5.0
+
+
+class Unavailable(Exception):
+    """The target cannot run here; the message says why."""
+
+
+class StartFailed(Exception):
+    """The target was started but did not come up."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    """The one estimator, saved for each kind of server."""
+
+    name: str
+    skops: pathlib.Path
+    joblib: pathlib.Path
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    url: str
+    """host:port of the gRPC v2 endpoint."""
+    pid: int
+    """Root of the target's process tree (for CPU accounting)."""
+    notes: tuple[str, ...] = ()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the live processes of the tree."""
+        total = 0.0
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return total
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class StartContext:
+    """What a target gets to start with."""
+
+    work_dir: pathlib.Path
+    """An empty directory of its own, removed after the run."""
+    model: ModelFiles
+    label: int
+    """The expected prediction for the known row (the floor returns it)."""
+    start_timeout_s: float
+    mlserver: str | None
+    """Path of the mlserver executable, if one was given or found."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    description: str
+    start: Callable[[StartContext], contextlib.AbstractContextManager[Running]]
+
+
+# --- processes ---------------------------------------------------------------
+
+
+class _Process:
+    """A child in its own session whose output lines are logged and queued."""
+
+    def __init__(self, argv: Sequence[str], *, log_path: pathlib.Path, cwd: pathlib.Path) -> None:
+        self.log_path = log_path
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._log = log_path.open("w", encoding="utf-8", errors="replace")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            text=True,
+            errors="replace",
+        )
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._log.write(line)
+            self._log.flush()
+            self._lines.put(line)
+
+    def wait_for_line(self, pattern: str, *, timeout_s: float) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StartFailed(f"no line matching {pattern!r} within {timeout_s:.0f} s")
+            try:
+                line = self._lines.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                self.check_alive()
+                continue
+            match = regex.search(line)
+            if match:
+                return match
+
+    def check_alive(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise StartFailed(f"exited with status {code} while starting")
+
+    def tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM the whole group, SIGKILL it after the grace."""
+        pgid = self.popen.pid  # start_new_session: the child leads its own group
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        # Whatever is left of the group (the root, or children that outlived
+        # it) gets no second grace.
+        _signal_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=_STOP_GRACE_S)
+        self._reader.join(timeout=1.0)
+        self._log.close()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+@contextlib.contextmanager
+def _process(
+    argv: Sequence[str], *, name: str, ctx: StartContext, cwd: pathlib.Path | None = None
+) -> Iterator[_Process]:
+    proc = _Process(argv, log_path=ctx.work_dir / f"{name}.log", cwd=cwd or ctx.work_dir)
+    try:
+        try:
+            yield proc
+        except StartFailed as exc:
+            raise StartFailed(f"{exc}; last output:\n{proc.tail()}") from None
+    finally:
+        proc.stop()
+
+
+def _free_ports(count: int) -> list[int]:
+    # Held open together so the ports differ; a race with another process
+    # taking one before the server binds it is possible but rare on loopback.
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _wait_http_ok(url: str, *, proc: _Process, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as reply:
+                if reply.status == 200:
+                    return
+                last = f"HTTP {reply.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise StartFailed(f"{url} did not return 200 within {timeout_s:.0f} s (last: {last})")
+
+
+# --- the targets ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _floor(ctx: StartContext) -> Iterator[Running]:
+    argv = [
+        sys.executable,
+        str(_BENCH_DIR / "_floor.py"),
+        "--listen",
+        f"{HOST}:0",
+        "--model-name",
+        ctx.model.name,
+        "--label",
+        str(ctx.label),
+    ]
+    with _process(argv, name="floor", ctx=ctx) as proc:
+        match = proc.wait_for_line(r"floor listening on (\S+)", timeout_s=ctx.start_timeout_s)
+        yield Running(url=match.group(1), pid=proc.popen.pid)
+
+
+@contextlib.contextmanager
+def _direct(ctx: StartContext) -> Iterator[Running]:
+    argv = [
+        sys.executable,
+        "-m",
+        "meshserve",
+        "runtime",
+        "--listen",
+        f"{HOST}:0",
+        "--model",
+        f"{ctx.model.name}:sklearn:{ctx.model.skops}",
+    ]
+    with _process(argv, name="direct", ctx=ctx) as proc:
+        match = proc.wait_for_line(
+            r"meshserve runtime listening on (\S+:\d+)", timeout_s=ctx.start_timeout_s
+        )
+        yield Running(url=match.group(1), pid=proc.popen.pid)
+
+
+def up_available() -> str | None:
+    """None when ``meshserve up`` exists, else the reason it cannot run."""
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-m", "meshserve", "up", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot run `meshserve up --help`: {exc}"
+    if probe.returncode != 0:
+        said = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return f"`meshserve up` is not available (the CLI says: {said})"
+    return None
+
+
+def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContextManager[Running]]:
+    @contextlib.contextmanager
+    def start(ctx: StartContext) -> Iterator[Running]:
+        reason = up_available()
+        if reason is not None:
+            raise Unavailable(reason)
+        data_dir = ctx.work_dir / "data"
+        data_dir.mkdir()
+        register = ctx.work_dir / "register.yaml"
+        # JSON is YAML: no YAML library needed to write the file.
+        register.write_text(
+            json.dumps(
+                {"models": [{"name": ctx.model.name, "type": "sklearn", "path": str(ctx.model.skops)}]}
+            )
+        )
+        grpc_port, rest_port = _free_ports(2)
+        argv = [
+            sys.executable,
+            "-m",
+            "meshserve",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            HOST,
+            "--grpc-port",
+            str(grpc_port),
+            "--rest-port",
+            str(rest_port),
+            "--runtime-host",
+            runtime_host,
+            "--register",
+            str(register),
+        ]
+        with _process(argv, name=f"up-{runtime_host}", ctx=ctx) as proc:
+            _wait_http_ok(
+                f"http://{HOST}:{rest_port}/v2/health/ready",
+                proc=proc,
+                timeout_s=ctx.start_timeout_s,
+            )
+            notes: list[str] = []
+            if not (data_dir / "endpoints.json").is_file():
+                notes.append("endpoints.json was not written")
+            yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid, notes=tuple(notes))
+
+    return start
+
+
+def find_mlserver(explicit: str | None) -> str | None:
+    """The mlserver executable: ``explicit``, $MESHSERVE_BENCH_MLSERVER, one
+    beside this Python, one on PATH, or the repo's ``.venv-mlserver``."""
+    candidates = [
+        explicit,
+        os.environ.get(MLSERVER_ENV),
+        str(pathlib.Path(sys.executable).parent / "mlserver"),
+        shutil.which("mlserver"),
+        str(_MLSERVER_VENV / "bin" / "mlserver"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK) and pathlib.Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def _mlserver(ctx: StartContext) -> Iterator[Running]:
+    if ctx.mlserver is None:
+        raise Unavailable(
+            "MLServer is not installed: install `mlserver mlserver-sklearn` (1.7.x) into this "
+            f"venv or into {_MLSERVER_VENV}, or pass --mlserver PATH / set {MLSERVER_ENV}"
+        )
+    repo = ctx.work_dir / "mlserver"
+    model_dir = repo / ctx.model.name
+    model_dir.mkdir(parents=True)
+    shutil.copy(ctx.model.joblib, model_dir / "model.joblib")
+    http_port, grpc_port, metrics_port = _free_ports(3)
+    settings = {
+        "debug": False,
+        # MLServer 1.7.1 loads no model with uvloop >= 0.22 when it uses
+        # worker processes; 0 serves from the main process.
+        "parallel_workers": 0,
+        "host": HOST,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "environments_dir": str(ctx.work_dir / "mlserver-envs"),
+    }
+    (repo / "settings.json").write_text(json.dumps(settings))
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": ctx.model.name,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib"},
+            }
+        )
+    )
+    argv = [ctx.mlserver, "start", str(repo)]
+    with _process(argv, name="mlserver", ctx=ctx, cwd=repo) as proc:
+        _wait_http_ok(
+            f"http://{HOST}:{http_port}/v2/models/{ctx.model.name}/ready",
+            proc=proc,
+            timeout_s=ctx.start_timeout_s,
+        )
+        yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid)
+
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        Target(
+            "floor",
+            "grpc.aio no-op v2 server: raw-bytes handlers, fixed reply, no model",
+            _floor,
+        ),
+        Target("direct", "`meshserve runtime --model` (the runtime alone, model preloaded)", _direct),
+        Target(
+            "up-inprocess",
+            "`meshserve up --runtime-host inprocess` (model registered, loaded on first request)",
+            _up("inprocess"),
+        ),
+        Target(
+            "up-process",
+            "`meshserve up --runtime-host process` (runtime in a child on a Unix socket)",
+            _up("process"),
+        ),
+        Target(
+            "mlserver",
+            "MLServer 1.7 + mlserver-sklearn, .joblib, parallel_workers 0",
+            _mlserver,
+        ),
+    )
+}
+"""All targets, in the order they run."""

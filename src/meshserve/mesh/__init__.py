@@ -1,0 +1,29 @@
+"""One instance of the mesh: routing, the weighted LRU cache of loaded
+models, loads and evictions, vmodels."""
+
+from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._instance import Instance
+from meshserve.mesh._routing import RoutingHeaders, ServerInfo
+from meshserve.mesh._lru import WeightedLru
+from meshserve.mesh._status import (
+    CopyInfo,
+    ModelState,
+    ModelStatus,
+    ModelSummary,
+    VModelState,
+    VModelStatus,
+)
+
+__all__ = [
+    "CopyInfo",
+    "Instance",
+    "ModelCache",
+    "ModelState",
+    "ModelStatus",
+    "ModelSummary",
+    "RoutingHeaders",
+    "ServerInfo",
+    "VModelState",
+    "VModelStatus",
+    "WeightedLru",
+]

@@ -1,0 +1,303 @@
+"""The instance's cache of loaded models: loads, evictions, failures.
+
+One load per model at a time (concurrent requests wait on the same load),
+at most ``max_loading_concurrency`` loads at once, each bounded by the load
+timeout; space is made by evicting least recently used models; a failed
+load is remembered with its reason until it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from meshserve import _tasks
+from meshserve._clock import Clock
+from meshserve.errors import (
+    LoadTimeoutError,
+    MeshServeError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelTooLargeError,
+    UnavailableError,
+)
+from meshserve.mesh._lru import CacheEntry, EntryState, WeightedLru
+from meshserve.mesh._status import ModelState
+from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
+from meshserve.settings import CacheSettings
+
+__all__ = ["LoadFailure", "ModelCache", "ModelStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailure:
+    error: MeshServeError
+    time_s: float
+
+
+@dataclass(slots=True)
+class ModelStats:
+    loads: int = 0
+    evictions: int = 0
+    last_load_ms: int = 0
+
+
+class ModelCache:
+    """Loaded models of one runtime, kept within its capacity."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        status: RuntimeStatus,
+        settings: CacheSettings,
+        clock: Clock,
+    ) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._clock = clock
+        self.lru = WeightedLru(status.capacity_bytes)
+        self._default_size = status.default_model_size_bytes
+        self._load_timeout_s = status.model_loading_timeout_ms / 1000
+        self._slots = asyncio.Semaphore(max(1, status.max_loading_concurrency))
+        self._loads: dict[str, asyncio.Future[None]] = {}
+        self._failures: dict[str, LoadFailure] = {}
+        self.stats: dict[str, ModelStats] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            await _tasks.cancel_and_wait(task)
+
+    def now_ms(self) -> int:
+        return int(self._clock.time() * 1000)
+
+    # -- state ---------------------------------------------------------------
+
+    def failure(self, model_id: str) -> LoadFailure | None:
+        """The model's unexpired load failure, if any."""
+        failure = self._failures.get(model_id)
+        if failure is None:
+            return None
+        if self._clock.time() - failure.time_s >= self._settings.load_failure_expiry_seconds:
+            del self._failures[model_id]
+            return None
+        return failure
+
+    def state(self, model_id: str) -> ModelState:
+        entry = self.lru.get(model_id)
+        if entry is not None and entry.state is EntryState.LOADED:
+            return ModelState.LOADED
+        if model_id in self._loads:
+            return ModelState.LOADING
+        if self.failure(model_id) is not None:
+            return ModelState.LOADING_FAILED
+        return ModelState.NOT_LOADED
+
+    def is_loaded(self, model_id: str) -> bool:
+        entry = self.lru.get(model_id)
+        return entry is not None and entry.state is EntryState.LOADED
+
+    def loaded_ids(self) -> list[str]:
+        """Loaded models, most recently used first."""
+        return [e.model_id for e in reversed(self.lru.entries()) if e.state is EntryState.LOADED]
+
+    # -- loading -------------------------------------------------------------
+
+    async def ensure_loaded(self, spec: ModelSpec, *, last_used_ms: int) -> None:
+        """Return once ``spec`` is loaded, loading it if needed.
+
+        Raises the load's error, or the recorded one while it is unexpired.
+        """
+        if self.is_loaded(spec.model_id):
+            return
+        await asyncio.shield(self.start_load(spec, last_used_ms=last_used_ms))
+
+    def start_load(self, spec: ModelSpec, *, last_used_ms: int) -> asyncio.Future[None]:
+        """The future of the model's load, starting one if none runs."""
+        model_id = spec.model_id
+        running = self._loads.get(model_id)
+        if running is not None:
+            return running
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.is_loaded(model_id):
+            future.set_result(None)
+            return future
+        failure = self.failure(model_id)
+        if failure is not None:
+            future.set_exception(failure.error)
+            future.exception()  # retrieved: nobody may be waiting
+            return future
+        self._loads[model_id] = future
+        task = _tasks.start_supervised(
+            self._load(spec, last_used_ms=last_used_ms, future=future), name=f"load:{model_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def _load(
+        self, spec: ModelSpec, *, last_used_ms: int, future: asyncio.Future[None]
+    ) -> None:
+        model_id = spec.model_id
+        try:
+            async with self._slots:
+                await self._load_now(spec, last_used_ms=last_used_ms)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except MeshServeError as exc:
+            future.set_exception(exc)
+        except Exception as exc:
+            log.exception("unexpected failure loading %s", model_id)
+            future.set_exception(ModelLoadError(f"model '{model_id}' failed to load: {exc}"))
+        else:
+            future.set_result(None)
+        finally:
+            self._loads.pop(model_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # mark retrieved; waiters re-raise it themselves
+
+    async def _predicted_size(self, spec: ModelSpec) -> int:
+        try:
+            size = await asyncio.wait_for(
+                self._runtime.predict_size(spec), self._settings.predict_size_timeout_s
+            )
+        except (TimeoutError, MeshServeError) as exc:
+            log.debug("no size prediction for %s (%s); using the default", spec.model_id, exc)
+            return self._default_size
+        return size if size > 0 else self._default_size
+
+    async def _load_now(self, spec: ModelSpec, *, last_used_ms: int) -> None:
+        model_id = spec.model_id
+        capacity = self.lru.capacity_bytes
+        predicted = await self._predicted_size(spec)
+        if predicted > capacity:
+            self._record_failure(
+                model_id,
+                ModelTooLargeError(
+                    f"model '{model_id}' needs about {predicted} bytes, more than the "
+                    f"runtime's whole capacity of {capacity} bytes"
+                ),
+            )
+        await self._make_room(model_id, predicted, older_than_ms=last_used_ms)
+        self.lru.add(model_id, size_bytes=predicted, last_used_ms=last_used_ms)
+        started = self._clock.monotonic()
+        try:
+            result = await asyncio.wait_for(self._runtime.load(spec), self._load_timeout_s)
+        except TimeoutError:
+            self.lru.remove(model_id)
+            # The runtime may still be loading: tell it to drop the result.
+            with contextlib.suppress(MeshServeError):
+                await self._runtime.unload(model_id)
+            self._record_failure(
+                model_id,
+                LoadTimeoutError(
+                    f"model '{model_id}' did not load within "
+                    f"{int(self._load_timeout_s * 1000)} ms (modelLoadingTimeoutMillis)"
+                ),
+            )
+        except ModelLoadError as exc:
+            self.lru.remove(model_id)
+            self._record_failure(model_id, exc)
+        except BaseException:
+            self.lru.remove(model_id)
+            with contextlib.suppress(Exception):
+                await self._runtime.unload(model_id)
+            raise
+        size = result.size_bytes or await self._runtime.model_size(model_id)
+        if size > capacity:
+            self.lru.remove(model_id)
+            await self._runtime.unload(model_id)
+            self._record_failure(
+                model_id,
+                ModelTooLargeError(
+                    f"model '{model_id}' measured {size} bytes after loading, more than the "
+                    f"runtime's whole capacity of {capacity} bytes"
+                ),
+            )
+        self.lru.resize(model_id, size)
+        entry = self.lru.get(model_id)
+        assert entry is not None
+        entry.state = EntryState.LOADED
+        entry.loaded_at_ms = self.now_ms()
+        duration_ms = int((self._clock.monotonic() - started) * 1000)
+        stats = self.stats.setdefault(model_id, ModelStats())
+        stats.loads += 1
+        stats.last_load_ms = duration_ms
+        self._failures.pop(model_id, None)
+        log.info("loaded %s (%d bytes) in %d ms", model_id, size, duration_ms)
+        if self.lru.free_bytes < 0:
+            # Measured bigger than predicted: settle the difference now. If
+            # nothing can go, the overcommit lasts until the next eviction.
+            with contextlib.suppress(UnavailableError):
+                await self._make_room(model_id, 0, older_than_ms=self.now_ms() + 1, keep=model_id)
+
+    def _record_failure(self, model_id: str, error: MeshServeError) -> None:
+        log.warning("load of %s failed: %s", model_id, error)
+        self._failures[model_id] = LoadFailure(error=error, time_s=self._clock.time())
+        raise error
+
+    async def _make_room(
+        self, model_id: str, size: int, *, older_than_ms: int, keep: str | None = None
+    ) -> None:
+        victims = self.lru.victims(needed_bytes=size, older_than_ms=older_than_ms, keep=keep)
+        if victims is None:
+            raise UnavailableError(
+                f"no room for model '{model_id}' ({size} bytes): the cache "
+                f"({self.lru.used_bytes} of {self.lru.capacity_bytes} bytes used) holds only "
+                "models that are loading, in use, or used more recently"
+            )
+        for victim in victims:
+            await self.evict(victim)
+
+    async def evict(self, entry: CacheEntry) -> None:
+        age_ms = self.now_ms() - entry.last_used_ms
+        log.info("evicting %s (%d bytes, unused for %d ms)", entry.model_id, entry.size_bytes, age_ms)
+        self.lru.remove(entry.model_id)
+        self.stats.setdefault(entry.model_id, ModelStats()).evictions += 1
+        with contextlib.suppress(MeshServeError):
+            await self._runtime.unload(entry.model_id)
+
+    async def drop(self, model_id: str) -> None:
+        """Forget a model entirely (it was unregistered)."""
+        running = self._loads.get(model_id)
+        if running is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(running)
+        entry = self.lru.remove(model_id)
+        self._failures.pop(model_id, None)
+        self.stats.pop(model_id, None)
+        if entry is not None:
+            with contextlib.suppress(MeshServeError):
+                await self._runtime.unload(model_id)
+
+    def forget_all(self) -> list[str]:
+        """The runtime lost every model (it restarted): clear the accounting
+        and return what was loaded, most recently used first."""
+        loaded = self.loaded_ids()
+        for model_id in loaded:
+            self.lru.remove(model_id)
+        return loaded
+
+    def forget(self, model_id: str) -> None:
+        """The runtime says it does not have this model any more."""
+        self.lru.remove(model_id)
+
+    @contextlib.asynccontextmanager
+    async def in_use(self, model_id: str) -> AsyncIterator[None]:
+        """Mark a copy busy (never evicted) while a request runs on it."""
+        entry = self.lru.get(model_id)
+        if entry is None or entry.state is not EntryState.LOADED:
+            raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+        entry.inflight += 1
+        self.lru.touch(model_id, self.now_ms())
+        try:
+            yield
+        finally:
+            entry.inflight -= 1

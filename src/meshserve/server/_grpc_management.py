@@ -1,0 +1,172 @@
+"""ModelMesh's management API (``mmesh.ModelMesh``) and meshserve's admin
+service, over an :class:`~meshserve.mesh.Instance`."""
+
+from __future__ import annotations
+
+import grpc.aio
+
+from meshserve.mesh import Instance, ModelStatus, VModelStatus
+from meshserve.protocol._pb import meshserve_admin_pb2 as admin
+from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
+from meshserve.protocol._pb import model_mesh_pb2 as mm
+from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.status import reports_errors
+
+__all__ = ["AdminService", "ModelMeshService", "model_status_to_proto", "vmodel_status_to_proto"]
+
+_Status = mm.ModelStatusInfo.ModelStatus
+_VStatus = mm.VModelStatusInfo.VModelStatus
+
+
+def model_status_to_proto(status: ModelStatus) -> mm.ModelStatusInfo:
+    return mm.ModelStatusInfo(
+        status=_Status.Value(status.state.value),
+        errors=list(status.errors),
+        modelCopyInfos=[
+            mm.ModelStatusInfo.ModelCopyInfo(
+                location=copy.location,
+                copyStatus=_Status.Value(copy.state.value),
+                time=copy.time_ms,
+            )
+            for copy in status.copies
+        ],
+    )
+
+
+def vmodel_status_to_proto(status: VModelStatus) -> mm.VModelStatusInfo:
+    message = mm.VModelStatusInfo(
+        status=_VStatus.Value(status.state.value),
+        activeModelId=status.active_model_id,
+        targetModelId=status.target_model_id,
+        owner=status.owner,
+    )
+    if status.active_status is not None:
+        message.activeModelStatus.CopyFrom(model_status_to_proto(status.active_status))
+    if status.target_status is not None:
+        message.targetModelStatus.CopyFrom(model_status_to_proto(status.target_status))
+    return message
+
+
+class ModelMeshService(mm_grpc.ModelMeshServicer):
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
+
+    @reports_errors
+    async def registerModel(
+        self, request: mm.RegisterModelRequest, context: grpc.aio.ServicerContext
+    ) -> mm.ModelStatusInfo:
+        info = request.modelInfo
+        status = await self._instance.register_model(
+            request.modelId,
+            type=info.type,
+            path=info.path,
+            key=info.key,
+            load_now=request.loadNow,
+            sync=request.sync,
+            last_used_ms=request.lastUsedTime,
+        )
+        return model_status_to_proto(status)
+
+    @reports_errors
+    async def unregisterModel(
+        self, request: mm.UnregisterModelRequest, context: grpc.aio.ServicerContext
+    ) -> mm.UnregisterModelResponse:
+        await self._instance.unregister_model(request.modelId)
+        return mm.UnregisterModelResponse()
+
+    @reports_errors
+    async def getModelStatus(
+        self, request: mm.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> mm.ModelStatusInfo:
+        return model_status_to_proto(self._instance.model_status(request.modelId))
+
+    @reports_errors
+    async def ensureLoaded(
+        self, request: mm.EnsureLoadedRequest, context: grpc.aio.ServicerContext
+    ) -> mm.ModelStatusInfo:
+        status = await self._instance.ensure_loaded(
+            request.modelId, last_used_ms=request.lastUsedTime, sync=request.sync
+        )
+        return model_status_to_proto(status)
+
+    @reports_errors
+    async def setVModel(
+        self, request: mm.SetVModelRequest, context: grpc.aio.ServicerContext
+    ) -> mm.VModelStatusInfo:
+        info = request.modelInfo if request.HasField("modelInfo") else None
+        status = await self._instance.set_vmodel(
+            request.vModelId,
+            target_model_id=request.targetModelId,
+            owner=request.owner,
+            update_only=request.updateOnly,
+            model_type=info.type if info is not None else "",
+            model_path=info.path if info is not None else "",
+            model_key=info.key if info is not None else "",
+            auto_delete_target=request.autoDeleteTargetModel,
+            load_now=request.loadNow,
+            force=request.force,
+            sync=request.sync,
+            expected_target_model_id=request.expectedTargetModelId,
+        )
+        return vmodel_status_to_proto(status)
+
+    @reports_errors
+    async def deleteVModel(
+        self, request: mm.DeleteVModelRequest, context: grpc.aio.ServicerContext
+    ) -> mm.DeleteVModelResponse:
+        await self._instance.delete_vmodel(request.vModelId, owner=request.owner)
+        return mm.DeleteVModelResponse()
+
+    @reports_errors
+    async def getVModelStatus(
+        self, request: mm.GetVModelStatusRequest, context: grpc.aio.ServicerContext
+    ) -> mm.VModelStatusInfo:
+        return vmodel_status_to_proto(
+            self._instance.vmodel_status(request.vModelId, owner=request.owner)
+        )
+
+
+class AdminService(admin_grpc.AdminServicer):
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
+
+    @reports_errors
+    async def ListModels(
+        self, request: admin.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> admin.ListModelsResponse:
+        return admin.ListModelsResponse(
+            models=[
+                admin.ModelSummary(
+                    modelId=m.model_id,
+                    type=m.type,
+                    path=m.path,
+                    status=m.status.state.value,
+                    errors=list(m.status.errors),
+                    sizeBytes=m.size_bytes,
+                    lastUsedTime=max(m.last_used_ms, 0),
+                    loadCount=m.load_count,
+                    evictionCount=m.eviction_count,
+                    lastLoadMillis=m.last_load_ms,
+                    autoDelete=m.auto_delete,
+                    vModelIds=list(m.vmodels),
+                )
+                for m in self._instance.list_models()
+            ]
+        )
+
+    @reports_errors
+    async def ListVModels(
+        self, request: admin.ListVModelsRequest, context: grpc.aio.ServicerContext
+    ) -> admin.ListVModelsResponse:
+        return admin.ListVModelsResponse(
+            vModels=[
+                admin.VModelSummary(
+                    vModelId=name,
+                    status=status.state.value,
+                    activeModelId=status.active_model_id,
+                    targetModelId=status.target_model_id,
+                    owner=status.owner,
+                )
+                for name, status in self._instance.list_vmodels()
+            ]
+        )

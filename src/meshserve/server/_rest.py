@@ -1,0 +1,153 @@
+"""The Open Inference Protocol (KServe v2) over HTTP/REST.
+
+Routes (``[/versions/{version}]`` is optional on every model route)::
+
+    GET  /v2/health/live                 200 {"live": true}
+    GET  /v2/health/ready                200 {"ready": true} | 503 {"ready": false}
+    GET  /v2                             server metadata
+    GET  /v2/models/{name}               model metadata
+    GET  /v2/models/{name}/ready         200 | 400 (known, not loaded) | 404 (unknown)
+    POST /v2/models/{name}/infer         JSON, or Triton's binary tensor extension
+
+A model route's name goes through ``InferenceBackend.resolve`` together with
+ModelMesh's routing headers (``mm-model-id``, ``mm-vmodel-id`` and their
+``-bin`` forms), so it may be a vmodel id; replies name the concrete model id.
+
+Choices the specifications leave open:
+
+- Model readiness answers as Triton does (tritonclient's ``is_model_ready``
+  only looks for 200): 200 ``{"name", "ready": true}`` when a copy is loaded,
+  400 ``{"name", "ready": false}`` when the model is known but not loaded
+  (an infer would load it), 404 ``{"error"}`` when nothing has that name.
+- A version in the URL is passed on in the request (``model_version``);
+  the front checks no versions, since a ModelMesh model id names one version.
+- Errors are ``{"error": message}``; see ``_rest_errors``.
+- Request bodies may be gzip or deflate (``Content-Encoding``); replies are
+  never compressed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meshserve.protocol import codecs
+from meshserve.protocol.inference import TensorMetadata
+from meshserve.server import _rest_request
+from meshserve.server._backend import InferenceBackend
+from meshserve.server._rest_errors import (
+    Endpoint,
+    json_response,
+    reports_errors,
+    route_error,
+    unexpected_error,
+)
+from meshserve.server._rest_server import RestServer
+
+__all__ = ["RestServer", "create_rest_app"]
+
+_MODEL = "/v2/models/{name}"
+_VERSIONED = "/v2/models/{name}/versions/{version}"
+
+
+def create_rest_app(
+    *, backend: InferenceBackend, max_message_bytes: int = 16 * 1024 * 1024
+) -> Starlette:
+    """The v2 REST API in front of ``backend``, as an ASGI app.
+
+    ``max_message_bytes`` bounds a request body (after decompression too);
+    the default matches ModelMesh Serving's ``grpcMaxMessageSizeBytes``.
+    """
+    endpoints = _Endpoints(backend=backend, max_message_bytes=max_message_bytes)
+
+    def route(path: str, endpoint: Endpoint, method: str) -> Route:
+        return Route(path, reports_errors(endpoint), methods=[method])
+
+    def model_routes(suffix: str, endpoint: Endpoint, method: str) -> list[Route]:
+        return [route(base + suffix, endpoint, method) for base in (_MODEL, _VERSIONED)]
+
+    return Starlette(
+        routes=[
+            route("/v2/health/live", endpoints.live, "GET"),
+            route("/v2/health/ready", endpoints.ready, "GET"),
+            route("/v2", endpoints.server_metadata, "GET"),
+            *model_routes("", endpoints.model_metadata, "GET"),
+            *model_routes("/ready", endpoints.model_ready, "GET"),
+            *model_routes("/infer", endpoints.infer, "POST"),
+        ],
+        exception_handlers={HTTPException: route_error, Exception: unexpected_error},
+    )
+
+
+class _Endpoints:
+    def __init__(self, *, backend: InferenceBackend, max_message_bytes: int) -> None:
+        self._backend = backend
+        self._limit = max_message_bytes
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self._backend.server_ready()
+        return json_response({"ready": ready}, status_code=200 if ready else 503)
+
+    async def server_metadata(self, request: Request) -> Response:
+        info = self._backend.server_info()
+        return json_response(
+            {"name": info.name, "version": info.version, "extensions": list(info.extensions)}
+        )
+
+    async def model_metadata(self, request: Request) -> Response:
+        model_id = self._resolve(request)
+        metadata = await self._backend.model_metadata(model_id)
+        return json_response(
+            {
+                "name": model_id,
+                "versions": list(metadata.versions),
+                "platform": metadata.platform,
+                "inputs": [_tensor_metadata(t) for t in metadata.inputs],
+                "outputs": [_tensor_metadata(t) for t in metadata.outputs],
+            }
+        )
+
+    async def model_ready(self, request: Request) -> Response:
+        model_id = self._resolve(request)
+        ready = self._backend.model_ready(model_id)
+        return json_response({"name": model_id, "ready": ready}, status_code=200 if ready else 400)
+
+    async def infer(self, request: Request) -> Response:
+        # The whole body is read before anything can fail, so that an error
+        # answer leaves the connection reusable.
+        body = await _rest_request.read_body(request, limit=self._limit)
+        model_id = self._resolve(request)
+        version = request.path_params.get("version", "")
+        header_length = _rest_request.json_length(request)
+        if header_length is None:
+            inference = codecs.request_from_json(body, model_name=model_id, model_version=version)
+        else:
+            inference = codecs.decode_binary_request(
+                body, json_length=header_length, model_name=model_id, model_version=version
+            )
+        result = await self._backend.infer(model_id, inference)
+        result = dataclasses.replace(result, model_name=model_id, id=inference.id)
+        payload, binary_header_length = codecs.encode_binary_response(result, request=inference)
+        if binary_header_length is None:
+            return Response(payload, media_type="application/json")
+        return Response(
+            payload,
+            media_type="application/octet-stream",
+            headers={codecs.INFERENCE_HEADER_CONTENT_LENGTH: str(binary_header_length)},
+        )
+
+    def _resolve(self, request: Request) -> str:
+        headers = _rest_request.routing_headers(request.scope["headers"])
+        return self._backend.resolve(request.path_params["name"], headers)
+
+
+def _tensor_metadata(tensor: TensorMetadata) -> dict[str, object]:
+    return {"name": tensor.name, "datatype": tensor.datatype.value, "shape": list(tensor.shape)}

@@ -1,0 +1,148 @@
+"""What the REST front reads from an HTTP request besides its URL: the body,
+bounded by the message size limit, and ModelMesh's routing headers.
+
+The body limit is the REST twin of gRPC's ``grpcMaxMessageSizeBytes``: a
+declared Content-Length over it is refused before anything is stored, and a
+chunked body is counted while it arrives. Either way the rest of an
+oversized body is read and thrown away (up to ``DRAIN_LIMIT``) before the
+413 goes out: a server that closes a socket with unread bytes in it resets
+the connection, and the client then never sees the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Iterable
+
+from starlette.requests import Request
+
+from meshserve.errors import InvalidRequestError, MessageTooLargeError
+from meshserve.protocol.codecs import INFERENCE_HEADER_CONTENT_LENGTH
+from meshserve.server._backend import RoutingHeaders
+
+__all__ = ["DRAIN_LIMIT", "json_length", "read_body", "routing_headers"]
+
+DRAIN_LIMIT = 64 * 1024 * 1024
+"""Bytes of an oversized body read past the limit so the 413 reaches the
+client; beyond this the connection is just closed (and the client may see a
+reset instead of the 413)."""
+
+# Header names as ASGI gives them (lowercase bytes) -> (field, base64-encoded?).
+_ROUTING: dict[bytes, tuple[str, bool]] = {
+    b"mm-model-id": ("model_id", False),
+    b"mm-model-id-bin": ("model_id", True),
+    b"mm-vmodel-id": ("vmodel_id", False),
+    b"mm-vmodel-id-bin": ("vmodel_id", True),
+}
+
+# Content-Encoding -> zlib wbits (tritonclient compresses requests with these two).
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def routing_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> RoutingHeaders:
+    """The routing headers among ASGI's raw headers.
+
+    Values are UTF-8; ``-bin`` values are base64 of UTF-8 (as gRPC sends
+    binary metadata), padded or not. Empty values count as absent. Raises
+    InvalidRequestError for an undecodable value, or for two different ids
+    given for the same field (say ``mm-model-id`` and ``mm-model-id-bin``).
+    """
+    found: dict[str, str] = {}
+    for key, value in raw_headers:
+        entry = _ROUTING.get(key) if key[:3] == b"mm-" else None
+        if entry is None or not value:
+            continue
+        field, is_bin = entry
+        text = _header_text(key, value, is_bin=is_bin)
+        if found.setdefault(field, text) != text:
+            raise InvalidRequestError(
+                f"routing header {key.decode()} gives {text!r} but another "
+                f"{field.replace('_', ' ')} header gives {found[field]!r}; expected one id"
+            )
+    return RoutingHeaders(**found)
+
+
+def json_length(request: Request) -> int | None:
+    """The Inference-Header-Content-Length header (None when absent)."""
+    value = request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{INFERENCE_HEADER_CONTENT_LENGTH} is {value!r}; expected an integer"
+        ) from None
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The request body, decompressed when it has a Content-Encoding.
+
+    Raises MessageTooLargeError when the body (or what it decompresses to)
+    is over ``limit`` bytes, InvalidRequestError for an unknown or broken
+    encoding.
+    """
+    headers = request.headers
+    declared = headers.get("content-length")
+    too_large = declared is not None and declared.isdigit() and int(declared) > limit
+    if too_large and headers.get("expect", "").lower() == "100-continue":
+        # The client waits for our go-ahead before sending; answering now
+        # means the body never comes, so there is nothing to drain.
+        raise _too_large(limit, f"declares {declared} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            too_large = True
+            chunks.clear()
+            if size > limit + DRAIN_LIMIT:
+                break
+        elif not too_large:
+            chunks.append(chunk)
+    if too_large:
+        measured = f"declares {declared} bytes" if declared else f"is over {limit} bytes"
+        raise _too_large(limit, measured)
+    body = b"".join(chunks)
+    encoding = headers.get("content-encoding")
+    if encoding and encoding.lower() != "identity":
+        body = _decompress(body, encoding.lower(), limit=limit)
+    return body
+
+
+def _too_large(limit: int, measured: str) -> MessageTooLargeError:
+    return MessageTooLargeError(
+        f"request body {measured}; the limit is {limit} bytes (max_message_bytes)"
+    )
+
+
+def _decompress(body: bytes, encoding: str, *, limit: int) -> bytes:
+    wbits = _ENCODINGS.get(encoding)
+    if wbits is None:
+        raise InvalidRequestError(
+            f"Content-Encoding {encoding!r} is not supported; expected gzip, deflate or identity"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        # One more byte than allowed tells "exactly at the limit" from "over".
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidRequestError(f"request body is not valid {encoding} data: {exc}") from None
+    if len(out) > limit:
+        raise _too_large(limit, f"decompresses to more than {limit} bytes")
+    if not inflater.eof:
+        raise InvalidRequestError(f"request body is truncated {encoding} data")
+    return out
+
+
+def _header_text(key: bytes, value: bytes, *, is_bin: bool) -> str:
+    try:
+        raw = base64.b64decode(value + b"=" * (-len(value) % 4), validate=True) if is_bin else value
+        return raw.decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        encoding = "base64 of UTF-8" if is_bin else "UTF-8"
+        raise InvalidRequestError(
+            f"routing header {key.decode()} is not {encoding}: {exc}"
+        ) from None

@@ -1,0 +1,162 @@
+"""An HTTP server for an ASGI app, run by uvicorn inside the current event loop.
+
+uvicorn normally owns the process (its loop, its signal handlers, its
+logging config); here it is one task among the instance's others. The
+socket is bound here, so a port in use is an ``OSError`` from ``start()``
+rather than uvicorn's ``sys.exit``, and port 0 tells the real port at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+from collections.abc import Iterator
+from types import TracebackType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["RestServer"]
+
+_log = logging.getLogger("meshserve.server.rest")
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class RestServer:
+    """Serves ``app`` on ``host:port`` while the ``async with`` block runs::
+
+        async with RestServer(app=app, host="127.0.0.1", port=0) as server:
+            print(server.port)
+    """
+
+    def __init__(
+        self,
+        *,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        access_log: bool = False,
+        shutdown_grace_seconds: int = 5,
+    ) -> None:
+        """``port`` 0 picks a free port. ``shutdown_grace_seconds`` is how
+        long ``stop()`` lets requests in flight finish before cancelling them.
+        """
+        self._app = app
+        self._host = host
+        self._requested_port = port
+        self._access_log = access_log
+        self._grace = shutdown_grace_seconds
+        self._state = _State.NEW
+        self._port: int | None = None
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked for)."""
+        if self._port is None:
+            raise RuntimeError("the REST server has not started")
+        return self._port
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once connections are accepted."""
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"the REST server is {self._state.value}; it starts once")
+        sock = await _bind(self._host, self._requested_port)
+        config = uvicorn.Config(
+            self._app,
+            host=self._host,
+            port=sock.getsockname()[1],
+            lifespan="off",
+            log_config=None,  # leave the process's logging alone
+            access_log=self._access_log,
+            interface="asgi3",
+            ws="none",
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=self._grace,
+        )
+        server = _EmbeddedServer(config)
+        task = asyncio.create_task(
+            server.serve(sockets=[sock]), name=f"rest-server {self._host}:{config.port}"
+        )
+        started = asyncio.create_task(server.started_event.wait())
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            sock.close()
+            task.result()  # raises what stopped uvicorn
+            raise RuntimeError("the REST server stopped while starting")
+        self._server, self._task, self._port = server, task, config.port
+        self._state = _State.RUNNING
+        task.add_done_callback(self._on_exit)
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (within the grace
+        period), close connections. Safe to call more than once."""
+        if self._state is not _State.RUNNING or self._server is None or self._task is None:
+            return
+        self._state = _State.STOPPING
+        self._server.should_exit = True
+        try:
+            await self._task
+        finally:
+            self._state = _State.STOPPED
+
+    async def __aenter__(self) -> RestServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _on_exit(self, task: asyncio.Task[None]) -> None:
+        if self._state is _State.RUNNING and not task.cancelled():
+            self._state = _State.STOPPED
+            _log.error(
+                "REST server on %s:%s stopped on its own", self._host, self._port,
+                exc_info=task.exception(),
+            )
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn's server, minus what belongs to the process owner."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.started_event = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.started_event.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The process owner handles SIGINT/SIGTERM and stops this server.
+        yield
+
+
+async def _bind(host: str, port: int) -> socket.socket:
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, _, _, _, address = infos[0]
+    return socket.create_server(address, family=family, backlog=2048)
