@@ -238,6 +238,16 @@ def _wait_http_ok(url: str, *, proc: _Process, timeout_s: float) -> None:
     raise StartFailed(f"{url} did not return 200 within {timeout_s:.0f} s (last: {last})")
 
 
+def _wait_file(path: pathlib.Path, *, proc: _Process, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        proc.check_alive()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 # --- the targets ---------------------------------------------------------------
 
 
@@ -336,8 +346,10 @@ def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContex
                 timeout_s=ctx.start_timeout_s,
             )
             notes: list[str] = []
-            if not (data_dir / "endpoints.json").is_file():
-                notes.append("endpoints.json was not written")
+            # endpoints.json comes after the register file is applied, which
+            # may finish after /v2/health/ready first answers 200.
+            if not _wait_file(data_dir / "endpoints.json", proc=proc, timeout_s=10.0):
+                notes.append("endpoints.json was not written within 10 s of ready")
             yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid, notes=tuple(notes))
 
     return start

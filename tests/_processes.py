@@ -63,9 +63,9 @@ def wait_for_line(
 
 
 @contextlib.contextmanager
-def meshserve(args: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator[
-    subprocess.Popen[bytes]
-]:
+def meshserve(
+    args: Sequence[str], *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``python -m meshserve ARGS``; stderr passes through, stdout is piped."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshserve", *args],

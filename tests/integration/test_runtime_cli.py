@@ -47,7 +47,9 @@ def _load_all(address: str, example_models: dict[str, pathlib.Path]) -> None:
             assert reply.sizeInBytes > 0
 
 
-def _infer(client: triton.InferenceServerClient, name: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+def _infer(
+    client: triton.InferenceServerClient, name: str, rows: np.ndarray
+) -> dict[str, np.ndarray]:
     if model_type(name) == "onnx":
         tensor = triton.InferInput("float_input", list(rows.shape), "FP32")
         tensor.set_data_from_numpy(rows.astype(np.float32))

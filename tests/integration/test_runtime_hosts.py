@@ -121,15 +121,15 @@ async def test_sizes_are_reported_before_and_after_load(
     assert status.model_loading_timeout_ms == 90_000
 
 
-async def test_corrupt_file_fails_with_its_reason(
-    host: Runtime, tmp_path: pathlib.Path
-) -> None:
+async def test_corrupt_file_fails_with_its_reason(host: Runtime, tmp_path: pathlib.Path) -> None:
     for kind, file in [("sklearn", "m.skops"), ("xgboost", "m.json"), ("onnx", "m.onnx")]:
         path = tmp_path / kind / file
         path.parent.mkdir()
         path.write_bytes(b"this is not a model\x00\x01")
         with pytest.raises(errors.CorruptModelError, match=str(path.name)):
-            await host.load(ModelSpec(model_id=f"bad-{kind}", model_type=kind, model_path=str(path)))
+            await host.load(
+                ModelSpec(model_id=f"bad-{kind}", model_type=kind, model_path=str(path))
+            )
 
 
 async def test_unknown_type_and_missing_path_fail_with_reasons(
@@ -137,7 +137,9 @@ async def test_unknown_type_and_missing_path_fail_with_reasons(
 ) -> None:
     with pytest.raises(errors.UnsupportedModelError, match="tensorflow"):
         await host.load(
-            ModelSpec(model_id="tf", model_type="tensorflow", model_path=str(example_models["onnx"]))
+            ModelSpec(
+                model_id="tf", model_type="tensorflow", model_path=str(example_models["onnx"])
+            )
         )
     with pytest.raises(errors.UnsupportedModelError, match="does-not-exist"):
         await host.load(ModelSpec(model_id="gone", model_type="onnx", model_path="/does-not-exist"))

@@ -258,7 +258,9 @@ class ModelCache:
 
     async def evict(self, entry: CacheEntry) -> None:
         age_ms = self.now_ms() - entry.last_used_ms
-        log.info("evicting %s (%d bytes, unused for %d ms)", entry.model_id, entry.size_bytes, age_ms)
+        log.info(
+            "evicting %s (%d bytes, unused for %d ms)", entry.model_id, entry.size_bytes, age_ms
+        )
         self.lru.remove(entry.model_id)
         self.stats.setdefault(entry.model_id, ModelStats()).evictions += 1
         with contextlib.suppress(MeshServeError):

@@ -216,7 +216,9 @@ class Instance:
         copies: tuple[CopyInfo, ...] = ()
         entry = self.cache.lru.get(model_id)
         if state in (ModelState.LOADED, ModelState.LOADING):
-            time_ms = entry.loaded_at_ms if entry is not None and entry.loaded_at_ms else self.now_ms()
+            time_ms = (
+                entry.loaded_at_ms if entry is not None and entry.loaded_at_ms else self.now_ms()
+            )
             copies = (CopyInfo(self.instance_id, state, time_ms),)
         elif failure is not None:
             copies = (

@@ -99,7 +99,7 @@ class WeightedLru:
         """The least recently used loaded entries to evict so that
         ``needed_bytes`` more fit, or None if that is impossible.
 
-        Only entries last used before ``older_than_ms`` qualify: a load for a
+        Only entries last used no later than ``older_than_ms`` qualify: a load for a
         request passes "now" (anything older may go), a proactive load passes
         its own, older, timestamp, so it never displaces a model used more
         recently than it. Loading and busy entries never qualify.
@@ -118,7 +118,7 @@ class WeightedLru:
                 entry.model_id == keep
                 or entry.state is not EntryState.LOADED
                 or entry.inflight > 0
-                or entry.last_used_ms >= older_than_ms
+                or entry.last_used_ms > older_than_ms
             ):
                 continue
             chosen.append(entry)

@@ -40,7 +40,7 @@ class _Table(Generic[R]):
     def __init__(self, store: Store, prefix: str, cls: type[R]) -> None:
         self._store = store
         self.prefix = prefix
-        self._cls = cls
+        self._cls: type[R] = cls
         self.items: dict[str, Versioned[R]] = {}
         # Deletions we have seen, so a late PUT event cannot resurrect a key.
         self._deleted_at: dict[str, int] = {}
@@ -86,7 +86,9 @@ class _Table(Generic[R]):
         return True
 
     async def delete(self, name: str, *, expected_revision: int) -> bool:
-        deleted = await self._store.delete_if(self.key(name), expected_mod_revision=expected_revision)
+        deleted = await self._store.delete_if(
+            self.key(name), expected_mod_revision=expected_revision
+        )
         if deleted:
             # The delete's own revision is unknown here; the current one is
             # at least as new, which is all apply_delete needs.
@@ -193,7 +195,9 @@ class Registry:
         return await self._models.create(record.model_id, record)
 
     async def update_model(self, record: ModelRecord, *, expected_revision: int) -> bool:
-        return await self._models.update(record.model_id, record, expected_revision=expected_revision)
+        return await self._models.update(
+            record.model_id, record, expected_revision=expected_revision
+        )
 
     async def delete_model(self, model_id: str, *, expected_revision: int) -> bool:
         return await self._models.delete(model_id, expected_revision=expected_revision)

@@ -108,7 +108,9 @@ class BuiltinRuntime:
         model_type = resolve_model_type(spec)
         if not spec.model_path:
             raise UnsupportedModelError(f"model '{spec.model_id}': no model path given")
-        return _formats.find_artifact(model_type=model_type, model_path=pathlib.Path(spec.model_path))
+        return _formats.find_artifact(
+            model_type=model_type, model_path=pathlib.Path(spec.model_path)
+        )
 
     def predict_size(self, spec: ModelSpec) -> int:
         """A cheap, conservative size estimate made without loading."""

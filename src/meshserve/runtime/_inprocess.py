@@ -32,7 +32,8 @@ def infer_grpc_bytes(runtime: BuiltinRuntime, model_id: str, body: bytes) -> byt
     request = codecs.request_from_proto(message)
     response = runtime.infer(request, model_id=model_id)
     raw = bool(message.raw_input_contents) or not message.inputs
-    return codecs.response_to_proto(response, raw=raw).SerializeToString()
+    encoded: bytes = codecs.response_to_proto(response, raw=raw).SerializeToString()
+    return encoded
 
 
 class InProcessRuntime(Runtime):

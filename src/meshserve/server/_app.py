@@ -121,7 +121,11 @@ async def _start_grpc(settings: Settings, instance: Instance) -> tuple[grpc.aio.
     mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), server)
     admin_grpc.add_AdminServicer_to_server(AdminService(instance), server)
     host = settings.server.host
-    target = f"[{host}]:{settings.server.grpc_port}" if ":" in host else f"{host}:{settings.server.grpc_port}"
+    target = (
+        f"[{host}]:{settings.server.grpc_port}"
+        if ":" in host
+        else f"{host}:{settings.server.grpc_port}"
+    )
     port = server.add_insecure_port(target)
     if port == 0:
         raise OSError(f"cannot bind gRPC to {target}")

@@ -23,6 +23,8 @@ __all__ = ["RestServer"]
 
 _log = logging.getLogger("meshserve.server.rest")
 
+_BACKLOG = 2048  # uvicorn's default
+
 
 class _State(enum.Enum):
     NEW = "new"
@@ -158,5 +160,18 @@ async def _bind(host: str, port: int) -> socket.socket:
     infos = await asyncio.get_running_loop().getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
-    family, _, _, _, address = infos[0]
-    return socket.create_server(address, family=family, backlog=2048)
+    family, kind, proto, _, address = infos[0]
+    # The protocol number matters: asyncio sets TCP_NODELAY only on sockets
+    # whose proto is IPPROTO_TCP (socket.create_server leaves it 0), and
+    # without it every response waits ~40 ms on Nagle and delayed ACKs.
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

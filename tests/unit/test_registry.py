@@ -1,0 +1,41 @@
+import asyncio
+import pathlib
+from collections.abc import Callable
+
+from meshserve.registry import ModelRecord, Registry, VModelRecord
+from meshserve.registry._records import decode_record, encode_record
+from meshserve.store import SqliteStore
+
+
+def test_records_round_trip_and_ignore_unknown_fields() -> None:
+    record = ModelRecord(model_id="m", type="onnx", path="/p", auto_delete=True, last_used_ms=5)
+    assert decode_record(ModelRecord, encode_record(record)) == record
+    newer = b'{"model_id": "m", "type": "onnx", "from_the_future": 1}'
+    assert decode_record(ModelRecord, newer) == ModelRecord(model_id="m", type="onnx")
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_mirror_follows_writes_from_another_client(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "store.db"
+    async with SqliteStore.open(path) as mine, SqliteStore.open(path) as theirs:
+        async with Registry.open(mine) as registry, Registry.open(theirs) as other:
+            assert await other.create_model(ModelRecord(model_id="m", type="onnx"))
+            await _until(lambda: registry.model("m") is not None)
+            vmodel = VModelRecord(vmodel_id="v", active_model_id="m", target_model_id="m")
+            assert await other.create_vmodel(vmodel)
+            await _until(lambda: registry.referencing_vmodels("m") == ["v"])
+            # Compare-and-swap against a stale revision loses.
+            stale = registry.vmodels["v"].revision
+            moved = VModelRecord(vmodel_id="v", active_model_id="m", target_model_id="n")
+            assert await other.update_vmodel(moved, expected_revision=stale)
+            assert not await other.update_vmodel(moved, expected_revision=stale)
+            await _until(lambda: registry.vmodel("v") == moved)
+            assert moved.transitioning
+            assert await other.delete_vmodel("v", expected_revision=other.vmodels["v"].revision)
+            await _until(lambda: registry.vmodel("v") is None)
+            assert not await registry.create_model(ModelRecord(model_id="m", type="x"))
