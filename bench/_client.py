@@ -26,7 +26,9 @@ must not post a fast number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,16 +78,21 @@ class PointError(Exception):
 
 def run_point(spec: PointSpec, conn: Connection) -> None:
     """Process body: measure ``spec`` and send ("done", PointResult) or ("error", text)."""
+    # Ctrl-C reaches the whole foreground group; the parent stops this
+    # process itself, so it need not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         if spec.concurrency == 1:
-            result = _run_sync(spec, conn)
+            message: tuple[str, object] = ("done", _run_sync(spec, conn))
         else:
-            result = asyncio.run(_run_async(spec, conn))
-        conn.send(("done", result))
+            message = ("done", asyncio.run(_run_async(spec, conn)))
+    except BrokenPipeError:  # the parent is gone
+        return
     except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+        message = ("error", f"{type(exc).__name__}: {exc}")
+    with contextlib.suppress(BrokenPipeError):
+        conn.send(message)
+    conn.close()
 
 
 def _inputs(module: Any, spec: PointSpec) -> tuple[list[Any], list[Any]]:

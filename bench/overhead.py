@@ -167,6 +167,7 @@ def measure_point(
     deadline = time.monotonic() + settings.start_timeout_s * 2 + settings.warmup_s * 4
     deadline += settings.duration_s * 2 + 30
     cpu_start: float | None = None
+    finished = False
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -186,10 +187,11 @@ def measure_point(
             else:
                 cpu_end = running.cpu_seconds()
                 _summarise(point, payload, server_cpu_s=cpu_end - (cpu_start or cpu_end))
+                finished = True
                 return point
     finally:
         reader.close()
-        client.join(timeout=5)
+        client.join(timeout=5 if finished else 0)
         if client.is_alive():
             client.kill()
             client.join(timeout=5)

@@ -101,7 +101,8 @@ class FakeBackend:
     async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
         request = codecs.request_from_proto(pb.ModelInferRequest.FromString(body))
         response = await self.infer(model_id, request)
-        return codecs.response_to_proto(response).SerializeToString()
+        serialized: bytes = codecs.response_to_proto(response).SerializeToString()
+        return serialized
 
     async def model_metadata(self, model_id: str) -> ModelMetadata:
         return ModelMetadata(
@@ -630,7 +631,9 @@ async def test_the_server_binds_only_its_host_and_closes_on_exit(app_server: Res
 
 
 async def test_a_port_in_use_fails_start(app_server: RestServer) -> None:
-    clash = RestServer(app=create_rest_app(backend=FakeBackend()), host="127.0.0.1", port=app_server.port)
+    clash = RestServer(
+        app=create_rest_app(backend=FakeBackend()), host="127.0.0.1", port=app_server.port
+    )
     with pytest.raises(OSError):
         await clash.start()
     with pytest.raises(RuntimeError, match="not started"):

@@ -99,7 +99,5 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _internal(request: Request, exc: Exception) -> Response:
-    _log.error(
-        "unexpected error in %s %s", request.method, request.url.path, exc_info=exc
-    )
+    _log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, f"internal error: {exc}")

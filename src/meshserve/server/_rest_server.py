@@ -34,11 +34,9 @@ class _State(enum.Enum):
 
 
 class RestServer:
-    """Serves ``app`` on ``host:port`` while the ``async with`` block runs::
-
-        async with RestServer(app=app, host="127.0.0.1", port=0) as server:
-            print(server.port)
-    """
+    """Serves ``app`` on ``host:port`` from ``start()`` (or entering
+    ``async with``) until ``stop()`` (or leaving it); ``port`` is then the
+    bound port."""
 
     def __init__(
         self,
@@ -96,7 +94,13 @@ class RestServer:
             server.serve(sockets=[sock]), name=f"rest-server {self._host}:{config.port}"
         )
         started = asyncio.create_task(server.started_event.wait())
-        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while starting: leave nothing running
+            started.cancel()
+            task.cancel()
+            sock.close()
+            raise
         if not started.done():
             started.cancel()
             sock.close()
@@ -134,7 +138,9 @@ class RestServer:
         if self._state is _State.RUNNING and not task.cancelled():
             self._state = _State.STOPPED
             _log.error(
-                "REST server on %s:%s stopped on its own", self._host, self._port,
+                "REST server on %s:%s stopped on its own",
+                self._host,
+                self._port,
                 exc_info=task.exception(),
             )
 

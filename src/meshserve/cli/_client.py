@@ -1,0 +1,189 @@
+"""What every client command shares: where the instance is, one gRPC channel,
+and how failures become exit codes.
+
+Exit codes (the same for every client command)::
+
+    0  ok
+    1  the server answered with an error, or the thing asked about does not
+       exist, or a --sync load failed         "error: <STATUS>: <details>"
+    2  usage error (click's own)
+    3  cannot connect to the endpoint          "error: cannot connect to <endpoint>: ..."
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import pathlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, TypeVar, cast
+
+import click
+import grpc
+
+from meshserve.protocol._pb import grpc_predict_v2_pb2_grpc as v2_grpc
+from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
+from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.status import ERROR_TYPE_KEY
+
+__all__ = [
+    "EXIT_CODES_EPILOG",
+    "CannotConnectError",
+    "Connection",
+    "ExitCode",
+    "ServerError",
+    "endpoints_file_entry",
+    "pass_connection",
+]
+
+DEFAULT_GRPC_ENDPOINT = "127.0.0.1:8033"
+DEFAULT_TIMEOUT_S = 120.0
+# `meshserve up` writes this under its default --data-dir (./.meshserve).
+ENDPOINTS_FILE = pathlib.Path(".meshserve") / "endpoints.json"
+
+# Codes that mean "never reached the server" only when the channel never
+# became READY and no meshserve peer attached its error-type trailer.
+_CONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    SERVER_ERROR = 1
+    USAGE = 2
+    CANNOT_CONNECT = 3
+
+
+EXIT_CODES_EPILOG = (
+    "\b\nExit codes:\n"
+    "  0  ok\n"
+    "  1  the server answered with an error, or the model/vmodel does not exist\n"
+    "     (NOT_FOUND), or a --sync load failed: 'error: <STATUS>: <details>'\n"
+    "  2  usage error\n"
+    "  3  cannot connect to the endpoint"
+)
+
+
+class ServerError(click.ClickException):
+    """Exit 1: the server answered, and the answer is a failure."""
+
+    exit_code = ExitCode.SERVER_ERROR
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class CannotConnectError(ServerError):
+    """Exit 3: no answer from the endpoint at all."""
+
+    exit_code = ExitCode.CANNOT_CONNECT
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {endpoint}: {reason}")
+
+
+def endpoints_file_entry(key: str) -> str | None:
+    """The ``key`` entry of ./.meshserve/endpoints.json, if that file has one."""
+    try:
+        data = json.loads(ENDPOINTS_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+_Request = Any
+_Rpc = Callable[..., Any]
+
+
+class Connection:
+    """One sync gRPC channel to an instance, with its three services."""
+
+    def __init__(self, *, endpoint: str, timeout_s: float) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(endpoint)
+        self._connected = threading.Event()
+        # Tells "never got there" from "got there, then the call timed out".
+        self._channel.subscribe(self._on_state)
+        self.mm = mm_grpc.ModelMeshStub(self._channel)
+        self.admin = admin_grpc.AdminStub(self._channel)
+        self.v2 = v2_grpc.GRPCInferenceServiceStub(self._channel)
+
+    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY:
+            self._connected.set()
+
+    def close(self) -> None:
+        self._channel.unsubscribe(self._on_state)
+        self._channel.close()
+
+    def call(
+        self, rpc: _Rpc, request: _Request, *, metadata: Sequence[tuple[str, str]] = ()
+    ) -> Any:
+        """Invoke a unary stub method; failures become ServerError or
+        CannotConnectError, whose exit codes click applies."""
+        try:
+            return rpc(request, timeout=self.timeout_s, metadata=tuple(metadata) or None)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> ServerError:
+        # On the sync stack the raised error is also the grpc.Call.
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
+        from_meshserve = any(key == ERROR_TYPE_KEY for key, _ in exc.trailing_metadata() or ())
+        if code in _CONNECT_CODES and not from_meshserve and not self._connected.is_set():
+            return CannotConnectError(self.endpoint, f"{code.name}: {details}")
+        return ServerError(f"{code.name}: {details}")
+
+
+@contextmanager
+def connect(*, endpoint: str | None, timeout_s: float) -> Iterator[Connection]:
+    """A connection to ``endpoint``, or to the default one: the ``grpc`` entry
+    of ./.meshserve/endpoints.json, else 127.0.0.1:8033."""
+    target = endpoint or endpoints_file_entry("grpc") or DEFAULT_GRPC_ENDPOINT
+    connection = Connection(endpoint=target, timeout_s=timeout_s)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+_Command = TypeVar("_Command", bound=Callable[..., None])
+
+
+def pass_connection(command: _Command) -> _Command:
+    """Add ``--endpoint`` and ``--timeout`` to a command and hand it a
+    ``conn: Connection`` (closed when the command returns) instead."""
+
+    @click.option(
+        "--endpoint",
+        envvar="MESHSERVE_ENDPOINT",
+        default=None,
+        metavar="HOST:PORT",
+        help="gRPC address of an instance (env MESHSERVE_ENDPOINT)  [default: the 'grpc' "
+        f"entry of ./{ENDPOINTS_FILE} if it exists, else {DEFAULT_GRPC_ENDPOINT}]",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="Deadline of each call (a --sync load must fit in it).",
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, endpoint: str | None, timeout: float, **kwargs: Any) -> None:
+        with connect(endpoint=endpoint, timeout_s=timeout) as conn:
+            command(*args, conn=conn, **kwargs)
+
+    return cast(_Command, wrapper)
+
+
+def client_command(group: click.Group) -> Callable[[Callable[..., None]], click.Command]:
+    """``group.command`` with the exit codes in the help epilog."""
+    return group.command(epilog=EXIT_CODES_EPILOG)
+
