@@ -66,6 +66,10 @@ class RuntimeSettings(_Group):
     default_model_size_bytes: int = Field(default=1_000_000, gt=0)
     """Size assumed for a model before it is measured (ModelMesh's default)."""
 
+    preload_libraries: bool = True
+    """Import the format libraries when the runtime starts, in the
+    background, so the first load of each format does not wait for them."""
+
     start_timeout_s: float = Field(default=60.0, gt=0)
     """How long an out-of-process runtime may take to answer READY."""
 

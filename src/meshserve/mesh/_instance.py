@@ -103,7 +103,6 @@ class Instance:
         janitor = _tasks.start_supervised(
             instance._janitor(janitor_interval_s), name="instance-janitor"
         )
-        instance._ready = True
         try:
             yield instance
         finally:
@@ -187,6 +186,10 @@ class Instance:
 
     def server_ready(self) -> bool:
         return self._ready
+
+    def mark_ready(self) -> None:
+        """Start answering readiness probes with "ready" (once set up)."""
+        self._ready = True
 
     def server_info(self) -> ServerInfo:
         return ServerInfo(name="meshserve", version=__version__, extensions=_SERVER_EXTENSIONS)

@@ -92,6 +92,13 @@ class BuiltinRuntime:
             runtime_version=__version__,
         )
 
+    def preload(self) -> None:
+        """Import the format libraries (blocking; run it off the loop)."""
+        if self._settings.preload_libraries:
+            started = time.monotonic()
+            loaded = _formats.preload_libraries()
+            log.info("preloaded %s in %.1f s", ", ".join(loaded), time.monotonic() - started)
+
     def purge(self) -> int:
         """Drop every loaded model (runtimeStatus does this before READY)."""
         with self._lock:

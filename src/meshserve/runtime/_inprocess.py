@@ -63,6 +63,9 @@ class InProcessRuntime(Runtime):
         self._predict_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._predict_workers, thread_name_prefix="meshserve-predict"
         )
+        # Queued first on the load pool, so the first load waits for it
+        # rather than importing the same libraries concurrently.
+        self._load_pool.submit(self._runtime.preload)
 
     async def stop(self) -> None:
         self._runtime.purge()

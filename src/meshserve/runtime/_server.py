@@ -234,6 +234,7 @@ class RuntimeServer:
             load_workers=self._runtime.settings.max_loading_concurrency,
             predict_workers=self._predict_workers,
         )
+        pools.load.submit(self._runtime.preload)
         server = grpc.aio.server(options=_UNLIMITED_MESSAGES)
         spi_grpc.add_ModelRuntimeServicer_to_server(
             _ModelRuntimeServicer(self._runtime, pools), server

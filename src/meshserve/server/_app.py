@@ -196,6 +196,7 @@ async def serve_instance(
             (settings.data_dir / "endpoints.json").write_text(
                 json.dumps(endpoints.to_json(), indent=2) + "\n"
             )
+            instance.mark_ready()
             if on_ready is not None:
                 on_ready(endpoints)
             await stop.wait()

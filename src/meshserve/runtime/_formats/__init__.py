@@ -15,6 +15,7 @@ from meshserve.runtime._formats._artifact import (
     find_artifact,
     supported_model_types,
 )
+from meshserve.runtime._formats._imports import preload_libraries
 from meshserve.runtime._formats._load import load_model
 from meshserve.runtime._formats._model import LoadedModel
 from meshserve.runtime._formats._sizing import estimate_size
@@ -26,5 +27,6 @@ __all__ = [
     "estimate_size",
     "find_artifact",
     "load_model",
+    "preload_libraries",
     "supported_model_types",
 ]

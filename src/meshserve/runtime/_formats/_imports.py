@@ -11,7 +11,7 @@ from types import ModuleType
 
 from meshserve.errors import UnsupportedModelError
 
-__all__ = ["require"]
+__all__ = ["preload_libraries", "require"]
 
 
 def require(module: str, *, model_type: str, extra: str) -> ModuleType:
@@ -23,3 +23,21 @@ def require(module: str, *, model_type: str, extra: str) -> ModuleType:
             f"{model_type} models need the '{module.split('.')[0]}' package, which is not "
             f"installed in this runtime ({exc}); install it with: pip install meshserve[{extra}]"
         ) from exc
+
+
+# What each format imports when its first model loads.
+_LIBRARIES = ("sklearn", "skops.io", "xgboost", "lightgbm", "onnxruntime")
+
+
+def preload_libraries() -> list[str]:
+    """Import every installed format library now (seconds for sklearn and
+    xgboost), so the first model of each format does not pay for it while a
+    request waits. Missing libraries are skipped; returns those imported."""
+    loaded = []
+    for module in _LIBRARIES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        loaded.append(module)
+    return loaded
