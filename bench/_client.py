@@ -129,9 +129,7 @@ def _run_sync(spec: PointSpec, conn: Connection) -> PointResult:
         inputs, outputs = _inputs(triton, spec)
 
         def infer(timeout_s: float | None = None) -> Any:
-            return client.infer(
-                spec.model_name, inputs, outputs=outputs, client_timeout=timeout_s
-            )
+            return client.infer(spec.model_name, inputs, outputs=outputs, client_timeout=timeout_s)
 
         verify_s = _verify_sync(infer, spec)
         _loop_sync(infer, duration_s=spec.warmup_s, min_requests=spec.warmup_min_requests)

@@ -33,7 +33,8 @@ def fixed_response(*, model_name: str, label: int) -> bytes:
     output.datatype = "INT64"
     output.shape.append(1)
     response.raw_output_contents.append(np.asarray([label], dtype="<i8").tobytes())
-    return response.SerializeToString()
+    serialized: bytes = response.SerializeToString()
+    return serialized
 
 
 def _handler(reply: bytes) -> grpc.GenericRpcHandler:
@@ -76,7 +77,11 @@ def main() -> None:
     parser.add_argument("--model-name", default="iris")
     parser.add_argument("--label", type=int, default=0, help="the predict value it returns")
     args = parser.parse_args()
-    asyncio.run(_serve(listen=args.listen, reply=fixed_response(model_name=args.model_name, label=args.label)))
+    asyncio.run(
+        _serve(
+            listen=args.listen, reply=fixed_response(model_name=args.model_name, label=args.label)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,6 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import psutil
-
 __all__ = [
     "TARGETS",
     "ModelFiles",
@@ -44,8 +42,10 @@ __all__ = [
 
 HOST = "127.0.0.1"
 _BENCH_DIR = pathlib.Path(__file__).resolve().parent
-_REPO = _BENCH_DIR.parent
-_MLSERVER_VENV = _REPO / ".venv-mlserver"
+# MLServer 1.7 pins fastapi < 0.116, hence starlette < 0.47, which meshserve's
+# own starlette may not accept: it can live in a venv of its own, outside
+# the repository.
+_MLSERVER_VENV = pathlib.Path.home() / ".cache" / "meshserve-bench" / "mlserver-venv"
 MLSERVER_ENV = "MESHSERVE_BENCH_MLSERVER"
 """Environment variable naming the ``mlserver`` executable to use."""
 
@@ -78,18 +78,34 @@ class Running:
     notes: tuple[str, ...] = ()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the live processes of the tree."""
-        total = 0.0
+        """User + system CPU seconds used so far by the live processes of the tree."""
+        return tree_cpu_seconds(self.pid)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of ``root`` and its live descendants, read from /proc (Linux);
+    0.0 where /proc cannot be read."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
         try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return total
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        # Fields after the command name, which may hold spaces and parentheses.
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +191,8 @@ class _Process:
         """SIGTERM the whole group, SIGKILL it after the grace."""
         pgid = self.popen.pid  # start_new_session: the child leads its own group
         _signal_group(pgid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
         # Whatever is left of the group (the root, or children that outlived
         # it) gets no second grace.
         _signal_group(pgid, signal.SIGKILL)
@@ -317,7 +331,11 @@ def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContex
         # JSON is YAML: no YAML library needed to write the file.
         register.write_text(
             json.dumps(
-                {"models": [{"name": ctx.model.name, "type": "sklearn", "path": str(ctx.model.skops)}]}
+                {
+                    "models": [
+                        {"name": ctx.model.name, "type": "sklearn", "path": str(ctx.model.skops)}
+                    ]
+                }
             )
         )
         grpc_port, rest_port = _free_ports(2)
@@ -357,7 +375,7 @@ def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContex
 
 def find_mlserver(explicit: str | None) -> str | None:
     """The mlserver executable: ``explicit``, $MESHSERVE_BENCH_MLSERVER, one
-    beside this Python, one on PATH, or the repo's ``.venv-mlserver``."""
+    beside this Python, one on PATH, or ~/.cache/meshserve-bench/mlserver-venv's."""
     candidates = [
         explicit,
         os.environ.get(MLSERVER_ENV),
@@ -422,7 +440,9 @@ TARGETS: dict[str, Target] = {
             "grpc.aio no-op v2 server: raw-bytes handlers, fixed reply, no model",
             _floor,
         ),
-        Target("direct", "`meshserve runtime --model` (the runtime alone, model preloaded)", _direct),
+        Target(
+            "direct", "`meshserve runtime --model` (the runtime alone, model preloaded)", _direct
+        ),
         Target(
             "up-inprocess",
             "`meshserve up --runtime-host inprocess` (model registered, loaded on first request)",

@@ -101,7 +101,7 @@ def make_sized_model(*, fmt: str, scale: int, out_dir: pathlib.Path) -> pathlib.
 
         x, y = _data(4000)
         booster = xgboost.XGBClassifier(
-            n_estimators=max(1, 40 * scale), max_depth=8, random_state=_SEED, n_jobs=2
+            n_estimators=max(1, 40 * scale), max_depth=8, random_state=_SEED, n_jobs=1
         ).fit(x, y)
         path = out_dir / (name + (".json" if fmt == "xgboost_json" else ".ubj"))
         booster.save_model(path)
@@ -115,7 +115,7 @@ def make_sized_model(*, fmt: str, scale: int, out_dir: pathlib.Path) -> pathlib.
             num_leaves=127,
             min_child_samples=2,
             random_state=_SEED,
-            n_jobs=2,
+            n_jobs=1,
             verbose=-1,
         ).fit(x, y)
         path = out_dir / f"{name}.txt"

@@ -2,7 +2,7 @@
 
     python bench/overhead.py [--targets floor,direct,up-inprocess,up-process,mlserver]
                              [--duration S] [--requests N] [--warmup S] [--quick]
-                             [--model logreg|forest] [--mlserver PATH] [--json]
+                             [--rounds N] [--model logreg|forest] [--mlserver PATH] [--json]
 
 One sklearn estimator, trained at start on scikit-learn's bundled iris data,
 is saved as .skops (for meshserve) and .joblib (for MLServer). Each target
@@ -20,7 +20,8 @@ For each target and concurrency (1, then 32) a fresh client process
 estimator's own prediction, warms up, then sends one-row requests until the
 time budget or the request cap is reached. The script prints p50/p99 latency
 and throughput per target side by side, the server's CPU per request, then
-the ratios. With --json the last line is one JSON object: the ratios
+the ratios. --rounds N runs the whole sequence N times, interleaved, and
+reports medians (a busy machine drifts). With --json the last line is one JSON object: the ratios
 (up-inprocess / direct, up-process / direct, up-inprocess / mlserver) and
 every raw number. docs/benchmarks.md has a measured run.
 """
@@ -44,10 +45,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 import _client
 import _targets
+import numpy as np
 
 CONCURRENCIES = (1, 32)
 _MODEL_NAME = "iris"
@@ -65,6 +65,7 @@ class Settings:
     warmup_min_requests: int
     start_timeout_s: float
     model: str
+    rounds: int
 
 
 @dataclass(slots=True)
@@ -82,6 +83,8 @@ class Point:
     """Client CPU time over wall time (1.0 = one core busy)."""
     first_answer_s: float | None = None
     error: str | None = None
+    rounds: int = 1
+    """Rounds this point combines (each number is the median over them)."""
 
 
 @dataclass(slots=True)
@@ -95,6 +98,8 @@ class TargetResult:
     """The known row got the estimator's own prediction."""
     notes: list[str] = field(default_factory=list)
     points: dict[str, Point] = field(default_factory=dict)
+    load_1m: list[float] = field(default_factory=list)
+    """The machine's 1-minute load average when each round of this target started."""
 
     def point(self, concurrency: int) -> Point | None:
         found = self.points.get(f"c{concurrency}")
@@ -133,7 +138,9 @@ def make_model(kind: str, out_dir: pathlib.Path) -> Model:
     skops.io.dump(estimator, files.skops)
     joblib.dump(estimator, files.joblib)
     row = x[_KNOWN_ROW : _KNOWN_ROW + 1]
-    return Model(files=files, row=tuple(float(v) for v in row[0]), label=int(estimator.predict(row)[0]))
+    return Model(
+        files=files, row=tuple(float(v) for v in row[0]), label=int(estimator.predict(row)[0])
+    )
 
 
 # --- measuring -----------------------------------------------------------------
@@ -186,7 +193,8 @@ def measure_point(
                 return point
             else:
                 cpu_end = running.cpu_seconds()
-                _summarise(point, payload, server_cpu_s=cpu_end - (cpu_start or cpu_end))
+                started = cpu_end if cpu_start is None else cpu_start
+                _summarise(point, payload, server_cpu_s=cpu_end - started)
                 finished = True
                 return point
     finally:
@@ -212,6 +220,51 @@ def _summarise(point: Point, result: _client.PointResult, *, server_cpu_s: float
     point.first_answer_s = result.verify_s
 
 
+_POINT_NUMBERS = (
+    "p50_ms",
+    "p99_ms",
+    "mean_ms",
+    "throughput_rps",
+    "server_cpu_ms_per_req",
+    "client_cpu_cores",
+    "first_answer_s",
+)
+
+
+def combine_rounds(rounds: Sequence[TargetResult]) -> TargetResult:
+    """One result from several rounds of a target: the median of each number.
+
+    Any failure in any round wins, so a target that answered wrongly once
+    posts no number.
+    """
+    first = rounds[0]
+    if len(rounds) == 1:
+        return first
+    combined = TargetResult(name=first.name, description=first.description)
+    for result in rounds:
+        combined.load_1m.extend(result.load_1m)
+        combined.notes.extend(n for n in result.notes if n not in combined.notes)
+        combined.verified = combined.verified or result.verified
+        if result.status != "ok" and combined.status == "ok":
+            combined.status, combined.reason = result.status, result.reason
+    for concurrency in CONCURRENCIES:
+        key = f"c{concurrency}"
+        points = [r.points[key] for r in rounds if key in r.points]
+        if not points:
+            continue
+        failed = next((p for p in points if p.error is not None), None)
+        if failed is not None:
+            combined.points[key] = failed
+            continue
+        merged = Point(concurrency=concurrency, rounds=len(points))
+        merged.requests = sum(p.requests or 0 for p in points)
+        for name in _POINT_NUMBERS:
+            values = [getattr(p, name) for p in points if getattr(p, name) is not None]
+            setattr(merged, name, float(np.median(values)) if values else None)
+        combined.points[key] = merged
+    return combined
+
+
 def run_target(
     target: _targets.Target,
     *,
@@ -220,9 +273,10 @@ def run_target(
     settings: Settings,
     mlserver: str | None,
 ) -> TargetResult:
-    result = TargetResult(name=target.name, description=target.description)
-    target_dir = work_dir / target.name
-    target_dir.mkdir()
+    result = TargetResult(
+        name=target.name, description=target.description, load_1m=[os.getloadavg()[0]]
+    )
+    target_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=work_dir))
     start = _targets.StartContext(
         work_dir=target_dir,
         model=model.files,
@@ -369,6 +423,10 @@ def render_table(results: dict[str, TargetResult], report: dict[str, Any]) -> st
             cpu_cli += f" {_fmt(p.client_cpu_cores, '4.2f')}"
         row += f" |             {cpu_srv} |             {cpu_cli}"
         lines.append(row)
+    loads = ", ".join(
+        f"{name} {'/'.join(f'{v:.1f}' for v in r.load_1m)}" for name, r in results.items()
+    )
+    lines.append(f"load average (1 min) as each target started: {loads}")
     for name, result in results.items():
         if result.status != "ok":
             lines.append(f"{name}: {result.status}: {result.reason}")
@@ -438,13 +496,19 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"mlserver executable (default: ${_targets.MLSERVER_ENV}, this venv, PATH, "
         ".venv-mlserver)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every target this many times, interleaved; report the medians",
+    )
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds per start")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.requests = 1.5, 0.3, min(args.requests, 5000)
-    if args.duration <= 0 or args.requests <= 0 or args.warmup < 0:
-        parser.error("--duration and --requests must be positive, --warmup not negative")
+    if args.duration <= 0 or args.requests <= 0 or args.rounds <= 0 or args.warmup < 0:
+        parser.error("--duration, --requests and --rounds must be positive, --warmup not negative")
     return args
 
 
@@ -464,27 +528,37 @@ def main(argv: Sequence[str]) -> int:
         warmup_min_requests=20,
         start_timeout_s=args.start_timeout,
         model=args.model,
+        rounds=args.rounds,
     )
     mlserver = _targets.find_mlserver(args.mlserver)
     started = datetime.datetime.now(datetime.UTC)
-    results: dict[str, TargetResult] = {}
     with tempfile.TemporaryDirectory(prefix="meshserve-bench-") as tmp:
         work_dir = pathlib.Path(tmp)
         model = make_model(args.model, work_dir)
         _log(f"model: {args.model}, known row {_KNOWN_ROW} -> predict {model.label}")
-        for name in args.targets:
-            results[name] = run_target(
-                _targets.TARGETS[name],
-                work_dir=work_dir,
-                model=model,
-                settings=settings,
-                mlserver=mlserver,
-            )
+        rounds: dict[str, list[TargetResult]] = {name: [] for name in args.targets}
+        for number in range(1, settings.rounds + 1):
+            if settings.rounds > 1:
+                _log(f"round {number} of {settings.rounds}")
+            for name in args.targets:
+                done = rounds[name]
+                if done and done[-1].status == "unavailable":
+                    continue
+                done.append(
+                    run_target(
+                        _targets.TARGETS[name],
+                        work_dir=work_dir,
+                        model=model,
+                        settings=settings,
+                        mlserver=mlserver,
+                    )
+                )
+        results = {name: combine_rounds(done) for name, done in rounds.items()}
     report = build_report(results, settings=settings, started=started)
     print(
         f"meshserve overhead: sklearn {args.model} on iris, 1 row/request, tritonclient gRPC "
         f"over 127.0.0.1; {settings.duration_s:g} s or {settings.max_requests} requests per "
-        f"point; {report['machine']['cores']} cores; {report['date']}"
+        f"point; {settings.rounds} round(s); {report['machine']['cores']} cores; {report['date']}"
     )
     print(render_table(results, report))
     if args.json:
