@@ -8,6 +8,10 @@ Exit codes (the same for every client command)::
        exist, or a --sync load failed         "error: <STATUS>: <details>"
     2  usage error (click's own)
     3  cannot connect to the endpoint          "error: cannot connect to <endpoint>: ..."
+
+UNAVAILABLE and DEADLINE_EXCEEDED are 3 only when they come from the
+transport (no meshserve error trailer) and, for a deadline, nothing answers
+a probe afterwards: a call that connected and then outlasted --timeout is 1.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import enum
 import functools
 import json
 import pathlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, TypeVar, cast
@@ -24,6 +27,7 @@ from typing import IO, Any, TypeVar, cast
 import click
 import grpc
 
+from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import grpc_predict_v2_pb2_grpc as v2_grpc
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
@@ -35,17 +39,21 @@ __all__ = [
     "Connection",
     "ExitCode",
     "ServerError",
+    "client_command",
+    "connect",
     "endpoints_file_entry",
     "pass_connection",
 ]
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:8033"
 DEFAULT_TIMEOUT_S = 120.0
+# How long the reachability probe after a DEADLINE_EXCEEDED may take; not
+# bounded by --timeout, since a tiny --timeout would make any server look down.
+_PROBE_S = 2.0
 # `meshserve up` writes this under its default --data-dir (./.meshserve).
 ENDPOINTS_FILE = pathlib.Path(".meshserve") / "endpoints.json"
 
-# Codes that mean "never reached the server" only when the channel never
-# became READY and no meshserve peer attached its error-type trailer.
+# Codes that may mean "never reached the server" (see Connection._error).
 _CONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
@@ -94,8 +102,7 @@ def endpoints_file_entry(key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-_Request = Any
-_Rpc = Callable[..., Any]
+_Rpc = Callable[..., Any]  # a unary method of a generated (untyped) stub
 
 
 class Connection:
@@ -105,24 +112,14 @@ class Connection:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._channel = grpc.insecure_channel(endpoint)
-        self._connected = threading.Event()
-        # Tells "never got there" from "got there, then the call timed out".
-        self._channel.subscribe(self._on_state)
         self.mm = mm_grpc.ModelMeshStub(self._channel)
         self.admin = admin_grpc.AdminStub(self._channel)
         self.v2 = v2_grpc.GRPCInferenceServiceStub(self._channel)
 
-    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.READY:
-            self._connected.set()
-
     def close(self) -> None:
-        self._channel.unsubscribe(self._on_state)
         self._channel.close()
 
-    def call(
-        self, rpc: _Rpc, request: _Request, *, metadata: Sequence[tuple[str, str]] = ()
-    ) -> Any:
+    def call(self, rpc: _Rpc, request: Any, *, metadata: Sequence[tuple[str, str]] = ()) -> Any:
         """Invoke a unary stub method; failures become ServerError or
         CannotConnectError, whose exit codes click applies."""
         try:
@@ -133,11 +130,27 @@ class Connection:
     def _error(self, exc: grpc.RpcError) -> ServerError:
         # On the sync stack the raised error is also the grpc.Call.
         code: grpc.StatusCode = exc.code()
-        details: str = exc.details() or ""
-        from_meshserve = any(key == ERROR_TYPE_KEY for key, _ in exc.trailing_metadata() or ())
-        if code in _CONNECT_CODES and not from_meshserve and not self._connected.is_set():
-            return CannotConnectError(self.endpoint, f"{code.name}: {details}")
-        return ServerError(f"{code.name}: {details}")
+        message = f"{code.name}: {exc.details() or ''}"
+        if code not in _CONNECT_CODES or _from_meshserve(exc):
+            return ServerError(message)
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED and self._reachable():
+            return ServerError(message)  # connected, then the call outlasted --timeout
+        return CannotConnectError(self.endpoint, message)
+
+    def _reachable(self) -> bool:
+        """Whether anything answers on the channel: a client-side deadline
+        looks the same whether the connection or the call took too long."""
+        try:
+            self.v2.ServerLive(v2.ServerLiveRequest(), timeout=_PROBE_S)
+        except grpc.RpcError as exc:
+            return exc.code() not in _CONNECT_CODES
+        return True
+
+
+def _from_meshserve(exc: grpc.RpcError) -> bool:
+    """A meshserve server names the error type in a trailer; a transport
+    failure has none."""
+    return any(key == ERROR_TYPE_KEY for key, _ in exc.trailing_metadata() or ())
 
 
 @contextmanager
@@ -183,7 +196,8 @@ def pass_connection(command: _Command) -> _Command:
     return cast(_Command, wrapper)
 
 
-def client_command(group: click.Group) -> Callable[[Callable[..., None]], click.Command]:
+def client_command(
+    group: click.Group, name: str | None = None
+) -> Callable[[Callable[..., None]], click.Command]:
     """``group.command`` with the exit codes in the help epilog."""
-    return group.command(epilog=EXIT_CODES_EPILOG)
-
+    return group.command(name, epilog=EXIT_CODES_EPILOG)

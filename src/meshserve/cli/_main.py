@@ -1,23 +1,45 @@
-"""The command group; each subcommand lives in its own module."""
+"""The command group; each subcommand lives in its own module.
+
+Subcommands are imported only when invoked: a client command should not pay
+for importing the server, the runtime and the model libraries.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
 from meshserve import __version__
-from meshserve.cli import _runtime, _up
 
 __all__ = ["cli", "main"]
 
-EXIT_OK = 0
-EXIT_SERVER_ERROR = 1
-EXIT_USAGE = 2
-EXIT_CANNOT_CONNECT = 3
+# command name -> "module:attribute" under meshserve.cli
+_COMMANDS = {
+    "up": "_up:up",
+    "runtime": "_runtime:runtime",
+    "models": "_models:models",
+    "vmodels": "_vmodels:vmodels",
+    "infer": "_infer:infer",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(f"meshserve.cli.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="meshserve")
 @click.option(
     "--log-level",
@@ -32,10 +54,6 @@ def cli(log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-cli.add_command(_runtime.runtime)
-cli.add_command(_up.up)
 
 
 def main() -> None:

@@ -6,15 +6,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 import orjson
-from google.protobuf.message import Message
 
 __all__ = ["Table", "age", "emit", "output_option", "print_json", "proto_json", "size"]
 
 _Command = TypeVar("_Command", bound=Callable[..., None])
+
+
+class ProtoMessage(Protocol):
+    """The part of ``google.protobuf.message.Message`` that proto_json reads
+    (protobuf ships no type stubs here)."""
+
+    DESCRIPTOR: Any
+
+    def HasField(self, field_name: str) -> bool: ...
 
 
 def output_option(command: _Command) -> _Command:
@@ -45,8 +53,8 @@ class Table:
         )
 
 
-def print_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+def print_json(data: Any, *, indent: bool = True) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0).decode())
 
 
 def emit(output: str, *, data: Any, table: Callable[[], Table]) -> None:
@@ -57,7 +65,7 @@ def emit(output: str, *, data: Any, table: Callable[[], Table]) -> None:
         click.echo(table().render())
 
 
-def proto_json(message: Message) -> dict[str, Any]:
+def proto_json(message: ProtoMessage) -> dict[str, Any]:
     """Every field of ``message`` under its proto name, defaults included;
     enums by name, 64-bit integers as numbers (not the proto3 JSON strings)
     and unset message fields as null."""
@@ -97,11 +105,12 @@ def size(n_bytes: int) -> str:
 
 
 def age(epoch_ms: int, *, now_s: float | None = None) -> str:
-    """Milliseconds since the epoch -> '42s ago', '3m ago', '5h ago', '2d ago'; 0 -> '-'."""
+    """How long ago a time in milliseconds since the epoch was: '42s', '3m',
+    '5h', '2d'; 0 (never) -> '-'."""
     if epoch_ms <= 0:
         return "-"
     seconds = max(0, int((now_s if now_s is not None else time.time()) - epoch_ms / 1000))
     for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= span:
-            return f"{seconds // span}{unit} ago"
-    return f"{seconds}s ago"
+            return f"{seconds // span}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,139 @@
+"""``meshserve infer``: send one v2 REST request body, print the v2 response."""
+
+from __future__ import annotations
+
+import http
+import pathlib
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import click
+import orjson
+
+from meshserve.cli._client import (
+    EXIT_CODES_EPILOG,
+    CannotConnectError,
+    Connection,
+    ServerError,
+    endpoints_file_entry,
+    pass_connection,
+)
+from meshserve.cli._output import print_json
+from meshserve.errors import InvalidRequestError
+from meshserve.protocol import codecs
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse
+
+__all__ = ["infer"]
+
+DEFAULT_REST_URL = "http://127.0.0.1:8008"
+
+
+@click.command(epilog=EXIT_CODES_EPILOG)
+@click.argument("name", required=False)
+@click.option(
+    "--input",
+    "input_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    help="A v2 REST request body (JSON), e.g. examples/requests/onnx.json.",
+)
+@click.option("--model-id", default=None, help="Route to this model (mm-model-id header).")
+@click.option("--vmodel-id", default=None, help="Route to this vmodel (mm-vmodel-id header).")
+@click.option("--rest", is_flag=True, help="Send it over REST instead of gRPC.")
+@click.option(
+    "--rest-url",
+    envvar="MESHSERVE_REST_URL",
+    default=None,
+    metavar="URL",
+    help="REST base URL; implies --rest (env MESHSERVE_REST_URL)  [default: the 'rest' entry "
+    f"of ./.meshserve/endpoints.json if it exists, else {DEFAULT_REST_URL}]",
+)
+@pass_connection
+def infer(
+    conn: Connection,
+    name: str | None,
+    input_file: pathlib.Path,
+    model_id: str | None,
+    vmodel_id: str | None,
+    rest: bool,
+    rest_url: str | None,
+) -> None:
+    """Run inference on model (or vmodel) NAME and print the v2 response JSON.
+
+    NAME may be left out when --model-id or --vmodel-id names the target;
+    when given too, those headers decide where the request goes.
+    """
+    model_name = name or vmodel_id or model_id
+    if not model_name:
+        raise click.UsageError("give NAME, --model-id or --vmodel-id")
+    body = input_file.read_bytes()
+    try:
+        # Decoded here, whatever the transport, so a bad file is a usage error.
+        request = codecs.request_from_json(body, model_name=model_name)
+    except InvalidRequestError as exc:
+        raise click.BadParameter(f"{input_file}: {exc}", param_hint="--input") from None
+    headers = [("mm-model-id", model_id)] if model_id else []
+    headers += [("mm-vmodel-id", vmodel_id)] if vmodel_id else []
+    if rest or rest_url:
+        base = rest_url or endpoints_file_entry("rest") or DEFAULT_REST_URL
+        response = _infer_rest(
+            base, model_name=model_name, body=body, headers=headers, timeout_s=conn.timeout_s
+        )
+    else:
+        response = _infer_grpc(conn, request, headers=headers)
+    # One line: tensors can be long, and tools like jq read it as well.
+    print_json(codecs.response_to_json(response), indent=False)
+
+
+def _infer_grpc(
+    conn: Connection, request: InferenceRequest, *, headers: list[tuple[str, str]]
+) -> InferenceResponse:
+    reply = conn.call(conn.v2.ModelInfer, codecs.request_to_proto(request), metadata=headers)
+    return codecs.response_from_proto(reply)
+
+
+def _infer_rest(
+    base: str,
+    *,
+    model_name: str,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    timeout_s: float,
+) -> InferenceResponse:
+    url = f"{base.rstrip('/')}/v2/models/{urllib.parse.quote(model_name, safe='')}/infer"
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={"Content-Type": "application/json", **dict(headers)},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            payload: bytes = answer.read()
+    except urllib.error.HTTPError as exc:
+        raise ServerError(f"HTTP {_status_name(exc.code)}: {_rest_error(exc.read())}") from None
+    except urllib.error.URLError as exc:
+        raise CannotConnectError(base, str(exc.reason)) from None
+    except TimeoutError:
+        raise ServerError(f"DEADLINE_EXCEEDED: no answer within {timeout_s} s") from None
+    except ConnectionError as exc:
+        raise CannotConnectError(base, str(exc)) from None
+    return codecs.response_from_json(payload)
+
+
+def _status_name(code: int) -> str:
+    """404 -> '404 NOT_FOUND'."""
+    try:
+        return f"{code} {http.HTTPStatus(code).name}"
+    except ValueError:
+        return str(code)
+
+
+def _rest_error(payload: bytes) -> str:
+    """The message of meshserve's ``{"error": message}`` body, else the body."""
+    try:
+        message = orjson.loads(payload).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    return str(message) if message else payload.decode(errors="replace")
