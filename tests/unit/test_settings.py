@@ -43,3 +43,32 @@ def test_unknown_and_invalid_values_are_refused(tmp_path: pathlib.Path) -> None:
     config.write_text("- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         load_settings(config_file=config)
+
+
+def test_every_setting_in_the_readme_exists_and_every_setting_is_documented() -> None:
+    from pydantic import BaseModel
+    from pydantic.alias_generators import to_snake
+
+    from meshserve.settings import _ALIASES
+
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {
+        line.split("`")[1] for line in table.splitlines() if line.startswith("| `")
+    }
+    known: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+            else:
+                known.add(prefix + name)
+
+    walk(Settings, "")
+    as_fields = {
+        ".".join(_ALIASES.get(part, to_snake(part)) for part in key.split("."))
+        for key in documented
+    }
+    assert as_fields == known
