@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import pathlib
@@ -151,7 +152,7 @@ def _mlp_onnx(*, hidden: int) -> bytes:
     widths = [_N_FEATURES, hidden, hidden, 3]
     nodes, inits = [], []
     current = "input"
-    for i, (w_in, w_out) in enumerate(zip(widths, widths[1:], strict=False)):
+    for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
         weight = rng.normal(size=(w_in, w_out)).astype(np.float32)
         bias = rng.normal(size=(w_out,)).astype(np.float32)
         inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]

@@ -3,8 +3,9 @@
     python examples/make_models.py [OUT_DIR]     # default: examples/models
 
 writes ``OUT_DIR/<name>/<file>`` for each name in ``MODELS``. Training is
-deterministic (fixed seeds, one thread), so the files are the same on every
-run with the same library versions. The iris data ships with scikit-learn;
+deterministic (fixed seeds, one thread): with the same library versions
+every run writes the same models, byte for byte except the timestamps
+inside the skops zip. The iris data ships with scikit-learn;
 nothing is downloaded.
 """
 
@@ -45,9 +46,9 @@ def make_models(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     import lightgbm
     import skops.io
     import xgboost
-    from sklearn.ensemble import RandomForestClassifier
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import RandomForestClassifier
 
     x, y = iris()
     paths = {name: out_dir / name / file for name, file in MODELS.items()}
@@ -58,9 +59,9 @@ def make_models(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     skops.io.dump(forest, paths["sklearn-skops"])
     joblib.dump(forest, paths["sklearn-joblib"])
 
-    booster = xgboost.XGBClassifier(
-        n_estimators=10, max_depth=3, random_state=_SEED, n_jobs=1
-    ).fit(x, y)
+    booster = xgboost.XGBClassifier(n_estimators=10, max_depth=3, random_state=_SEED, n_jobs=1).fit(
+        x, y
+    )
     booster.save_model(paths["xgboost-json"])
     booster.save_model(paths["xgboost-ubj"])
 
@@ -72,6 +73,7 @@ def make_models(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     # zipmap off: probabilities as a plain [N, 3] tensor, not a list of maps.
     onnx_model = convert_sklearn(
         forest,
+        name="iris_forest",  # otherwise a random graph name makes every file differ
         initial_types=[(ONNX_INPUT_NAME, FloatTensorType([None, x.shape[1]]))],
         options={id(forest): {"zipmap": False}},
     )

@@ -218,12 +218,17 @@ def test_integer_inputs_are_converted(models: dict[str, pathlib.Path]) -> None:
 # --- detection -------------------------------------------------------------
 
 
-def test_directory_ignores_unrelated_files(models: dict[str, pathlib.Path]) -> None:
-    directory = models["sklearn-skops"].parent
-    (directory / "README.md").write_text("iris forest")
-    (directory / ".hidden.joblib").write_bytes(b"x")
-    artifact = _formats.find_artifact(model_type="SKLearn", model_path=directory)
-    assert artifact.path == models["sklearn-skops"]
+def test_directory_ignores_unrelated_files(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    model_path = tmp_path / "forest.skops"
+    model_path.write_bytes(models["sklearn-skops"].read_bytes())
+    (tmp_path / "README.md").write_text("iris forest")
+    (tmp_path / "model-settings.json").write_text("{}")
+    (tmp_path / ".hidden.joblib").write_bytes(b"x")
+    (tmp_path / "old.joblib").mkdir()
+    artifact = _formats.find_artifact(model_type="SKLearn", model_path=tmp_path)
+    assert artifact.path == model_path
     assert artifact.model_type == "sklearn"
 
 
@@ -262,7 +267,9 @@ def test_unknown_type(models: dict[str, pathlib.Path]) -> None:
 
 def test_missing_path(tmp_path: pathlib.Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(UnsupportedModelError, match="xgboost model path .* does not exist") as info:
+    with pytest.raises(
+        UnsupportedModelError, match=r"xgboost model path .* does not exist"
+    ) as info:
         _formats.find_artifact(model_type="xgboost", model_path=missing)
     assert str(missing) in str(info.value)
 
@@ -298,7 +305,7 @@ def test_skops_untrusted_type_refused_until_trusted(tmp_path: pathlib.Path) -> N
     ).fit(ROWS, [0, 1, 1])
     skops.io.dump(pipeline, tmp_path / "model.skops")
     artifact = _formats.find_artifact(model_type="sklearn", model_path=tmp_path)
-    with pytest.raises(LoadNotAttemptedError, match="not trusted: _operator.neg"):
+    with pytest.raises(LoadNotAttemptedError, match=r"not trusted: _operator\.neg"):
         _formats.load_model(artifact, allow_pickle=False)
     model = _formats.load_model(artifact, allow_pickle=False, trusted_types=["_operator.neg"])
     np.testing.assert_array_equal(model.predict([_rows()])[0].data, pipeline.predict(ROWS))
@@ -319,6 +326,48 @@ def test_corrupt_file(
     message = str(info.value)
     assert message.startswith(f"{model_type} model {broken} could not be loaded: ")
     assert len(message) > len(f"{model_type} model {broken} could not be loaded: ")
+
+
+def test_truncated_lightgbm_never_reaches_lightgbm(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    # LightGBM 4.7 segfaults on these cuts (in the trees, and inside the
+    # parameters after "end of trees"), so reaching it would kill the test run.
+    original = models["lightgbm"].read_bytes()
+    in_parameters = original.index(b"\nparameters:") + 40
+    cuts = [len(original) * i // 12 for i in range(1, 12)] + [in_parameters]
+    for cut in cuts:
+        broken = tmp_path / "model.txt"
+        broken.write_bytes(original[:cut])
+        with pytest.raises(CorruptModelError, match=r"truncated|header"):
+            _load("lightgbm", broken)
+
+
+def test_truncated_ubjson_never_reaches_xgboost(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    # XGBoost 3.2 segfaulted on the cut at 21/24 of this model.
+    original = models["xgboost-ubj"].read_bytes()
+    for i in range(1, 24):
+        broken = tmp_path / "model.ubj"
+        broken.write_bytes(original[: len(original) * i // 24])
+        with pytest.raises(CorruptModelError, match="truncated"):
+            _load("xgboost", broken)
+
+
+def test_ubjson_check(models: dict[str, pathlib.Path], tmp_path: pathlib.Path) -> None:
+    from meshserve.runtime._formats import _ubjson
+
+    _ubjson.check_ubjson(models["xgboost-ubj"])
+    extra = tmp_path / "extra.ubj"
+    extra.write_bytes(models["xgboost-ubj"].read_bytes() + b"Z")
+    with pytest.raises(_ubjson.UBJSONError, match="1 stray bytes"):
+        _ubjson.check_ubjson(extra)
+    typed = tmp_path / "typed.ubj"
+    # {"a": [$d#U 3 <12 bytes>]}, cut 4 bytes short
+    typed.write_bytes(b"{U\x01a[$d#U\x03" + b"\x00" * 8)
+    with pytest.raises(_ubjson.UBJSONError, match="12 bytes needed"):
+        _ubjson.check_ubjson(typed)
 
 
 def test_pickle_of_something_else_is_corrupt(tmp_path: pathlib.Path) -> None:
@@ -369,7 +418,7 @@ def test_more_than_one_input(tabular: _formats.LoadedModel) -> None:
 
 
 def test_unknown_output(tabular: _formats.LoadedModel) -> None:
-    with pytest.raises(InvalidRequestError, match="unknown output.*'scores'") as info:
+    with pytest.raises(InvalidRequestError, match=r"unknown output.*'scores'") as info:
         tabular.predict([_rows()], outputs=["predict", "scores"])
     assert not isinstance(info.value, TensorError)
     assert "'predict_proba'" in str(info.value)
@@ -383,7 +432,7 @@ def test_library_failure_is_an_inference_error(tmp_path: pathlib.Path) -> None:
     model = _load("sklearn", tmp_path)
     rows = ROWS.copy()
     rows[0, 0] = np.nan
-    with pytest.raises(InferenceError, match="scikit-learn predict failed: .*NaN"):
+    with pytest.raises(InferenceError, match=r"scikit-learn predict failed: .*NaN"):
         model.predict([_tensor("x", Datatype.FP64, rows)])
 
 
@@ -441,7 +490,7 @@ def test_onnx_missing_input(onnx_model: _formats.LoadedModel) -> None:
 
 
 def test_onnx_unexpected_input(onnx_model: _formats.LoadedModel) -> None:
-    with pytest.raises(TensorError, match="tensor 'input-0': unexpected input.*'float_input'"):
+    with pytest.raises(TensorError, match=r"tensor 'input-0': unexpected input.*'float_input'"):
         onnx_model.predict([_rows()])
 
 
@@ -457,7 +506,7 @@ def test_onnx_wrong_shape(onnx_model: _formats.LoadedModel) -> None:
 
 
 def test_onnx_unknown_output(onnx_model: _formats.LoadedModel) -> None:
-    with pytest.raises(InvalidRequestError, match="unknown output.*'predict'"):
+    with pytest.raises(InvalidRequestError, match=r"unknown output.*'predict'"):
         onnx_model.predict([_rows(name="float_input")], outputs=["predict"])
 
 

@@ -35,6 +35,8 @@ __all__ = ["load"]
 
 _MULTICLASS = ("multiclass", "multiclassova")
 _END_OF_TREES = b"end of trees"
+_PARAMETERS = b"\nparameters:"
+_END_OF_PARAMETERS = b"\nend of parameters"
 
 
 def load(artifact: Artifact) -> TabularModel:
@@ -69,7 +71,8 @@ def _check_complete(path: pathlib.Path) -> None:
     LightGBM (4.x) finds its trees at the offsets the header's
     ``tree_sizes`` gives and reads past the end of a truncated file: the
     process dies with a segmentation fault instead of an error. A complete
-    file has ``end of trees`` right after the trees.
+    file has ``end of trees`` right after the trees and, when it has a
+    parameters section, that section's end marker.
     """
     with path.open("rb") as f:
         first = f.readline()
@@ -93,6 +96,11 @@ def _check_complete(path: pathlib.Path) -> None:
                 f"the file is truncated or damaged: its {len(sizes)} trees should end at "
                 f"byte {offset + sum(sizes)} with '{_END_OF_TREES.decode()}'"
             )
+        # What follows (feature importances, parameters) is a few KB; a cut
+        # inside the parameters crashes LightGBM as well.
+        tail = f.read()
+    if _PARAMETERS in tail and _END_OF_PARAMETERS not in tail:
+        raise ValueError("the file is truncated inside its parameters")
 
 
 def _outputs(objective: str, *, n_classes: int) -> tuple[TensorMetadata, ...]:

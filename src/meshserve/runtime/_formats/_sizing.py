@@ -19,7 +19,7 @@ import numpy as np
 
 from meshserve.runtime._formats._artifact import Artifact, ModelFormat
 
-__all__ = ["SizeRule", "estimate_size", "reachable_bytes"]
+__all__ = ["ESTIMATE_RULES", "SizeRule", "apply", "estimate_size", "reachable_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +33,21 @@ class SizeRule:
 _KIB = 1024
 
 # The ratios quoted are RSS growth / file size from bench/calibrate_sizes.py
-# (forests, boosted trees and MLPs of 1-515 MB; see docs/model-formats.md).
+# (forests, boosted trees and MLPs of 1-515 MB, two runs; RSS after the
+# load's malloc_trim, see _memory.py; tabled in docs/model-formats.md).
 # Factors sit a little above the largest ratio: an estimate is used to make
 # room before a load, so erring high costs a little cache, erring low an
 # out-of-memory kill. The overhead covers small models' fixed costs.
 ESTIMATE_RULES: dict[ModelFormat, SizeRule] = {
-    # forests 1.08-1.25, MLPs 0.99-1.00 (skops zips small arrays loosely)
+    # forests 1.04-1.25, MLPs 0.99-1.00 (skops zips small arrays loosely)
     ModelFormat.SKOPS: SizeRule(factor=1.3, overhead=256 * _KIB),
     # forests 0.91-1.06; assumes an uncompressed joblib/pickle file
     ModelFormat.PICKLE: SizeRule(factor=1.15, overhead=256 * _KIB),
     # 1.86-2.20: XGBoost's trees take twice their JSON text
     ModelFormat.XGBOOST_JSON: SizeRule(factor=2.3, overhead=256 * _KIB),
-    # 2.52-2.84
+    # 2.51-2.86
     ModelFormat.XGBOOST_UBJ: SizeRule(factor=2.9, overhead=256 * _KIB),
-    # 0.67-0.68: the text spells out every double
+    # 0.67-0.69: the text spells out every double
     ModelFormat.LIGHTGBM_TXT: SizeRule(factor=0.75, overhead=256 * _KIB),
     # 1.00-1.05: initializers as stored
     ModelFormat.ONNX: SizeRule(factor=1.1, overhead=256 * _KIB),
@@ -54,10 +55,12 @@ ESTIMATE_RULES: dict[ModelFormat, SizeRule] = {
 
 # Measured after load. scikit-learn: bytes reachable from the estimator
 # (reachable_bytes); RSS growth / reachable was 0.84-1.43 for forests (skops
-# loads fragment the heap more than pickle), 0.97-1.0 for MLPs.
+# loads fragment the heap more than pickle), 0.97-1.0 for MLPs; with this
+# rule measured / RSS growth was 0.81-1.34.
 SKLEARN_RULE = SizeRule(factor=1.15, overhead=64 * _KIB)
 # XGBoost: the booster's own UBJSON serialization (save_raw); RSS growth /
-# that size was 2.52-2.84 whichever file format the model came from.
+# that size was 2.52-2.84 whichever file format the model came from; with
+# this rule measured / RSS growth was 0.82-1.10.
 XGBOOST_UBJ_RULE = SizeRule(factor=2.7, overhead=256 * _KIB)
 # LightGBM and ONNX expose nothing closer to their memory than the size of
 # the file they loaded, which is their own serialization: the estimate is
@@ -67,6 +70,7 @@ ONNX_RULE = ESTIMATE_RULES[ModelFormat.ONNX]
 
 
 def apply(rule: SizeRule, nbytes: int) -> int:
+    """``nbytes`` scaled by ``rule``."""
     return int(nbytes * rule.factor) + rule.overhead
 
 

@@ -71,7 +71,7 @@ def _load_skops(path: pathlib.Path, *, trusted_types: Sequence[str]) -> Any:
         raise LoadNotAttemptedError(
             f"sklearn model {path} names types that are not trusted: {', '.join(refused)}. "
             "Loading them could run their code; if you trust this model, add these names to "
-            "the runtime's trusted types"
+            "the runtime's trusted_types setting"
         )
     try:
         return sio.load(path, trusted=untrusted)

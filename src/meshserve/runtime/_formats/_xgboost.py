@@ -27,8 +27,8 @@ import numpy as np
 from meshserve.errors import CorruptModelError
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import TensorMetadata
-from meshserve.runtime._formats import _sizing
-from meshserve.runtime._formats._artifact import Artifact
+from meshserve.runtime._formats import _sizing, _ubjson
+from meshserve.runtime._formats._artifact import Artifact, ModelFormat
 from meshserve.runtime._formats._imports import require
 from meshserve.runtime._formats._tabular import PREDICT, PREDICT_PROBA, TabularModel
 
@@ -40,6 +40,8 @@ _LABEL_ONLY = ("binary:logitraw", "binary:hinge", "multi:softmax")
 def load(artifact: Artifact) -> TabularModel:
     xgb = require("xgboost", model_type="xgboost", extra="xgboost")
     try:
+        if artifact.format is ModelFormat.XGBOOST_UBJ:
+            _ubjson.check_ubjson(artifact.path)
         booster = xgb.Booster(model_file=str(artifact.path))
         config = json.loads(booster.save_config())
         objective = str(config["learner"]["objective"]["name"])
