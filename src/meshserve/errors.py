@@ -30,6 +30,7 @@ succeed later without being changed.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExistsError",
     "CorruptModelError",
     "InferenceError",
     "InvalidRequestError",
@@ -42,9 +43,8 @@ __all__ = [
     "ModelNotReadyError",
     "ModelTooLargeError",
     "PickleRefusedError",
-    "TensorError",
-    "AlreadyExistsError",
     "PreconditionFailedError",
+    "TensorError",
     "UnavailableError",
     "UnsupportedModelError",
 ]

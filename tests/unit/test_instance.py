@@ -12,9 +12,10 @@ import pytest
 
 from meshserve import errors
 from meshserve._clock import ManualClock
-from meshserve.mesh import Instance, ModelState, RoutingHeaders, VModelState
+from meshserve.mesh import Instance, ModelState, VModelState
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import InferenceRequest, Tensor
+from meshserve.protocol.routing import RoutingHeaders
 from meshserve.registry import Registry
 from meshserve.settings import CacheSettings
 from meshserve.store import SqliteStore

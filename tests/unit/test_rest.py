@@ -40,7 +40,7 @@ from meshserve.protocol.inference import (
     Tensor,
     TensorMetadata,
 )
-from meshserve.server._backend import RoutingHeaders, ServerInfo
+from meshserve.protocol.routing import RoutingHeaders, ServerInfo
 from meshserve.server._rest import RestServer, create_rest_app
 
 LIMIT = 64 * 1024

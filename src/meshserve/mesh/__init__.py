@@ -3,7 +3,6 @@ models, loads and evictions, vmodels."""
 
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._instance import Instance
-from meshserve.mesh._routing import RoutingHeaders, ServerInfo
 from meshserve.mesh._lru import WeightedLru
 from meshserve.mesh._status import (
     CopyInfo,
@@ -21,8 +20,6 @@ __all__ = [
     "ModelState",
     "ModelStatus",
     "ModelSummary",
-    "RoutingHeaders",
-    "ServerInfo",
     "VModelState",
     "VModelStatus",
     "WeightedLru",

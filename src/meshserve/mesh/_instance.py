@@ -24,7 +24,6 @@ from meshserve.errors import (
     PreconditionFailedError,
 )
 from meshserve.mesh._cache import ModelCache
-from meshserve.mesh._routing import RoutingHeaders, ServerInfo
 from meshserve.mesh._status import (
     CopyInfo,
     ModelState,
@@ -34,6 +33,7 @@ from meshserve.mesh._status import (
     VModelStatus,
 )
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.routing import RoutingHeaders, ServerInfo
 from meshserve.registry import ModelRecord, Registry, VModelRecord
 from meshserve.runtime import ModelSpec, Runtime
 from meshserve.settings import CacheSettings

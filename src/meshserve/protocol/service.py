@@ -1,8 +1,10 @@
-"""Registration of a v2 ``GRPCInferenceService`` implementation.
+"""The v2 ``inference.GRPCInferenceService``, over any backend.
 
-Servers implement the six methods on any object; ModelInfer takes and
-returns raw bytes (identity serializers) so that the body can be routed or
-forwarded without decoding it on the event loop.
+Both the instance and the runtime server serve it; they differ only in the
+backend (what a name means, where a body goes). ModelInfer is registered
+with identity (de)serializers: the model is found from a routing header or
+field 1 of the body, and the body reaches the backend undecoded, so it can
+be forwarded to another process as the client sent it.
 """
 
 from __future__ import annotations
@@ -13,33 +15,83 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
+from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
+from meshserve.protocol.inference import ModelMetadata
+from meshserve.protocol.peek import peek_model_name
+from meshserve.protocol.routing import RoutingHeaders, ServerInfo, routing_headers_from_grpc
+from meshserve.protocol.status import reports_errors
 
-__all__ = ["V2Service", "v2_handler"]
+__all__ = ["V2Backend", "v2_handler"]
 
 
-class V2Service(Protocol):
+class V2Backend(Protocol):
+    """What the v2 gRPC service needs from whatever serves the models."""
+
+    def resolve(self, name: str, headers: RoutingHeaders) -> str:
+        """The concrete model id a request means (headers win over ``name``)."""
+        ...
+
+    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+        """Run a serialized ModelInferRequest; return a serialized response."""
+        ...
+
+    async def model_metadata(self, model_id: str) -> ModelMetadata: ...
+
+    def model_ready(self, model_id: str) -> bool: ...
+
+    def server_ready(self) -> bool: ...
+
+    def server_info(self) -> ServerInfo: ...
+
+
+class _V2Service:
+    def __init__(self, backend: V2Backend) -> None:
+        self._backend = backend
+
+    def _resolve(self, name: str, context: grpc.aio.ServicerContext) -> str:
+        return self._backend.resolve(name, routing_headers_from_grpc(context.invocation_metadata()))
+
+    @reports_errors
     async def ServerLive(
         self, request: v2.ServerLiveRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ServerLiveResponse: ...
+    ) -> v2.ServerLiveResponse:
+        return v2.ServerLiveResponse(live=True)
 
+    @reports_errors
     async def ServerReady(
         self, request: v2.ServerReadyRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ServerReadyResponse: ...
+    ) -> v2.ServerReadyResponse:
+        return v2.ServerReadyResponse(ready=self._backend.server_ready())
 
+    @reports_errors
     async def ModelReady(
         self, request: v2.ModelReadyRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ModelReadyResponse: ...
+    ) -> v2.ModelReadyResponse:
+        model_id = self._resolve(request.name, context)
+        return v2.ModelReadyResponse(ready=self._backend.model_ready(model_id))
 
+    @reports_errors
     async def ServerMetadata(
         self, request: v2.ServerMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ServerMetadataResponse: ...
+    ) -> v2.ServerMetadataResponse:
+        info = self._backend.server_info()
+        return v2.ServerMetadataResponse(
+            name=info.name, version=info.version, extensions=list(info.extensions)
+        )
 
+    @reports_errors
     async def ModelMetadata(
         self, request: v2.ModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ModelMetadataResponse: ...
+    ) -> v2.ModelMetadataResponse:
+        model_id = self._resolve(request.name, context)
+        return codecs.metadata_to_proto(await self._backend.model_metadata(model_id))
 
-    async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes: ...
+    @reports_errors
+    async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        headers = routing_headers_from_grpc(context.invocation_metadata())
+        name = "" if headers.given else peek_model_name(request)
+        return await self._backend.infer_grpc(self._backend.resolve(name, headers), request)
 
 
 def _unary(method: Callable[..., Any], request: Any = None, response: Any = None) -> Any:
@@ -51,8 +103,9 @@ def _unary(method: Callable[..., Any], request: Any = None, response: Any = None
     )
 
 
-def v2_handler(service: V2Service) -> grpc.GenericRpcHandler:
-    """A handler serving ``inference.GRPCInferenceService`` from ``service``."""
+def v2_handler(backend: V2Backend) -> grpc.GenericRpcHandler:
+    """A handler serving ``inference.GRPCInferenceService`` from ``backend``."""
+    service = _V2Service(backend)
     return grpc.method_handlers_generic_handler(
         "inference.GRPCInferenceService",
         {

@@ -21,11 +21,10 @@ import grpc
 import grpc.aio
 
 from meshserve import __version__
-from meshserve.protocol import codecs
-from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import model_runtime_pb2 as spi
 from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
-from meshserve.protocol.peek import peek_model_name
+from meshserve.protocol.inference import ModelMetadata
+from meshserve.protocol.routing import RoutingHeaders, ServerInfo
 from meshserve.protocol.service import v2_handler
 from meshserve.protocol.status import reports_errors
 from meshserve.runtime._address import ListenAddress
@@ -48,14 +47,6 @@ _UNLIMITED_MESSAGES = [
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
 ]
-
-
-def _header_model_id(context: grpc.aio.ServicerContext) -> str | None:
-    """The model id an instance put in the metadata, if it did."""
-    for key, value in context.invocation_metadata() or ():
-        if key == MODEL_ID_HEADER:
-            return value.decode() if isinstance(value, bytes) else value
-    return None
 
 
 class _Pools:
@@ -147,52 +138,35 @@ class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
         )
 
 
-class _InferenceServicer:
+class _RuntimeBackend:
+    """The v2 service's backend for one built-in runtime: a name is a model
+    id (or the instance's mm-model-id header is), nothing loads on demand."""
+
     def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
         self._runtime = runtime
         self._pools = pools
 
-    @reports_errors
-    async def ServerLive(
-        self, request: v2.ServerLiveRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ServerLiveResponse:
-        return v2.ServerLiveResponse(live=True)
+    def resolve(self, name: str, headers: RoutingHeaders) -> str:
+        return headers.model_id or name
 
-    @reports_errors
-    async def ServerReady(
-        self, request: v2.ServerReadyRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ServerReadyResponse:
-        return v2.ServerReadyResponse(ready=True)
-
-    @reports_errors
-    async def ModelReady(
-        self, request: v2.ModelReadyRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ModelReadyResponse:
-        model_id = _header_model_id(context) or request.name
-        return v2.ModelReadyResponse(ready=self._runtime.is_loaded(model_id))
-
-    @reports_errors
-    async def ServerMetadata(
-        self, request: v2.ServerMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ServerMetadataResponse:
-        return v2.ServerMetadataResponse(name="meshserve-runtime", version=__version__)
-
-    @reports_errors
-    async def ModelMetadata(
-        self, request: v2.ModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ModelMetadataResponse:
-        metadata = self._runtime.metadata(_header_model_id(context) or request.name)
-        return codecs.metadata_to_proto(metadata)
-
-    @reports_errors
-    async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        # Registered with identity (de)serializers: the body is decoded in the
-        # worker thread, not on the loop, and the instance forwards it as is.
-        model_id = _header_model_id(context) or peek_model_name(request)
+    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+        # Decoded in the worker thread, not on the loop.
         return await self._pools.run(
             self._pools.predict,
-            functools.partial(infer_grpc_bytes, self._runtime, model_id, request),
+            functools.partial(infer_grpc_bytes, self._runtime, model_id, body),
         )
+
+    async def model_metadata(self, model_id: str) -> ModelMetadata:
+        return self._runtime.metadata(model_id)
+
+    def model_ready(self, model_id: str) -> bool:
+        return self._runtime.is_loaded(model_id)
+
+    def server_ready(self) -> bool:
+        return True
+
+    def server_info(self) -> ServerInfo:
+        return ServerInfo(name="meshserve-runtime", version=__version__)
 
 
 class RuntimeServer:
@@ -239,7 +213,7 @@ class RuntimeServer:
         spi_grpc.add_ModelRuntimeServicer_to_server(
             _ModelRuntimeServicer(self._runtime, pools), server
         )
-        server.add_generic_rpc_handlers((v2_handler(_InferenceServicer(self._runtime, pools)),))
+        server.add_generic_rpc_handlers((v2_handler(_RuntimeBackend(self._runtime, pools)),))
         if self._listen.unix_path is not None:
             path = pathlib.Path(self._listen.unix_path)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,9 @@ from meshserve.errors import MeshServeError
 from meshserve.mesh import Instance
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.service import v2_handler
 from meshserve.registry import Registry
 from meshserve.runtime import InProcessRuntime, ProcessRuntime, Runtime
-from meshserve.server._grpc_inference import inference_handler
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings
@@ -117,7 +117,7 @@ async def _start_grpc(settings: Settings, instance: Instance) -> tuple[grpc.aio.
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers((inference_handler(instance),))
+    server.add_generic_rpc_handlers((v2_handler(instance),))
     mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), server)
     admin_grpc.add_AdminServicer_to_server(AdminService(instance), server)
     host = settings.server.host

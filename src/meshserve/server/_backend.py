@@ -9,40 +9,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from meshserve.mesh._routing import RoutingHeaders, ServerInfo
-from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse
+from meshserve.protocol.routing import RoutingHeaders, ServerInfo
+from meshserve.protocol.service import V2Backend
 
 __all__ = ["InferenceBackend", "RoutingHeaders", "ServerInfo"]
 
 
-class InferenceBackend(Protocol):
-    """The instance as the inference front ends see it."""
-
-    def resolve(self, name: str, headers: RoutingHeaders) -> str:
-        """The concrete model id a request means.
-
-        A routing header wins over ``name``; otherwise ``name`` is tried as a
-        vmodel id first, then as a model id. Raises ``ModelNotFoundError``,
-        or ``InvalidRequestError`` when both headers are given.
-        """
-        ...
+class InferenceBackend(V2Backend, Protocol):
+    """The instance as the inference front ends see it: the v2 gRPC
+    service's backend, plus decoded inference for REST."""
 
     async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
         """Run a request, loading the model first if it is not loaded."""
         ...
-
-    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
-        """Run a serialized ModelInferRequest; return a serialized response."""
-        ...
-
-    async def model_metadata(self, model_id: str) -> ModelMetadata:
-        """The model's metadata (loading it if needed)."""
-        ...
-
-    def model_ready(self, model_id: str) -> bool:
-        """Whether a copy is loaded and can answer now."""
-        ...
-
-    def server_ready(self) -> bool: ...
-
-    def server_info(self) -> ServerInfo: ...

@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from meshserve.errors import InvalidRequestError, MessageTooLargeError
 from meshserve.protocol.codecs import INFERENCE_HEADER_CONTENT_LENGTH
-from meshserve.server._backend import RoutingHeaders
+from meshserve.protocol.routing import HEADER_FIELDS, RoutingHeaders
 
 __all__ = ["DRAIN_LIMIT", "json_length", "read_body", "routing_headers"]
 
@@ -31,10 +31,7 @@ reset instead of the 413)."""
 
 # Header names as ASGI gives them (lowercase bytes) -> (field, base64-encoded?).
 _ROUTING: dict[bytes, tuple[str, bool]] = {
-    b"mm-model-id": ("model_id", False),
-    b"mm-model-id-bin": ("model_id", True),
-    b"mm-vmodel-id": ("vmodel_id", False),
-    b"mm-vmodel-id-bin": ("vmodel_id", True),
+    name.encode(): (field, name.endswith("-bin")) for name, field in HEADER_FIELDS.items()
 }
 
 # Content-Encoding -> zlib wbits (tritonclient compresses requests with these two).
