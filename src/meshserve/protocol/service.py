@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
+from meshserve.errors import ModelNotFoundError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol.inference import ModelMetadata
@@ -68,7 +69,12 @@ class _V2Service:
     async def ModelReady(
         self, request: v2.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> v2.ModelReadyResponse:
-        model_id = self._resolve(request.name, context)
+        # Unknown is "not ready", not an error: v2 clients (tritonclient's
+        # is_model_ready) and Triton itself treat it that way.
+        try:
+            model_id = self._resolve(request.name, context)
+        except ModelNotFoundError:
+            return v2.ModelReadyResponse(ready=False)
         return v2.ModelReadyResponse(ready=self._backend.model_ready(model_id))
 
     @reports_errors

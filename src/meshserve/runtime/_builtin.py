@@ -31,7 +31,24 @@ from meshserve.runtime._records import (
 )
 from meshserve.settings import RuntimeSettings
 
-__all__ = ["BuiltinRuntime", "resolve_model_type"]
+__all__ = ["BuiltinRuntime", "load_workers", "resolve_model_type", "start_preload"]
+
+# Threads beyond maxLoadingConcurrency: a load abandoned at its timeout keeps
+# running in its thread (Python cannot stop it), and must not hold up the
+# loads after it. The instance bounds how many loads it runs at once.
+_SPARE_LOAD_THREADS = 4
+
+
+def load_workers(settings: RuntimeSettings) -> int:
+    """Size of a load thread pool for ``settings``."""
+    return settings.max_loading_concurrency + _SPARE_LOAD_THREADS
+
+
+def start_preload(runtime: BuiltinRuntime) -> None:
+    """Import the format libraries in a thread of its own, so the preload
+    holds no load slot (loads wait for it to finish, see ``load``)."""
+    runtime.begin_preload()
+    threading.Thread(target=runtime.preload, name="meshserve-preload", daemon=True).start()
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +94,10 @@ class BuiltinRuntime:
         # unloadModel may arrive while the load it cancels is still running;
         # the load then discards its result instead of leaking the memory.
         self._unload_requested: set[str] = set()
+        # Set once no preload runs: importing one package tree from two
+        # threads at once can hand one of them a half-initialised module.
+        self._preloaded = threading.Event()
+        self._preloaded.set()
 
     @property
     def settings(self) -> RuntimeSettings:
@@ -94,10 +115,17 @@ class BuiltinRuntime:
 
     def preload(self) -> None:
         """Import the format libraries (blocking; run it off the loop)."""
-        if self._settings.preload_libraries:
-            started = time.monotonic()
-            loaded = _formats.preload_libraries()
-            log.info("preloaded %s in %.1f s", ", ".join(loaded), time.monotonic() - started)
+        try:
+            if self._settings.preload_libraries:
+                started = time.monotonic()
+                loaded = _formats.preload_libraries()
+                log.info("preloaded %s in %.1f s", ", ".join(loaded), time.monotonic() - started)
+        finally:
+            self._preloaded.set()
+
+    def begin_preload(self) -> None:
+        """Make loads wait for a preload about to start."""
+        self._preloaded.clear()
 
     def purge(self) -> int:
         """Drop every loaded model (runtimeStatus does this before READY)."""
@@ -132,6 +160,7 @@ class BuiltinRuntime:
             self._loading.add(spec.model_id)
             self._unload_requested.discard(spec.model_id)
         try:
+            self._preloaded.wait()
             artifact = self._artifact(spec)
             estimate = _formats.estimate_size(artifact)
             capacity = self._settings.capacity_bytes

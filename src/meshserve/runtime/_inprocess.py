@@ -12,7 +12,7 @@ from meshserve.errors import PickleRefusedError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as pb
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
-from meshserve.runtime._builtin import BuiltinRuntime
+from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
 from meshserve.runtime._interface import Runtime
 from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeStatus
 from meshserve.settings import RuntimeSettings
@@ -58,14 +58,12 @@ class InProcessRuntime(Runtime):
     async def start(self) -> None:
         settings = self._runtime.settings
         self._load_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.max_loading_concurrency, thread_name_prefix="meshserve-load"
+            max_workers=load_workers(settings), thread_name_prefix="meshserve-load"
         )
         self._predict_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._predict_workers, thread_name_prefix="meshserve-predict"
         )
-        # Queued first on the load pool, so the first load waits for it
-        # rather than importing the same libraries concurrently.
-        self._load_pool.submit(self._runtime.preload)
+        start_preload(self._runtime)
 
     async def stop(self) -> None:
         self._runtime.purge()

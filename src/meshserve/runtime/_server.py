@@ -28,7 +28,7 @@ from meshserve.protocol.routing import RoutingHeaders, ServerInfo
 from meshserve.protocol.service import v2_handler
 from meshserve.protocol.status import reports_errors
 from meshserve.runtime._address import ListenAddress
-from meshserve.runtime._builtin import BuiltinRuntime
+from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
 from meshserve.runtime._inprocess import infer_grpc_bytes
 from meshserve.runtime._records import ModelSpec
 
@@ -205,10 +205,10 @@ class RuntimeServer:
 
     async def start(self) -> None:
         pools = _Pools(
-            load_workers=self._runtime.settings.max_loading_concurrency,
+            load_workers=load_workers(self._runtime.settings),
             predict_workers=self._predict_workers,
         )
-        pools.load.submit(self._runtime.preload)
+        start_preload(self._runtime)
         server = grpc.aio.server(options=_UNLIMITED_MESSAGES)
         spi_grpc.add_ModelRuntimeServicer_to_server(
             _ModelRuntimeServicer(self._runtime, pools), server
