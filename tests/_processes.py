@@ -29,37 +29,57 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> None:
         proc.wait(grace)
 
 
-def wait_for_line(
-    proc: subprocess.Popen[bytes], pattern: str, timeout: float = 60.0
-) -> re.Match[str]:
-    """Read the process's stdout until a line matches ``pattern``."""
+class LineTimeout(AssertionError):
+    """No stdout line matched in time; ``lines`` holds what was read."""
+
+    def __init__(self, message: str, lines: list[str]) -> None:
+        super().__init__(message)
+        self.lines = lines
+
+
+def read_until(
+    proc: subprocess.Popen[bytes], pattern: str | re.Pattern[str], timeout: float = 60.0
+) -> list[str]:
+    """Every stdout line up to and including the first that matches
+    ``pattern``; raises LineTimeout (holding the lines read) otherwise."""
     assert proc.stdout is not None
     regex = re.compile(pattern)
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
-    seen: list[str] = []
+    lines: list[str] = []
     buffer = b""
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=0.2):
-            if proc.poll() is not None:
+    try:
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=0.2):
+                if proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
                 break
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buffer += chunk
-        while b"\n" in buffer:
-            raw, buffer = buffer.split(b"\n", 1)
-            line = raw.decode(errors="replace")
-            seen.append(line)
-            match = regex.search(line)
-            if match:
-                return match
-    raise AssertionError(
-        f"no line matching {pattern!r} within {timeout} s (exit code {proc.poll()}); "
-        f"output so far:\n" + "\n".join(seen[-40:])
+            buffer += chunk
+            while b"\n" in buffer:
+                raw, buffer = buffer.split(b"\n", 1)
+                lines.append(raw.decode(errors="replace"))
+                if regex.search(lines[-1]):
+                    return lines
+    finally:
+        selector.close()
+    raise LineTimeout(
+        f"no line matching {regex.pattern!r} within {timeout} s (exit code {proc.poll()}); "
+        "output so far:\n" + "\n".join(lines[-40:]),
+        lines,
     )
+
+
+def wait_for_line(
+    proc: subprocess.Popen[bytes], pattern: str, timeout: float = 60.0
+) -> re.Match[str]:
+    """Read the process's stdout until a line matches ``pattern``."""
+    match = re.search(pattern, read_until(proc, pattern, timeout)[-1])
+    assert match is not None
+    return match
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ import contextlib
 import os
 import pathlib
 import re
-import selectors
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from tests._examples import make_models_module, model_type
-from tests._processes import stop_process
+from tests._processes import LineTimeout, read_until, stop_process
 
 __all__ = [
     "ONNX_INPUT",
@@ -169,29 +168,10 @@ def _write_register_file(path: pathlib.Path, models: Sequence[Registration]) -> 
 
 def _read_until_ready(proc: subprocess.Popen[bytes], log: pathlib.Path) -> list[str]:
     """stdout lines up to the ready line (all of them: one read may hold several)."""
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    lines: list[str] = []
-    buffer = b""
     try:
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=0.2):
-                if proc.poll() is not None:
-                    break
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buffer += chunk
-            while b"\n" in buffer:
-                raw, buffer = buffer.split(b"\n", 1)
-                lines.append(raw.decode(errors="replace"))
-                if _READY.search(lines[-1]):
-                    return lines
-    finally:
-        selector.close()
+        return read_until(proc, _READY, START_TIMEOUT_S)
+    except LineTimeout as timeout:
+        lines = timeout.lines
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(1)  # closed stdout: it is exiting; report its code
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])

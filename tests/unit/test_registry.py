@@ -22,20 +22,24 @@ async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 async def test_mirror_follows_writes_from_another_client(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "store.db"
-    async with SqliteStore.open(path) as mine, SqliteStore.open(path) as theirs:
-        async with Registry.open(mine) as registry, Registry.open(theirs) as other:
-            assert await other.create_model(ModelRecord(model_id="m", type="onnx"))
-            await _until(lambda: registry.model("m") is not None)
-            vmodel = VModelRecord(vmodel_id="v", active_model_id="m", target_model_id="m")
-            assert await other.create_vmodel(vmodel)
-            await _until(lambda: registry.referencing_vmodels("m") == ["v"])
-            # Compare-and-swap against a stale revision loses.
-            stale = registry.vmodels["v"].revision
-            moved = VModelRecord(vmodel_id="v", active_model_id="m", target_model_id="n")
-            assert await other.update_vmodel(moved, expected_revision=stale)
-            assert not await other.update_vmodel(moved, expected_revision=stale)
-            await _until(lambda: registry.vmodel("v") == moved)
-            assert moved.transitioning
-            assert await other.delete_vmodel("v", expected_revision=other.vmodels["v"].revision)
-            await _until(lambda: registry.vmodel("v") is None)
-            assert not await registry.create_model(ModelRecord(model_id="m", type="x"))
+    async with (
+        SqliteStore.open(path) as mine,
+        SqliteStore.open(path) as theirs,
+        Registry.open(mine) as registry,
+        Registry.open(theirs) as other,
+    ):
+        assert await other.create_model(ModelRecord(model_id="m", type="onnx"))
+        await _until(lambda: registry.model("m") is not None)
+        vmodel = VModelRecord(vmodel_id="v", active_model_id="m", target_model_id="m")
+        assert await other.create_vmodel(vmodel)
+        await _until(lambda: registry.referencing_vmodels("m") == ["v"])
+        # Compare-and-swap against a stale revision loses.
+        stale = registry.vmodels["v"].revision
+        moved = VModelRecord(vmodel_id="v", active_model_id="m", target_model_id="n")
+        assert await other.update_vmodel(moved, expected_revision=stale)
+        assert not await other.update_vmodel(moved, expected_revision=stale)
+        await _until(lambda: registry.vmodel("v") == moved)
+        assert moved.transitioning
+        assert await other.delete_vmodel("v", expected_revision=other.vmodels["v"].revision)
+        await _until(lambda: registry.vmodel("v") is None)
+        assert not await registry.create_model(ModelRecord(model_id="m", type="x"))

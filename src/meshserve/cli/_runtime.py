@@ -12,6 +12,12 @@ import signal
 
 import click
 
+from meshserve.cli._options import (
+    allow_pickle_option,
+    capacity_option,
+    config_option,
+    stop_on_signals,
+)
 from meshserve.errors import MeshServeError
 from meshserve.runtime import BuiltinRuntime, ListenAddress, ModelSpec, RuntimeServer
 from meshserve.settings import load_settings
@@ -42,10 +48,7 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 
 async def _serve(server: RuntimeServer, parent_pid: int | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with server, asyncio.TaskGroup() as tasks:
         click.echo(f"meshserve runtime listening on {server.address}", err=False)
         if parent_pid is not None:
@@ -60,14 +63,9 @@ async def _serve(server: RuntimeServer, parent_pid: int | None) -> None:
     metavar="unix:PATH|127.0.0.1:PORT",
     help="A Unix socket (created with mode 0600) or a loopback TCP address; port 0 picks one.",
 )
-@click.option("--allow-pickle", is_flag=True, default=None, help="Serve joblib/pickle artifacts.")
-@click.option("--capacity", type=int, default=None, metavar="BYTES", help="Memory for models.")
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="YAML settings file.",
-)
+@allow_pickle_option
+@capacity_option
+@config_option
 @click.option(
     "--model",
     "models",

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import signal
 
 import click
 
+from meshserve.cli._options import (
+    allow_pickle_option,
+    capacity_option,
+    config_option,
+    stop_on_signals,
+)
 from meshserve.server import Endpoints, ModelEntry, load_register_file, serve_instance
 from meshserve.settings import Settings, load_settings
 
@@ -21,10 +26,7 @@ def _announce(endpoints: Endpoints) -> None:
 
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await serve_instance(settings, register=register, stop=stop, on_ready=_announce)
 
 
@@ -38,20 +40,15 @@ async def _run(settings: Settings, register: list[ModelEntry]) -> None:
 @click.option("--host", default=None, help="Bind address  [default: 127.0.0.1]")
 @click.option("--grpc-port", type=int, default=None, help="gRPC port, 0 picks one  [default: 8033]")
 @click.option("--rest-port", type=int, default=None, help="REST port, 0 picks one  [default: 8008]")
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="YAML settings file.",
-)
+@config_option
 @click.option(
     "--runtime-host",
     type=click.Choice(["inprocess", "process"]),
     default=None,
     help="Run the built-in runtime in this process or in a sandboxed child  [default: inprocess]",
 )
-@click.option("--allow-pickle", is_flag=True, default=None, help="Serve joblib/pickle artifacts.")
-@click.option("--capacity", type=int, default=None, metavar="BYTES", help="Memory for models.")
+@allow_pickle_option
+@capacity_option
 @click.option(
     "--register",
     "register_file",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import abc
-from types import TracebackType
-from typing import Self
 
+from meshserve._lifecycle import Service
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeStatus
 
 __all__ = ["Runtime"]
 
 
-class Runtime(abc.ABC):
+class Runtime(Service):
     """A runtime hosting loaded models: the SPI's operations plus inference.
 
     Use as an async context manager: entering starts it (and waits until it
@@ -20,17 +19,6 @@ class Runtime(abc.ABC):
     whichever host raised them.
     """
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -14,13 +14,13 @@ import logging
 import os
 import pathlib
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import grpc
 import grpc.aio
 
 from meshserve import __version__
+from meshserve._lifecycle import Service
 from meshserve.protocol._pb import model_runtime_pb2 as spi
 from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
 from meshserve.protocol.inference import ModelMetadata
@@ -169,7 +169,7 @@ class _RuntimeBackend:
         return ServerInfo(name="meshserve-runtime", version=__version__)
 
 
-class RuntimeServer:
+class RuntimeServer(Service):
     """Serves one :class:`BuiltinRuntime` over gRPC.
 
     ``async with RuntimeServer(...) as server`` binds and starts it;
@@ -191,17 +191,6 @@ class RuntimeServer:
         self._pools: _Pools | None = None
         self.address: str = str(listen)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         pools = _Pools(

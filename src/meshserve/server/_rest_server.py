@@ -14,10 +14,11 @@ import enum
 import logging
 import socket
 from collections.abc import Iterator
-from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from meshserve._lifecycle import Service
 
 __all__ = ["RestServer"]
 
@@ -33,7 +34,7 @@ class _State(enum.Enum):
     STOPPED = "stopped"
 
 
-class RestServer:
+class RestServer(Service):
     """Serves ``app`` on ``host:port`` from ``start()`` (or entering
     ``async with``) until ``stop()`` (or leaving it); ``port`` is then the
     bound port."""
@@ -121,18 +122,6 @@ class RestServer:
             await self._task
         finally:
             self._state = _State.STOPPED
-
-    async def __aenter__(self) -> RestServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _on_exit(self, task: asyncio.Task[None]) -> None:
         if self._state is _State.RUNNING and not task.cancelled():
