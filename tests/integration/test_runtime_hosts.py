@@ -19,6 +19,7 @@ from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import InferenceRequest, RequestedOutput, Tensor
 from meshserve.runtime import InProcessRuntime, ModelSpec, ProcessRuntime, Runtime
+from meshserve.runtime._link import link_path
 from meshserve.settings import RuntimeSettings
 from tests._examples import assert_outputs_match, iris_rows, library_predictions, model_type
 from tests.integration._proc import listening_tcp_ports, unix_socket_paths
@@ -179,7 +180,9 @@ async def test_process_host_refuses_pickle_unless_allowed_and_has_no_tcp_port(
         assert stat.S_IMODE(mode) == 0o600
         assert stat.S_IMODE(runtime.socket_path.parent.stat().st_mode) == 0o700
         assert listening_tcp_ports(runtime.pid) == []
-        assert str(runtime.socket_path) in unix_socket_paths(runtime.pid)
+        data_link = link_path(runtime.socket_path)
+        assert stat.S_IMODE(data_link.stat().st_mode) == 0o600
+        assert set(unix_socket_paths(runtime.pid)) >= {str(runtime.socket_path), str(data_link)}
         socket_dir = runtime.socket_path.parent
     assert not socket_dir.exists()  # stop() removes the private directory
 

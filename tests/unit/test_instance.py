@@ -36,9 +36,7 @@ def runtime() -> FakeRuntime:
 
 
 @pytest.fixture
-def open_instance(
-    tmp_path: pathlib.Path, runtime: FakeRuntime, clock: ManualClock
-) -> OpenInstance:
+def open_instance(tmp_path: pathlib.Path, runtime: FakeRuntime, clock: ManualClock) -> OpenInstance:
     @asynccontextmanager
     async def opener(expiry_s: float = 900.0) -> AsyncIterator[Instance]:
         async with (
@@ -59,9 +57,7 @@ def open_instance(
 
 
 def _request(value: float = 1.0) -> InferenceRequest:
-    return InferenceRequest(
-        model_name="", inputs=[Tensor("x", Datatype.FP64, np.array([value]))]
-    )
+    return InferenceRequest(model_name="", inputs=[Tensor("x", Datatype.FP64, np.array([value]))])
 
 
 async def _infer(instance: Instance, name: str, value: float = 1.0) -> str:
@@ -257,13 +253,21 @@ async def test_vmodel_serves_the_active_model_until_the_target_loads(
     runtime.models["/v2"] = FakeModel(gate=gate)
     async with open_instance() as instance:
         status = await instance.set_vmodel(
-            "v", target_model_id="v-1", model_type="fake", model_path="/v1",
-            auto_delete_target=True, load_now=True, sync=True,
+            "v",
+            target_model_id="v-1",
+            model_type="fake",
+            model_path="/v1",
+            auto_delete_target=True,
+            load_now=True,
+            sync=True,
         )
         assert status.state is VModelState.DEFINED
         assert await _infer(instance, "v") == "v-1"
         status = await instance.set_vmodel(
-            "v", target_model_id="v-2", model_type="fake", model_path="/v2",
+            "v",
+            target_model_id="v-2",
+            model_type="fake",
+            model_path="/v2",
             auto_delete_target=True,
         )
         assert status.state is VModelState.TRANSITIONING
@@ -288,8 +292,12 @@ async def test_vmodel_transition_fails_when_the_target_cannot_load(
     runtime.models["/broken"] = FakeModel(fail=errors.CorruptModelError("broken artifact"))
     async with open_instance() as instance:
         await instance.set_vmodel(
-            "v", target_model_id="good", model_type="fake", model_path="/good",
-            load_now=True, sync=True,
+            "v",
+            target_model_id="good",
+            model_type="fake",
+            model_path="/good",
+            load_now=True,
+            sync=True,
         )
         status = await instance.set_vmodel(
             "v", target_model_id="bad", model_type="fake", model_path="/broken", sync=True

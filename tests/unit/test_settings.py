@@ -53,9 +53,7 @@ def test_every_setting_in_the_readme_exists_and_every_setting_is_documented() ->
 
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
     table = readme.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0]
-    documented = {
-        line.split("`")[1] for line in table.splitlines() if line.startswith("| `")
-    }
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     known: set[str] = set()
 
     def walk(model: type[BaseModel], prefix: str) -> None:

@@ -22,6 +22,7 @@ from meshserve import errors
 
 __all__ = [
     "ERROR_TYPE_KEY",
+    "error_from_name",
     "error_from_rpc",
     "error_trailers",
     "grpc_code",
@@ -90,6 +91,11 @@ def http_status(exc: errors.MeshServeError) -> int:
 def error_trailers(exc: errors.MeshServeError) -> tuple[tuple[str, str], ...]:
     """Trailing metadata that lets a meshserve peer rebuild the exact type."""
     return ((ERROR_TYPE_KEY, type(exc).__name__),)
+
+
+def error_from_name(name: str, message: str) -> errors.MeshServeError:
+    """Rebuild a domain error from its type name (MeshServeError if unknown)."""
+    return _BY_NAME.get(name, errors.MeshServeError).from_message(message)
 
 
 def error_from_rpc(

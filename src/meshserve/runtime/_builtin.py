@@ -50,6 +50,7 @@ def start_preload(runtime: BuiltinRuntime) -> None:
     runtime.begin_preload()
     threading.Thread(target=runtime.preload, name="meshserve-preload", daemon=True).start()
 
+
 log = logging.getLogger(__name__)
 
 

@@ -44,14 +44,13 @@ class InProcessRuntime(Runtime):
     instance's privileges and memory.
     """
 
-    def __init__(self, *, settings: RuntimeSettings, predict_workers: int = 4) -> None:
+    def __init__(self, *, settings: RuntimeSettings) -> None:
         if settings.allow_pickle:
             raise PickleRefusedError(
                 "allow_pickle needs the out-of-process runtime host (--runtime-host process): "
                 "a pickle executes code on load and must not run inside the instance"
             )
         self._runtime = BuiltinRuntime(settings=settings)
-        self._predict_workers = predict_workers
         self._load_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._predict_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -61,7 +60,7 @@ class InProcessRuntime(Runtime):
             max_workers=load_workers(settings), thread_name_prefix="meshserve-load"
         )
         self._predict_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._predict_workers, thread_name_prefix="meshserve-predict"
+            max_workers=settings.predict_workers, thread_name_prefix="meshserve-predict"
         )
         start_preload(self._runtime)
 

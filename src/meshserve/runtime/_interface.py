@@ -19,7 +19,6 @@ class Runtime(Service):
     whichever host raised them.
     """
 
-
     @abc.abstractmethod
     async def start(self) -> None:
         """Start the runtime and wait until it reports READY."""

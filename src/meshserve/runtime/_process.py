@@ -34,6 +34,7 @@ from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.status import error_from_rpc
 from meshserve.runtime._interface import Runtime
+from meshserve.runtime._link import LinkClient, link_path
 from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeState, RuntimeStatus
 from meshserve.runtime._server import MODEL_ID_HEADER
 from meshserve.settings import RuntimeSettings
@@ -42,7 +43,6 @@ __all__ = ["HostState", "ProcessRuntime", "settings_env"]
 
 log = logging.getLogger(__name__)
 
-_MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
@@ -99,7 +99,7 @@ class ProcessRuntime(Runtime):
         self._channel: grpc.aio.Channel | None = None
         self._spi: spi_grpc.ModelRuntimeStub | None = None
         self._v2: v2_grpc.GRPCInferenceServiceStub | None = None
-        self._infer: grpc.aio.UnaryUnaryMultiCallable | None = None
+        self._link: LinkClient | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._status: RuntimeStatus | None = None
         self.state = HostState.STOPPED
@@ -170,7 +170,7 @@ class ProcessRuntime(Runtime):
         self._channel = grpc.aio.insecure_channel(f"unix:{socket}", options=_CHANNEL_OPTIONS)
         self._spi = spi_grpc.ModelRuntimeStub(self._channel)
         self._v2 = v2_grpc.GRPCInferenceServiceStub(self._channel)
-        self._infer = self._channel.unary_unary(_MODEL_INFER)
+        self._link = LinkClient(path=link_path(socket))
         self._status = await self._wait_ready()
 
     async def _wait_ready(self) -> RuntimeStatus:
@@ -213,6 +213,9 @@ class ProcessRuntime(Runtime):
             await proc.wait()
 
     async def _close_channel(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.close(grace=None)
@@ -317,7 +320,10 @@ class ProcessRuntime(Runtime):
 
     async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
         self._ready_stubs()
-        assert self._infer is not None
-        with self._rpc_errors():
-            reply: bytes = await self._infer(body, metadata=((MODEL_ID_HEADER, model_id),))
-        return reply
+        assert self._link is not None
+        try:
+            return await self._link.call(model_id, body)
+        except UnavailableError:
+            if self.state is not HostState.READY:
+                raise UnavailableError(f"the runtime process is {self.state.value}") from None
+            raise

@@ -30,6 +30,7 @@ from meshserve.protocol.status import reports_errors
 from meshserve.runtime._address import ListenAddress
 from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
 from meshserve.runtime._inprocess import infer_grpc_bytes
+from meshserve.runtime._link import LinkServer, link_path
 from meshserve.runtime._records import ModelSpec
 
 __all__ = ["MODEL_ID_HEADER", "RuntimeServer"]
@@ -182,31 +183,34 @@ class RuntimeServer(Service):
         *,
         runtime: BuiltinRuntime,
         listen: ListenAddress,
-        predict_workers: int = 4,
     ) -> None:
         self._runtime = runtime
         self._listen = listen
-        self._predict_workers = predict_workers
         self._server: grpc.aio.Server | None = None
         self._pools: _Pools | None = None
+        self._link: LinkServer | None = None
         self.address: str = str(listen)
-
 
     async def start(self) -> None:
         pools = _Pools(
             load_workers=load_workers(self._runtime.settings),
-            predict_workers=self._predict_workers,
+            predict_workers=self._runtime.settings.predict_workers,
         )
         start_preload(self._runtime)
         server = grpc.aio.server(options=_UNLIMITED_MESSAGES)
         spi_grpc.add_ModelRuntimeServicer_to_server(
             _ModelRuntimeServicer(self._runtime, pools), server
         )
-        server.add_generic_rpc_handlers((v2_handler(_RuntimeBackend(self._runtime, pools)),))
+        backend = _RuntimeBackend(self._runtime, pools)
+        server.add_generic_rpc_handlers((v2_handler(backend),))
         if self._listen.unix_path is not None:
             path = pathlib.Path(self._listen.unix_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
+            # Up before the SPI answers, so an instance that sees READY can
+            # use the data link at once.
+            self._link = LinkServer(path=link_path(path), handler=backend.infer_grpc)
+            await self._link.start()
             # The socket must never exist with looser permissions, even for
             # the instant between bind and chmod: bind under a strict umask.
             previous = os.umask(0o177)
@@ -225,6 +229,9 @@ class RuntimeServer(Service):
         log.info("runtime listening on %s", self.address)
 
     async def stop(self, grace: float = 1.0) -> None:
+        if self._link is not None:
+            await self._link.stop()
+            self._link = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
