@@ -45,20 +45,6 @@ def up(
         yield up
 
 
-@pytest.fixture(scope="module")
-def grpc_client(up: Up) -> Iterator[triton_grpc.InferenceServerClient]:
-    client = up.grpc_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def http_client(up: Up) -> Iterator[triton_http.InferenceServerClient]:
-    client = up.http_client()
-    yield client
-    client.close()
-
-
 def _runtime_child(up: Up) -> psutil.Process:
     """The one `meshserve runtime` process under `up`."""
     runtimes = [

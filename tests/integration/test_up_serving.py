@@ -54,20 +54,6 @@ def up(
         yield up
 
 
-@pytest.fixture(scope="module")
-def grpc_client(up: Up) -> Iterator[triton_grpc.InferenceServerClient]:
-    client = up.grpc_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def http_client(up: Up) -> Iterator[triton_http.InferenceServerClient]:
-    client = up.http_client()
-    yield client
-    client.close()
-
-
 def _library(
     example_models: dict[str, pathlib.Path], name: str, rows: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -102,40 +88,28 @@ def test_every_example_answers_over_grpc_as_its_library_predicts(
     assert_outputs_match(grpc_outputs(result), _library(example_models, name, rows))
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary-tensors"])
 @pytest.mark.parametrize("name", INPROCESS)
-def test_every_example_answers_over_rest_json(
+def test_every_example_answers_over_rest(
     name: str,
+    binary: bool,
     http_client: triton_http.InferenceServerClient,
     example_models: dict[str, pathlib.Path],
 ) -> None:
     rows = iris_rows(6)
     expected = _library(example_models, name, rows)
-    outputs = [triton_http.InferRequestedOutput(o, binary_data=False) for o in expected]
-    result = http_client.infer(name, [iris_http_input(name, rows, binary=False)], outputs=outputs)
+    outputs = [triton_http.InferRequestedOutput(o, binary_data=binary) for o in expected]
+    result = http_client.infer(name, [iris_http_input(name, rows, binary=binary)], outputs=outputs)
     response = result.get_response()
     assert response["model_name"] == name
-    # JSON all the way: every output carries its values inline, none as binary.
+    # Each output in the form asked for: inline JSON data, or binary after the header.
     for output in response["outputs"]:
-        assert "data" in output, output
-        assert "binary_data_size" not in output.get("parameters", {}), output
-    assert_outputs_match(http_outputs(result), expected)
-
-
-@pytest.mark.parametrize("name", INPROCESS)
-def test_every_example_answers_over_rest_binary_tensors(
-    name: str,
-    http_client: triton_http.InferenceServerClient,
-    example_models: dict[str, pathlib.Path],
-) -> None:
-    rows = iris_rows(5)
-    expected = _library(example_models, name, rows)
-    outputs = [triton_http.InferRequestedOutput(o, binary_data=True) for o in expected]
-    result = http_client.infer(name, [iris_http_input(name, rows, binary=True)], outputs=outputs)
-    response = result.get_response()
-    assert response["model_name"] == name
-    for output in response["outputs"]:
-        assert "data" not in output, output
-        assert output["parameters"]["binary_data_size"] > 0, output
+        if binary:
+            assert "data" not in output, output
+            assert output["parameters"]["binary_data_size"] > 0, output
+        else:
+            assert "data" in output, output
+            assert "binary_data_size" not in output.get("parameters", {}), output
     assert_outputs_match(http_outputs(result), expected)
 
 

@@ -59,20 +59,6 @@ def up(
 
 
 @pytest.fixture(scope="module")
-def grpc_client(up: Up) -> Iterator[triton_grpc.InferenceServerClient]:
-    client = up.grpc_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def http_client(up: Up) -> Iterator[triton_http.InferenceServerClient]:
-    client = up.http_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def expected(example_models: dict[str, pathlib.Path]) -> dict[str, dict[str, np.ndarray]]:
     """What each registered model answers for ROWS, by model id."""
     by_example = {name: library_predictions(name, example_models[name], ROWS) for name in EXAMPLES}
