@@ -21,6 +21,8 @@ from meshserve.store._errors import (
     StoreError,
     StoreUnavailableError,
 )
+from meshserve.store._etcd import EtcdStore, EtcdStoreState
+from meshserve.store._etcd_settings import EtcdSettings
 from meshserve.store._lease import KeptLease, LeaseState
 from meshserve.store._prefixed import PrefixedStore
 from meshserve.store._sqlite import SqliteStore, StoreState
@@ -49,6 +51,9 @@ __all__ = [
     "DeletePrefixOp",
     "Election",
     "ElectionState",
+    "EtcdSettings",
+    "EtcdStore",
+    "EtcdStoreState",
     "Event",
     "EventKind",
     "KeptLease",

