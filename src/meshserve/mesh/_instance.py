@@ -1,7 +1,8 @@
-"""One meshserve instance: registrations, vmodels, routing and the cache.
+"""One meshserve instance: registrations, routing and the cache.
 
 The instance implements the front ends' ``InferenceBackend`` and the
-management API's operations. Routing reads only the registry's in-memory
+management API's model operations; its vmodels are ``instance.vmodels``
+(``_vmodels.VModelTable``). Routing reads only the registry's in-memory
 mirror; a model is loaded on its first request (or at registration with
 ``loadNow``) and evicted when space is needed.
 """
@@ -29,12 +30,11 @@ from meshserve.mesh._status import (
     ModelState,
     ModelStatus,
     ModelSummary,
-    VModelState,
-    VModelStatus,
 )
+from meshserve.mesh._vmodels import VModelTable
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import RoutingHeaders, ServerInfo
-from meshserve.registry import ModelRecord, Registry, VModelRecord
+from meshserve.registry import ModelRecord, Registry
 from meshserve.runtime import ModelSpec, Runtime
 from meshserve.settings import CacheSettings
 
@@ -72,8 +72,7 @@ class Instance:
         self.cache = cache
         self._settings = settings
         self._clock = clock
-        self._transitions: dict[str, asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self.vmodels = VModelTable(registry=registry, cache=cache, models=self)
         self._ready = False
 
     @classmethod
@@ -101,28 +100,18 @@ class Instance:
             clock=clock,
         )
         janitor = _tasks.start_supervised(
-            instance._janitor(janitor_interval_s), name="instance-janitor"
+            instance.vmodels.retry_transitions(janitor_interval_s), name="instance-janitor"
         )
         try:
             yield instance
         finally:
             instance._ready = False
             await _tasks.cancel_and_wait(janitor)
-            for task in [*instance._transitions.values(), *instance._background]:
-                await _tasks.cancel_and_wait(task)
+            await instance.vmodels.close()
             await cache.close()
 
     def now_ms(self) -> int:
         return int(self._clock.time() * 1000)
-
-    def _spawn(self, coro: Awaitable[None], *, name: str) -> asyncio.Task[None]:
-        async def run() -> None:
-            await coro
-
-        task = _tasks.start_supervised(run(), name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
 
     # -- routing (InferenceBackend) -----------------------------------------
 
@@ -147,7 +136,7 @@ class Instance:
             return name
         raise ModelNotFoundError(f"model '{name}' is not registered")
 
-    def _spec(self, model_id: str) -> ModelSpec:
+    def spec(self, model_id: str) -> ModelSpec:
         record = self._registry.model(model_id)
         if record is None:
             raise ModelNotFoundError(f"model '{model_id}' is not registered")
@@ -159,7 +148,7 @@ class Instance:
         """Run ``call`` on a loaded copy, loading it first if needed."""
         for attempt in range(2):
             if not self.cache.is_loaded(model_id):
-                await self.cache.ensure_loaded(self._spec(model_id), last_used_ms=self.now_ms())
+                await self.cache.ensure_loaded(self.spec(model_id), last_used_ms=self.now_ms())
             try:
                 async with self.cache.in_use(model_id):
                     return await call()
@@ -204,7 +193,7 @@ class Instance:
             if self._registry.model(model_id) is None:
                 continue
             with contextlib.suppress(MeshServeError):
-                await self.cache.ensure_loaded(self._spec(model_id), last_used_ms=self.now_ms())
+                await self.cache.ensure_loaded(self.spec(model_id), last_used_ms=self.now_ms())
 
     # -- models (management API) --------------------------------------------
 
@@ -272,13 +261,13 @@ class Instance:
                 )
             log.info("registered model %s (%s, %s)", model_id, type, path)
         if load_now:
-            await self._load_now(model_id, sync=sync)
+            await self.load_now(model_id, sync=sync)
         return self.model_status(model_id)
 
-    async def _load_now(self, model_id: str, *, sync: bool) -> None:
+    async def load_now(self, model_id: str, *, sync: bool) -> None:
         record = self._registry.model(model_id)
         assert record is not None
-        future = self.cache.start_load(self._spec(model_id), last_used_ms=record.last_used_ms)
+        future = self.cache.start_load(self.spec(model_id), last_used_ms=record.last_used_ms)
         if sync:
             with contextlib.suppress(MeshServeError):
                 await asyncio.shield(future)
@@ -291,9 +280,9 @@ class Instance:
                 f"model '{model_id}' is used by vmodel(s) {', '.join(users)}; "
                 "delete or retarget them first"
             )
-        await self._delete_model(model_id)
+        await self.delete_model(model_id)
 
-    async def _delete_model(self, model_id: str) -> None:
+    async def delete_model(self, model_id: str) -> None:
         while (entry := self._registry.models.get(model_id)) is not None:
             if await self._registry.delete_model(model_id, expected_revision=entry.revision):
                 log.info("unregistered model %s", model_id)
@@ -308,7 +297,7 @@ class Instance:
         now = self.now_ms()
         used = last_used_ms or now
         self.cache.lru.touch(model_id, used)
-        future = self.cache.start_load(self._spec(model_id), last_used_ms=used)
+        future = self.cache.start_load(self.spec(model_id), last_used_ms=used)
         if sync:
             with contextlib.suppress(MeshServeError):
                 await asyncio.shield(future)
@@ -336,197 +325,3 @@ class Instance:
                 )
             )
         return summaries
-
-    # -- vmodels -------------------------------------------------------------
-
-    def vmodel_status(self, vmodel_id: str, *, owner: str = "") -> VModelStatus:
-        record = self._registry.vmodel(vmodel_id)
-        if record is None or (owner and record.owner != owner):
-            return VModelStatus(VModelState.NOT_FOUND)
-        active = self.model_status(record.active_model_id)
-        if not record.transitioning:
-            return VModelStatus(
-                VModelState.DEFINED,
-                record.active_model_id,
-                record.target_model_id,
-                active,
-                None,
-                record.owner,
-            )
-        target = self.model_status(record.target_model_id)
-        state = (
-            VModelState.TRANSITION_FAILED
-            if target.state is ModelState.LOADING_FAILED
-            else VModelState.TRANSITIONING
-        )
-        return VModelStatus(
-            state, record.active_model_id, record.target_model_id, active, target, record.owner
-        )
-
-    def list_vmodels(self) -> list[tuple[str, VModelStatus]]:
-        return [(name, self.vmodel_status(name)) for name in sorted(self._registry.vmodels)]
-
-    async def set_vmodel(
-        self,
-        vmodel_id: str,
-        *,
-        target_model_id: str,
-        owner: str = "",
-        update_only: bool = False,
-        model_type: str = "",
-        model_path: str = "",
-        model_key: str = "",
-        auto_delete_target: bool = False,
-        load_now: bool = False,
-        force: bool = False,
-        sync: bool = False,
-        expected_target_model_id: str = "",
-    ) -> VModelStatus:
-        """Create a vmodel or point it at a new target (ModelMesh's setVModel)."""
-        if not vmodel_id or not target_model_id:
-            raise InvalidRequestError("vModelId and targetModelId must not be empty")
-        while True:
-            entry = self._registry.vmodels.get(vmodel_id)
-            record = entry.record if entry is not None else None
-            if record is not None and owner and record.owner != owner:
-                raise AlreadyExistsError(
-                    f"vmodel '{vmodel_id}' exists with owner {record.owner!r}, not {owner!r}"
-                )
-            if expected_target_model_id:
-                current = record.target_model_id if record is not None else None
-                if expected_target_model_id == target_model_id:
-                    if current not in (None, target_model_id):
-                        raise PreconditionFailedError(
-                            f"vmodel '{vmodel_id}' targets {current!r}, not {target_model_id!r}"
-                        )
-                elif current != expected_target_model_id:
-                    raise PreconditionFailedError(
-                        f"vmodel '{vmodel_id}' targets {current!r}, "
-                        f"expected {expected_target_model_id!r}"
-                    )
-            if record is None and update_only:
-                raise ModelNotFoundError(f"vmodel '{vmodel_id}' does not exist (updateOnly)")
-            if model_type:
-                await self.register_model(
-                    target_model_id,
-                    type=model_type,
-                    path=model_path,
-                    key=model_key,
-                    auto_delete=auto_delete_target,
-                )
-            elif self._registry.model(target_model_id) is None:
-                raise ModelNotFoundError(
-                    f"target model '{target_model_id}' is not registered and no modelInfo was given"
-                )
-            if record is None:
-                created = VModelRecord(
-                    vmodel_id=vmodel_id,
-                    active_model_id=target_model_id,
-                    target_model_id=target_model_id,
-                    owner=owner,
-                )
-                if not await self._registry.create_vmodel(created):
-                    continue
-                log.info("created vmodel %s -> %s", vmodel_id, target_model_id)
-                if load_now:
-                    await self._load_now(target_model_id, sync=sync)
-                return self.vmodel_status(vmodel_id)
-            assert entry is not None
-            if record.target_model_id == target_model_id and not force:
-                break
-            previous_target = record.target_model_id
-            updated = VModelRecord(
-                vmodel_id=vmodel_id,
-                active_model_id=target_model_id if force else record.active_model_id,
-                target_model_id=target_model_id,
-                owner=record.owner,
-                extra=record.extra,
-            )
-            if not await self._registry.update_vmodel(updated, expected_revision=entry.revision):
-                continue
-            log.info("vmodel %s: target %s -> %s", vmodel_id, previous_target, target_model_id)
-            await self._collect_unreferenced(previous_target, record.active_model_id)
-            break
-        self._kick_transition(vmodel_id, load_now=load_now)
-        if sync:
-            task = self._transitions.get(vmodel_id)
-            if task is not None:
-                with contextlib.suppress(MeshServeError):
-                    await asyncio.shield(task)
-        return self.vmodel_status(vmodel_id)
-
-    async def delete_vmodel(self, vmodel_id: str, *, owner: str = "") -> None:
-        while (entry := self._registry.vmodels.get(vmodel_id)) is not None:
-            record = entry.record
-            if owner and record.owner != owner:
-                raise PreconditionFailedError(
-                    f"vmodel '{vmodel_id}' is owned by {record.owner!r}, not {owner!r}"
-                )
-            if await self._registry.delete_vmodel(vmodel_id, expected_revision=entry.revision):
-                log.info("deleted vmodel %s", vmodel_id)
-                task = self._transitions.pop(vmodel_id, None)
-                if task is not None:
-                    await _tasks.cancel_and_wait(task)
-                await self._collect_unreferenced(record.active_model_id, record.target_model_id)
-                return
-
-    async def _collect_unreferenced(self, *model_ids: str) -> None:
-        """Delete auto-delete models that no vmodel uses any more."""
-        for model_id in dict.fromkeys(model_ids):
-            record = self._registry.model(model_id)
-            if (
-                record is not None
-                and record.auto_delete
-                and not self._registry.referencing_vmodels(model_id)
-            ):
-                await self._delete_model(model_id)
-
-    def _kick_transition(self, vmodel_id: str, *, load_now: bool = False) -> None:
-        record = self._registry.vmodel(vmodel_id)
-        if record is None or not record.transitioning:
-            return
-        running = self._transitions.get(vmodel_id)
-        if running is not None and not running.done():
-            return
-        if self.cache.failure(record.target_model_id) is not None:
-            return  # TRANSITION_FAILED until the failure expires
-        task = _tasks.start_supervised(
-            self._transition(vmodel_id, load_now=load_now), name=f"transition:{vmodel_id}"
-        )
-        self._transitions[vmodel_id] = task
-
-    async def _transition(self, vmodel_id: str, *, load_now: bool) -> None:
-        """Load the target (when the active model is loaded, or asked to),
-        then switch the alias to it."""
-        record = self._registry.vmodel(vmodel_id)
-        if record is None or not record.transitioning:
-            return
-        target = record.target_model_id
-        if load_now or self.cache.is_loaded(record.active_model_id):
-            try:
-                await self.cache.ensure_loaded(self._spec(target), last_used_ms=self.now_ms())
-            except MeshServeError as exc:
-                log.warning("vmodel %s: target %s failed to load: %s", vmodel_id, target, exc)
-                return
-        while (entry := self._registry.vmodels.get(vmodel_id)) is not None:
-            current = entry.record
-            if current.target_model_id != target or not current.transitioning:
-                return
-            switched = VModelRecord(
-                vmodel_id=vmodel_id,
-                active_model_id=target,
-                target_model_id=target,
-                owner=current.owner,
-                extra=current.extra,
-            )
-            if await self._registry.update_vmodel(switched, expected_revision=entry.revision):
-                log.info("vmodel %s now serves %s", vmodel_id, target)
-                await self._collect_unreferenced(current.active_model_id)
-                return
-
-    async def _janitor(self, interval_s: float) -> None:
-        """Retry transitions whose target failure has expired."""
-        while True:
-            await asyncio.sleep(interval_s)
-            for vmodel_id in list(self._registry.vmodels):
-                self._kick_transition(vmodel_id)

@@ -94,7 +94,7 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
         self, request: mm.SetVModelRequest, context: grpc.aio.ServicerContext
     ) -> mm.VModelStatusInfo:
         info = request.modelInfo if request.HasField("modelInfo") else None
-        status = await self._instance.set_vmodel(
+        status = await self._instance.vmodels.set(
             request.vModelId,
             target_model_id=request.targetModelId,
             owner=request.owner,
@@ -114,7 +114,7 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
     async def deleteVModel(
         self, request: mm.DeleteVModelRequest, context: grpc.aio.ServicerContext
     ) -> mm.DeleteVModelResponse:
-        await self._instance.delete_vmodel(request.vModelId, owner=request.owner)
+        await self._instance.vmodels.delete(request.vModelId, owner=request.owner)
         return mm.DeleteVModelResponse()
 
     @reports_errors
@@ -122,7 +122,7 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
         self, request: mm.GetVModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> mm.VModelStatusInfo:
         return vmodel_status_to_proto(
-            self._instance.vmodel_status(request.vModelId, owner=request.owner)
+            self._instance.vmodels.status(request.vModelId, owner=request.owner)
         )
 
 
@@ -167,6 +167,6 @@ class AdminService(admin_grpc.AdminServicer):
                     targetModelId=status.target_model_id,
                     owner=status.owner,
                 )
-                for name, status in self._instance.list_vmodels()
+                for name, status in self._instance.vmodels.list()
             ]
         )
