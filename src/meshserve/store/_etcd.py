@@ -240,9 +240,9 @@ class EtcdStore(Store):
             start = bytes(response.kvs[-1].key) + b"\0"
 
     async def current_revision(self) -> int:
-        response = await self._rpc(
-            lambda c: _kv(c).get(b"\0", count_only=True, timeout=self._timeout)
-        )
+        # An empty transaction: a linearizable read of the header that needs
+        # no key permission, so a user granted only a prefix can open the store.
+        response = await self._rpc(lambda c: _kv(c).txn([], [], timeout=self._timeout))
         return int(response.header.revision)
 
     # -- writes ----------------------------------------------------------------
