@@ -107,8 +107,6 @@ class Registry:
             self._models,
             self._vmodels,
         )
-        self.changed = asyncio.Event()
-        """Set whenever the mirror changes; owners clear it after reacting."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -143,11 +141,9 @@ class Registry:
                         for event in batch:
                             self._apply(event.kind, event.kv.key, event.kv.value, event.revision)
                             start = event.revision + 1
-                        self.changed.set()
             except CompactedError:
                 log.warning("registry watch fell behind compaction; re-listing")
                 start = await self._load() + 1
-                self.changed.set()
             except StoreError as exc:
                 log.warning("registry watch ended (%s); resuming from revision %d", exc, start)
                 await asyncio.sleep(0.5)

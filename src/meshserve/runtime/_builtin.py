@@ -136,10 +136,6 @@ class BuiltinRuntime:
             self._unload_requested.update(self._loading)
         return count
 
-    def loaded_ids(self) -> list[str]:
-        with self._lock:
-            return sorted(self._models)
-
     def _artifact(self, spec: ModelSpec) -> _formats.Artifact:
         model_type = resolve_model_type(spec)
         if not spec.model_path:
