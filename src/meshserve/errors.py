@@ -18,10 +18,17 @@ the same thing on every port::
     │   │   └── PickleRefusedError    pickle-based format not allowed
     │   ├── CorruptModelError         the artifact did not load
     │   ├── ModelTooLargeError        bigger than the whole capacity
-    │   └── LoadTimeoutError          outlasted modelLoadingTimeoutMillis
+    │   ├── LoadTimeoutError          outlasted modelLoadingTimeoutMillis
+    │   └── StorageError              pulling the artifact failed (names key + path)
+    │       ├── StorageConfigError        no such storage key, bad config or URI
+    │       ├── ArtifactNotFoundError     no bucket, container or object there
+    │       ├── StorageAccessDeniedError  the store refused the credentials
+    │       ├── ArtifactRejectedError     traversal, escaping symlink, digest, size
+    │       └── StorageUnavailableError   transient; retries ran out
     ├── InferenceError                the model raised while predicting
     └── UnavailableError              transient; the caller may retry
-        └── ModelNotReadyError        the model is not loaded (yet)
+        ├── ModelNotReadyError        the model is not loaded (yet)
+        └── PeerUnreachableError      another instance did not answer
 
 ``retryable`` tells a caller (and the router) whether the same request may
 succeed later without being changed.
@@ -31,6 +38,8 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExistsError",
+    "ArtifactNotFoundError",
+    "ArtifactRejectedError",
     "CorruptModelError",
     "InferenceError",
     "InvalidRequestError",
@@ -42,8 +51,13 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotReadyError",
     "ModelTooLargeError",
+    "PeerUnreachableError",
     "PickleRefusedError",
     "PreconditionFailedError",
+    "StorageAccessDeniedError",
+    "StorageConfigError",
+    "StorageError",
+    "StorageUnavailableError",
     "TensorError",
     "UnavailableError",
     "UnsupportedModelError",
@@ -137,6 +151,36 @@ class LoadTimeoutError(ModelLoadError):
     retryable = True
 
 
+class StorageError(ModelLoadError):
+    """Pulling the model's artifact from storage failed. The message names the
+    storage key and the path, never a credential."""
+
+
+class StorageConfigError(StorageError):
+    """No such storage key, an invalid storage-config entry, or a storage URI
+    that cannot be used."""
+
+
+class ArtifactNotFoundError(StorageError):
+    """No bucket, container or object at the configured location."""
+
+
+class StorageAccessDeniedError(StorageError):
+    """The store refused the configured credentials (401/403)."""
+
+
+class ArtifactRejectedError(StorageError):
+    """The artifact was fetched but refused: a path that escapes the model
+    directory, a symlink pointing outside it, a sha256 mismatch, or more bytes
+    than a model may have."""
+
+
+class StorageUnavailableError(StorageError):
+    """The store kept failing transiently until the retries ran out."""
+
+    retryable = True
+
+
 class InferenceError(MeshServeError):
     """The model raised while predicting on otherwise valid tensors."""
 
@@ -149,3 +193,8 @@ class UnavailableError(MeshServeError):
 
 class ModelNotReadyError(UnavailableError):
     """The model is known but has no loaded copy to serve from."""
+
+
+class PeerUnreachableError(UnavailableError):
+    """Another instance could not be reached (it stopped, or hangs): the
+    request may go to a different instance."""

@@ -13,12 +13,14 @@ import pathlib
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
     "CacheSettings",
+    "MeshSettings",
+    "MetricsSettings",
     "RuntimeSettings",
     "ServerSettings",
     "Settings",
@@ -88,6 +90,12 @@ class RuntimeSettings(_Group):
     stop_grace_s: float = Field(default=5.0, ge=0)
     """SIGTERM-to-SIGKILL grace when stopping an out-of-process runtime."""
 
+    run_as_user: str = "nobody"
+    """User (name or uid) an out-of-process runtime becomes when the instance
+    runs as root: model artifacts, pickle above all, then run with that
+    user's rights and no capabilities. Empty keeps root (not advised). It must
+    be able to read the Python installation and the model files."""
+
 
 class ServerSettings(_Group):
     """The instance's front ends."""
@@ -112,6 +120,12 @@ class ServerSettings(_Group):
     grace_period_s: float = Field(default=5.0, ge=0)
     """How long in-flight requests may finish at shutdown."""
 
+    share_ports: bool = False
+    """Let several instances on one machine listen on the same gRPC and REST
+    ports (SO_REUSEPORT; ``meshserve up --instances N`` sets it). Off
+    otherwise, so that a second server on a taken port fails loudly instead
+    of silently taking half the traffic."""
+
 
 class CacheSettings(_Group):
     """The instance's cache of loaded models."""
@@ -132,7 +146,29 @@ class StoreSettings(_Group):
 
     url: str = ""
     """Empty: the embedded SQLite store in the data dir. ``sqlite:///PATH``
-    for another file."""
+    for another file; ``etcd://HOST:PORT[,HOST:PORT...]`` for etcd (what
+    instances on several machines share)."""
+
+    etcd_ca: str = ""
+    """PEM file of the CA that signed etcd's certificate; setting it turns on TLS."""
+
+    etcd_cert: str = ""
+    """PEM client certificate for etcd (mutual TLS; with ``etcd_key``)."""
+
+    etcd_key: str = ""
+    """PEM private key of ``etcd_cert``."""
+
+    etcd_user: str = ""
+    """etcd user name (with ``etcd_password``)."""
+
+    etcd_password: SecretStr = SecretStr("")
+    """etcd password; never logged or printed."""
+
+    etcd_request_timeout_s: float = Field(default=5.0, gt=0)
+    """A single etcd call that takes longer fails as unavailable."""
+
+    etcd_connect_timeout_s: float = Field(default=10.0, gt=0)
+    """How long an instance keeps trying to reach etcd at start."""
 
     root_prefix: str = ""
     """Namespace inside the store, so meshes can share one (ModelMesh's
@@ -141,6 +177,83 @@ class StoreSettings(_Group):
     service_name: str = "modelmesh-serving"
     """Keys live under ``<root_prefix>/mm/<service_name>/`` (ModelMesh's
     layout; model-serving-config: inferenceServiceName)."""
+
+
+class MeshSettings(_Group):
+    """How an instance takes part in the mesh: membership, routing, copies."""
+
+    instance_id: str = ""
+    """This instance's id in the mesh; empty: ``<hostname>-<pid>``."""
+
+    internal_host: str = "127.0.0.1"
+    """Address of the internal port other instances forward requests to."""
+
+    internal_port: int = Field(default=0, ge=0, le=65535)
+    """Internal gRPC port (0 picks a free one; it is published in the store)."""
+
+    labels: tuple[str, ...] = ()
+    """Extra placement labels this instance offers (``rt:<runtime>`` and
+    ``mt:<format>`` for its runtime's formats are always there)."""
+
+    runtime_name: str = "meshserve-builtin"
+    """The runtime's name, offered as the ``rt:<name>`` label."""
+
+    lease_ttl_s: float = Field(default=10.0, gt=0)
+    """The instance's lease: its record and copies vanish this long after it
+    stops refreshing (a SIGKILL, a lost machine)."""
+
+    publish_interval_s: float = Field(default=1.0, gt=0)
+    """Most frequent refresh of the instance record (capacity, used, rates)."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    """Instances a request may try (ModelMesh: 8 iterations), which bounds
+    forwarding hops too."""
+
+    forward_timeout_s: float = Field(default=120.0, gt=0)
+    """Deadline of a request forwarded to another instance (it may load first)."""
+
+    peer_retry_s: float = Field(default=5.0, gt=0)
+    """An instance that could not be reached is skipped this long."""
+
+    rate_check_interval_s: float = Field(default=10.0, gt=0)
+    """How often request rates are compared with ``scaleup_rpm_threshold``."""
+
+    scaleup_rpm_threshold: int = Field(default=2000, gt=0)
+    """Requests per minute per copy above which a model gets another copy.
+    The store key ``config/scaleup_rpm_threshold`` overrides it at run time."""
+
+    second_copy_min_age_s: float = Field(default=420.0, ge=0)
+    """A single-copy model used again between this many seconds after its
+    previous use ..."""
+
+    second_copy_max_age_s: float = Field(default=2400.0, ge=0)
+    """... and this many seconds after its previous use gets a second copy."""
+
+    janitor_interval_s: float = Field(default=360.0, gt=0)
+    """Every instance reconciles its cache with the registry this often."""
+
+    reaper_interval_s: float = Field(default=420.0, gt=0)
+    """The leader reloads models that lost their last copy this often."""
+
+    scale_down_free_fraction: float = Field(default=0.05, ge=0, le=1)
+    """Extra copies are removed only when the mesh has at most this much free."""
+
+    drain_deadline_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM: time allowed to load this instance's models elsewhere."""
+
+    drain_recent_s: float = Field(default=3600.0, ge=0)
+    """Models used this recently are loaded elsewhere before the instance exits."""
+
+
+class MetricsSettings(_Group):
+    """Prometheus metrics (model-serving-config: metrics)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Address the metrics port binds to."""
+
+    port: int = Field(default=2112, ge=0, le=65535)
+    """ModelMesh's metrics port; 0 picks one."""
 
 
 class Settings(BaseSettings):
@@ -157,6 +270,8 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
+    mesh: MeshSettings = MeshSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,9 @@ from tests.integration._proc import listening_tcp_ports, unix_socket_paths
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 ONNX_INPUT = "float_input"
+# The child keeps our user: the interpreter here may be unreadable to
+# `nobody`; tests/integration/test_privileges.py covers the drop.
+AS_IS = ""
 
 
 def _request(name: str, rows: np.ndarray) -> InferenceRequest:
@@ -47,7 +50,9 @@ async def host(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
         runtime: Runtime = InProcessRuntime(settings=RuntimeSettings())
     else:
         runtime = ProcessRuntime(
-            settings=RuntimeSettings(allow_pickle=True, restart_backoff_initial_s=0.1)
+            settings=RuntimeSettings(
+                allow_pickle=True, restart_backoff_initial_s=0.1, run_as_user=AS_IS
+            )
         )
     async with runtime:
         yield runtime
@@ -170,7 +175,7 @@ async def test_in_process_host_never_runs_pickle(example_models: dict[str, pathl
 async def test_process_host_refuses_pickle_unless_allowed_and_has_no_tcp_port(
     example_models: dict[str, pathlib.Path],
 ) -> None:
-    async with ProcessRuntime(settings=RuntimeSettings()) as runtime:
+    async with ProcessRuntime(settings=RuntimeSettings(run_as_user=AS_IS)) as runtime:
         with pytest.raises(errors.PickleRefusedError, match="--allow-pickle"):
             await runtime.load(_spec("sklearn-joblib", example_models["sklearn-joblib"]))
 
@@ -195,7 +200,7 @@ async def test_process_host_restarts_a_killed_child(
     async def on_restart() -> None:
         restarted.set()
 
-    settings = RuntimeSettings(restart_backoff_initial_s=0.1)
+    settings = RuntimeSettings(restart_backoff_initial_s=0.1, run_as_user=AS_IS)
     async with ProcessRuntime(settings=settings, on_restart=on_restart) as runtime:
         spec = _spec("onnx", example_models["onnx"])
         await runtime.load(spec)

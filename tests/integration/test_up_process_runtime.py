@@ -39,7 +39,12 @@ def up(
 ) -> Iterator[Up]:
     register = [Registration.example(name, path) for name, path in example_models.items()]
     args = ["--runtime-host", "process", "--allow-pickle"]
-    env = {"MESHSERVE_RUNTIME__RESTART_BACKOFF_INITIAL_S": "0.2"}
+    # The child keeps our user (the interpreter may be unreadable to `nobody`);
+    # tests/integration/test_privileges.py covers the drop.
+    env = {
+        "MESHSERVE_RUNTIME__RESTART_BACKOFF_INITIAL_S": "0.2",
+        "MESHSERVE_RUNTIME__RUN_AS_USER": "",
+    }
     data_dir = tmp_path_factory.mktemp("up-process") / "data"
     with run_up(data_dir, register=register, args=args, env=env) as up:
         yield up

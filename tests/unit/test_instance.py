@@ -17,7 +17,7 @@ from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import InferenceRequest, Tensor
 from meshserve.protocol.routing import RoutingHeaders
 from meshserve.registry import Registry
-from meshserve.settings import CacheSettings
+from meshserve.settings import CacheSettings, MeshSettings
 from meshserve.store import SqliteStore
 from tests.fakes import FakeModel, FakeRuntime
 
@@ -48,7 +48,7 @@ def open_instance(tmp_path: pathlib.Path, runtime: FakeRuntime, clock: ManualClo
                 runtime=runtime,
                 settings=CacheSettings(load_failure_expiry_seconds=expiry_s),
                 clock=clock,
-                janitor_interval_s=0.05,
+                mesh=MeshSettings(rate_check_interval_s=0.05, lease_ttl_s=2.0),
             ) as instance,
         ):
             yield instance

@@ -40,7 +40,7 @@ from meshserve.protocol.inference import (
     Tensor,
     TensorMetadata,
 )
-from meshserve.protocol.routing import RoutingHeaders, ServerInfo
+from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders, ServerInfo
 from meshserve.server._rest import RestServer, create_rest_app
 
 LIMIT = 64 * 1024
@@ -98,13 +98,17 @@ class FakeBackend:
             model_name=model_id, model_version=request.model_version, outputs=outputs
         )
 
-    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+    async def infer_grpc(
+        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+    ) -> bytes:
         request = codecs.request_from_proto(pb.ModelInferRequest.FromString(body))
         response = await self.infer(model_id, request)
         serialized: bytes = codecs.response_to_proto(response).SerializeToString()
         return serialized
 
-    async def model_metadata(self, model_id: str) -> ModelMetadata:
+    async def model_metadata(
+        self, model_id: str, headers: RoutingHeaders = NO_HEADERS
+    ) -> ModelMetadata:
         return ModelMetadata(
             name=model_id,
             platform="fake_numpy",

@@ -18,6 +18,8 @@ __all__ = ["cli", "main"]
 # command name -> "module:attribute" under meshserve.cli
 _COMMANDS = {
     "up": "_up:up",
+    "instance": "_instance:instance",
+    "config": "_config:config",
     "runtime": "_runtime:runtime",
     "models": "_models:models",
     "vmodels": "_vmodels:vmodels",

@@ -9,9 +9,12 @@ import logging
 import os
 import pathlib
 import signal
+import sysconfig
 
 import click
+import grpc
 
+import meshserve
 from meshserve.cli._options import (
     allow_pickle_option,
     capacity_option,
@@ -20,6 +23,7 @@ from meshserve.cli._options import (
 )
 from meshserve.errors import MeshServeError
 from meshserve.runtime import BuiltinRuntime, ListenAddress, ModelSpec, RuntimeServer
+from meshserve.security import PrivilegeDropError, drop_privileges
 from meshserve.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,30 @@ def _die_with_parent(parent_pid: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         raise SystemExit(0)
+
+
+def _become(user: str) -> None:
+    """Drop root for ``user`` (no-op when not root), then make sure the code
+    still to be imported (format libraries load lazily) is readable."""
+    try:
+        dropped = drop_privileges(user)
+    except (ValueError, OSError, PrivilegeDropError) as exc:
+        raise click.ClickException(f"cannot run as user {user!r}: {exc}") from None
+    if not dropped:
+        return
+    log.info("runtime running as uid %d, gid %d", os.getuid(), os.getgid())
+    needed = {
+        "the Python standard library": sysconfig.get_path("stdlib"),
+        "the installed packages": os.path.dirname(os.path.dirname(grpc.__file__)),
+        "meshserve": os.path.dirname(meshserve.__file__),
+    }
+    for what, path in needed.items():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise click.ClickException(
+                f"after becoming user {user!r} this process cannot read {what} at {path}; "
+                "install Python and meshserve where that user can read them, or pick "
+                "another runtime.runAsUser"
+            )
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
@@ -73,6 +101,14 @@ async def _serve(server: RuntimeServer, parent_pid: int | None) -> None:
     metavar="ID:TYPE:PATH",
     help="Load a model at start (repeatable), e.g. iris:sklearn:examples/models/sklearn-skops.",
 )
+@click.option(
+    "--user",
+    default=None,
+    metavar="NAME|UID",
+    help="When started as root, become this user (no capabilities) before serving; "
+    "ignored otherwise. The user must be able to create the socket and read Python and "
+    "the models. An instance passes its runtime.runAsUser.",
+)
 @click.option("--exit-with-parent", type=int, default=None, hidden=True)
 def runtime(
     listen: str,
@@ -80,6 +116,7 @@ def runtime(
     capacity: int | None,
     config: pathlib.Path | None,
     models: tuple[str, ...],
+    user: str | None,
     exit_with_parent: int | None,
 ) -> None:
     """Run the built-in runtime alone: ModelMesh's runtime SPI plus v2 inference.
@@ -88,8 +125,6 @@ def runtime(
     is a single-node model server whose models are loaded through the SPI
     (loadModel) or with --model.
     """
-    if exit_with_parent is not None:
-        _die_with_parent(exit_with_parent)
     try:
         address = ListenAddress.parse(listen)
     except ValueError as exc:
@@ -99,6 +134,12 @@ def runtime(
         config_file=config,
         overrides={"runtime": {"allow_pickle": allow_pickle, "capacity_bytes": capacity}},
     )
+    # Before anything touches a model; and before PDEATHSIG, which a change
+    # of user clears.
+    if user is not None:
+        _become(user)
+    if exit_with_parent is not None:
+        _die_with_parent(exit_with_parent)
     builtin = BuiltinRuntime(settings=settings.runtime)
     for spec in specs:
         try:

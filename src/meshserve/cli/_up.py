@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
+from typing import Any
 
 import click
 
-from meshserve.cli._options import (
-    allow_pickle_option,
-    capacity_option,
-    config_option,
-    stop_on_signals,
+from meshserve.cli._options import stop_on_signals
+from meshserve.cli._serve_options import (
+    register_entries,
+    serve_options,
+    settings_from_flags,
+    warn_if_root,
 )
-from meshserve.server import Endpoints, ModelEntry, load_register_file, serve_instance
-from meshserve.settings import Settings, load_settings
+from meshserve.server import Endpoints, ModelEntry, serve_instance
+from meshserve.server._cluster import ClusterEndpoints, run_cluster
+from meshserve.settings import Settings
 
 
-def _announce(endpoints: Endpoints) -> None:
+def _announce(endpoints: Endpoints | ClusterEndpoints) -> None:
     click.echo(f"meshserve up: gRPC {endpoints.grpc} (v2 inference, mmesh.ModelMesh management)")
     if endpoints.rest:
         click.echo(f"meshserve up: REST {endpoints.rest}/v2")
+    if isinstance(endpoints, ClusterEndpoints):
+        for entry in endpoints.instances:
+            click.echo(f"meshserve up: instance {entry['id']} at {entry['grpc']}")
     click.echo("meshserve up: ready", nl=True)
 
 
@@ -30,72 +35,32 @@ async def _run(settings: Settings, register: list[ModelEntry]) -> None:
     await serve_instance(settings, register=register, stop=stop, on_ready=_announce)
 
 
-@click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="Store, logs and endpoints.json  [default: ./.meshserve]",
-)
-@click.option("--host", default=None, help="Bind address  [default: 127.0.0.1]")
-@click.option("--grpc-port", type=int, default=None, help="gRPC port, 0 picks one  [default: 8033]")
-@click.option("--rest-port", type=int, default=None, help="REST port, 0 picks one  [default: 8008]")
-@config_option
-@click.option(
-    "--runtime-host",
-    type=click.Choice(["inprocess", "process"]),
-    default=None,
-    help="Run the built-in runtime in this process or in a sandboxed child  [default: inprocess]",
-)
-@allow_pickle_option
-@capacity_option
-@click.option(
-    "--register",
-    "register_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="YAML file of models to register at start (models: [{name, type, path}]).",
-)
-def up(
-    data_dir: pathlib.Path | None,
-    host: str | None,
-    grpc_port: int | None,
-    rest_port: int | None,
-    config: pathlib.Path | None,
-    runtime_host: str | None,
-    allow_pickle: bool | None,
-    capacity: int | None,
-    register_file: pathlib.Path | None,
+async def _run_cluster(
+    settings: Settings, *, instances: int, register: pathlib.Path | None
 ) -> None:
-    """Serve models on this machine until Ctrl-C: the embedded store, one
-    instance and its runtime. Ready when /v2/health/ready answers 200."""
-    settings = load_settings(
-        config_file=config,
-        overrides={
-            "data_dir": data_dir,
-            "server": {"host": host, "grpc_port": grpc_port, "rest_port": rest_port},
-            "runtime": {
-                "host": runtime_host,
-                "allow_pickle": allow_pickle,
-                "capacity_bytes": capacity,
-            },
-        },
+    stop = stop_on_signals()
+    await run_cluster(
+        settings, instances=instances, register=register, stop=stop, on_ready=_announce
     )
-    if allow_pickle and settings.runtime.host != "process":
-        raise click.UsageError(
-            "--allow-pickle needs --runtime-host process: a pickle runs code when it loads, "
-            "so it only loads in the sandboxed child process"
-        )
-    register: list[ModelEntry] = []
-    if register_file is not None:
-        try:
-            register = load_register_file(register_file)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--register") from None
-    if os.geteuid() == 0:
-        click.echo(
-            "meshserve up: running as root; a model that escapes its runtime would have root. "
-            "Run as an unprivileged user.",
-            err=True,
-        )
-    asyncio.run(_run(settings=settings, register=register))
+
+
+@click.command()
+@serve_options
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Instance processes sharing one address (more than 1 coordinates them through "
+    "etcd: a private one unless --store etcd://... is given).",
+)
+def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None:
+    """Serve models on this machine until Ctrl-C: the store, the instances
+    and their runtimes. Ready when /v2/health/ready answers 200."""
+    settings = settings_from_flags(**flags)
+    register = register_entries(register_file)
+    warn_if_root("up")
+    if instances == 1:
+        asyncio.run(_run(settings=settings, register=register))
+    else:
+        asyncio.run(_run_cluster(settings, instances=instances, register=register_file))

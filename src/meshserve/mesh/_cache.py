@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from meshserve import _tasks
@@ -26,6 +26,7 @@ from meshserve.errors import (
 )
 from meshserve.mesh._lru import CacheEntry, EntryState, WeightedLru
 from meshserve.mesh._status import ModelState
+from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
 from meshserve.settings import CacheSettings
 
@@ -57,18 +58,27 @@ class ModelCache:
         status: RuntimeStatus,
         settings: CacheSettings,
         clock: Clock,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self._runtime = runtime
+        self._metrics = metrics or NullMetrics()
         self._settings = settings
         self._clock = clock
         self.lru = WeightedLru(status.capacity_bytes)
-        self._default_size = status.default_model_size_bytes
+        self.default_size = status.default_model_size_bytes
         self._load_timeout_s = status.model_loading_timeout_ms / 1000
-        self._slots = asyncio.Semaphore(max(1, status.max_loading_concurrency))
+        self.loading_slots = max(1, status.max_loading_concurrency)
+        self._slots = asyncio.Semaphore(self.loading_slots)
         self._loads: dict[str, asyncio.Future[None]] = {}
         self._failures: dict[str, LoadFailure] = {}
         self.stats: dict[str, ModelStats] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.listener: Callable[[str, ModelState], None] | None = None
+        """Told each time a model's state here changes (the mesh publishes it)."""
+
+    def _changed(self, model_id: str, state: ModelState) -> None:
+        if self.listener is not None:
+            self.listener(model_id, state)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -98,6 +108,13 @@ class ModelCache:
         if self.failure(model_id) is not None:
             return ModelState.LOADING_FAILED
         return ModelState.NOT_LOADED
+
+    def is_loading(self, model_id: str) -> bool:
+        return model_id in self._loads
+
+    @property
+    def loading_count(self) -> int:
+        return len(self._loads)
 
     def is_loaded(self, model_id: str) -> bool:
         entry = self.lru.get(model_id)
@@ -134,6 +151,7 @@ class ModelCache:
             future.exception()  # retrieved: nobody may be waiting
             return future
         self._loads[model_id] = future
+        self._changed(model_id, ModelState.LOADING)
         task = _tasks.start_supervised(
             self._load(spec, last_used_ms=last_used_ms, future=future), name=f"load:{model_id}"
         )
@@ -164,14 +182,16 @@ class ModelCache:
                 future.exception()  # mark retrieved; waiters re-raise it themselves
 
     async def _predicted_size(self, spec: ModelSpec) -> int:
+        started = self._clock.monotonic()
         try:
             size = await asyncio.wait_for(
                 self._runtime.predict_size(spec), self._settings.predict_size_timeout_s
             )
+            self._metrics.observe_sizing((self._clock.monotonic() - started) * 1000)
         except (TimeoutError, MeshServeError) as exc:
             log.debug("no size prediction for %s (%s); using the default", spec.model_id, exc)
-            return self._default_size
-        return size if size > 0 else self._default_size
+            return self.default_size
+        return size if size > 0 else self.default_size
 
     async def _load_now(self, spec: ModelSpec, *, last_used_ms: int) -> None:
         model_id = spec.model_id
@@ -207,6 +227,7 @@ class ModelCache:
             self._record_failure(model_id, exc)
         except BaseException:
             self.lru.remove(model_id)
+            self._changed(model_id, ModelState.NOT_LOADED)
             with contextlib.suppress(Exception):
                 await self._runtime.unload(model_id)
             raise
@@ -230,8 +251,10 @@ class ModelCache:
         stats = self.stats.setdefault(model_id, ModelStats())
         stats.loads += 1
         stats.last_load_ms = duration_ms
+        self._metrics.observe_load(duration_ms, size_bytes=size)
         self._failures.pop(model_id, None)
         log.info("loaded %s (%d bytes) in %d ms", model_id, size, duration_ms)
+        self._changed(model_id, ModelState.LOADED)
         if self.lru.free_bytes < 0:
             # Measured bigger than predicted: settle the difference now. If
             # nothing can go, the overcommit lasts until the next eviction.
@@ -241,6 +264,8 @@ class ModelCache:
     def _record_failure(self, model_id: str, error: MeshServeError) -> None:
         log.warning("load of %s failed: %s", model_id, error)
         self._failures[model_id] = LoadFailure(error=error, time_s=self._clock.time())
+        self._metrics.load_failed()
+        self._changed(model_id, ModelState.LOADING_FAILED)
         raise error
 
     async def _make_room(
@@ -263,8 +288,19 @@ class ModelCache:
         )
         self.lru.remove(entry.model_id)
         self.stats.setdefault(entry.model_id, ModelStats()).evictions += 1
-        with contextlib.suppress(MeshServeError):
-            await self._runtime.unload(entry.model_id)
+        self._changed(entry.model_id, ModelState.NOT_LOADED)
+        self._metrics.observe_eviction(age_ms)
+        await self._unload(entry.model_id)
+
+    async def _unload(self, model_id: str) -> None:
+        started = self._clock.monotonic()
+        try:
+            await self._runtime.unload(model_id)
+        except MeshServeError as exc:
+            log.warning("unloading %s failed: %s", model_id, exc)
+            self._metrics.unload_failed()
+        else:
+            self._metrics.observe_unload((self._clock.monotonic() - started) * 1000)
 
     async def drop(self, model_id: str) -> None:
         """Forget a model entirely (it was unregistered)."""
@@ -275,9 +311,9 @@ class ModelCache:
         entry = self.lru.remove(model_id)
         self._failures.pop(model_id, None)
         self.stats.pop(model_id, None)
+        self._changed(model_id, ModelState.NOT_LOADED)
         if entry is not None:
-            with contextlib.suppress(MeshServeError):
-                await self._runtime.unload(model_id)
+            await self._unload(model_id)
 
     def forget_all(self) -> list[str]:
         """The runtime lost every model (it restarted): clear the accounting
@@ -285,11 +321,20 @@ class ModelCache:
         loaded = self.loaded_ids()
         for model_id in loaded:
             self.lru.remove(model_id)
+            self._changed(model_id, ModelState.NOT_LOADED)
         return loaded
 
     def forget(self, model_id: str) -> None:
         """The runtime says it does not have this model any more."""
         self.lru.remove(model_id)
+        self._changed(model_id, ModelState.NOT_LOADED)
+
+    def expire_failures(self) -> list[str]:
+        """Drop expired failure records; the ids whose failure went."""
+        expired = [m for m in list(self._failures) if self.failure(m) is None]
+        for model_id in expired:
+            self._changed(model_id, ModelState.NOT_LOADED)
+        return expired
 
     @contextlib.asynccontextmanager
     async def in_use(self, model_id: str) -> AsyncIterator[None]:

@@ -3,17 +3,20 @@
 The instance implements the front ends' ``InferenceBackend`` and the
 management API's model operations; its vmodels are ``instance.vmodels``
 (``_vmodels.VModelTable``). Routing reads only the registry's in-memory
-mirror; a model is loaded on its first request (or at registration with
-``loadNow``) and evicted when space is needed.
+mirror: a model loaded here is served here; one loaded on another instance
+is forwarded there (raw bytes, over that instance's internal port); one
+loaded nowhere goes where placement says, which loads it, then serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 from meshserve import __version__, _tasks
 from meshserve._clock import Clock, SystemClock
@@ -21,24 +24,38 @@ from meshserve.errors import (
     AlreadyExistsError,
     InvalidRequestError,
     MeshServeError,
+    ModelLoadError,
     ModelNotFoundError,
+    PeerUnreachableError,
     PreconditionFailedError,
+    UnavailableError,
 )
 from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._membership import Membership
+from meshserve.mesh._placement import choose_instance, required_label
+from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._status import (
     CopyInfo,
     ModelState,
     ModelStatus,
     ModelSummary,
 )
+from meshserve.mesh._upkeep import Upkeep
 from meshserve.mesh._vmodels import VModelTable
+from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
-from meshserve.protocol.routing import RoutingHeaders, ServerInfo
-from meshserve.registry import ModelRecord, Registry
+from meshserve.protocol.routing import (
+    NO_HEADERS,
+    RoutingHeaders,
+    ServerInfo,
+    hop_metadata,
+)
+from meshserve.protocol.status import error_from_name, grpc_code
+from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
 from meshserve.runtime import ModelSpec, Runtime
-from meshserve.settings import CacheSettings
+from meshserve.settings import CacheSettings, MeshSettings
 
-__all__ = ["Instance"]
+__all__ = ["Instance", "PeerLink"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +69,33 @@ REGISTER_AGE_MS = 6 * HOUR_MS
 
 _SERVER_EXTENSIONS = ("binary_tensor_data", "model_repository")
 
+_COPY_STATES = {
+    ModelState.LOADING: CopyState.LOADING,
+    ModelState.LOADED: CopyState.LOADED,
+    ModelState.LOADING_FAILED: CopyState.FAILED,
+}
+_MODEL_STATES = {v: k for k, v in _COPY_STATES.items()}
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class PeerLink(Protocol):
+    """Calls to other instances' internal ports (``protocol.peer.PeerClient``)."""
+
+    async def infer(self, address: str, body: bytes, metadata: Metadata) -> bytes: ...
+
+    async def infer_decoded(
+        self, address: str, request: InferenceRequest, metadata: Metadata
+    ) -> InferenceResponse: ...
+
+    async def model_metadata(
+        self, address: str, model_id: str, metadata: Metadata
+    ) -> ModelMetadata: ...
+
+    async def ensure_loaded(
+        self, address: str, model_id: str, metadata: Metadata, *, sync: bool, last_used_ms: int
+    ) -> None: ...
+
 
 class Instance:
     """A serving instance over one runtime. Open it with :meth:`open`."""
@@ -60,20 +104,51 @@ class Instance:
         self,
         *,
         instance_id: str,
+        address: str,
+        labels: tuple[str, ...],
         registry: Registry,
         runtime: Runtime,
         cache: ModelCache,
         settings: CacheSettings,
+        mesh: MeshSettings,
+        peers: PeerLink | None,
+        metrics: MetricsRecorder,
         clock: Clock,
     ) -> None:
         self.instance_id = instance_id
+        self.address = address
+        self.labels = labels
         self._registry = registry
         self._runtime = runtime
         self.cache = cache
         self._settings = settings
+        self.mesh_settings = mesh
+        self._peers = peers
+        self.metrics = metrics
         self._clock = clock
-        self.vmodels = VModelTable(registry=registry, cache=cache, models=self)
+        self.vmodels = VModelTable(registry=registry, models=self)
+        self.rates = RateTracker(clock=clock, window_s=6 * mesh.rate_check_interval_s)
         self._ready = False
+        self._shutting_down = False
+        self._started_ms = self.now_ms()
+        self._forwarding: dict[str, int] = {}
+        """Requests in flight from here to each peer (to pick the least busy copy)."""
+        self._unreachable_until: dict[str, float] = {}
+        self._pending_placements: dict[str, tuple[int, float]] = {}
+        """Instance -> (bytes placed there lately, until when), so a burst of
+        placements does not all pick one instance before its record updates."""
+        self._background: set[asyncio.Task[None]] = set()
+        self.membership = Membership(
+            store=registry.store,
+            registry=registry,
+            instance_id=instance_id,
+            lease_ttl_s=mesh.lease_ttl_s,
+            publish_interval_s=mesh.publish_interval_s,
+            describe=self.describe,
+            current_copies=self._local_copies,
+        )
+        cache.listener = self.republish_copy
+        registry.model_deleted.append(self._model_deleted)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -84,34 +159,197 @@ class Instance:
         registry: Registry,
         runtime: Runtime,
         settings: CacheSettings,
+        mesh: MeshSettings | None = None,
+        address: str = "",
+        labels: tuple[str, ...] = (),
+        peers: PeerLink | None = None,
+        metrics: MetricsRecorder | None = None,
         clock: Clock | None = None,
-        janitor_interval_s: float = 5.0,
     ) -> AsyncIterator[Instance]:
-        """Run an instance over an open registry and a started runtime."""
+        """Run an instance over an open registry and a started runtime: join
+        the mesh, and start the janitor, the rate checks and (when elected)
+        the reaper."""
         clock = clock or SystemClock()
+        metrics = metrics or NullMetrics()
         status = await runtime.status()
-        cache = ModelCache(runtime=runtime, status=status, settings=settings, clock=clock)
+        cache = ModelCache(
+            runtime=runtime, status=status, settings=settings, clock=clock, metrics=metrics
+        )
         instance = cls(
             instance_id=instance_id,
+            address=address,
+            labels=labels,
             registry=registry,
             runtime=runtime,
             cache=cache,
             settings=settings,
+            mesh=mesh or MeshSettings(),
+            peers=peers,
+            metrics=metrics,
             clock=clock,
         )
-        janitor = _tasks.start_supervised(
-            instance.vmodels.retry_transitions(janitor_interval_s), name="instance-janitor"
-        )
+        upkeep = Upkeep(instance=instance, registry=registry)
         try:
-            yield instance
+            async with instance.membership.running(), upkeep.running():
+                yield instance
+                instance._ready = False
         finally:
             instance._ready = False
-            await _tasks.cancel_and_wait(janitor)
+            registry.model_deleted.remove(instance._model_deleted)
+            for task in list(instance._background):
+                await _tasks.cancel_and_wait(task)
             await instance.vmodels.close()
             await cache.close()
 
     def now_ms(self) -> int:
         return int(self._clock.time() * 1000)
+
+    def spawn(self, coro: Awaitable[object], name: str) -> None:
+        """Run ``coro`` in the background until it ends or the instance closes."""
+
+        async def run() -> None:
+            with contextlib.suppress(MeshServeError):
+                await coro
+
+        task = _tasks.start_supervised(run(), name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- what the mesh sees of this instance ---------------------------------
+
+    def describe(self) -> InstanceRecord:
+        """This instance's record, as published in the store."""
+        lru = self.cache.lru
+        loaded = self.cache.loaded_ids()
+        oldest = lru.oldest_last_used_ms()
+        return InstanceRecord(
+            instance_id=self.instance_id,
+            address=self.address,
+            capacity_bytes=lru.capacity_bytes,
+            used_bytes=lru.used_bytes,
+            model_count=len(loaded),
+            lru_oldest_ms=oldest,
+            loading_slots=self.cache.loading_slots,
+            loading_count=self.cache.loading_count,
+            # Whole minutes' worth, so that small jitter does not republish.
+            rpm=self.rates.total_rpm() // 10 * 10,
+            labels=self.labels,
+            shutting_down=self._shutting_down,
+            started_ms=self._started_ms,
+            version=__version__,
+        )
+
+    def _copy_record(self, model_id: str, state: ModelState) -> CopyRecord | None:
+        copy_state = _COPY_STATES.get(state)
+        if copy_state is None:
+            return None
+        error = ""
+        error_type = ""
+        time_ms = self.now_ms()
+        if copy_state is CopyState.FAILED:
+            failure = self.cache.failure(model_id)
+            if failure is None:
+                return None
+            error, error_type = str(failure.error), type(failure.error).__name__
+            time_ms = int(failure.time_s * 1000)
+        elif copy_state is CopyState.LOADED:
+            entry = self.cache.lru.get(model_id)
+            if entry is not None and entry.loaded_at_ms:
+                time_ms = entry.loaded_at_ms
+        return CopyRecord(
+            model_id=model_id,
+            instance_id=self.instance_id,
+            state=copy_state,
+            time_ms=time_ms,
+            error=error,
+            error_type=error_type,
+        )
+
+    def republish_copy(self, model_id: str, state: ModelState) -> None:
+        """Publish this instance's copy of ``model_id`` as being in ``state``."""
+        self.membership.copy_changed(model_id, self._copy_record(model_id, state))
+
+    def _local_copies(self) -> list[CopyRecord]:
+        copies = []
+        for model_id in self._registry.models:
+            copy = self._copy_record(model_id, self.cache.state(model_id))
+            if copy is not None:
+                copies.append(copy)
+        return copies
+
+    def _model_deleted(self, model_id: str) -> None:
+        if self.cache.state(model_id) is not ModelState.NOT_LOADED:
+            self.spawn(self.cache.drop(model_id), name=f"drop:{model_id}")
+
+    # -- the mesh as this instance sees it ------------------------------------
+
+    def live_instances(self) -> list[InstanceRecord]:
+        """Instances that may take work: this one (as it is now) and the
+        others the store lists, minus those that did not answer lately."""
+        now = self._clock.monotonic()
+        records = [self.describe()]
+        for instance_id, entry in self._registry.instances.items():
+            if instance_id == self.instance_id:
+                continue
+            if self._unreachable_until.get(instance_id, 0.0) > now:
+                continue
+            records.append(self._with_pending(entry.record, now))
+        return records
+
+    def _with_pending(self, record: InstanceRecord, now: float) -> InstanceRecord:
+        pending = self._pending_placements.get(record.instance_id)
+        if pending is None or pending[1] < now:
+            return record
+        return dataclasses.replace(
+            record,
+            used_bytes=record.used_bytes + pending[0],
+            model_count=record.model_count + 1,
+        )
+
+    def _note_placement(self, instance_id: str, model_id: str) -> None:
+        size = self.cache.lru.get(model_id)
+        added = size.size_bytes if size is not None else self.cache.default_size
+        bytes_before, until = self._pending_placements.get(instance_id, (0, 0.0))
+        now = self._clock.monotonic()
+        base = bytes_before if until >= now else 0
+        self._pending_placements[instance_id] = (
+            base + added,
+            now + 2 * self.mesh_settings.publish_interval_s,
+        )
+
+    def remote_copies(self, model_id: str, *, states: frozenset[CopyState]) -> list[CopyRecord]:
+        """Other live instances' copies of a model in one of ``states``."""
+        now = self._clock.monotonic()
+        return [
+            copy
+            for instance_id, copy in self._registry.copies(model_id).items()
+            if instance_id != self.instance_id
+            and copy.state in states
+            and instance_id in self._registry.instances
+            and self._unreachable_until.get(instance_id, 0.0) <= now
+        ]
+
+    def copy_count(self, model_id: str) -> int:
+        """Loaded copies in the mesh, this instance's included."""
+        here = 1 if self.cache.is_loaded(model_id) else 0
+        return here + len(self.remote_copies(model_id, states=_LOADED))
+
+    def mesh_failure(self, model_id: str) -> MeshServeError | None:
+        """The model's unexpired load failure here or on any live instance."""
+        local = self.cache.failure(model_id)
+        if local is not None:
+            return local.error
+        expiry_ms = self._settings.load_failure_expiry_seconds * 1000
+        now = self.now_ms()
+        for copy in self.remote_copies(model_id, states=_FAILED):
+            if now - copy.time_ms < expiry_ms:
+                return error_from_name(copy.error_type, copy.error)
+        return None
+
+    def _mark_unreachable(self, instance_id: str) -> None:
+        self._unreachable_until[instance_id] = (
+            self._clock.monotonic() + self.mesh_settings.peer_retry_s
+        )
 
     # -- routing (InferenceBackend) -----------------------------------------
 
@@ -144,14 +382,21 @@ class Instance:
             model_id=model_id, model_type=record.type, model_path=record.path, model_key=record.key
         )
 
-    async def _serve(self, model_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call`` on a loaded copy, loading it first if needed."""
+    async def _serve_here(self, model_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` on this instance's copy, loading it first if needed."""
         for attempt in range(2):
+            previous_use = self._last_used_ms(model_id)
             if not self.cache.is_loaded(model_id):
+                started = self._clock.monotonic()
                 await self.cache.ensure_loaded(self.spec(model_id), last_used_ms=self.now_ms())
+                self.metrics.observe_cache_miss((self._clock.monotonic() - started) * 1000)
             try:
                 async with self.cache.in_use(model_id):
-                    return await call()
+                    started = self._clock.monotonic()
+                    result = await call()
+                    self.metrics.observe_invoke(
+                        (self._clock.monotonic() - started) * 1000, method="ModelInfer", code="OK"
+                    )
             except ModelNotFoundError:
                 # Unregistered meanwhile: report that. Otherwise the runtime
                 # lost the model (it restarted): account for it and reload once.
@@ -159,22 +404,205 @@ class Instance:
                     raise
                 log.warning("runtime no longer has %s; reloading it", model_id)
                 self.cache.forget(model_id)
+                continue
+            self.rates.count(model_id)
+            self._maybe_second_copy(model_id, previous_use)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
-        return await self._serve(model_id, lambda: self._runtime.infer(model_id, request))
+    def _last_used_ms(self, model_id: str) -> int:
+        entry = self.cache.lru.get(model_id)
+        return entry.last_used_ms if entry is not None else 0
 
-    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
-        return await self._serve(model_id, lambda: self._runtime.infer_grpc(model_id, body))
+    def _maybe_second_copy(self, model_id: str, previous_use_ms: int) -> None:
+        """ModelMesh's second copy: a single-copy model used again a while
+        (7 to 40 minutes) after its previous use."""
+        if not previous_use_ms:
+            return
+        age_s = (self.now_ms() - previous_use_ms) / 1000
+        settings = self.mesh_settings
+        if not settings.second_copy_min_age_s <= age_s <= settings.second_copy_max_age_s:
+            return
+        if self.copy_count(model_id) == 1:
+            log.info("%s used again after %.0f s: adding a second copy", model_id, age_s)
+            self.spawn(self.add_copy(model_id), name=f"second-copy:{model_id}")
 
-    async def model_metadata(self, model_id: str) -> ModelMetadata:
-        return await self._serve(model_id, lambda: self._runtime.metadata(model_id))
+    async def _route(
+        self,
+        model_id: str,
+        headers: RoutingHeaders,
+        local: Callable[[], Awaitable[T]],
+        remote: Callable[[str, Metadata], Awaitable[T]],
+    ) -> T:
+        """Serve here, forward to a copy elsewhere, or place a new copy."""
+        if headers.dest is not None:
+            # Another instance chose this one to load and serve the model.
+            return await self._serve_here(model_id, local)
+        exclude = set(headers.exclude)
+        tried: list[str] = []
+        for _ in range(self.mesh_settings.max_attempts):
+            if self.instance_id not in exclude and (
+                self.cache.is_loaded(model_id) or self.cache.is_loading(model_id)
+            ):
+                return await self._serve_here(model_id, local)
+            target, dest = self._next_target(model_id, exclude)
+            if target is None:
+                break
+            if target.instance_id == self.instance_id:
+                try:
+                    return await self._serve_here(model_id, local)
+                except UnavailableError as exc:
+                    # No room here after all: let placement try elsewhere.
+                    tried.append(f"{self.instance_id}: {exc}")
+                    exclude.add(self.instance_id)
+                    continue
+            hops = headers.hops + 1
+            if hops >= self.mesh_settings.max_attempts:
+                tried.append(f"hop limit ({self.mesh_settings.max_attempts}) reached")
+                break
+            metadata = hop_metadata(
+                model_id=model_id,
+                hops=hops,
+                exclude=sorted(exclude | {self.instance_id}),
+                dest=dest,
+            )
+            if dest is not None:
+                self._note_placement(target.instance_id, model_id)
+            peer = target.instance_id
+            self._forwarding[peer] = self._forwarding.get(peer, 0) + 1
+            try:
+                return await remote(target.address, metadata)
+            except PeerUnreachableError as exc:
+                self._mark_unreachable(peer)
+                tried.append(f"{peer}: {exc}")
+            except UnavailableError as exc:
+                tried.append(f"{peer}: {exc}")
+            finally:
+                self._forwarding[peer] -= 1
+            exclude.add(peer)
+        detail = "; ".join(tried) if tried else "no instance can take it"
+        raise UnavailableError(f"model '{model_id}' could not be served: {detail}")
+
+    def _next_target(
+        self, model_id: str, exclude: set[str]
+    ) -> tuple[InstanceRecord | None, str | None]:
+        """Where to send a request for a model not loaded here: a live copy
+        (loaded before loading; the least busy), else a placement."""
+        copies = [
+            c for c in self.remote_copies(model_id, states=_SERVING) if c.instance_id not in exclude
+        ]
+        if copies:
+
+            def busy(copy: CopyRecord) -> tuple[bool, bool, int, float]:
+                record = self._registry.instance(copy.instance_id)
+                draining = record is not None and record.shutting_down
+                return (
+                    copy.state is not CopyState.LOADED,
+                    draining,
+                    self._forwarding.get(copy.instance_id, 0),
+                    random.random(),
+                )
+
+            chosen = min(copies, key=busy)
+            return self._registry.instance(chosen.instance_id), None
+        failure = self.mesh_failure(model_id)
+        if failure is not None:
+            raise failure
+        record = self._registry.model(model_id)
+        if record is None:
+            raise ModelNotFoundError(f"model '{model_id}' is not registered")
+        target = self._place(record, exclude)
+        if target is None:
+            return None, None
+        dest = None if target.instance_id == self.instance_id else target.instance_id
+        return target, dest
+
+    def _place(self, record: ModelRecord, exclude: set[str]) -> InstanceRecord | None:
+        label = required_label(record.type.lower())
+        instances = self.live_instances()
+        if not any(label in r.labels for r in instances) and self.instance_id not in exclude:
+            # No instance advertises the type: let the local runtime try, so
+            # the error is the runtime's own precise one.
+            return instances[0]
+        return choose_instance(
+            instances,
+            label=label,
+            exclude=exclude,
+            default_model_size=self.cache.default_size,
+            prefer=self.instance_id,
+        )
+
+    async def infer(
+        self, model_id: str, request: InferenceRequest, headers: RoutingHeaders = NO_HEADERS
+    ) -> InferenceResponse:
+        peers = self._peers
+        return await self._measured(
+            "ModelInfer",
+            self._route(
+                model_id,
+                headers,
+                lambda: self._runtime.infer(model_id, request),
+                lambda address, metadata: _need(peers).infer_decoded(address, request, metadata),
+            ),
+        )
+
+    async def _measured(self, method: str, work: Awaitable[T], *, size: int = 0) -> T:
+        """Run an API request, counting it (ModelMesh's api_request metrics)."""
+        started = self._clock.monotonic()
+        code = "OK"
+        try:
+            result = await work
+        except MeshServeError as exc:
+            code = grpc_code(exc).name
+            raise
+        finally:
+            self.metrics.observe_api_request(
+                (self._clock.monotonic() - started) * 1000, method=method, code=code
+            )
+            if size:
+                self.metrics.observe_request_size(size, method=method, code=code)
+        if isinstance(result, bytes):
+            self.metrics.observe_response_size(len(result), method=method, code=code)
+        return result
+
+    async def infer_grpc(
+        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+    ) -> bytes:
+        peers = self._peers
+        if headers.hops:
+            return await self._infer_grpc(model_id, body, headers, peers)
+        return await self._measured(
+            "ModelInfer", self._infer_grpc(model_id, body, headers, peers), size=len(body)
+        )
+
+    async def _infer_grpc(
+        self, model_id: str, body: bytes, headers: RoutingHeaders, peers: PeerLink | None
+    ) -> bytes:
+        return await self._route(
+            model_id,
+            headers,
+            lambda: self._runtime.infer_grpc(model_id, body),
+            lambda address, metadata: _need(peers).infer(address, body, metadata),
+        )
+
+    async def model_metadata(
+        self, model_id: str, headers: RoutingHeaders = NO_HEADERS
+    ) -> ModelMetadata:
+        peers = self._peers
+        return await self._route(
+            model_id,
+            headers,
+            lambda: self._runtime.metadata(model_id),
+            lambda address, metadata: _need(peers).model_metadata(address, model_id, metadata),
+        )
 
     def model_ready(self, model_id: str) -> bool:
-        return self.cache.is_loaded(model_id)
+        if self.cache.is_loaded(model_id):
+            return True
+        return bool(self.remote_copies(model_id, states=_LOADED))
 
     def server_ready(self) -> bool:
-        return self._ready
+        return self._ready and not self._shutting_down
 
     def mark_ready(self) -> None:
         """Start answering readiness probes with "ready" (once set up)."""
@@ -195,28 +623,103 @@ class Instance:
             with contextlib.suppress(MeshServeError):
                 await self.cache.ensure_loaded(self.spec(model_id), last_used_ms=self.now_ms())
 
+    # -- copies ----------------------------------------------------------------
+
+    async def add_copy(self, model_id: str, *, sync: bool = False) -> bool:
+        """Load one more copy of a model on the best instance without one."""
+        record = self._registry.model(model_id)
+        if record is None:
+            return False
+        holders = {c.instance_id for c in self.remote_copies(model_id, states=_SERVING)}
+        if self.cache.is_loaded(model_id) or self.cache.is_loading(model_id):
+            holders.add(self.instance_id)
+        if self._shutting_down:
+            holders.add(self.instance_id)
+        target = self._place(record, holders)
+        if target is None or target.instance_id in holders:
+            return False
+        await self._load_on(target, model_id, sync=sync, last_used_ms=self.now_ms())
+        return True
+
+    async def _load_on(
+        self, target: InstanceRecord, model_id: str, *, sync: bool, last_used_ms: int
+    ) -> None:
+        if target.instance_id == self.instance_id:
+            future = self.cache.start_load(self.spec(model_id), last_used_ms=last_used_ms)
+            if sync:
+                await asyncio.shield(future)
+            return
+        self._note_placement(target.instance_id, model_id)
+        metadata = hop_metadata(
+            model_id=model_id, hops=1, exclude=(self.instance_id,), dest=target.instance_id
+        )
+        try:
+            await _need(self._peers).ensure_loaded(
+                target.address, model_id, metadata, sync=sync, last_used_ms=last_used_ms
+            )
+        except PeerUnreachableError:
+            self._mark_unreachable(target.instance_id)
+            raise
+
+    async def ensure_available(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
+        """Make sure a copy is loaded (or loading) somewhere; load one where
+        placement says if none is. With ``sync``, wait for it."""
+        used = last_used_ms or self.now_ms()
+        exclude: set[str] = set()
+        for _ in range(self.mesh_settings.max_attempts):
+            if self.cache.is_loaded(model_id) or self.cache.is_loading(model_id):
+                self.cache.lru.touch(model_id, used)
+                if sync:
+                    await self.cache.ensure_loaded(self.spec(model_id), last_used_ms=used)
+                return
+            if self.remote_copies(model_id, states=_LOADED):
+                return
+            target, _ = self._next_target(model_id, exclude)
+            if target is None:
+                break
+            try:
+                await self._load_on(target, model_id, sync=sync, last_used_ms=used)
+                return
+            except UnavailableError:
+                exclude.add(target.instance_id)
+        raise UnavailableError(f"no instance can load model '{model_id}' now")
+
+    async def load_here(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
+        """Load this instance's own copy (another instance placed it here)."""
+        if self._shutting_down:
+            raise UnavailableError(f"instance {self.instance_id} is shutting down")
+        used = last_used_ms or self.now_ms()
+        self.cache.lru.touch(model_id, used)
+        future = self.cache.start_load(self.spec(model_id), last_used_ms=used)
+        if sync:
+            await asyncio.shield(future)
+
     # -- models (management API) --------------------------------------------
 
     def model_status(self, model_id: str) -> ModelStatus:
         if self._registry.model(model_id) is None:
             return ModelStatus(ModelState.NOT_FOUND)
-        state = self.cache.state(model_id)
-        errors: tuple[str, ...] = ()
-        failure = self.cache.failure(model_id)
-        if failure is not None:
-            errors = (str(failure.error),)
-        copies: tuple[CopyInfo, ...] = ()
-        entry = self.cache.lru.get(model_id)
-        if state in (ModelState.LOADED, ModelState.LOADING):
-            time_ms = (
-                entry.loaded_at_ms if entry is not None and entry.loaded_at_ms else self.now_ms()
-            )
-            copies = (CopyInfo(self.instance_id, state, time_ms),)
-        elif failure is not None:
-            copies = (
-                CopyInfo(self.instance_id, ModelState.LOADING_FAILED, int(failure.time_s * 1000)),
-            )
-        return ModelStatus(state, errors, copies)
+        copies: list[CopyInfo] = []
+        errors: list[str] = []
+        local_state = self.cache.state(model_id)
+        local = self._copy_record(model_id, local_state)
+        records = [local] if local is not None else []
+        records += self.remote_copies(
+            model_id, states=frozenset({CopyState.LOADING, CopyState.LOADED, CopyState.FAILED})
+        )
+        expiry_ms = self._settings.load_failure_expiry_seconds * 1000
+        now = self.now_ms()
+        for copy in records:
+            if copy.state is CopyState.FAILED:
+                if now - copy.time_ms >= expiry_ms:
+                    continue
+                errors.append(copy.error)
+            copies.append(CopyInfo(copy.instance_id, _MODEL_STATES[copy.state], copy.time_ms))
+        states = {c.state for c in copies}
+        for state in (ModelState.LOADED, ModelState.LOADING, ModelState.LOADING_FAILED):
+            if state in states:
+                return ModelStatus(state, tuple(errors), tuple(copies))
+        return ModelStatus(ModelState.NOT_LOADED)
 
     async def register_model(
         self,
@@ -266,11 +769,14 @@ class Instance:
 
     async def load_now(self, model_id: str, *, sync: bool) -> None:
         record = self._registry.model(model_id)
-        assert record is not None
-        future = self.cache.start_load(self.spec(model_id), last_used_ms=record.last_used_ms)
-        if sync:
-            with contextlib.suppress(MeshServeError):
-                await asyncio.shield(future)
+        if record is None:
+            raise ModelNotFoundError(f"model '{model_id}' is not registered")
+        try:
+            await self.ensure_available(model_id, sync=sync, last_used_ms=record.last_used_ms)
+        except ModelLoadError:
+            pass  # recorded; the status reports it
+        except UnavailableError as exc:
+            log.warning("cannot load %s now: %s", model_id, exc)
 
     async def unregister_model(self, model_id: str) -> None:
         """Delete a model; no effect if unknown; refused while a vmodel uses it."""
@@ -290,17 +796,22 @@ class Instance:
         await self.cache.drop(model_id)
 
     async def ensure_loaded(
-        self, model_id: str, *, last_used_ms: int = 0, sync: bool = False
+        self,
+        model_id: str,
+        *,
+        last_used_ms: int = 0,
+        sync: bool = False,
+        headers: RoutingHeaders = NO_HEADERS,
     ) -> ModelStatus:
         if self._registry.model(model_id) is None:
             return ModelStatus(ModelState.NOT_FOUND)
-        now = self.now_ms()
-        used = last_used_ms or now
-        self.cache.lru.touch(model_id, used)
-        future = self.cache.start_load(self.spec(model_id), last_used_ms=used)
-        if sync:
-            with contextlib.suppress(MeshServeError):
-                await asyncio.shield(future)
+        if headers.dest is not None:
+            # Placed here by another instance: a failure goes back to it as
+            # the error itself.
+            await self.load_here(model_id, sync=sync, last_used_ms=last_used_ms)
+            return self.model_status(model_id)
+        with contextlib.suppress(ModelLoadError):  # recorded; the status reports it
+            await self.ensure_available(model_id, sync=sync, last_used_ms=last_used_ms)
         return self.model_status(model_id)
 
     def list_models(self) -> list[ModelSummary]:
@@ -325,3 +836,52 @@ class Instance:
                 )
             )
         return summaries
+
+    # -- leaving -------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """SIGTERM: stop taking new copies, have recently used models loaded
+        elsewhere, within ``drain_deadline_s``. Requests keep being served."""
+        self._shutting_down = True
+        self._ready = False
+        with contextlib.suppress(MeshServeError):
+            await self.membership.publish_now()
+        recent_ms = self.now_ms() - int(self.mesh_settings.drain_recent_s * 1000)
+        movers = [
+            model_id
+            for model_id in self.cache.loaded_ids()
+            if self._last_used_ms(model_id) >= recent_ms
+            and self._registry.model(model_id) is not None
+            and not any(
+                not self._is_draining(c.instance_id)
+                for c in self.remote_copies(model_id, states=_LOADED)
+            )
+        ]
+        if not movers:
+            return
+        log.info("draining: loading %d model(s) elsewhere", len(movers))
+
+        async def move(model_id: str) -> None:
+            with contextlib.suppress(MeshServeError):
+                await self.add_copy(model_id, sync=True)
+
+        tasks = [asyncio.ensure_future(move(m)) for m in movers]
+        done, pending = await asyncio.wait(tasks, timeout=self.mesh_settings.drain_deadline_s)
+        for task in pending:
+            task.cancel()
+        log.info("drained: %d moved, %d not in time", len(done), len(pending))
+
+    def _is_draining(self, instance_id: str) -> bool:
+        record = self._registry.instance(instance_id)
+        return record is None or record.shutting_down
+
+
+_LOADED = frozenset({CopyState.LOADED})
+_FAILED = frozenset({CopyState.FAILED})
+_SERVING = frozenset({CopyState.LOADED, CopyState.LOADING})
+
+
+def _need(peers: PeerLink | None) -> PeerLink:
+    if peers is None:
+        raise UnavailableError("this instance has no link to other instances")
+    return peers

@@ -61,6 +61,10 @@ class WeightedLru:
         """Every entry, least recently used first."""
         return sorted(self._entries.values(), key=lambda e: e.last_used_ms)
 
+    def oldest_last_used_ms(self) -> int:
+        """Last use of the least recently used entry (0 when empty)."""
+        return min((e.last_used_ms for e in self._entries.values()), default=0)
+
     def touch(self, model_id: str, now_ms: int) -> None:
         entry = self._entries.get(model_id)
         if entry is not None and now_ms > entry.last_used_ms:

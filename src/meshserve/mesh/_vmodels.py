@@ -22,7 +22,6 @@ from meshserve.errors import (
     ModelNotFoundError,
     PreconditionFailedError,
 )
-from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._status import ModelState, ModelStatus, VModelState, VModelStatus
 from meshserve.registry import Registry, VModelRecord
 from meshserve.runtime import ModelSpec
@@ -58,13 +57,24 @@ class ModelOps(Protocol):
 
     async def delete_model(self, model_id: str) -> None: ...
 
+    def mesh_failure(self, model_id: str) -> MeshServeError | None:
+        """The model's unexpired load failure anywhere in the mesh."""
+        ...
+
+    def model_ready(self, model_id: str) -> bool:
+        """A copy is loaded somewhere."""
+        ...
+
+    async def ensure_available(
+        self, model_id: str, *, sync: bool, last_used_ms: int = 0
+    ) -> None: ...
+
 
 class VModelTable:
     """The instance's vmodel operations and their transitions."""
 
-    def __init__(self, *, registry: Registry, cache: ModelCache, models: ModelOps) -> None:
+    def __init__(self, *, registry: Registry, models: ModelOps) -> None:
         self._registry = registry
-        self._cache = cache
         self._models = models
         self._transitions: dict[str, asyncio.Task[None]] = {}
 
@@ -181,7 +191,7 @@ class VModelTable:
             log.info("vmodel %s: target %s -> %s", vmodel_id, previous_target, target_model_id)
             await self._collect_unreferenced(previous_target, record.active_model_id)
             break
-        self._kick_transition(vmodel_id, load_now=load_now)
+        self.kick_transition(vmodel_id, load_now=load_now)
         if sync:
             task = self._transitions.get(vmodel_id)
             if task is not None:
@@ -215,14 +225,14 @@ class VModelTable:
             ):
                 await self._models.delete_model(model_id)
 
-    def _kick_transition(self, vmodel_id: str, *, load_now: bool = False) -> None:
+    def kick_transition(self, vmodel_id: str, *, load_now: bool = False) -> None:
         record = self._registry.vmodel(vmodel_id)
         if record is None or not record.transitioning:
             return
         running = self._transitions.get(vmodel_id)
         if running is not None and not running.done():
             return
-        if self._cache.failure(record.target_model_id) is not None:
+        if self._models.mesh_failure(record.target_model_id) is not None:
             return  # TRANSITION_FAILED until the failure expires
         task = _tasks.start_supervised(
             self._transition(vmodel_id, load_now=load_now), name=f"transition:{vmodel_id}"
@@ -236,11 +246,9 @@ class VModelTable:
         if record is None or not record.transitioning:
             return
         target = record.target_model_id
-        if load_now or self._cache.is_loaded(record.active_model_id):
+        if load_now or self._models.model_ready(record.active_model_id):
             try:
-                await self._cache.ensure_loaded(
-                    self._models.spec(target), last_used_ms=self._models.now_ms()
-                )
+                await self._models.ensure_available(target, sync=True)
             except MeshServeError as exc:
                 log.warning("vmodel %s: target %s failed to load: %s", vmodel_id, target, exc)
                 return
@@ -259,10 +267,3 @@ class VModelTable:
                 log.info("vmodel %s now serves %s", vmodel_id, target)
                 await self._collect_unreferenced(current.active_model_id)
                 return
-
-    async def retry_transitions(self, interval_s: float) -> None:
-        """Forever: retry transitions whose target's failure has expired."""
-        while True:
-            await asyncio.sleep(interval_s)
-            for vmodel_id in list(self._registry.vmodels):
-                self._kick_transition(vmodel_id)

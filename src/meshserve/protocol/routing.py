@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["HEADER_FIELDS", "RoutingHeaders", "ServerInfo", "routing_headers_from_grpc"]
+__all__ = [
+    "HEADER_FIELDS",
+    "HOP_HEADERS",
+    "NO_HEADERS",
+    "RoutingHeaders",
+    "ServerInfo",
+    "hop_metadata",
+    "routing_headers_from_grpc",
+]
 
 HEADER_FIELDS = {
     "mm-model-id": "model_id",
@@ -20,6 +28,10 @@ HEADER_FIELDS = {
 }
 """Header name -> the RoutingHeaders field it sets."""
 
+HOP_HEADERS = ("mm-hops", "mm-exclude", "mm-dest")
+"""Set by an instance that forwards a request; honoured only on the internal
+port (a client could otherwise steer routing)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RoutingHeaders:
@@ -27,6 +39,12 @@ class RoutingHeaders:
 
     model_id: str | None = None
     vmodel_id: str | None = None
+    hops: int = 0
+    """Instances the request has passed through already."""
+    exclude: tuple[str, ...] = ()
+    """Instances that must not be tried again for this request."""
+    dest: str | None = None
+    """Set when the sender chose this instance to load and serve the model."""
 
     @property
     def given(self) -> bool:
@@ -43,11 +61,41 @@ class ServerInfo:
 NO_HEADERS = RoutingHeaders()
 
 
-def routing_headers_from_grpc(metadata: Iterable[tuple[str, str | bytes]] | None) -> RoutingHeaders:
-    """The routing headers in gRPC invocation metadata."""
+def routing_headers_from_grpc(
+    metadata: Iterable[tuple[str, str | bytes]] | None, *, internal: bool = False
+) -> RoutingHeaders:
+    """The routing headers in gRPC invocation metadata (with the hop headers
+    too when the call came in on the internal port)."""
     found: dict[str, str] = {}
+    hops: dict[str, str] = {}
     for key, value in metadata or ():
+        text = value.decode() if isinstance(value, bytes) else value
         field = HEADER_FIELDS.get(key)
         if field is not None:
-            found[field] = value.decode() if isinstance(value, bytes) else value
-    return RoutingHeaders(**found) if found else NO_HEADERS
+            found[field] = text
+        elif internal and key in HOP_HEADERS:
+            hops[key] = text
+    if not found and not hops:
+        return NO_HEADERS
+    return RoutingHeaders(
+        model_id=found.get("model_id"),
+        vmodel_id=found.get("vmodel_id"),
+        hops=int(hops["mm-hops"]) if hops.get("mm-hops", "").isdigit() else 0,
+        exclude=tuple(x for x in hops.get("mm-exclude", "").split(",") if x),
+        dest=hops.get("mm-dest") or None,
+    )
+
+
+def hop_metadata(
+    *, model_id: str, hops: int, exclude: Iterable[str], dest: str | None
+) -> tuple[tuple[str, str | bytes], ...]:
+    """Metadata of a request one instance forwards to another: the concrete
+    model id (so the receiver resolves nothing) and the hop state."""
+    metadata: list[tuple[str, str | bytes]] = [
+        ("mm-model-id-bin", model_id.encode()),
+        ("mm-hops", str(hops)),
+        ("mm-exclude", ",".join(exclude)),
+    ]
+    if dest is not None:
+        metadata.append(("mm-dest", dest))
+    return tuple(metadata)

@@ -20,7 +20,12 @@ from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol.inference import ModelMetadata
 from meshserve.protocol.peek import peek_model_name
-from meshserve.protocol.routing import RoutingHeaders, ServerInfo, routing_headers_from_grpc
+from meshserve.protocol.routing import (
+    NO_HEADERS,
+    RoutingHeaders,
+    ServerInfo,
+    routing_headers_from_grpc,
+)
 from meshserve.protocol.status import reports_errors
 
 __all__ = ["V2Backend", "v2_handler"]
@@ -33,11 +38,15 @@ class V2Backend(Protocol):
         """The concrete model id a request means (headers win over ``name``)."""
         ...
 
-    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+    async def infer_grpc(
+        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+    ) -> bytes:
         """Run a serialized ModelInferRequest; return a serialized response."""
         ...
 
-    async def model_metadata(self, model_id: str) -> ModelMetadata: ...
+    async def model_metadata(
+        self, model_id: str, headers: RoutingHeaders = NO_HEADERS
+    ) -> ModelMetadata: ...
 
     def model_ready(self, model_id: str) -> bool: ...
 
@@ -47,11 +56,15 @@ class V2Backend(Protocol):
 
 
 class _V2Service:
-    def __init__(self, backend: V2Backend) -> None:
+    def __init__(self, backend: V2Backend, *, internal: bool) -> None:
         self._backend = backend
+        self._internal = internal
+
+    def _headers(self, context: grpc.aio.ServicerContext) -> RoutingHeaders:
+        return routing_headers_from_grpc(context.invocation_metadata(), internal=self._internal)
 
     def _resolve(self, name: str, context: grpc.aio.ServicerContext) -> str:
-        return self._backend.resolve(name, routing_headers_from_grpc(context.invocation_metadata()))
+        return self._backend.resolve(name, self._headers(context))
 
     @reports_errors
     async def ServerLive(
@@ -90,14 +103,16 @@ class _V2Service:
     async def ModelMetadata(
         self, request: v2.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> v2.ModelMetadataResponse:
-        model_id = self._resolve(request.name, context)
-        return codecs.metadata_to_proto(await self._backend.model_metadata(model_id))
+        headers = self._headers(context)
+        model_id = self._backend.resolve(request.name, headers)
+        return codecs.metadata_to_proto(await self._backend.model_metadata(model_id, headers))
 
     @reports_errors
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        headers = routing_headers_from_grpc(context.invocation_metadata())
+        headers = self._headers(context)
         name = "" if headers.given else peek_model_name(request)
-        return await self._backend.infer_grpc(self._backend.resolve(name, headers), request)
+        model_id = self._backend.resolve(name, headers)
+        return await self._backend.infer_grpc(model_id, request, headers)
 
 
 def _unary(method: Callable[..., Any], request: Any = None, response: Any = None) -> Any:
@@ -109,9 +124,13 @@ def _unary(method: Callable[..., Any], request: Any = None, response: Any = None
     )
 
 
-def v2_handler(backend: V2Backend) -> grpc.GenericRpcHandler:
-    """A handler serving ``inference.GRPCInferenceService`` from ``backend``."""
-    service = _V2Service(backend)
+def v2_handler(backend: V2Backend, *, internal: bool = False) -> grpc.GenericRpcHandler:
+    """A handler serving ``inference.GRPCInferenceService`` from ``backend``.
+
+    ``internal``: the handler serves the instance-to-instance port, so the
+    hop headers are passed on to the backend.
+    """
+    service = _V2Service(backend, internal=internal)
     return grpc.method_handlers_generic_handler(
         "inference.GRPCInferenceService",
         {

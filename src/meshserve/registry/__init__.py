@@ -1,6 +1,20 @@
-"""Typed records over the store (models, vmodels) and their watched mirror."""
+"""Typed records over the store and their watched in-memory mirror."""
 
-from meshserve.registry._records import ModelRecord, VModelRecord
+from meshserve.registry._records import (
+    CopyRecord,
+    CopyState,
+    InstanceRecord,
+    ModelRecord,
+    VModelRecord,
+)
 from meshserve.registry._registry import Registry, Versioned
 
-__all__ = ["ModelRecord", "Registry", "VModelRecord", "Versioned"]
+__all__ = [
+    "CopyRecord",
+    "CopyState",
+    "InstanceRecord",
+    "ModelRecord",
+    "Registry",
+    "VModelRecord",
+    "Versioned",
+]

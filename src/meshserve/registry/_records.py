@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 import orjson
 
-__all__ = ["ModelRecord", "VModelRecord", "decode_record", "encode_record"]
+__all__ = [
+    "CopyRecord",
+    "CopyState",
+    "InstanceRecord",
+    "ModelRecord",
+    "VModelRecord",
+    "decode_record",
+    "encode_record",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +53,59 @@ class VModelRecord:
         return self.active_model_id != self.target_model_id
 
 
-Record = TypeVar("Record", ModelRecord, VModelRecord)
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """A live instance, as the others see it (bound to its lease)."""
+
+    instance_id: str
+    address: str
+    """Internal gRPC address other instances forward requests to."""
+    capacity_bytes: int = 0
+    used_bytes: int = 0
+    model_count: int = 0
+    lru_oldest_ms: int = 0
+    """Last use of its least recently used model (0: nothing loaded)."""
+    loading_slots: int = 1
+    loading_count: int = 0
+    rpm: int = 0
+    """Requests per minute it served itself, lately."""
+    labels: tuple[str, ...] = ()
+    shutting_down: bool = False
+    started_ms: int = 0
+    version: str = ""
+
+    @property
+    def free_bytes(self) -> int:
+        return self.capacity_bytes - self.used_bytes
 
 
-def encode_record(record: ModelRecord | VModelRecord) -> bytes:
+class CopyState(enum.StrEnum):
+    LOADING = "loading"
+    LOADED = "loaded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRecord:
+    """One instance's copy of a model (bound to that instance's lease).
+
+    A failed load is a copy in state FAILED: it keeps the reason, where and
+    when, and goes when it expires or the instance does.
+    """
+
+    model_id: str
+    instance_id: str
+    state: CopyState
+    time_ms: int
+    error: str = ""
+    error_type: str = ""
+    """The error's class name, so a peer can re-raise the same type."""
+
+
+Record = TypeVar("Record", ModelRecord, VModelRecord, InstanceRecord, CopyRecord)
+
+
+def encode_record(record: ModelRecord | VModelRecord | InstanceRecord | CopyRecord) -> bytes:
     return orjson.dumps(asdict(record))
 
 
@@ -56,4 +114,9 @@ def decode_record(cls: type[Record], data: bytes) -> Record:
     older instance can read what a newer one wrote."""
     raw: dict[str, Any] = orjson.loads(data)
     known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in raw.items() if k in known})
+    values = {k: v for k, v in raw.items() if k in known}
+    if cls is InstanceRecord and "labels" in values:
+        values["labels"] = tuple(values["labels"])
+    if cls is CopyRecord and "state" in values:
+        values["state"] = CopyState(values["state"])
+    return cls(**values)

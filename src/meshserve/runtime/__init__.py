@@ -9,6 +9,7 @@ supervised child process speaking ModelMesh's runtime SPI
 
 from meshserve.runtime._address import ListenAddress
 from meshserve.runtime._builtin import BuiltinRuntime, resolve_model_type
+from meshserve.runtime._formats import supported_model_types
 from meshserve.runtime._inprocess import InProcessRuntime
 from meshserve.runtime._interface import Runtime
 from meshserve.runtime._process import HostState, ProcessRuntime
@@ -36,4 +37,5 @@ __all__ = [
     "RuntimeState",
     "RuntimeStatus",
     "resolve_model_type",
+    "supported_model_types",
 ]

@@ -1,9 +1,11 @@
 """The out-of-process host: the built-in runtime in a supervised child.
 
 The child (``meshserve runtime --listen unix:...``) listens on a Unix socket
-of mode 0600 in a private directory, never on TCP. A crash kills the child,
-not the instance: the supervisor restarts it with exponential backoff and
-calls ``on_restart`` so the owner can reload what it needs.
+of mode 0600 in a private directory, never on TCP. When the instance runs as
+root, the child becomes ``runtime.run_as_user`` before it serves (the
+directory is handed to that user first). A crash kills the child, not the
+instance: the supervisor restarts it with exponential backoff and calls
+``on_restart`` so the owner can reload what it needs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from meshserve.runtime._interface import Runtime
 from meshserve.runtime._link import LinkClient, link_path
 from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeState, RuntimeStatus
 from meshserve.runtime._server import MODEL_ID_HEADER
+from meshserve.security import resolve_user
 from meshserve.settings import RuntimeSettings
 
 __all__ = ["HostState", "ProcessRuntime", "settings_env"]
@@ -64,6 +67,14 @@ def settings_env(settings: RuntimeSettings) -> dict[str, str]:
         key = f"MESHSERVE_RUNTIME__{name.upper()}"
         env[key] = value if isinstance(value, str) else json.dumps(value)
     return env
+
+
+def _child_user(settings: RuntimeSettings) -> tuple[int, int] | None:
+    """(uid, gid) the child must become, or None to keep ours (not root, or
+    the drop is switched off)."""
+    if os.geteuid() != 0 or not settings.run_as_user:
+        return None
+    return resolve_user(settings.run_as_user)
 
 
 def _status_from_proto(message: spi.RuntimeStatusResponse) -> RuntimeStatus:
@@ -102,6 +113,7 @@ class ProcessRuntime(Runtime):
         self._link: LinkClient | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._status: RuntimeStatus | None = None
+        self._user: tuple[int, int] | None = None
         self.state = HostState.STOPPED
         self.restarts = 0
         """How many times the child was restarted after dying."""
@@ -124,6 +136,15 @@ class ProcessRuntime(Runtime):
             self._dir = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-rt-"))
         os.chmod(self._dir, 0o700)
         self.state = HostState.STARTING
+        try:
+            self._user = _child_user(self._settings)
+            if self._user is not None:
+                # The child creates its sockets here after becoming the user;
+                # root (us) still reaches them.
+                os.chown(self._dir, *self._user)
+        except (ValueError, OSError) as exc:
+            await self.stop()
+            raise UnavailableError(f"cannot prepare the runtime's user: {exc}") from None
         try:
             await self._spawn_until_ready()
         except BaseException:
@@ -153,6 +174,7 @@ class ProcessRuntime(Runtime):
         socket = self._dir / "runtime.sock"
         socket.unlink(missing_ok=True)
         env = {**os.environ, **settings_env(self._settings), **self._extra_env}
+        user = ["--user", str(self._user[0])] if self._user is not None else []
         self._proc = await asyncio.create_subprocess_exec(
             self._python,
             "-m",
@@ -162,10 +184,16 @@ class ProcessRuntime(Runtime):
             f"unix:{socket}",
             "--exit-with-parent",
             str(os.getpid()),
+            *user,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
         )
-        log.info("started runtime process %d on unix:%s", self._proc.pid, socket)
+        log.info(
+            "started runtime process %d on unix:%s%s",
+            self._proc.pid,
+            socket,
+            f" as uid {self._user[0]}" if self._user is not None else "",
+        )
         await self._close_channel()
         self._channel = grpc.aio.insecure_channel(f"unix:{socket}", options=_CHANNEL_OPTIONS)
         self._spi = spi_grpc.ModelRuntimeStub(self._channel)

@@ -24,7 +24,7 @@ from meshserve._lifecycle import Service
 from meshserve.protocol._pb import model_runtime_pb2 as spi
 from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
 from meshserve.protocol.inference import ModelMetadata
-from meshserve.protocol.routing import RoutingHeaders, ServerInfo
+from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders, ServerInfo
 from meshserve.protocol.service import v2_handler
 from meshserve.protocol.status import reports_errors
 from meshserve.runtime._address import ListenAddress
@@ -150,14 +150,18 @@ class _RuntimeBackend:
     def resolve(self, name: str, headers: RoutingHeaders) -> str:
         return headers.model_id or name
 
-    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+    async def infer_grpc(
+        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+    ) -> bytes:
         # Decoded in the worker thread, not on the loop.
         return await self._pools.run(
             self._pools.predict,
             functools.partial(infer_grpc_bytes, self._runtime, model_id, body),
         )
 
-    async def model_metadata(self, model_id: str) -> ModelMetadata:
+    async def model_metadata(
+        self, model_id: str, headers: RoutingHeaders = NO_HEADERS
+    ) -> ModelMetadata:
         return self._runtime.metadata(model_id)
 
     def model_ready(self, model_id: str) -> bool:

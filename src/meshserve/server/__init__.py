@@ -1,6 +1,19 @@
 """Process entry points: the instance's gRPC and REST front ends."""
 
-from meshserve.server._app import Endpoints, ModelEntry, load_register_file, serve_instance
+from meshserve.server._app import (
+    Endpoints,
+    ModelEntry,
+    load_register_file,
+    open_store,
+    serve_instance,
+)
 from meshserve.server._backend import InferenceBackend
 
-__all__ = ["Endpoints", "InferenceBackend", "ModelEntry", "load_register_file", "serve_instance"]
+__all__ = [
+    "Endpoints",
+    "InferenceBackend",
+    "ModelEntry",
+    "load_register_file",
+    "open_store",
+    "serve_instance",
+]

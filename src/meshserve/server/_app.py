@@ -23,17 +23,28 @@ import yaml
 
 from meshserve.errors import MeshServeError
 from meshserve.mesh import Instance
+from meshserve.metrics import Metrics
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
 from meshserve.registry import Registry
-from meshserve.runtime import InProcessRuntime, ProcessRuntime, Runtime
+from meshserve.runtime import InProcessRuntime, ProcessRuntime, Runtime, supported_model_types
 from meshserve.server._grpc_management import AdminService, ModelMeshService
+from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._rest import RestServer, create_rest_app
-from meshserve.settings import Settings
-from meshserve.store import PrefixedStore, SqliteStore, Store
+from meshserve.settings import Settings, StoreSettings
+from meshserve.store import EtcdSettings, EtcdStore, PrefixedStore, SqliteStore, Store
 
-__all__ = ["Endpoints", "ModelEntry", "load_register_file", "serve_instance"]
+__all__ = [
+    "Endpoints",
+    "ModelEntry",
+    "etcd_settings",
+    "instance_labels",
+    "load_register_file",
+    "open_store",
+    "serve_instance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +92,23 @@ class Endpoints:
     instance_id: str
     grpc: str
     rest: str | None
+    internal: str = ""
+    """The instance's own gRPC address (the internal port other instances
+    forward to; it serves the same v2 and mmesh services)."""
+    metrics: str | None = None
     pid: int = field(default_factory=os.getpid)
 
+    def entry(self) -> dict[str, Any]:
+        return {
+            "id": self.instance_id,
+            "grpc": self.internal or self.grpc,
+            "rest": self.rest,
+            "metrics": self.metrics,
+            "pid": self.pid,
+        }
+
     def to_json(self) -> dict[str, Any]:
-        entry = {"id": self.instance_id, "grpc": self.grpc, "rest": self.rest}
-        return {"grpc": self.grpc, "rest": self.rest, "pid": self.pid, "instances": [entry]}
+        return {"grpc": self.grpc, "rest": self.rest, "pid": self.pid, "instances": [self.entry()]}
 
 
 def _make_runtime(settings: Settings, on_restart: Callable[[], Any]) -> Runtime:
@@ -94,47 +117,75 @@ def _make_runtime(settings: Settings, on_restart: Callable[[], Any]) -> Runtime:
     return InProcessRuntime(settings=settings.runtime)
 
 
+def etcd_settings(settings: StoreSettings) -> EtcdSettings:
+    """The etcd connection ``store.url`` (``etcd://h:p[,h:p]``) and friends describe."""
+    endpoints = tuple(e for e in settings.url.removeprefix("etcd://").split(",") if e)
+    password = settings.etcd_password.get_secret_value()
+    return EtcdSettings(
+        endpoints=endpoints,
+        username=settings.etcd_user or None,
+        password=password if settings.etcd_user else None,
+        ca_cert=settings.etcd_ca or None,
+        cert_chain=settings.etcd_cert or None,
+        cert_key=settings.etcd_key or None,
+        request_timeout=settings.etcd_request_timeout_s,
+        connect_timeout=settings.etcd_connect_timeout_s,
+    )
+
+
 @contextlib.asynccontextmanager
-async def _open_store(settings: Settings) -> AsyncIterator[Store]:
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The mesh's store, scoped to ``<root_prefix>/mm/<service_name>/``."""
     url = settings.store.url
+    root = settings.store.root_prefix.strip("/")
+    prefix = f"{root}/" if root else ""
+    scope = f"{prefix}mm/{settings.store.service_name}/"
+    if url.startswith("etcd://"):
+        async with EtcdStore.open(etcd_settings(settings.store)) as etcd:
+            yield PrefixedStore(etcd, scope)
+        return
     if url and not url.startswith("sqlite:///"):
-        raise ValueError(f"store url {url!r}: only sqlite:///PATH is supported so far")
+        raise ValueError(f"store url {url!r}: expected sqlite:///PATH or etcd://HOST:PORT[,...]")
     path = pathlib.Path(url.removeprefix("sqlite:///")) if url else settings.data_dir / "store.db"
     async with SqliteStore.open(path) as store:
-        root = settings.store.root_prefix.strip("/")
-        prefix = f"{root}/" if root else ""
-        yield PrefixedStore(store, f"{prefix}mm/{settings.store.service_name}/")
+        yield PrefixedStore(store, scope)
 
 
-async def _start_grpc(settings: Settings, instance: Instance) -> tuple[grpc.aio.Server, int]:
+def _grpc_server(settings: Settings, *, reuse_port: bool) -> grpc.aio.Server:
     limit = settings.server.grpc_max_message_size_bytes
-    server = grpc.aio.server(
+    return grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            # One process per port until instances share one on purpose:
-            # without this a second `up` would silently split the traffic.
-            ("grpc.so_reuseport", 0),
+            # Off unless instances share the port on purpose: otherwise a
+            # second server would silently take half the traffic.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
-    server.add_generic_rpc_handlers((v2_handler(instance),))
-    mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), server)
-    admin_grpc.add_AdminServicer_to_server(AdminService(instance), server)
-    host = settings.server.host
-    target = (
-        f"[{host}]:{settings.server.grpc_port}"
-        if ":" in host
-        else f"{host}:{settings.server.grpc_port}"
-    )
-    port = server.add_insecure_port(target)
-    if port == 0:
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+    target = _address(host, port)
+    bound: int = server.add_insecure_port(target)
+    if bound == 0:
         raise OSError(f"cannot bind gRPC to {target}")
-    await server.start()
-    return server, port
+    return bound
+
+
+def _add_services(server: grpc.aio.Server, instance: Instance, *, internal: bool) -> None:
+    server.add_generic_rpc_handlers((v2_handler(instance, internal=internal),))
+    mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance, internal=internal), server)
+    admin_grpc.add_AdminServicer_to_server(AdminService(instance), server)
 
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def instance_labels(settings: Settings) -> tuple[str, ...]:
+    """What this instance offers placement: its runtime and its formats."""
+    formats = tuple(f"mt:{t}" for t in supported_model_types())
+    return (f"rt:{settings.mesh.runtime_name}", *formats, *settings.mesh.labels)
 
 
 async def serve_instance(
@@ -144,27 +195,51 @@ async def serve_instance(
     stop: asyncio.Event,
     on_ready: Callable[[Endpoints], None] | None = None,
 ) -> None:
-    """Run one instance until ``stop`` is set."""
+    """Run one instance until ``stop`` is set, then drain and leave the mesh."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    instance_id = f"{socket.gethostname()}-{os.getpid()}"
+    instance_id = settings.mesh.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     holder: dict[str, Instance] = {}
 
     async def on_restart() -> None:
         if "instance" in holder:
             await holder["instance"].on_runtime_restart()
 
-    async with (
-        _open_store(settings) as store,
-        Registry.open(store) as registry,
-        _make_runtime(settings, on_restart) as runtime,
-        Instance.open(
-            instance_id=instance_id, registry=registry, runtime=runtime, settings=settings.cache
-        ) as instance,
-    ):
-        holder["instance"] = instance
-        grpc_server, grpc_port = await _start_grpc(settings, instance)
-        rest: RestServer | None = None
-        try:
+    metrics = Metrics()
+    peers = PeerClient(
+        max_message_bytes=settings.server.grpc_max_message_size_bytes,
+        timeout_s=settings.mesh.forward_timeout_s,
+    )
+    internal = _grpc_server(settings, reuse_port=False)
+    internal_address = _address(
+        settings.mesh.internal_host,
+        _bind(internal, settings.mesh.internal_host, settings.mesh.internal_port),
+    )
+    public = _grpc_server(settings, reuse_port=settings.server.share_ports)
+    grpc_port = _bind(public, settings.server.host, settings.server.grpc_port)
+    metrics_server: MetricsServer | None = None
+    rest: RestServer | None = None
+    try:
+        async with (
+            open_store(settings) as store,
+            Registry.open(store) as registry,
+            _make_runtime(settings, on_restart) as runtime,
+            Instance.open(
+                instance_id=instance_id,
+                registry=registry,
+                runtime=runtime,
+                settings=settings.cache,
+                mesh=settings.mesh,
+                address=internal_address,
+                labels=instance_labels(settings),
+                peers=peers,
+                metrics=metrics,
+            ) as instance,
+        ):
+            holder["instance"] = instance
+            _add_services(internal, instance, internal=True)
+            await internal.start()
+            _add_services(public, instance, internal=False)
+            await public.start()
             rest_url = None
             if settings.server.rest_enabled:
                 rest = RestServer(
@@ -174,9 +249,18 @@ async def serve_instance(
                     ),
                     host=settings.server.host,
                     port=settings.server.rest_port,
+                    reuse_port=settings.server.share_ports,
                 )
                 await rest.start()
                 rest_url = f"http://{_address(settings.server.host, rest.port)}"
+            metrics_url = None
+            if settings.metrics.enabled:
+                metrics_server = await start_metrics_server(
+                    metrics, host=settings.metrics.host, port=settings.metrics.port
+                )
+                metrics_url = (
+                    f"http://{_address(settings.metrics.host, metrics_server.port)}/metrics"
+                )
             for entry in register or ():
                 try:
                     await instance.register_model(
@@ -192,6 +276,8 @@ async def serve_instance(
                 instance_id=instance_id,
                 grpc=_address(settings.server.host, grpc_port),
                 rest=rest_url,
+                internal=internal_address,
+                metrics=metrics_url,
             )
             (settings.data_dir / "endpoints.json").write_text(
                 json.dumps(endpoints.to_json(), indent=2) + "\n"
@@ -200,8 +286,27 @@ async def serve_instance(
             if on_ready is not None:
                 on_ready(endpoints)
             await stop.wait()
-            log.info("stopping")
-        finally:
-            await grpc_server.stop(settings.server.grace_period_s)
+            log.info("stopping: draining")
+            await instance.drain()
+            # New clients go to the other instances sharing the ports; then
+            # the others stop routing here, and only then does the internal
+            # port close.
+            await public.stop(settings.server.grace_period_s)
             if rest is not None:
                 await rest.stop()
+            await instance.membership.leave()
+            await asyncio.sleep(_LEAVE_SETTLE_S)
+            await internal.stop(settings.server.grace_period_s)
+    finally:
+        await public.stop(None)
+        await internal.stop(None)
+        if rest is not None:
+            await rest.stop()
+        if metrics_server is not None:
+            await metrics_server.stop()
+        await peers.close()
+
+
+# Time for the other instances' watches to see this one leave before its
+# internal port closes (a forward already on its way still lands).
+_LEAVE_SETTLE_S = 0.3

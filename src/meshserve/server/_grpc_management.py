@@ -10,6 +10,7 @@ from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.routing import routing_headers_from_grpc
 from meshserve.protocol.status import reports_errors
 
 __all__ = ["AdminService", "ModelMeshService", "model_status_to_proto", "vmodel_status_to_proto"]
@@ -48,8 +49,12 @@ def vmodel_status_to_proto(status: VModelStatus) -> mm.VModelStatusInfo:
 
 
 class ModelMeshService(mm_grpc.ModelMeshServicer):
-    def __init__(self, instance: Instance) -> None:
+    """``internal``: served on the instance-to-instance port, where the hop
+    headers (a placement's ``mm-dest``) are honoured."""
+
+    def __init__(self, instance: Instance, *, internal: bool = False) -> None:
         self._instance = instance
+        self._internal = internal
 
     @reports_errors
     async def registerModel(
@@ -85,7 +90,12 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
         self, request: mm.EnsureLoadedRequest, context: grpc.aio.ServicerContext
     ) -> mm.ModelStatusInfo:
         status = await self._instance.ensure_loaded(
-            request.modelId, last_used_ms=request.lastUsedTime, sync=request.sync
+            request.modelId,
+            last_used_ms=request.lastUsedTime,
+            sync=request.sync,
+            headers=routing_headers_from_grpc(
+                context.invocation_metadata(), internal=self._internal
+            ),
         )
         return model_status_to_proto(status)
 

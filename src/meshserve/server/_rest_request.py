@@ -58,7 +58,7 @@ def routing_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> RoutingHeader
                 f"routing header {key.decode()} gives {text!r} but another "
                 f"{field.replace('_', ' ')} header gives {found[field]!r}; expected one id"
             )
-    return RoutingHeaders(**found)
+    return RoutingHeaders(model_id=found.get("model_id"), vmodel_id=found.get("vmodel_id"))
 
 
 def json_length(request: Request) -> int | None:

@@ -47,6 +47,7 @@ class RestServer(Service):
         port: int,
         access_log: bool = False,
         shutdown_grace_seconds: int = 5,
+        reuse_port: bool = False,
     ) -> None:
         """``port`` 0 picks a free port. ``shutdown_grace_seconds`` is how
         long ``stop()`` lets requests in flight finish before cancelling them.
@@ -56,6 +57,7 @@ class RestServer(Service):
         self._requested_port = port
         self._access_log = access_log
         self._grace = shutdown_grace_seconds
+        self._reuse_port = reuse_port
         self._state = _State.NEW
         self._port: int | None = None
         self._server: _EmbeddedServer | None = None
@@ -76,7 +78,7 @@ class RestServer(Service):
         """Bind and start serving; returns once connections are accepted."""
         if self._state is not _State.NEW:
             raise RuntimeError(f"the REST server is {self._state.value}; it starts once")
-        sock = await _bind(self._host, self._requested_port)
+        sock = await _bind(self._host, self._requested_port, reuse_port=self._reuse_port)
         config = uvicorn.Config(
             self._app,
             host=self._host,
@@ -151,7 +153,7 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def _bind(host: str, port: int) -> socket.socket:
+async def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     infos = await asyncio.get_running_loop().getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
@@ -162,6 +164,10 @@ async def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Instances of one machine share the public port; the kernel
+            # spreads connections over them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)

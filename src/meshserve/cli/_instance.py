@@ -1,0 +1,63 @@
+"""``meshserve instance``: one instance of a mesh (what a Kubernetes pod runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from typing import Any
+
+import click
+
+from meshserve.cli._options import stop_on_signals
+from meshserve.cli._serve_options import (
+    register_entries,
+    serve_options,
+    settings_from_flags,
+    warn_if_root,
+)
+from meshserve.server import Endpoints, ModelEntry, serve_instance
+from meshserve.settings import Settings
+
+
+def _announce(endpoints: Endpoints) -> None:
+    click.echo(
+        f"meshserve instance {endpoints.instance_id}: gRPC {endpoints.grpc}, "
+        f"internal {endpoints.internal}, REST {endpoints.rest}, metrics {endpoints.metrics}"
+    )
+    click.echo("meshserve instance: ready")
+
+
+async def _run(settings: Settings, register: list[ModelEntry]) -> None:
+    await serve_instance(settings, register=register, stop=stop_on_signals(), on_ready=_announce)
+
+
+@click.command()
+@serve_options
+@click.option("--instance-id", default=None, help="Id in the mesh  [default: <host>-<pid>]")
+@click.option(
+    "--internal-port", type=int, default=None, help="Port other instances forward to  [default: 0]"
+)
+@click.option(
+    "--share-ports",
+    is_flag=True,
+    default=None,
+    help="Share the gRPC/REST ports with other instances on this machine (SO_REUSEPORT).",
+)
+def instance(
+    instance_id: str | None,
+    internal_port: int | None,
+    share_ports: bool | None,
+    register_file: pathlib.Path | None,
+    **flags: Any,
+) -> None:
+    """Run one instance until SIGTERM, then drain: its recently used models
+    are loaded elsewhere before it leaves the mesh."""
+    settings = settings_from_flags(
+        **flags,
+        extra={
+            "mesh": {"instance_id": instance_id, "internal_port": internal_port},
+            "server": {"share_ports": share_ports},
+        },
+    )
+    warn_if_root("instance")
+    asyncio.run(_run(settings, register_entries(register_file)))

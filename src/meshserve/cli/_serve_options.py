@@ -1,0 +1,155 @@
+"""The flags ``up`` and ``instance`` share, and the settings they make."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
+from meshserve.server import ModelEntry, load_register_file
+from meshserve.settings import Settings, load_settings
+
+__all__ = ["register_entries", "serve_options", "settings_from_flags", "warn_if_root"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTIONS = (
+    click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=pathlib.Path),
+        default=None,
+        help="Store, logs and endpoints.json  [default: ./.meshserve]",
+    ),
+    click.option("--host", default=None, help="Bind address  [default: 127.0.0.1]"),
+    click.option(
+        "--grpc-port", type=int, default=None, help="gRPC port, 0 picks one  [default: 8033]"
+    ),
+    click.option(
+        "--rest-port", type=int, default=None, help="REST port, 0 picks one  [default: 8008]"
+    ),
+    click.option(
+        "--metrics-port", type=int, default=None, help="Metrics port, 0 picks one  [default: 2112]"
+    ),
+    config_option,
+    click.option(
+        "--runtime-host",
+        type=click.Choice(["inprocess", "process"]),
+        default=None,
+        help="Run the built-in runtime in this process or in a sandboxed child  "
+        "[default: inprocess]",
+    ),
+    allow_pickle_option,
+    capacity_option,
+    click.option(
+        "--register",
+        "register_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+        default=None,
+        help="YAML file of models to register at start (models: [{name, type, path}]).",
+    ),
+    click.option(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="etcd://HOST:PORT[,HOST:PORT] or sqlite:///PATH  [default: embedded SQLite]",
+    ),
+    click.option("--etcd-ca", default=None, metavar="PEM", help="CA of etcd's certificate (TLS)."),
+    click.option("--etcd-cert", default=None, metavar="PEM", help="Client certificate for etcd."),
+    click.option("--etcd-key", default=None, metavar="PEM", help="Its private key."),
+    click.option("--etcd-user", default=None, help="etcd user name."),
+    click.option(
+        "--etcd-password",
+        default=None,
+        envvar="MESHSERVE_ETCD_PASSWORD",
+        help="etcd password (or env MESHSERVE_ETCD_PASSWORD).",
+    ),
+    click.option("--root-prefix", default=None, help="Namespace inside the store."),
+)
+
+
+def serve_options(command: F) -> F:
+    """Add the shared server flags to ``command``."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def settings_from_flags(
+    *,
+    data_dir: pathlib.Path | None,
+    host: str | None,
+    grpc_port: int | None,
+    rest_port: int | None,
+    metrics_port: int | None,
+    config: pathlib.Path | None,
+    runtime_host: str | None,
+    allow_pickle: bool | None,
+    capacity: int | None,
+    store: str | None,
+    etcd_ca: str | None,
+    etcd_cert: str | None,
+    etcd_key: str | None,
+    etcd_user: str | None,
+    etcd_password: str | None,
+    root_prefix: str | None,
+    extra: dict[str, Any] | None = None,
+) -> Settings:
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir,
+        "server": {"host": host, "grpc_port": grpc_port, "rest_port": rest_port},
+        "runtime": {
+            "host": runtime_host,
+            "allow_pickle": allow_pickle,
+            "capacity_bytes": capacity,
+        },
+        "metrics": {"port": metrics_port},
+        "store": {
+            "url": store,
+            "etcd_ca": etcd_ca,
+            "etcd_cert": etcd_cert,
+            "etcd_key": etcd_key,
+            "etcd_user": etcd_user,
+            "etcd_password": etcd_password,
+            "root_prefix": root_prefix,
+        },
+    }
+    for group, values in (extra or {}).items():
+        overrides.setdefault(group, {}).update(values)
+    try:
+        settings = load_settings(config_file=config, overrides=overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if settings.runtime.allow_pickle and settings.runtime.host != "process":
+        raise click.UsageError(
+            "--allow-pickle needs --runtime-host process: a pickle runs code when it loads, "
+            "so it only loads in the sandboxed child process"
+        )
+    url = settings.store.url
+    if url and not url.startswith(("etcd://", "sqlite:///")):
+        raise click.BadParameter(
+            f"{url!r}: expected etcd://HOST:PORT[,HOST:PORT] or sqlite:///PATH",
+            param_hint="--store",
+        )
+    return settings
+
+
+def register_entries(register_file: pathlib.Path | None) -> list[ModelEntry]:
+    if register_file is None:
+        return []
+    try:
+        return load_register_file(register_file)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--register") from None
+
+
+def warn_if_root(command: str) -> None:
+    if os.geteuid() == 0:
+        click.echo(
+            f"meshserve {command}: running as root; a model that escapes its runtime would "
+            "have root. Run as an unprivileged user.",
+            err=True,
+        )

@@ -1,0 +1,248 @@
+"""An instance's periodic work: rates and copies, the janitor, the reaper.
+
+- Every ``rate_check_interval_s``: a copy serving more than
+  ``scaleup_rpm_threshold`` requests per minute gets another copy elsewhere;
+  when the mesh is short of space, cold extra copies go (the newest copy of
+  a model removes itself, so two instances never remove the same model's
+  last copies at once); the leader retries vmodel transitions.
+- Every ``janitor_interval_s``: the cache is reconciled with the registry
+  (unregistered models unloaded, expired failures dropped, published copies
+  rewritten if they drifted).
+- Every ``reaper_interval_s``, on the leader only: models that lost their
+  last copy (their instance died) are loaded again, most recently used
+  first; copy records of instances that are gone are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from meshserve import _tasks
+from meshserve.errors import MeshServeError
+from meshserve.mesh._placement import required_label
+from meshserve.mesh._status import ModelState
+from meshserve.registry import CopyState, Registry
+from meshserve.store import Election
+
+if TYPE_CHECKING:
+    from meshserve.mesh._instance import Instance
+
+__all__ = ["Upkeep"]
+
+log = logging.getLogger(__name__)
+
+SCALEUP_KEY = "scaleup_rpm_threshold"
+_SCALE_DOWN_SHARE = 0.05
+"""At most this share of the capacity is freed per pass (ModelMesh's)."""
+
+
+class Upkeep:
+    """The background loops of one instance."""
+
+    def __init__(self, *, instance: Instance, registry: Registry) -> None:
+        self._instance = instance
+        self._registry = registry
+        self._settings = instance.mesh_settings
+        self._election = Election(
+            registry.store,
+            name="reaper",
+            candidate_id=instance.instance_id,
+            ttl=self._settings.lease_ttl_s,
+        )
+        self._scaling: set[str] = set()
+        self._had_copies: dict[str, int] = {}
+        self._orphans: set[str] = set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        settings = self._settings
+        loops = [
+            self._every(settings.rate_check_interval_s, self.rates_pass, "rates"),
+            self._every(settings.janitor_interval_s, self.janitor_pass, "janitor"),
+            self._every(settings.reaper_interval_s, self.reaper_pass, "reaper"),
+        ]
+        async with self._election:
+            tasks = [_tasks.start_supervised(loop, name="upkeep") for loop in loops]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    await _tasks.cancel_and_wait(task)
+
+    async def _every(
+        self, interval_s: float, work: Callable[[], Awaitable[None]], name: str
+    ) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await work()
+            except MeshServeError as exc:
+                log.warning("%s pass failed: %s", name, exc)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._election.is_leader
+
+    def scaleup_threshold(self) -> int:
+        raw = self._registry.config(SCALEUP_KEY)
+        if raw is not None:
+            try:
+                return max(1, int(float(raw)))
+            except ValueError:
+                log.warning("ignoring config %s=%r: not a number", SCALEUP_KEY, raw)
+        return self._settings.scaleup_rpm_threshold
+
+    # -- rates and copies ----------------------------------------------------
+
+    async def rates_pass(self) -> None:
+        instance = self._instance
+        threshold = self.scaleup_threshold()
+        for model_id in instance.cache.loaded_ids():
+            if instance.rates.rpm(model_id) > threshold and model_id not in self._scaling:
+                self._scale_up(model_id)
+        await self._scale_down(threshold)
+        instance.membership.poke()
+        self._report()
+        if self.is_leader:
+            for vmodel_id in list(self._registry.vmodels):
+                instance.vmodels.kick_transition(vmodel_id)
+
+    def _scale_up(self, model_id: str) -> None:
+        instance = self._instance
+        record = self._registry.model(model_id)
+        if record is None:
+            return
+        label = required_label(record.type.lower())
+        hosts = [r for r in instance.live_instances() if label in r.labels and not r.shutting_down]
+        if instance.copy_count(model_id) >= len(hosts):
+            return  # at most one copy per instance
+
+        async def scale() -> None:
+            try:
+                if await instance.add_copy(model_id):
+                    log.info("%s is hot: added a copy", model_id)
+            except MeshServeError as exc:
+                log.info("could not add a copy of %s: %s", model_id, exc)
+            finally:
+                self._scaling.discard(model_id)
+
+        self._scaling.add(model_id)
+        instance.spawn(scale(), name=f"scale-up:{model_id}")
+
+    async def _scale_down(self, threshold: int) -> None:
+        """Remove cold extra copies while the mesh is short of space."""
+        instance = self._instance
+        live = instance.live_instances()
+        capacity = sum(r.capacity_bytes for r in live)
+        free = sum(max(0, r.free_bytes) for r in live)
+        if capacity <= 0 or free / capacity > self._settings.scale_down_free_fraction:
+            return
+        budget = int(instance.cache.lru.capacity_bytes * _SCALE_DOWN_SHARE)
+        for model_id in reversed(instance.cache.loaded_ids()):  # least recently used first
+            if budget <= 0:
+                return
+            if instance.rates.rpm(model_id) * 2 > threshold:
+                continue
+            others = instance.remote_copies(model_id, states=frozenset({CopyState.LOADED}))
+            if not others:
+                continue
+            entry = instance.cache.lru.get(model_id)
+            if entry is None or entry.inflight:
+                continue
+            mine = (entry.loaded_at_ms, instance.instance_id)
+            if any((c.time_ms, c.instance_id) > mine for c in others):
+                continue  # a newer copy elsewhere removes itself instead
+            log.info("mesh short of space: removing the extra copy of %s here", model_id)
+            budget -= entry.size_bytes
+            await instance.cache.evict(entry)
+
+    def _report(self) -> None:
+        instance = self._instance
+        lru = instance.cache.lru
+        oldest = lru.oldest_last_used_ms()
+        instance.metrics.set_instance(
+            capacity_bytes=lru.capacity_bytes,
+            used_bytes=lru.used_bytes,
+            model_copies=len(instance.cache.loaded_ids()),
+            lru_last_used_ms=oldest or None,
+            now_ms=instance.now_ms(),
+        )
+        if self.is_leader:
+            models = self._registry.models
+            loaded = sum(1 for m in models if instance.copy_count(m) > 0)
+            failed = sum(1 for m in models if instance.mesh_failure(m) is not None)
+            instance.metrics.set_cluster(
+                models_loaded=loaded, models_managed=len(models), models_with_failure=failed
+            )
+        else:
+            instance.metrics.clear_cluster()
+
+    # -- janitor -------------------------------------------------------------
+
+    async def janitor_pass(self) -> None:
+        instance = self._instance
+        cache = instance.cache
+        for model_id in cache.loaded_ids():
+            if self._registry.model(model_id) is None:
+                log.info("janitor: %s is no longer registered; unloading it", model_id)
+                await cache.drop(model_id)
+        cache.expire_failures()
+        published = {c.model_id: c for c in self._registry.copies_on(instance.instance_id)}
+        for model_id in set(published) | set(self._registry.models):
+            state = cache.state(model_id)
+            copy = published.get(model_id)
+            want = {
+                ModelState.LOADED: CopyState.LOADED,
+                ModelState.LOADING: CopyState.LOADING,
+                ModelState.LOADING_FAILED: CopyState.FAILED,
+            }.get(state)
+            if (copy.state if copy is not None else None) != want:
+                instance.republish_copy(model_id, state)
+
+    # -- reaper (leader only) --------------------------------------------------
+
+    async def reaper_pass(self) -> None:
+        if not self.is_leader:
+            self._had_copies.clear()
+            return
+        instance = self._instance
+        now = instance.now_ms()
+        live = set(self._registry.instances) | {instance.instance_id}
+        with_copies: dict[str, int] = {}
+        lost: list[tuple[int, str]] = []
+        for model_id in list(self._registry.models):
+            has_copy = instance.cache.is_loaded(model_id) or instance.cache.is_loading(model_id)
+            has_copy = has_copy or any(
+                c.instance_id in live and c.state is not CopyState.FAILED
+                for c in self._registry.copies(model_id).values()
+            )
+            if has_copy:
+                with_copies[model_id] = now
+            elif model_id in self._had_copies:
+                lost.append((self._had_copies[model_id], model_id))
+        self._had_copies = with_copies
+        for _, model_id in sorted(lost, reverse=True):
+            log.info("reaper: %s lost its last copy; loading it again", model_id)
+            try:
+                await instance.ensure_available(model_id, sync=False)
+            except MeshServeError as exc:
+                log.warning("reaper: cannot reload %s: %s", model_id, exc)
+        await self._delete_orphans(live)
+
+    async def _delete_orphans(self, live: set[str]) -> None:
+        """Copy records whose instance is gone (seen two passes running)."""
+        orphans = {
+            f"{c.model_id}\0{c.instance_id}"
+            for model_id in list(self._registry.models)
+            for c in self._registry.copies(model_id).values()
+            if c.instance_id not in live
+        }
+        for orphan in orphans & self._orphans:
+            model_id, instance_id = orphan.split("\0")
+            with contextlib.suppress(MeshServeError):
+                await self._registry.delete_copy(model_id, instance_id)
+        self._orphans = orphans - self._orphans

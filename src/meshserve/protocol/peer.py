@@ -1,0 +1,125 @@
+"""Calls from one instance to another's internal port.
+
+Inference bodies travel as the client sent them (identity serializers), with
+the hop headers that keep forwarding bounded. A peer that does not answer is
+reported as ``PeerUnreachableError`` so the caller can try another instance;
+any other error comes back as the type the peer raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+import grpc.aio
+
+from meshserve.errors import MeshServeError, PeerUnreachableError
+from meshserve.protocol import codecs
+from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
+from meshserve.protocol._pb import model_mesh_pb2 as mm
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.status import ERROR_TYPE_KEY, error_from_rpc
+
+__all__ = ["PeerClient"]
+
+_INFER = "/inference.GRPCInferenceService/ModelInfer"
+_METADATA = "/inference.GRPCInferenceService/ModelMetadata"
+_ENSURE_LOADED = "/mmesh.ModelMesh/ensureLoaded"
+
+# Codes a peer that is gone or stuck produces on its own, without having
+# decided anything about the request.
+_TRANSPORT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class PeerClient:
+    """Warm channels to other instances, one per address."""
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        timeout_s: float,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self._timeout_s = timeout_s
+        self._credentials = credentials
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(address, options=self._options)
+            else:
+                channel = grpc.aio.secure_channel(address, self._credentials, options=self._options)
+            self._channels[address] = channel
+        return channel
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()
+
+    async def _call(
+        self,
+        address: str,
+        method: str,
+        body: bytes,
+        metadata: Metadata,
+        *,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        call = self._channel(address).unary_unary(method)
+        try:
+            response: bytes = await call(
+                body, metadata=tuple(metadata), timeout=timeout_s or self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(address, exc) from None
+        return response
+
+    async def infer(self, address: str, body: bytes, metadata: Metadata) -> bytes:
+        """Forward a serialized ModelInferRequest; the serialized response."""
+        return await self._call(address, _INFER, body, metadata)
+
+    async def infer_decoded(
+        self, address: str, request: InferenceRequest, metadata: Metadata
+    ) -> InferenceResponse:
+        """Forward a decoded request (one that came in over REST)."""
+        body = codecs.request_to_proto(request).SerializeToString()
+        response = await self.infer(address, body, metadata)
+        return codecs.response_from_proto(v2.ModelInferResponse.FromString(response))
+
+    async def model_metadata(
+        self, address: str, model_id: str, metadata: Metadata
+    ) -> ModelMetadata:
+        body = v2.ModelMetadataRequest(name=model_id).SerializeToString()
+        response = await self._call(address, _METADATA, body, metadata)
+        return codecs.metadata_from_proto(v2.ModelMetadataResponse.FromString(response))
+
+    async def ensure_loaded(
+        self, address: str, model_id: str, metadata: Metadata, *, sync: bool, last_used_ms: int
+    ) -> None:
+        """Ask the peer to load its own copy (the metadata names it ``mm-dest``)."""
+        body = mm.EnsureLoadedRequest(
+            modelId=model_id, sync=sync, lastUsedTime=last_used_ms
+        ).SerializeToString()
+        await self._call(address, _ENSURE_LOADED, body, metadata)
+
+
+def _error(address: str, exc: grpc.aio.AioRpcError) -> MeshServeError:
+    trailers = tuple(exc.trailing_metadata() or ())
+    from_meshserve = any(key == ERROR_TYPE_KEY for key, _ in trailers)
+    if exc.code() in _TRANSPORT_CODES and not from_meshserve:
+        return PeerUnreachableError(
+            f"instance at {address} did not answer ({exc.code().name}: {exc.details()})"
+        )
+    return error_from_rpc(exc.code(), exc.details(), trailers)

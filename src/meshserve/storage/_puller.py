@@ -1,0 +1,558 @@
+"""The puller: model key + path -> a local directory the runtime loads from.
+
+    async with Puller(settings=settings.storage, data_dir=data_dir) as puller:
+        pulled = await puller.pull(model_id=mid, model_path=path, model_key=key)
+        ...  # load pulled.local_path
+        await puller.release(mid)
+
+A pull lands in ``<models_dir>/<model id>/<basename of path>`` (ModelMesh's
+layout), built in a temporary directory and renamed into place. Concurrent
+pulls of one artifact share one download; the artifact cache serves it again
+after a release. pvc paths are used where they are (nothing is copied), and a
+plain local path with no storage in the model key is returned unchanged.
+
+Every blocking call (store clients, file system) runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import random
+import time
+import types
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from meshserve.errors import (
+    ArtifactNotFoundError,
+    ArtifactRejectedError,
+    StorageConfigError,
+    StorageError,
+    StorageUnavailableError,
+)
+from meshserve.storage._cache import ArtifactCache, cache_key, link_tree, remove_tree
+from meshserve.storage._config import ResolvedStorage, StorageConfig
+from meshserve.storage._factory import SourceFactory, open_source
+from meshserve.storage._model_key import ModelKeyInfo
+from meshserve.storage._paths import (
+    check_no_escaping_symlinks,
+    check_remote_path,
+    model_dir_name,
+    safe_relative_path,
+    tree_size,
+    within,
+)
+from meshserve.storage._providers import (
+    AzureConfig,
+    GcsConfig,
+    HttpConfig,
+    PvcConfig,
+    S3Config,
+    config_fingerprint,
+    secret_values,
+)
+from meshserve.storage._settings import StorageSettings
+from meshserve.storage._source import TransientStorageError
+from meshserve.storage._transfer import ProgressCallback, Transfer
+from meshserve.storage._uri import is_storage_uri, parse_storage_uri
+
+__all__ = ["PulledModel", "Puller"]
+
+log = logging.getLogger("meshserve.storage")
+
+_STAGING = ".staging"
+
+
+@dataclass(frozen=True, slots=True)
+class PulledModel:
+    """Where a pulled model is, and what pulling it cost."""
+
+    local_path: str
+    """The file or directory to load (``<models_dir>/<id>/<basename>``; the
+    path itself for pvc and plain local paths)."""
+    bytes: int
+    """Bytes on disk."""
+    seconds: float
+    """Wall time of the pull, waiting for a shared download included."""
+    from_cache: bool
+    """Served by the artifact cache (no object was downloaded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A pull, resolved: which config, which path, and how to name it."""
+
+    resolved: ResolvedStorage
+    path: str
+    where: str
+    """Storage key and path, for messages (never a credential)."""
+    sha256: str | None
+    secrets: tuple[str, ...]
+    fetch_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Artifact:
+    staging: pathlib.Path
+    name: str
+    bytes: int
+    digests: dict[str, str]
+    is_directory: bool
+    from_cache: bool
+
+
+class _Shared:
+    """One download that several pulls wait on."""
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.task: asyncio.Task[_Artifact] | None = None
+
+
+class Puller:
+    """Pulls models from storage into per-model directories."""
+
+    def __init__(
+        self,
+        *,
+        settings: StorageSettings,
+        data_dir: pathlib.Path,
+        config: StorageConfig | None = None,
+        progress: ProgressCallback | None = None,
+        source_factory: SourceFactory = open_source,
+    ) -> None:
+        """``config`` defaults to ``settings.config_path`` (read on entering);
+        ``progress`` receives events of pulls larger than
+        ``settings.progress_bytes``, on the event loop."""
+        self._settings = settings
+        self._models_dir = (settings.models_dir or data_dir / "models").absolute()
+        self._cache = ArtifactCache(
+            (settings.cache_dir or data_dir / "artifact-cache").absolute(),
+            max_bytes=settings.cache_max_bytes,
+        )
+        self._config = config
+        self._progress = progress
+        self._source_factory = source_factory
+        self._inflight: dict[str, _Shared] = {}
+        self._tasks: set[asyncio.Task[_Artifact]] = set()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._open = False
+
+    @property
+    def models_dir(self) -> pathlib.Path:
+        return self._models_dir
+
+    @property
+    def cache(self) -> ArtifactCache:
+        return self._cache
+
+    async def __aenter__(self) -> Puller:
+        await asyncio.to_thread(self._open_sync)
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self._open = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _open_sync(self) -> None:
+        if self._config is None:
+            path = self._settings.config_path
+            self._config = StorageConfig.from_path(path) if path else StorageConfig.empty()
+        self._models_dir.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a run that stopped mid-pull.
+        for child in self._models_dir.iterdir():
+            if child.name.startswith("."):
+                remove_tree(child)
+        self._cache.open()
+
+    async def pull(self, *, model_id: str, model_path: str, model_key: str) -> PulledModel:
+        """Pull the model at ``model_path`` as its key (ModelMesh's JSON)
+        describes. Raises ``StorageError`` subclasses naming the storage key
+        and path."""
+        if not self._open:
+            raise RuntimeError("Puller used outside 'async with'")
+        started = time.monotonic()
+        plan = await asyncio.to_thread(self._plan, model_path, model_key)
+        if plan is None:
+            size = await asyncio.to_thread(_size_if_exists, pathlib.Path(model_path))
+            return PulledModel(local_path=model_path, bytes=size, seconds=0.0, from_cache=False)
+        async with self._model_lock(model_id):
+            if isinstance(plan.resolved.config, PvcConfig):
+                local, size = await asyncio.to_thread(self._resolve_pvc, plan)
+                return PulledModel(
+                    local_path=str(local),
+                    bytes=size,
+                    seconds=time.monotonic() - started,
+                    from_cache=False,
+                )
+            shared, artifact = await self._acquire(plan, model_id)
+            try:
+                local = await asyncio.to_thread(self._install, artifact, model_id, plan)
+            finally:
+                await self._leave(shared)
+        seconds = time.monotonic() - started
+        log.info(
+            "pulled model %s from %s: %d bytes in %.2f s%s",
+            model_id,
+            plan.where,
+            artifact.bytes,
+            seconds,
+            " (from the artifact cache)" if artifact.from_cache else "",
+        )
+        return PulledModel(
+            local_path=str(local),
+            bytes=artifact.bytes,
+            seconds=seconds,
+            from_cache=artifact.from_cache,
+        )
+
+    async def release(self, model_id: str) -> None:
+        """Remove the model's directory (a no-op for pvc and local paths, and
+        for models never pulled)."""
+        async with self._model_lock(model_id):
+            await asyncio.to_thread(self._remove_model_dir, model_id)
+
+    # -- planning -----------------------------------------------------------
+
+    def _plan(self, model_path: str, model_key: str) -> _Plan | None:
+        key = ModelKeyInfo.parse(model_key)
+        params = dict(key.storage_params)
+        path = model_path
+        if is_storage_uri(model_path):
+            # A URI in the path: its parameters win, as ModelMesh Serving's
+            # controller lets storageUri win over storage.parameters.
+            ref = parse_storage_uri(model_path)
+            params.update(ref.params)
+            path = ref.path
+        elif not key.uses_storage:
+            return None
+        assert self._config is not None
+        resolved = self._config.resolve(storage_key=key.storage_key, params=params)
+        where = _where(resolved, path)
+        path = check_remote_path(path, where=where)
+        sha256 = params.get("sha256", "").strip().lower() or None
+        if sha256 is not None and (
+            len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)
+        ):
+            raise StorageConfigError(f"{where}: 'sha256' is not a hex SHA-256 digest")
+        fingerprint = config_fingerprint(resolved.config)
+        return _Plan(
+            resolved=resolved,
+            path=path,
+            where=where,
+            sha256=sha256,
+            secrets=tuple(secret_values(resolved.config)),
+            fetch_key=hashlib.sha256(f"{fingerprint}|{path}".encode()).hexdigest(),
+        )
+
+    # -- shared downloads ---------------------------------------------------
+
+    async def _acquire(self, plan: _Plan, model_id: str) -> tuple[_Shared, _Artifact]:
+        shared = self._inflight.get(plan.fetch_key)
+        if shared is None:
+            shared = _Shared()
+            task = asyncio.create_task(
+                self._fetch(plan, model_id, shared), name=f"meshserve-pull-{model_id}"
+            )
+            shared.task = task
+            self._inflight[plan.fetch_key] = shared
+            self._tasks.add(task)
+            # Added before any waiter's callback, so a finished download takes
+            # no new waiters: a later pull starts over (and hits the cache).
+            task.add_done_callback(functools.partial(self._forget, plan.fetch_key, shared))
+        shared.users += 1
+        assert shared.task is not None
+        try:
+            return shared, await asyncio.shield(shared.task)
+        except BaseException:
+            await self._leave(shared)
+            raise
+
+    def _forget(self, key: str, shared: _Shared, task: asyncio.Task[_Artifact]) -> None:
+        self._tasks.discard(task)
+        if self._inflight.get(key) is shared:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: waiters (if any) reported it
+
+    async def _leave(self, shared: _Shared) -> None:
+        """One waiter is done with the staged artifact; the last removes it."""
+        shared.users -= 1
+        task = shared.task
+        if shared.users or task is None or not task.done() or task.cancelled():
+            return
+        if task.exception() is None:
+            await asyncio.to_thread(remove_tree, task.result().staging)
+
+    async def _fetch(self, plan: _Plan, model_id: str, shared: _Shared) -> _Artifact:
+        staging = self._models_dir / _STAGING / uuid.uuid4().hex
+        transfer = Transfer(
+            model_id=model_id,
+            location=plan.where,
+            max_bytes=self._settings.max_model_bytes,
+            progress_bytes=self._settings.progress_bytes,
+            bytes_total=None,
+            loop=asyncio.get_running_loop(),
+            callback=self._progress,
+        )
+        attempts = self._settings.retry_attempts
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                try:
+                    artifact = await asyncio.to_thread(self._fetch_once, plan, staging, transfer)
+                except TransientStorageError as exc:
+                    reason = _scrub(exc.reason, plan.secrets)
+                    if attempt >= attempts:
+                        raise StorageUnavailableError(
+                            f"{plan.where}: {reason}; gave up after {attempts} attempts"
+                        ) from None
+                    delay = self._backoff(attempt)
+                    log.warning(
+                        "pull from %s failed (%s); attempt %d of %d in %.2f s",
+                        plan.where,
+                        reason,
+                        attempt + 1,
+                        attempts,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                except StorageError as exc:
+                    message = _prefixed(exc.message, plan.where)
+                    raise type(exc)(_scrub(message, plan.secrets)) from None
+                except (OSError, ValueError, RuntimeError) as exc:
+                    # Unexpected (a full disk, a library bug): still a failed
+                    # pull, reported without the traceback's locals.
+                    message = f"{plan.where}: {type(exc).__name__}: {exc}"
+                    raise StorageError(_scrub(message, plan.secrets)) from None
+                if shared.users == 0:
+                    # Every waiter gave up while it downloaded; the cache kept it.
+                    await asyncio.to_thread(remove_tree, staging)
+                return artifact
+        except BaseException:
+            transfer.cancelled.set()
+            await asyncio.to_thread(remove_tree, staging)
+            raise
+
+    def _backoff(self, attempt: int) -> float:
+        base = self._settings.retry_initial_backoff_s * 2.0 ** (attempt - 1)
+        delay = min(base, self._settings.retry_max_backoff_s)
+        return delay * (1 + random.uniform(0, 0.25))
+
+    def _fetch_once(self, plan: _Plan, staging: pathlib.Path, transfer: Transfer) -> _Artifact:
+        """One attempt: list, then link from the cache or download (thread)."""
+        remove_tree(staging)
+        staging.mkdir(parents=True)
+        transfer.reset()
+        limit = self._settings.max_model_bytes
+        source = self._source_factory(plan.resolved.config, path=plan.path, settings=self._settings)
+        try:
+            listing = source.list()
+            if listing.known_bytes > limit:
+                raise ArtifactRejectedError(
+                    f"{listing.known_bytes} bytes, more than the {limit} a model may have; refused"
+                )
+            key = None
+            if listing.cacheable:
+                versions = [(str(o.rel_path), o.version, o.size) for o in listing.objects]
+                key = cache_key(source.identity, versions)
+                hit = self._cache.link_into(key, staging)
+                if hit is not None:
+                    if hit.bytes > limit:
+                        raise ArtifactRejectedError(
+                            f"{hit.bytes} bytes, more than the {limit} a model may have; refused"
+                        )
+                    return _Artifact(
+                        staging=staging,
+                        name=listing.name,
+                        bytes=hit.bytes,
+                        digests=hit.digests,
+                        is_directory=listing.is_directory,
+                        from_cache=True,
+                    )
+            sizes = [o.size for o in listing.objects]
+            transfer.bytes_total = None if None in sizes else listing.known_bytes
+            for obj in listing.objects:
+                with transfer.open(staging.joinpath(obj.rel_path), rel=str(obj.rel_path)) as sink:
+                    source.download(obj, sink)
+            transfer.finish()
+            digests = dict(transfer.digests)
+            if key is not None:
+                self._cache.put(
+                    key,
+                    staging,
+                    bytes_=transfer.bytes_done,
+                    digests=digests,
+                    location=source.location,
+                )
+            return _Artifact(
+                staging=staging,
+                name=listing.name,
+                bytes=transfer.bytes_done,
+                digests=digests,
+                is_directory=listing.is_directory,
+                from_cache=False,
+            )
+        finally:
+            source.close()
+
+    # -- local side ---------------------------------------------------------
+
+    def _install(self, artifact: _Artifact, model_id: str, plan: _Plan) -> pathlib.Path:
+        """Verify the pin, then place the artifact in the model's directory
+        atomically (thread)."""
+        if plan.sha256 is not None:
+            if artifact.is_directory:
+                raise ArtifactRejectedError(
+                    f"{plan.where}: 'sha256' pins a single file, but the path is a directory"
+                )
+            actual = artifact.digests.get(artifact.name)
+            if actual != plan.sha256:
+                raise ArtifactRejectedError(
+                    f"{plan.where}: sha256 mismatch (expected {plan.sha256}, got {actual}); refused"
+                )
+        name = model_dir_name(model_id)
+        final = self._models_dir / name
+        tmp = self._models_dir / f".tmp-{uuid.uuid4().hex}"
+        try:
+            link_tree(artifact.staging, tmp)
+            check_no_escaping_symlinks(tmp, root=tmp, where=plan.where)
+            self._remove_model_dir(model_id)
+            os.rename(tmp, final)
+        except BaseException:
+            remove_tree(tmp)
+            raise
+        return final / artifact.name
+
+    def _remove_model_dir(self, model_id: str) -> None:
+        final = self._models_dir / model_dir_name(model_id)
+        if not final.exists():
+            return
+        # Renamed first, so the model's path vanishes at once even if a large
+        # tree takes a while to delete.
+        trash = self._models_dir / f".trash-{uuid.uuid4().hex}"
+        os.rename(final, trash)
+        remove_tree(trash)
+
+    def _resolve_pvc(self, plan: _Plan) -> tuple[pathlib.Path, int]:
+        """A pvc path, checked in place (thread): inside its claim, no
+        symlink out of it, within the size limit, matching its pin."""
+        config = plan.resolved.config
+        assert isinstance(config, PvcConfig)
+        pvc_root = self._settings.pvc_root
+        if pvc_root is None:
+            raise StorageConfigError(f"{plan.where}: pvc storage needs storage.pvcRoot set")
+        if not config.name:
+            raise StorageConfigError(f"{plan.where}: no claim name ('name')")
+        claim = safe_relative_path(config.name, where=plan.where)
+        if len(claim.parts) != 1:
+            raise ArtifactRejectedError(f"{plan.where}: claim name '{config.name}' refused")
+        claim_root = pvc_root / claim
+        if not claim_root.is_dir():
+            raise ArtifactNotFoundError(
+                f"{plan.where}: no claim '{config.name}' under the pvc root"
+            )
+        target = claim_root / plan.path if plan.path else claim_root
+        if not target.exists() and not target.is_symlink():
+            raise ArtifactNotFoundError(f"{plan.where}: not found")
+        if not within(target, claim_root):
+            raise ArtifactRejectedError(
+                f"{plan.where}: the path resolves outside the claim through a symlink; refused"
+            )
+        check_no_escaping_symlinks(target, root=claim_root, where=plan.where)
+        size = tree_size(target)
+        limit = self._settings.max_model_bytes
+        if size > limit:
+            raise ArtifactRejectedError(
+                f"{plan.where}: {size} bytes, more than the {limit} a model may have; refused"
+            )
+        if plan.sha256 is not None:
+            if not target.is_file():
+                raise ArtifactRejectedError(
+                    f"{plan.where}: 'sha256' pins a single file, but the path is a directory"
+                )
+            actual = _file_sha256(target)
+            if actual != plan.sha256:
+                raise ArtifactRejectedError(
+                    f"{plan.where}: sha256 mismatch (expected {plan.sha256}, got {actual}); refused"
+                )
+        return target, size
+
+    @contextlib.asynccontextmanager
+    async def _model_lock(self, model_id: str) -> AsyncIterator[None]:
+        """Pulls and releases of one model id, one at a time."""
+        lock, users = self._locks.get(model_id, (asyncio.Lock(), 0))
+        self._locks[model_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[model_id]
+            if users == 1:
+                del self._locks[model_id]
+            else:
+                self._locks[model_id] = (lock, users - 1)
+
+
+def _where(resolved: ResolvedStorage, path: str) -> str:
+    """How messages name a pull: storage key, type, container, path."""
+    config = resolved.config
+    key = f"storage key '{resolved.key}'" if resolved.key else "no storage key"
+    detail = ""
+    if isinstance(config, S3Config) and config.bucket_name:
+        detail = f", bucket '{config.bucket_name}'"
+    elif isinstance(config, GcsConfig) and config.bucket:
+        detail = f", bucket '{config.bucket}'"
+    elif isinstance(config, AzureConfig) and config.container:
+        detail = f", container '{config.container}'"
+    elif isinstance(config, PvcConfig) and config.name:
+        detail = f", claim '{config.name}'"
+    elif isinstance(config, HttpConfig) and config.url:
+        # Without the query, which may hold a token.
+        detail = f", url '{config.url.split('?', 1)[0]}'"
+    return f"{key} ({config.type}{detail}), path '{path}'"
+
+
+def _prefixed(message: str, where: str) -> str:
+    return message if message.startswith(where) else f"{where}: {message}"
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with any secret it echoes masked (library messages may quote
+    what they were given)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _size_if_exists(path: pathlib.Path) -> int:
+    try:
+        return tree_size(path) if path.exists() else 0
+    except OSError:
+        return 0
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()

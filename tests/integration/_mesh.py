@@ -1,0 +1,221 @@
+"""A mesh of real ``meshserve instance`` processes on a real etcd, for tests.
+
+Timings are short (2 s leases, sub-second checks) so failover and scaling
+happen within a test's patience; every process is stopped (SIGTERM, then
+SIGKILL) and every directory removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import tritonclient.grpc as triton_grpc
+import yaml
+
+from tests._processes import stop_process
+from tests.integration._etcd import EtcdServer
+from tests.integration._up import Management
+
+__all__ = ["Mesh", "MeshInstance", "make_model", "run_mesh"]
+
+START_TIMEOUT_S = 60.0
+
+SETTINGS = {
+    "mesh": {
+        "leaseTtlS": 2,
+        "publishIntervalS": 0.2,
+        "rateCheckIntervalS": 0.5,
+        "janitorIntervalS": 1,
+        "reaperIntervalS": 1,
+        "peerRetryS": 2,
+        "drainDeadlineS": 15,
+        "forwardTimeoutS": 30,
+    },
+    "server": {"gracePeriodS": 3},
+    "runtime": {"preloadLibraries": False},
+    "store": {"etcdConnectTimeoutS": 10},
+}
+
+
+def make_model(path: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
+    """A small sklearn model (4 float features, 3 classes) saved as .skops."""
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.arange(60) % 3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skops.io.dump(LogisticRegression(max_iter=200).fit(x, y), path)
+    return path
+
+
+@dataclass
+class MeshInstance:
+    index: int
+    instance_id: str
+    proc: subprocess.Popen[bytes]
+    address: str
+    """The instance's own gRPC address (its internal port)."""
+    metrics: str
+    data_dir: pathlib.Path
+
+
+@dataclass
+class Mesh:
+    etcd: EtcdServer
+    work: pathlib.Path
+    config: pathlib.Path
+    instances: dict[int, MeshInstance] = field(default_factory=dict)
+    _clients: dict[str, triton_grpc.InferenceServerClient] = field(default_factory=dict)
+    _management: dict[str, Management] = field(default_factory=dict)
+
+    def start(self, index: int) -> MeshInstance:
+        data_dir = self.work / f"i{index}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        endpoints = data_dir / "endpoints.json"
+        endpoints.unlink(missing_ok=True)
+        log = (data_dir / "instance.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "meshserve",
+                "instance",
+                "--config",
+                str(self.config),
+                "--store",
+                f"etcd://{self.etcd.endpoint}",
+                "--data-dir",
+                str(data_dir),
+                "--instance-id",
+                f"inst-{index}",
+                "--grpc-port",
+                "0",
+                "--rest-port",
+                "0",
+                "--metrics-port",
+                "0",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "MESHSERVE_LOG_LEVEL": "info"},
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not endpoints.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(proc)
+                raise RuntimeError(
+                    f"instance {index} did not start:\n"
+                    + (data_dir / "instance.log").read_text(errors="replace")[-4000:]
+                )
+            time.sleep(0.05)
+        entry = json.loads(endpoints.read_text())["instances"][0]
+        instance = MeshInstance(
+            index=index,
+            instance_id=entry["id"],
+            proc=proc,
+            address=entry["grpc"],
+            metrics=entry["metrics"],
+            data_dir=data_dir,
+        )
+        self.instances[index] = instance
+        return instance
+
+    def kill(self, index: int) -> None:
+        instance = self.instances.pop(index)
+        instance.proc.send_signal(signal.SIGKILL)
+        instance.proc.wait(10)
+
+    def terminate(self, index: int, *, timeout: float = 40.0) -> int:
+        instance = self.instances.pop(index)
+        instance.proc.send_signal(signal.SIGTERM)
+        return instance.proc.wait(timeout)
+
+    def client(self, index: int) -> triton_grpc.InferenceServerClient:
+        address = self.instances[index].address
+        if address not in self._clients:
+            self._clients[address] = triton_grpc.InferenceServerClient(url=address)
+        return self._clients[address]
+
+    def management(self, index: int) -> Management:
+        address = self.instances[index].address
+        if address not in self._management:
+            self._management[address] = Management(address)
+        return self._management[address]
+
+    def infer(self, index: int, model: str, rows: int = 2) -> np.ndarray:
+        data = np.ones((rows, 4), dtype=np.float32)
+        tensor = triton_grpc.InferInput("input-0", list(data.shape), "FP32")
+        tensor.set_data_from_numpy(data)
+        result = self.client(index).infer(model, [tensor], client_timeout=30)
+        output: np.ndarray | None = result.as_numpy("predict")
+        assert output is not None
+        return output
+
+    def copies(self, index: int, model: str) -> dict[str, str]:
+        """instance id -> copy state, as one instance reports it."""
+        status = self.management(index).status(model)
+        from meshserve.protocol._pb import model_mesh_pb2 as mm
+
+        return {
+            c.location: mm.ModelStatusInfo.ModelStatus.Name(c.copyStatus)
+            for c in status.modelCopyInfos
+        }
+
+    def loaded_on(self, index: int, model: str) -> set[str]:
+        return {i for i, s in self.copies(index, model).items() if s == "LOADED"}
+
+    def metrics_text(self, index: int) -> str:
+        with urllib.request.urlopen(self.instances[index].metrics, timeout=5) as reply:
+            return str(reply.read().decode())
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        for management in self._management.values():
+            management.close()
+        for instance in self.instances.values():
+            stop_process(instance.proc, grace=10.0)
+        self.instances.clear()
+
+
+@contextmanager
+def run_mesh(
+    etcd: EtcdServer, work: pathlib.Path, *, instances: int = 3, capacity_bytes: int = 64 * 2**20
+) -> Iterator[Mesh]:
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["runtime"]["capacityBytes"] = capacity_bytes
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "mesh.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    mesh = Mesh(etcd=etcd, work=work, config=config)
+    try:
+        for index in range(instances):
+            mesh.start(index)
+        yield mesh
+    finally:
+        mesh.close()
+
+
+def wait_until(predicate: object, timeout: float, message: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s: {message}")

@@ -1,0 +1,80 @@
+"""A Python interpreter an unprivileged user can run meshserve with.
+
+Tests that run as root and make a child drop to ``nobody`` need the child's
+interpreter, its standard library and the installed packages to be readable
+by ``nobody``. On machines where the venv's Python lives under a private home
+(here: pyenv in /root, mode 0700), this builds a stand-in: the system Python
+of the same minor version, with a ``sitecustomize`` that adds the venv's
+site-packages (ABI-compatible: same major.minor).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import site
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import meshserve
+from meshserve.security import resolve_user
+
+_PROBE = "import grpc, numpy, meshserve.cli._main"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    python: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _works_as(interpreter: Interpreter, uid: int, gid: int) -> bool:
+    try:
+        probe = subprocess.run(
+            [interpreter.python, "-c", _PROBE],
+            env={**os.environ, **interpreter.env},
+            user=uid,
+            group=gid,
+            extra_groups=[],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except PermissionError:  # cannot even exec it
+        return False
+    return probe.returncode == 0
+
+
+def readable_tree(path: pathlib.Path) -> None:
+    """Let other users read ``path`` (a test's own temp tree) and reach it."""
+    for current, dirs, files in os.walk(path):
+        os.chmod(current, 0o755)
+        for name in files:
+            os.chmod(os.path.join(current, name), 0o644)
+        del dirs  # walked by os.walk itself
+
+
+def interpreter_for(user: str, scratch: pathlib.Path) -> Interpreter:
+    """An interpreter ``user`` can import meshserve with; ``scratch`` must be
+    a directory the caller removes afterwards."""
+    uid, gid = resolve_user(user)
+    own = Interpreter(python=sys.executable)
+    if _works_as(own, uid, gid):
+        return own
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(version, path="/usr/bin:/usr/local/bin:/bin")
+    if system is None:
+        raise RuntimeError(f"{user} cannot run {sys.executable} and there is no system {version}")
+    shim = scratch / "shim"
+    shim.mkdir()
+    site_dirs = [*site.getsitepackages(), os.path.dirname(os.path.dirname(meshserve.__file__))]
+    (shim / "sitecustomize.py").write_text(
+        "import site\n" + "".join(f"site.addsitedir({d!r})\n" for d in site_dirs)
+    )
+    readable_tree(scratch)
+    stand_in = Interpreter(python=system, env={"PYTHONPATH": str(shim)})
+    if not _works_as(stand_in, uid, gid):
+        raise RuntimeError(f"{user} can run neither {sys.executable} nor {system} with meshserve")
+    return stand_in

@@ -1,0 +1,292 @@
+"""Three instances as separate processes on a real etcd: one model cache.
+
+The tests share one mesh and run in file order; the last ones stop
+instances (SIGKILL, SIGTERM) and start replacements.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from tests._processes import meshserve
+from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdServer]:
+    with run_etcd() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def work() -> Iterator[pathlib.Path]:
+    path = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-mesh-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def model(work: pathlib.Path) -> pathlib.Path:
+    return make_model(work / "models" / "model.skops")
+
+
+@pytest.fixture(scope="module")
+def mesh(etcd: EtcdServer, work: pathlib.Path) -> Iterator[Mesh]:
+    with run_mesh(etcd, work / "mesh", capacity_bytes=2**20) as running:
+        yield running
+
+
+class Loop:
+    """A steady request loop in a thread, spread over the given instances."""
+
+    def __init__(self, mesh: Mesh, models: list[str], instances: list[int]) -> None:
+        self.mesh = mesh
+        self.models = models
+        self.instances = instances
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        deadline = time.monotonic() + 120
+        while not self._stop.is_set() and time.monotonic() < deadline and i < 20_000:
+            index = self.instances[i % len(self.instances)]
+            model = self.models[i % len(self.models)]
+            i += 1
+            try:
+                self.mesh.infer(index, model)
+                self.ok += 1
+            except (InferenceServerException, KeyError) as exc:
+                self.failures.append(f"{model} via {index}: {exc}")
+            time.sleep(0.01)
+
+    def __enter__(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_a_request_to_any_instance_reaches_a_model_loaded_on_another(
+    mesh: Mesh, model: pathlib.Path
+) -> None:
+    status = mesh.management(0).register(
+        "alpha", type="sklearn", path=model, load_now=True, sync=True
+    )
+    assert status.status == status.LOADED
+    (holder,) = mesh.loaded_on(0, "alpha")
+    for index in range(3):
+        assert mesh.infer(index, "alpha").shape == (2,)
+    # Served by forwarding: still the one copy, on the same instance.
+    assert mesh.loaded_on(1, "alpha") == {holder}
+    assert mesh.loaded_on(2, "alpha") == {holder}
+
+
+def test_new_models_spread_over_the_instances(mesh: Mesh, model: pathlib.Path) -> None:
+    names = [f"spread-{i}" for i in range(6)]
+    for name in names:
+        mesh.management(0).register(name, type="sklearn", path=model)
+    for name in names:
+        mesh.infer(0, name)  # every first request arrives at instance 0
+    holders = [mesh.loaded_on(0, name) for name in names]
+    assert all(len(h) == 1 for h in holders), holders
+    assert len(set.union(*holders)) == 3, f"all on {set.union(*holders)}"
+
+
+def test_an_unregistered_model_is_not_found_and_an_unknown_type_fails_clearly(
+    mesh: Mesh, model: pathlib.Path
+) -> None:
+    with pytest.raises(InferenceServerException, match="not registered"):
+        mesh.infer(1, "nobody-registered-this")
+    mesh.management(0).register("weird", type="no-such-format", path=model)
+    with pytest.raises(InferenceServerException) as failure:
+        mesh.infer(2, "weird")
+    assert "no-such-format" in str(failure.value)
+    mesh.infer(2, "alpha")  # and the mesh keeps serving
+
+
+def test_a_hot_model_gains_copies_and_loses_them_when_cold_and_space_is_short(
+    mesh: Mesh, model: pathlib.Path, etcd: EtcdServer, work: pathlib.Path
+) -> None:
+    with meshserve(
+        ["config", "set", "scaleup_rpm_threshold", "60", "--store", f"etcd://{etcd.endpoint}"]
+    ) as proc:
+        assert proc.wait(30) == 0
+    mesh.management(0).register("hot", type="sklearn", path=model, load_now=True, sync=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(mesh.loaded_on(0, "hot")) < 2:
+        for index in range(3):
+            mesh.infer(index, "hot")
+    assert len(mesh.loaded_on(0, "hot")) >= 2, "no second copy under load"
+    # Cold now, and the mesh fills up: extra copies go, one stays.
+    with meshserve(
+        ["config", "set", "scaleup_rpm_threshold", "100000", "--store", f"etcd://{etcd.endpoint}"]
+    ) as proc:
+        assert proc.wait(30) == 0
+    filler = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(mesh.loaded_on(0, "hot")) > 1:
+        name = f"filler-{filler}"
+        filler += 1
+        mesh.management(0).register(name, type="sklearn", path=model)
+        mesh.infer(0, name)
+    assert len(mesh.loaded_on(0, "hot")) == 1
+    mesh.infer(1, "hot")
+
+
+def test_each_modelmesh_metric_is_present_and_moving(mesh: Mesh) -> None:
+    names = (
+        "modelmesh_invoke_model_milliseconds",
+        "modelmesh_cache_miss_milliseconds",
+        "modelmesh_loadmodel_milliseconds",
+        "modelmesh_age_at_eviction_milliseconds",
+        "modelmesh_instance_capacity_bytes",
+        "modelmesh_instance_used_bytes",
+        "modelmesh_instance_models_total",
+        "modelmesh_api_request_milliseconds",
+    )
+    texts = [mesh.metrics_text(i) for i in range(3)]
+    for name in names:
+        assert any(name in text for text in texts), f"{name} missing"
+
+    def count(text: str, name: str) -> float:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(f"{name}_count"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    before = sum(count(t, "modelmesh_invoke_model_milliseconds") for t in texts)
+    for index in range(3):
+        mesh.infer(index, "alpha")
+    after = sum(
+        count(mesh.metrics_text(i), "modelmesh_invoke_model_milliseconds") for i in range(3)
+    )
+    assert after >= before + 3
+    used = [
+        float(m.group(1))
+        for t in texts
+        if (m := re.search(r"^modelmesh_instance_used_bytes\S* (\S+)$", t, re.M))
+    ]
+    assert any(u > 0 for u in used)
+
+
+def test_a_vmodel_transition_under_load_fails_no_request(mesh: Mesh, model: pathlib.Path) -> None:
+    other = make_model(model.parent / "other.skops", seed=1)
+    management = mesh.management(1)
+    management.register("v-one", type="sklearn", path=model, load_now=True, sync=True)
+    from meshserve.protocol._pb import model_mesh_pb2 as mm
+
+    management.mesh.setVModel(
+        mm.SetVModelRequest(vModelId="vm", targetModelId="v-one", sync=True), timeout=30
+    )
+    with Loop(mesh, ["vm"], [0, 1, 2]) as loop:
+        time.sleep(0.5)
+        management.mesh.setVModel(
+            mm.SetVModelRequest(
+                vModelId="vm",
+                targetModelId="v-two",
+                modelInfo=mm.ModelInfo(type="sklearn", path=str(other)),
+                autoDeleteTargetModel=True,
+            ),
+            timeout=30,
+        )
+        wait_until(lambda: management.vmodel("vm").activeModelId == "v-two", 30, "vmodel switched")
+        time.sleep(0.5)
+    assert loop.ok > 20
+    assert loop.failures == []
+
+
+def test_etcd_restart_under_load_keeps_loaded_models_serving(
+    mesh: Mesh, model: pathlib.Path, etcd: EtcdServer
+) -> None:
+    with Loop(mesh, ["alpha", "spread-0", "spread-1"], [0, 1, 2]) as loop:
+        time.sleep(0.5)
+        etcd.restart()
+        time.sleep(1.0)
+    assert loop.failures == []
+    assert loop.ok > 20
+
+    def registers() -> bool:
+        try:
+            mesh.management(0).register("after-etcd", type="sklearn", path=model)
+        except Exception:
+            return False
+        return True
+
+    wait_until(registers, 30, "registration works again")
+
+    def served_elsewhere() -> bool:
+        # Instance 2 learns of the registration once its watch has resumed.
+        try:
+            return mesh.infer(2, "after-etcd").shape == (2,)
+        except InferenceServerException:
+            return False
+
+    wait_until(served_elsewhere, 30, "the other instances' watches resume")
+
+
+def test_sigkill_one_instance_under_load_then_everything_is_served_again(
+    mesh: Mesh,
+) -> None:
+    victim_id = mesh.instances[2].instance_id
+    models = ["alpha", "spread-0", "spread-1", "spread-2", "spread-3", "spread-4", "spread-5"]
+    assert any(victim_id in mesh.loaded_on(0, m) for m in models)
+    with Loop(mesh, models, [0, 1]) as loop:
+        time.sleep(0.5)
+        mesh.kill(2)
+        time.sleep(5.0)  # the recovery window: the lease (2 s) expires
+        settled = len(loop.failures)
+        ok_before = loop.ok
+        time.sleep(3.0)
+    assert loop.ok > ok_before, "requests kept succeeding after recovery"
+    assert len(loop.failures) == settled, loop.failures[settled:]
+    for name in models:
+        assert mesh.infer(0, name).shape == (2,)
+        assert victim_id not in mesh.copies(0, name)
+
+
+def test_sigterm_drains_without_failed_requests(mesh: Mesh) -> None:
+    mesh.start(3)
+    models = ["alpha", "spread-0", "spread-1", "spread-2", "spread-3", "spread-4"]
+    for name in models:
+        mesh.infer(3, name)
+    by_id = {inst.instance_id: i for i, inst in mesh.instances.items()}
+    held = {
+        name: by_id[holder]
+        for name in models
+        for holder in mesh.loaded_on(0, name)
+        if by_id.get(holder, 0) != 0
+    }
+    assert held, "some model is loaded on an instance other than 0"
+    victim = next(iter(held.values()))
+    moved = [name for name, index in held.items() if index == victim]
+    senders = [i for i in mesh.instances if i != victim]
+    with Loop(mesh, models, senders) as loop:
+        time.sleep(0.5)
+        assert mesh.terminate(victim) == 0
+        time.sleep(1.0)
+    assert loop.failures == []
+    assert loop.ok > 20
+    victim_id = next(k for k, v in by_id.items() if v == victim)
+    for name in moved:
+        loaded = mesh.loaded_on(0, name)
+        assert loaded and victim_id not in loaded, f"{name} was not moved: {loaded}"
