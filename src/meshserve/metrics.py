@@ -35,6 +35,11 @@ labels as ModelMesh's ``Metric.java`` / ``Metrics.java`` define them)::
     modelmesh_age_at_eviction_milliseconds      histogram  ms    time since last use of an evicted
                                                                  copy
     modelmesh_loaded_model_size_bytes           histogram  B     reported size of a loaded model
+    meshserve_model_pull_milliseconds           histogram  ms    time to pull a model from storage
+                                                                 (meshserve's own; ModelMesh's
+                                                                 adapters pull inside a load)
+    meshserve_model_pull_bytes                  histogram  B     bytes of a model pulled from
+                                                                 storage
     modelmesh_models_loaded_total               gauge      1     models with >= 1 loaded copy
                                                                  (cluster-wide, leader only)
     modelmesh_models_with_failure_total         gauge      1     models with recent load failures
@@ -206,6 +211,10 @@ class MetricsRecorder(SupportsRender, Protocol):
         """Sizing a model (predicted or measured size) took ``ms``."""
         ...
 
+    def observe_pull(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
+        """Pulling ``size_bytes`` of a model's artifact from storage took ``ms``."""
+        ...
+
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:
         """A load waited ``ms`` for a loading slot."""
         ...
@@ -336,6 +345,18 @@ class Metrics:
             _MODEL_SIZE_BUCKETS,
             model_labels,
         )
+        self._pull = histogram(
+            "meshserve_model_pull_milliseconds",
+            "Time to pull a model's artifact from storage",
+            _TIME_BUCKETS_MS,
+            model_labels,
+        )
+        self._pull_size = histogram(
+            "meshserve_model_pull_bytes",
+            "Bytes of a model's artifact pulled from storage",
+            _MODEL_SIZE_BUCKETS,
+            model_labels,
+        )
         self._load_failures = counter("modelmesh_loadmodel_failure", "Model load failures")
         self._unload_failures = counter(
             "modelmesh_unloadmodel_failure",
@@ -425,6 +446,10 @@ class Metrics:
     def observe_load(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
         self._model_child(self._load, model_id).observe(ms)
         self._model_child(self._loaded_size, model_id).observe(size_bytes)
+
+    def observe_pull(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
+        self._model_child(self._pull, model_id).observe(ms)
+        self._model_child(self._pull_size, model_id).observe(size_bytes)
 
     def load_failed(self) -> None:
         self._load_failures.inc()
@@ -561,6 +586,9 @@ class NullMetrics:
         pass
 
     def observe_sizing(self, ms: float, *, model_id: str | None = None) -> None:
+        pass
+
+    def observe_pull(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
         pass
 
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:

@@ -221,6 +221,8 @@ def run_up(
         "0",
         "--rest-port",
         "0",
+        "--metrics-port",
+        "0",
         *args,
     ]
     if register:

@@ -66,6 +66,7 @@ def instance(
     cwd = root / "cwd"
     cwd.mkdir()
     args = ["up", "--data-dir", str(data_dir), "--grpc-port", "0", "--rest-port", "0"]
+    args += ["--metrics-port", "0"]
     with meshserve([*args, "--register", str(register)]) as proc:
         # One wait: wait_for_line drops what it read past the matching line.
         wait_for_line(proc, r"meshserve up: ready")

@@ -3,9 +3,11 @@ sandboxed child on a Unix socket, serves pickle, and comes back after a crash.""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
+import urllib.parse
 from collections.abc import Iterator
 
 import numpy as np
@@ -92,8 +94,15 @@ def test_runtime_child_listens_on_no_tcp_port(
     child = _runtime_child(up)
     assert listening_tcp_ports(child.pid) == []
     assert unix_socket_paths(child.pid), "the runtime should serve on a Unix socket"
-    # Only `up` itself listens on TCP: its gRPC and REST ports.
+    # Only `up` itself listens on TCP: its gRPC, REST, internal and metrics
+    # ports, the ones endpoints.json lists.
+    endpoints = json.loads((up.data_dir / "endpoints.json").read_text())
+    instance = endpoints["instances"][0]
     ports = {int(up.grpc.rsplit(":", 1)[1]), int(up.rest.rsplit(":", 1)[1])}
+    ports |= {
+        int(instance["grpc"].rsplit(":", 1)[1]),
+        urllib.parse.urlsplit(instance["metrics"]).port,
+    }
     assert set(listening_tcp_ports(up.pid)) == ports
 
 

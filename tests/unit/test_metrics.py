@@ -82,8 +82,22 @@ def bucket_bounds(metrics: Metrics, family: str) -> list[float]:
 # ------------------------------------------------------------------ names
 
 
+MESHSERVE_METRICS = {
+    "meshserve_model_pull_milliseconds": "histogram",
+    "meshserve_model_pull_bytes": "histogram",
+}
+
+
 def test_exports_modelmesh_names_and_types() -> None:
-    assert types(Metrics()) == MODELMESH_METRICS
+    assert types(Metrics()) == MODELMESH_METRICS | MESHSERVE_METRICS
+
+
+def test_pulls_are_measured() -> None:
+    metrics = Metrics()
+    metrics.observe_pull(120.0, size_bytes=16 * 2**20)
+    text = metrics.render().decode()
+    assert "meshserve_model_pull_milliseconds_count 1.0" in text
+    assert "meshserve_model_pull_bytes_sum 1.6777216e+07" in text
 
 
 def test_registries_are_separate() -> None:

@@ -8,8 +8,10 @@ import click
 
 from meshserve.cli._client import Connection, ServerError, client_command, pass_connection
 from meshserve.cli._output import Table, age, emit, output_option, proto_json, size
+from meshserve.errors import MeshServeError
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import model_mesh_pb2 as mm
+from meshserve.storage import build_model_key, is_storage_uri, parse_storage_uri
 
 __all__ = ["check_model_status", "copies_cell", "models"]
 
@@ -56,11 +58,64 @@ def _show_status(name: str, reply: mm.ModelStatusInfo, *, output: str, sync: boo
     )
 
 
+def _parameters(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE", param_hint="--param")
+        params[name] = text
+    return params
+
+
+def model_location(
+    *,
+    model_type: str,
+    path: str | None,
+    uri: str | None,
+    storage_key: str | None,
+    params: dict[str, str],
+) -> tuple[str, str]:
+    """The registration's path and model key (ModelMesh's JSON: storage key
+    and parameters, never a credential) for the flags given."""
+    if uri is not None and (path is not None or storage_key is not None):
+        raise click.UsageError("give either --uri, or --path (with --storage-key for a store)")
+    if uri is None and path is None:
+        raise click.UsageError(
+            "give --path (a local file, or a path in --storage-key's store) or --uri"
+        )
+    try:
+        if uri is not None:
+            ref = parse_storage_uri(uri)
+            key = build_model_key(model_type=model_type, storage_params={**ref.params, **params})
+            return ref.path, key
+        assert path is not None
+        if storage_key is None and not params:
+            # A local file: the instance (on this machine) loads it as it is.
+            return (path if is_storage_uri(path) else os.path.abspath(path)), ""
+        key = build_model_key(model_type=model_type, storage_key=storage_key, storage_params=params)
+    except MeshServeError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return path, key
+
+
 @client_command(models)
 @click.argument("name")
 @click.option("--type", "model_type", required=True, type=click.Choice(MODEL_TYPES))
-@click.option("--path", required=True, help="Model file or directory (made absolute).")
-@click.option("--key", default="", help="Storage key (ModelInfo.key).")
+@click.option(
+    "--path",
+    default=None,
+    help="Local model file or directory (made absolute), or the path inside --storage-key's store.",
+)
+@click.option("--uri", default=None, help="s3://, gs://, pvc://, https:// URI of the model.")
+@click.option("--storage-key", default=None, help="Storage-config key of the store holding --path.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Storage parameter (bucket, sha256, ...) overriding the key's; repeatable.",
+)
 @click.option("--load-now", is_flag=True, help="Start loading it now.")
 @click.option("--sync", is_flag=True, help="With --load-now: answer when the load has finished.")
 @output_option
@@ -69,17 +124,27 @@ def register(
     conn: Connection,
     name: str,
     model_type: str,
-    path: str,
-    key: str,
+    path: str | None,
+    uri: str | None,
+    storage_key: str | None,
+    params: tuple[str, ...],
     load_now: bool,
     sync: bool,
     output: str,
 ) -> None:
-    """Register model NAME (registerModel). Registering it again with the
-    same type, path and key succeeds; with others it is ALREADY_EXISTS."""
+    """Register model NAME (registerModel): a local file, or one in a store
+    (--uri, or --storage-key with --path). Registering it again with the same
+    type, path and key succeeds; with others it is ALREADY_EXISTS."""
+    model_path, key = model_location(
+        model_type=model_type,
+        path=path,
+        uri=uri,
+        storage_key=storage_key,
+        params=_parameters(params),
+    )
     request = mm.RegisterModelRequest(
         modelId=name,
-        modelInfo=mm.ModelInfo(type=model_type, path=os.path.abspath(path), key=key),
+        modelInfo=mm.ModelInfo(type=model_type, path=model_path, key=key),
         loadNow=load_now,
         sync=sync,
     )
@@ -130,7 +195,17 @@ def list_models(conn: Connection, output: str) -> None:
         output,
         data=proto_json(reply),
         table=lambda: Table(
-            ("MODEL", "TYPE", "STATUS", "SIZE", "LOADS", "EVICTIONS", "LAST-USED", "VMODELS"),
+            (
+                "MODEL",
+                "TYPE",
+                "STATUS",
+                "SIZE",
+                "LOADS",
+                "EVICTIONS",
+                "LAST-USED",
+                "PULL",
+                "VMODELS",
+            ),
             [
                 (
                     m.modelId,
@@ -140,9 +215,21 @@ def list_models(conn: Connection, output: str) -> None:
                     str(m.loadCount),
                     str(m.evictionCount),
                     age(m.lastUsedTime),
+                    _pull_cell(m),
                     ",".join(m.vModelIds) or "-",
                 )
                 for m in reply.models
             ],
         ),
     )
+
+
+def _pull_cell(model: admin.ModelSummary) -> str:
+    """The last pull from storage: bytes and time, or progress while it runs."""
+    if not model.pullBytes:
+        return "-"
+    if model.status == "LOADING" and not model.pullMillis:
+        total = f"/{size(model.pullTotalBytes)}" if model.pullTotalBytes else ""
+        return f"{size(model.pullBytes)}{total}..."
+    cached = " (cache)" if model.pulledFromCache else ""
+    return f"{size(model.pullBytes)} in {model.pullMillis} ms{cached}"

@@ -68,6 +68,19 @@ _OPTIONS = (
         help="etcd password (or env MESHSERVE_ETCD_PASSWORD).",
     ),
     click.option("--root-prefix", default=None, help="Namespace inside the store."),
+    click.option(
+        "--storage-config",
+        type=click.Path(exists=True, path_type=pathlib.Path),
+        default=None,
+        help="ModelMesh Serving's storage-config: a file of storage key -> JSON, or a "
+        "directory of one file per key (a mounted Secret). Re-read when it changes.",
+    ),
+    click.option(
+        "--pvc-root",
+        type=click.Path(file_okay=False, path_type=pathlib.Path),
+        default=None,
+        help="Where pvc://NAME/path resolves: <pvc-root>/NAME/path.",
+    ),
 )
 
 
@@ -96,6 +109,8 @@ def settings_from_flags(
     etcd_user: str | None,
     etcd_password: str | None,
     root_prefix: str | None,
+    storage_config: pathlib.Path | None,
+    pvc_root: pathlib.Path | None,
     extra: dict[str, Any] | None = None,
 ) -> Settings:
     overrides: dict[str, Any] = {
@@ -116,6 +131,7 @@ def settings_from_flags(
             "etcd_password": etcd_password,
             "root_prefix": root_prefix,
         },
+        "storage": {"config_path": storage_config, "pvc_root": pvc_root},
     }
     for group, values in (extra or {}).items():
         overrides.setdefault(group, {}).update(values)

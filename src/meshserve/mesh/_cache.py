@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from meshserve import _tasks
 from meshserve._clock import Clock
@@ -29,8 +30,9 @@ from meshserve.mesh._status import ModelState
 from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
 from meshserve.settings import CacheSettings
+from meshserve.storage import PulledModel, PullProgress
 
-__all__ = ["LoadFailure", "ModelCache", "ModelStats"]
+__all__ = ["ArtifactPuller", "LoadFailure", "ModelCache", "ModelStats"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,21 @@ class ModelStats:
     loads: int = 0
     evictions: int = 0
     last_load_ms: int = 0
+    pull_ms: int = 0
+    """How long the last pull from storage took (0: nothing to pull)."""
+    pull_bytes: int = 0
+    """Bytes of the last pull (so far, while it runs)."""
+    pull_total_bytes: int = 0
+    """Size of the pull in progress, when the store reported it."""
+    pulled_from_cache: bool = False
+
+
+class ArtifactPuller(Protocol):
+    """Fetches a model's artifact to local disk (``meshserve.storage.Puller``)."""
+
+    async def pull(self, *, model_id: str, model_path: str, model_key: str) -> PulledModel: ...
+
+    async def release(self, model_id: str) -> None: ...
 
 
 class ModelCache:
@@ -59,8 +76,10 @@ class ModelCache:
         settings: CacheSettings,
         clock: Clock,
         metrics: MetricsRecorder | None = None,
+        puller: ArtifactPuller | None = None,
     ) -> None:
         self._runtime = runtime
+        self._puller = puller
         self._metrics = metrics or NullMetrics()
         self._settings = settings
         self._clock = clock
@@ -168,8 +187,10 @@ class ModelCache:
                 await self._load_now(spec, last_used_ms=last_used_ms)
         except asyncio.CancelledError:
             future.cancel()
+            await asyncio.shield(self._release(model_id))
             raise
         except MeshServeError as exc:
+            await self._release(model_id)
             future.set_exception(exc)
         except Exception as exc:
             log.exception("unexpected failure loading %s", model_id)
@@ -196,6 +217,7 @@ class ModelCache:
     async def _load_now(self, spec: ModelSpec, *, last_used_ms: int) -> None:
         model_id = spec.model_id
         capacity = self.lru.capacity_bytes
+        spec = await self._pull(spec)
         predicted = await self._predicted_size(spec)
         if predicted > capacity:
             self._record_failure(
@@ -261,6 +283,40 @@ class ModelCache:
             with contextlib.suppress(UnavailableError):
                 await self._make_room(model_id, 0, older_than_ms=self.now_ms() + 1, keep=model_id)
 
+    async def _pull(self, spec: ModelSpec) -> ModelSpec:
+        """The spec with its artifact on local disk (pulled from storage if
+        its path or key names a store)."""
+        if self._puller is None:
+            return spec
+        try:
+            pulled = await self._puller.pull(
+                model_id=spec.model_id, model_path=spec.model_path, model_key=spec.model_key
+            )
+        except ModelLoadError as exc:
+            self._record_failure(spec.model_id, exc)
+        if pulled.local_path == spec.model_path:
+            return spec  # a local path: nothing was pulled
+        stats = self.stats.setdefault(spec.model_id, ModelStats())
+        stats.pull_ms = int(pulled.seconds * 1000)
+        stats.pull_bytes = pulled.bytes
+        stats.pull_total_bytes = pulled.bytes
+        stats.pulled_from_cache = pulled.from_cache
+        self._metrics.observe_pull(pulled.seconds * 1000, size_bytes=pulled.bytes)
+        return replace(spec, model_path=pulled.local_path)
+
+    def on_pull_progress(self, progress: PullProgress) -> None:
+        """A pull in progress moved (shown by ``models list`` while it runs)."""
+        stats = self.stats.setdefault(progress.model_id, ModelStats())
+        stats.pull_bytes = progress.bytes_done
+        stats.pull_total_bytes = progress.bytes_total or 0
+
+    async def _release(self, model_id: str) -> None:
+        if self._puller is not None:
+            try:
+                await self._puller.release(model_id)
+            except (MeshServeError, OSError) as exc:
+                log.warning("could not remove the pulled files of %s: %s", model_id, exc)
+
     def _record_failure(self, model_id: str, error: MeshServeError) -> None:
         log.warning("load of %s failed: %s", model_id, error)
         self._failures[model_id] = LoadFailure(error=error, time_s=self._clock.time())
@@ -301,6 +357,7 @@ class ModelCache:
             self._metrics.unload_failed()
         else:
             self._metrics.observe_unload((self._clock.monotonic() - started) * 1000)
+        await self._release(model_id)
 
     async def drop(self, model_id: str) -> None:
         """Forget a model entirely (it was unregistered)."""

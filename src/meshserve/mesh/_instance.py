@@ -30,7 +30,7 @@ from meshserve.errors import (
     PreconditionFailedError,
     UnavailableError,
 )
-from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._cache import ArtifactPuller, ModelCache
 from meshserve.mesh._membership import Membership
 from meshserve.mesh._placement import choose_instance, required_label
 from meshserve.mesh._rates import RateTracker
@@ -164,6 +164,7 @@ class Instance:
         labels: tuple[str, ...] = (),
         peers: PeerLink | None = None,
         metrics: MetricsRecorder | None = None,
+        puller: ArtifactPuller | None = None,
         clock: Clock | None = None,
     ) -> AsyncIterator[Instance]:
         """Run an instance over an open registry and a started runtime: join
@@ -173,7 +174,12 @@ class Instance:
         metrics = metrics or NullMetrics()
         status = await runtime.status()
         cache = ModelCache(
-            runtime=runtime, status=status, settings=settings, clock=clock, metrics=metrics
+            runtime=runtime,
+            status=status,
+            settings=settings,
+            clock=clock,
+            metrics=metrics,
+            puller=puller,
         )
         instance = cls(
             instance_id=instance_id,
@@ -666,6 +672,7 @@ class Instance:
         placement says if none is. With ``sync``, wait for it."""
         used = last_used_ms or self.now_ms()
         exclude: set[str] = set()
+        reasons: list[str] = []
         for _ in range(self.mesh_settings.max_attempts):
             if self.cache.is_loaded(model_id) or self.cache.is_loading(model_id):
                 self.cache.lru.touch(model_id, used)
@@ -680,9 +687,11 @@ class Instance:
             try:
                 await self._load_on(target, model_id, sync=sync, last_used_ms=used)
                 return
-            except UnavailableError:
+            except UnavailableError as exc:
+                reasons.append(f"{target.instance_id}: {exc}")
                 exclude.add(target.instance_id)
-        raise UnavailableError(f"no instance can load model '{model_id}' now")
+        detail = "; ".join(reasons) if reasons else "no instance can take it"
+        raise UnavailableError(f"model '{model_id}' cannot be loaded now: {detail}")
 
     async def load_here(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
         """Load this instance's own copy (another instance placed it here)."""
@@ -833,6 +842,10 @@ class Instance:
                     last_load_ms=stats.last_load_ms if stats else 0,
                     auto_delete=record.auto_delete,
                     vmodels=tuple(self._registry.referencing_vmodels(model_id)),
+                    pull_ms=stats.pull_ms if stats else 0,
+                    pull_bytes=stats.pull_bytes if stats else 0,
+                    pull_total_bytes=stats.pull_total_bytes if stats else 0,
+                    pulled_from_cache=stats.pulled_from_cache if stats else False,
                 )
             )
         return summaries

@@ -69,3 +69,9 @@ class ModelSummary:
     """How long the last successful load took."""
     auto_delete: bool = False
     vmodels: tuple[str, ...] = field(default_factory=tuple)
+    pull_ms: int = 0
+    """How long the last pull from storage took."""
+    pull_bytes: int = 0
+    """Bytes pulled (so far, while a pull runs)."""
+    pull_total_bytes: int = 0
+    pulled_from_cache: bool = False

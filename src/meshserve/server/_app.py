@@ -34,6 +34,7 @@ from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings
+from meshserve.storage import Puller, PullProgress
 from meshserve.store import EtcdSettings, EtcdStore, PrefixedStore, SqliteStore, Store
 
 __all__ = [
@@ -218,10 +219,18 @@ async def serve_instance(
     grpc_port = _bind(public, settings.server.host, settings.server.grpc_port)
     metrics_server: MetricsServer | None = None
     rest: RestServer | None = None
+
+    def on_pull_progress(progress: PullProgress) -> None:
+        if "instance" in holder:
+            holder["instance"].cache.on_pull_progress(progress)
+
     try:
         async with (
             open_store(settings) as store,
             Registry.open(store) as registry,
+            Puller(
+                settings=settings.storage, data_dir=settings.data_dir, progress=on_pull_progress
+            ) as puller,
             _make_runtime(settings, on_restart) as runtime,
             Instance.open(
                 instance_id=instance_id,
@@ -233,6 +242,7 @@ async def serve_instance(
                 labels=instance_labels(settings),
                 peers=peers,
                 metrics=metrics,
+                puller=puller,
             ) as instance,
         ):
             holder["instance"] = instance

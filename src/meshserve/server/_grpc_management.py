@@ -159,6 +159,10 @@ class AdminService(admin_grpc.AdminServicer):
                     lastLoadMillis=m.last_load_ms,
                     autoDelete=m.auto_delete,
                     vModelIds=list(m.vmodels),
+                    pullMillis=m.pull_ms,
+                    pullBytes=m.pull_bytes,
+                    pullTotalBytes=m.pull_total_bytes,
+                    pulledFromCache=m.pulled_from_cache,
                 )
                 for m in self._instance.list_models()
             ]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n,meshserve/protocol/_pb/meshserve_admin.proto\x12\x12meshserve.admin.v1\"\x13\n\x11ListModelsRequest\"\xed\x01\n\x0cModelSummary\x12\x0f\n\x07modelId\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12\x11\n\tsizeBytes\x18\x06 \x01(\x04\x12\x14\n\x0clastUsedTime\x18\x07 \x01(\x04\x12\x11\n\tloadCount\x18\x08 \x01(\r\x12\x15\n\revictionCount\x18\t \x01(\r\x12\x16\n\x0elastLoadMillis\x18\n \x01(\x04\x12\x12\n\nautoDelete\x18\x0b \x01(\x08\x12\x11\n\tvModelIds\x18\x0c \x03(\t\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .meshserve.admin.v1.ModelSummary\"\x14\n\x12ListVModelsRequest\"n\n\rVModelSummary\x12\x10\n\x08vModelId\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\ractiveModelId\x18\x03 \x01(\t\x12\x15\n\rtargetModelId\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\"I\n\x13ListVModelsResponse\x12\x32\n\x07vModels\x18\x01 \x03(\x0b\x32!.meshserve.admin.v1.VModelSummary2\xc8\x01\n\x05\x41\x64min\x12]\n\nListModels\x12%.meshserve.admin.v1.ListModelsRequest\x1a&.meshserve.admin.v1.ListModelsResponse\"\x00\x12`\n\x0bListVModels\x12&.meshserve.admin.v1.ListVModelsRequest\x1a\'.meshserve.admin.v1.ListVModelsResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n,meshserve/protocol/_pb/meshserve_admin.proto\x12\x12meshserve.admin.v1\"\x13\n\x11ListModelsRequest\"\xc5\x02\n\x0cModelSummary\x12\x0f\n\x07modelId\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12\x11\n\tsizeBytes\x18\x06 \x01(\x04\x12\x14\n\x0clastUsedTime\x18\x07 \x01(\x04\x12\x11\n\tloadCount\x18\x08 \x01(\r\x12\x15\n\revictionCount\x18\t \x01(\r\x12\x16\n\x0elastLoadMillis\x18\n \x01(\x04\x12\x12\n\nautoDelete\x18\x0b \x01(\x08\x12\x11\n\tvModelIds\x18\x0c \x03(\t\x12\x12\n\npullMillis\x18\r \x01(\x04\x12\x11\n\tpullBytes\x18\x0e \x01(\x04\x12\x16\n\x0epullTotalBytes\x18\x0f \x01(\x04\x12\x17\n\x0fpulledFromCache\x18\x10 \x01(\x08\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .meshserve.admin.v1.ModelSummary\"\x14\n\x12ListVModelsRequest\"n\n\rVModelSummary\x12\x10\n\x08vModelId\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\ractiveModelId\x18\x03 \x01(\t\x12\x15\n\rtargetModelId\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\"I\n\x13ListVModelsResponse\x12\x32\n\x07vModels\x18\x01 \x03(\x0b\x32!.meshserve.admin.v1.VModelSummary2\xc8\x01\n\x05\x41\x64min\x12]\n\nListModels\x12%.meshserve.admin.v1.ListModelsRequest\x1a&.meshserve.admin.v1.ListModelsResponse\"\x00\x12`\n\x0bListVModels\x12&.meshserve.admin.v1.ListVModelsRequest\x1a\'.meshserve.admin.v1.ListVModelsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSREQUEST']._serialized_start=68
   _globals['_LISTMODELSREQUEST']._serialized_end=87
   _globals['_MODELSUMMARY']._serialized_start=90
-  _globals['_MODELSUMMARY']._serialized_end=327
-  _globals['_LISTMODELSRESPONSE']._serialized_start=329
-  _globals['_LISTMODELSRESPONSE']._serialized_end=399
-  _globals['_LISTVMODELSREQUEST']._serialized_start=401
-  _globals['_LISTVMODELSREQUEST']._serialized_end=421
-  _globals['_VMODELSUMMARY']._serialized_start=423
-  _globals['_VMODELSUMMARY']._serialized_end=533
-  _globals['_LISTVMODELSRESPONSE']._serialized_start=535
-  _globals['_LISTVMODELSRESPONSE']._serialized_end=608
-  _globals['_ADMIN']._serialized_start=611
-  _globals['_ADMIN']._serialized_end=811
+  _globals['_MODELSUMMARY']._serialized_end=415
+  _globals['_LISTMODELSRESPONSE']._serialized_start=417
+  _globals['_LISTMODELSRESPONSE']._serialized_end=487
+  _globals['_LISTVMODELSREQUEST']._serialized_start=489
+  _globals['_LISTVMODELSREQUEST']._serialized_end=509
+  _globals['_VMODELSUMMARY']._serialized_start=511
+  _globals['_VMODELSUMMARY']._serialized_end=621
+  _globals['_LISTVMODELSRESPONSE']._serialized_start=623
+  _globals['_LISTVMODELSRESPONSE']._serialized_end=696
+  _globals['_ADMIN']._serialized_start=699
+  _globals['_ADMIN']._serialized_end=899
 # @@protoc_insertion_point(module_scope)

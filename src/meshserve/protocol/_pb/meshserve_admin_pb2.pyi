@@ -11,7 +11,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelSummary(_message.Message):
-    __slots__ = ("modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime", "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds")
+    __slots__ = ("modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime", "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds", "pullMillis", "pullBytes", "pullTotalBytes", "pulledFromCache")
     MODELID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,10 @@ class ModelSummary(_message.Message):
     LASTLOADMILLIS_FIELD_NUMBER: _ClassVar[int]
     AUTODELETE_FIELD_NUMBER: _ClassVar[int]
     VMODELIDS_FIELD_NUMBER: _ClassVar[int]
+    PULLMILLIS_FIELD_NUMBER: _ClassVar[int]
+    PULLBYTES_FIELD_NUMBER: _ClassVar[int]
+    PULLTOTALBYTES_FIELD_NUMBER: _ClassVar[int]
+    PULLEDFROMCACHE_FIELD_NUMBER: _ClassVar[int]
     modelId: str
     type: str
     path: str
@@ -36,7 +40,11 @@ class ModelSummary(_message.Message):
     lastLoadMillis: int
     autoDelete: bool
     vModelIds: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, modelId: _Optional[str] = ..., type: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., sizeBytes: _Optional[int] = ..., lastUsedTime: _Optional[int] = ..., loadCount: _Optional[int] = ..., evictionCount: _Optional[int] = ..., lastLoadMillis: _Optional[int] = ..., autoDelete: _Optional[bool] = ..., vModelIds: _Optional[_Iterable[str]] = ...) -> None: ...
+    pullMillis: int
+    pullBytes: int
+    pullTotalBytes: int
+    pulledFromCache: bool
+    def __init__(self, modelId: _Optional[str] = ..., type: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., sizeBytes: _Optional[int] = ..., lastUsedTime: _Optional[int] = ..., loadCount: _Optional[int] = ..., evictionCount: _Optional[int] = ..., lastLoadMillis: _Optional[int] = ..., autoDelete: _Optional[bool] = ..., vModelIds: _Optional[_Iterable[str]] = ..., pullMillis: _Optional[int] = ..., pullBytes: _Optional[int] = ..., pullTotalBytes: _Optional[int] = ..., pulledFromCache: _Optional[bool] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
