@@ -26,6 +26,8 @@ the same thing on every port::
     │       ├── ArtifactRejectedError     traversal, escaping symlink, digest, size
     │       └── StorageUnavailableError   transient; retries ran out
     ├── InferenceError                the model raised while predicting
+    ├── UnauthenticatedError          no credential, or one nobody issued
+    ├── PermissionDeniedError         the credential's role or scope forbids it
     └── UnavailableError              transient; the caller may retry
         ├── ModelNotReadyError        the model is not loaded (yet)
         └── PeerUnreachableError      another instance did not answer
@@ -52,6 +54,7 @@ __all__ = [
     "ModelNotReadyError",
     "ModelTooLargeError",
     "PeerUnreachableError",
+    "PermissionDeniedError",
     "PickleRefusedError",
     "PreconditionFailedError",
     "StorageAccessDeniedError",
@@ -59,6 +62,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "TensorError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedModelError",
 ]
@@ -183,6 +187,16 @@ class StorageUnavailableError(StorageError):
 
 class InferenceError(MeshServeError):
     """The model raised while predicting on otherwise valid tensors."""
+
+
+class UnauthenticatedError(MeshServeError):
+    """The call carries no credential, or one that matches no principal. The
+    message never contains the credential."""
+
+
+class PermissionDeniedError(MeshServeError):
+    """The caller is known, but its role, namespaces or models do not cover
+    the call."""
 
 
 class UnavailableError(MeshServeError):

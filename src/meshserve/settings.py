@@ -26,6 +26,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "StoreSettings",
+    "TlsSettings",
     "load_settings",
 ]
 
@@ -234,6 +235,54 @@ class StorageSettings(_Group):
         return self
 
 
+ClientAuth = Literal["none", "optional", "require"]
+
+
+class TlsSettings(_Group):
+    """Where a server's (or client's) certificate, key and CA live.
+
+    ModelMesh Serving takes these from the Secret named by ``tls.secretName``
+    (keys ``tls.crt``, ``tls.key``, ``ca.crt``) and ``tls.clientAuth``; here
+    they are files, so a mounted Secret works as is.
+    """
+
+    cert_file: pathlib.Path
+    """PEM certificate chain, leaf first."""
+
+    key_file: pathlib.Path
+    """PEM private key of the leaf certificate (PKCS8, ``BEGIN PRIVATE KEY``;
+    the traditional RSA/EC forms load too)."""
+
+    ca_file: pathlib.Path | None = None
+    """PEM CA bundle that peers' certificates must chain to. Required when
+    clients are verified (``client_auth`` other than ``none``) and for mesh
+    links, which are always mutual."""
+
+    client_auth: ClientAuth = "none"
+    """``require``: refuse clients without a certificate signed by the CA.
+    ``optional``: verify a certificate when one is presented, serve clients
+    without one. ``none``: do not ask. (ModelMesh: ``tls.clientAuth``.)
+    gRPC in Python cannot ask for an optional certificate, so under
+    ``optional`` the gRPC port does not request one; REST does."""
+
+    reload_interval_s: float = Field(default=5.0, ge=0)
+    """How often, at most, the files are checked for a change (one ``stat``
+    per file, at a handshake). 0 checks at every handshake."""
+
+    @model_validator(mode="after")
+    def _client_auth_needs_ca(self) -> TlsSettings:
+        if self.client_auth != "none" and self.ca_file is None:
+            raise ValueError(f"client_auth={self.client_auth!r} needs ca_file to verify clients")
+        return self
+
+    def for_mesh_links(self) -> TlsSettings:
+        """The same files with client certificates required: instance-to-
+        instance links are mutual TLS whenever TLS is on."""
+        if self.ca_file is None:
+            raise ValueError("mesh links are mutual TLS and need ca_file")
+        return self.model_copy(update={"client_auth": "require"})
+
+
 class MeshSettings(_Group):
     """How an instance takes part in the mesh: membership, routing, copies."""
 
@@ -328,6 +377,9 @@ class Settings(BaseSettings):
     mesh: MeshSettings = MeshSettings()
     storage: StorageSettings = StorageSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tls: TlsSettings | None = None
+    """TLS on the gRPC, REST and internal ports (instance-to-instance links
+    are then mutual TLS). None: plaintext, loopback-only by default."""
 
     @classmethod
     def settings_customise_sources(

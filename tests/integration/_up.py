@@ -58,7 +58,7 @@ TABULAR_INPUT = "input-0"
 START_TIMEOUT_S = 60.0
 _READY = re.compile(r"meshserve up: ready")
 _GRPC = re.compile(r"meshserve up: gRPC (\S+)")
-_REST = re.compile(r"meshserve up: REST http://(\S+)/v2")
+_REST = re.compile(r"meshserve up: REST https?://(\S+)/v2")
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,6 +189,7 @@ def test_the_cli_registers_by_uri_and_lists_the_pull(up: Up) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "LOADED" in done.stdout
+    assert "pulled by-uri: " in done.stderr
     assert _infer(up, "by-uri").shape == (2,)
     listed = subprocess.run(
         [sys.executable, "-m", "meshserve", "models", "list", "--endpoint", up.grpc],
@@ -242,6 +243,20 @@ def test_a_model_evicted_and_loaded_again_comes_from_the_cache(up: Up, s3: S3Ser
     assert _infer(up, name).shape == (2,)
     assert s3.request_count(key_substring="other/0.skops") == gets
     assert up.management.models()[name].pulledFromCache
+
+
+def test_a_large_pull_reports_progress(up: Up, s3: S3Server, work: pathlib.Path) -> None:
+    big = work / "big.skops"
+    big.write_bytes(np.random.default_rng(0).bytes(16 * 2**20))  # pulls, then fails to load
+    s3.client().upload_file(str(big), "models", "big/model.skops")
+    command = [sys.executable, "-m", "meshserve", "models", "register", "big"]
+    command += ["--type", "sklearn", "--storage-key", "s3", "--path", "big/model.skops"]
+    command += ["--load-now", "--sync", "--endpoint", up.grpc]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, "the artifact is no model"
+    assert "pulled big: 16.0MiB" in done.stderr, done.stderr
+    events = [line for line in up.log.read_text().splitlines() if "pulling model big" in line]
+    assert len(events) >= 2, events
 
 
 def test_no_credential_in_the_log(up: Up, secrets: list[str]) -> None:

@@ -1,4 +1,5 @@
 import pathlib
+import typing
 
 import pytest
 from pydantic import ValidationError
@@ -58,9 +59,11 @@ def test_every_setting_in_the_readme_exists_and_every_setting_is_documented() ->
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
-            annotation = field.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                walk(annotation, f"{prefix}{name}.")
+            # A group may be optional (``TlsSettings | None``): walk the model in it.
+            candidates = (field.annotation, *typing.get_args(field.annotation))
+            groups = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+            if groups:
+                walk(groups[0], f"{prefix}{name}.")
             else:
                 known.add(prefix + name)
 

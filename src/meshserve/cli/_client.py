@@ -108,10 +108,20 @@ _Rpc = Callable[..., Any]  # a unary method of a generated (untyped) stub
 class Connection:
     """One sync gRPC channel to an instance, with its three services."""
 
-    def __init__(self, *, endpoint: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        timeout_s: float,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(endpoint)
+        self._channel = (
+            grpc.insecure_channel(endpoint)
+            if credentials is None
+            else grpc.secure_channel(endpoint, credentials)
+        )
         self.mm = mm_grpc.ModelMeshStub(self._channel)
         self.admin = admin_grpc.AdminStub(self._channel)
         self.v2 = v2_grpc.GRPCInferenceServiceStub(self._channel)
@@ -154,11 +164,16 @@ def _from_meshserve(exc: grpc.RpcError) -> bool:
 
 
 @contextmanager
-def connect(*, endpoint: str | None, timeout_s: float) -> Iterator[Connection]:
+def connect(
+    *,
+    endpoint: str | None,
+    timeout_s: float,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Iterator[Connection]:
     """A connection to ``endpoint``, or to the default one: the ``grpc`` entry
     of ./.meshserve/endpoints.json, else 127.0.0.1:8033."""
     target = endpoint or endpoints_file_entry("grpc") or DEFAULT_GRPC_ENDPOINT
-    connection = Connection(endpoint=target, timeout_s=timeout_s)
+    connection = Connection(endpoint=target, timeout_s=timeout_s, credentials=credentials)
     try:
         yield connection
     finally:
@@ -188,12 +203,56 @@ def pass_connection(command: _Command) -> _Command:
         metavar="SECONDS",
         help="Deadline of each call (a --sync load must fit in it).",
     )
+    @click.option(
+        "--tls-ca",
+        envvar="MESHSERVE_TLS_CA",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Connect with TLS, trusting this CA (PEM; env MESHSERVE_TLS_CA).",
+    )
+    @click.option(
+        "--tls-cert",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Client certificate (PEM) for servers that require one; with --tls-key.",
+    )
+    @click.option(
+        "--tls-key",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Private key of --tls-cert (PEM).",
+    )
     @functools.wraps(command)
-    def wrapper(*args: Any, endpoint: str | None, timeout: float, **kwargs: Any) -> None:
-        with connect(endpoint=endpoint, timeout_s=timeout) as conn:
+    def wrapper(
+        *args: Any,
+        endpoint: str | None,
+        timeout: float,
+        tls_ca: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        **kwargs: Any,
+    ) -> None:
+        credentials = _credentials(ca=tls_ca, cert=tls_cert, key=tls_key)
+        with connect(endpoint=endpoint, timeout_s=timeout, credentials=credentials) as conn:
             command(*args, conn=conn, **kwargs)
 
     return cast(_Command, wrapper)
+
+
+def _credentials(
+    *, ca: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials | None:
+    if (cert is None) != (key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if ca is None:
+        if cert is not None:
+            raise click.UsageError("--tls-cert needs --tls-ca (the server's CA)")
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=pathlib.Path(ca).read_bytes(),
+        private_key=pathlib.Path(key).read_bytes() if key else None,
+        certificate_chain=pathlib.Path(cert).read_bytes() if cert else None,
+    )
 
 
 def client_command(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import click
+import grpc
 
 from meshserve.cli._client import Connection, ServerError, client_command, pass_connection
 from meshserve.cli._output import Table, age, emit, output_option, proto_json, size
@@ -148,7 +150,11 @@ def register(
         loadNow=load_now,
         sync=sync,
     )
-    reply = conn.call(conn.mm.registerModel, request)
+    if load_now and sync and key:
+        with _PullWatcher(conn, name):
+            reply = conn.call(conn.mm.registerModel, request)
+    else:
+        reply = conn.call(conn.mm.registerModel, request)
     _show_status(name, reply, output=output, sync=sync and load_now)
 
 
@@ -233,3 +239,47 @@ def _pull_cell(model: admin.ModelSummary) -> str:
         return f"{size(model.pullBytes)}{total}..."
     cached = " (cache)" if model.pulledFromCache else ""
     return f"{size(model.pullBytes)} in {model.pullMillis} ms{cached}"
+
+
+class _PullWatcher:
+    """While a synchronous load waits, report its pull from storage on stderr:
+    progress as it moves (ListModels every half second), then what it took."""
+
+    _INTERVAL_S = 0.5
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self._name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._shown = 0
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        model = self._summary()
+        if model is not None and model.pullMillis:
+            cached = " (from the artifact cache)" if model.pulledFromCache else ""
+            click.echo(
+                f"pulled {self._name}: {size(model.pullBytes)} in {model.pullMillis} ms{cached}",
+                err=True,
+            )
+
+    def _summary(self) -> admin.ModelSummary | None:
+        try:
+            reply = self._conn.admin.ListModels(admin.ListModelsRequest(), timeout=5)
+        except grpc.RpcError:
+            return None
+        return next((m for m in reply.models if m.modelId == self._name), None)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._INTERVAL_S):
+            model = self._summary()
+            if model is None or model.pullMillis or model.pullBytes <= self._shown:
+                continue
+            self._shown = model.pullBytes
+            total = f" of {size(model.pullTotalBytes)}" if model.pullTotalBytes else ""
+            click.echo(f"pulling {self._name}: {size(model.pullBytes)}{total}", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
+from meshserve.security import root_warning
 from meshserve.server import ModelEntry, load_register_file
 from meshserve.settings import Settings, load_settings
 
@@ -76,6 +76,30 @@ _OPTIONS = (
         "directory of one file per key (a mounted Secret). Re-read when it changes.",
     ),
     click.option(
+        "--tls-cert",
+        type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+        default=None,
+        help="PEM certificate: serve gRPC, REST and the internal port over TLS.",
+    ),
+    click.option(
+        "--tls-key",
+        type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+        default=None,
+        help="PEM private key of --tls-cert (PKCS8).",
+    ),
+    click.option(
+        "--tls-ca",
+        type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+        default=None,
+        help="CA that client and peer certificates chain to (instance links are mutual TLS).",
+    ),
+    click.option(
+        "--tls-client-auth",
+        type=click.Choice(["none", "optional", "require"]),
+        default=None,
+        help="Ask clients for certificates  [default: none]",
+    ),
+    click.option(
         "--pvc-root",
         type=click.Path(file_okay=False, path_type=pathlib.Path),
         default=None,
@@ -111,6 +135,10 @@ def settings_from_flags(
     root_prefix: str | None,
     storage_config: pathlib.Path | None,
     pvc_root: pathlib.Path | None,
+    tls_cert: pathlib.Path | None,
+    tls_key: pathlib.Path | None,
+    tls_ca: pathlib.Path | None,
+    tls_client_auth: str | None,
     extra: dict[str, Any] | None = None,
 ) -> Settings:
     overrides: dict[str, Any] = {
@@ -132,6 +160,12 @@ def settings_from_flags(
             "root_prefix": root_prefix,
         },
         "storage": {"config_path": storage_config, "pvc_root": pvc_root},
+        "tls": {
+            "cert_file": tls_cert,
+            "key_file": tls_key,
+            "ca_file": tls_ca,
+            "client_auth": tls_client_auth,
+        },
     }
     for group, values in (extra or {}).items():
         overrides.setdefault(group, {}).update(values)
@@ -163,9 +197,7 @@ def register_entries(register_file: pathlib.Path | None) -> list[ModelEntry]:
 
 
 def warn_if_root(command: str) -> None:
-    if os.geteuid() == 0:
-        click.echo(
-            f"meshserve {command}: running as root; a model that escapes its runtime would "
-            "have root. Run as an unprivileged user.",
-            err=True,
-        )
+    """Say once, at start, what running as root risks and how to avoid it."""
+    warning = root_warning()
+    if warning is not None:
+        click.echo(f"meshserve {command}: {warning}", err=True)

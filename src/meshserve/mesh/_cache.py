@@ -288,6 +288,8 @@ class ModelCache:
         its path or key names a store)."""
         if self._puller is None:
             return spec
+        stats = self.stats.setdefault(spec.model_id, ModelStats())
+        stats.pull_ms = stats.pull_bytes = stats.pull_total_bytes = 0
         try:
             pulled = await self._puller.pull(
                 model_id=spec.model_id, model_path=spec.model_path, model_key=spec.model_key
@@ -296,7 +298,6 @@ class ModelCache:
             self._record_failure(spec.model_id, exc)
         if pulled.local_path == spec.model_path:
             return spec  # a local path: nothing was pulled
-        stats = self.stats.setdefault(spec.model_id, ModelStats())
         stats.pull_ms = int(pulled.seconds * 1000)
         stats.pull_bytes = pulled.bytes
         stats.pull_total_bytes = pulled.bytes

@@ -50,6 +50,8 @@ _TABLE: tuple[tuple[type[errors.MeshServeError], grpc.StatusCode, int], ...] = (
     (errors.ModelLoadError, grpc.StatusCode.INTERNAL, 500),
     (errors.InferenceError, grpc.StatusCode.INTERNAL, 500),
     (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE, 503),
+    (errors.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED, 401),
+    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, 403),
     (errors.MeshServeError, grpc.StatusCode.INTERNAL, 500),
 )
 
@@ -68,6 +70,8 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.MeshServeError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.MessageTooLargeError,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.LoadTimeoutError,
     grpc.StatusCode.UNAVAILABLE: errors.UnavailableError,
+    grpc.StatusCode.UNAUTHENTICATED: errors.UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDeniedError,
 }
 
 

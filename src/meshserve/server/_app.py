@@ -30,6 +30,11 @@ from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
 from meshserve.registry import Registry
 from meshserve.runtime import InProcessRuntime, ProcessRuntime, Runtime, supported_model_types
+from meshserve.security import (
+    grpc_channel_credentials,
+    grpc_server_credentials,
+    rest_ssl_context,
+)
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._rest import RestServer, create_rest_app
@@ -165,9 +170,19 @@ def _grpc_server(settings: Settings, *, reuse_port: bool) -> grpc.aio.Server:
     )
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+def _bind(
+    server: grpc.aio.Server,
+    host: str,
+    port: int,
+    *,
+    credentials: grpc.ServerCredentials | None = None,
+) -> int:
     target = _address(host, port)
-    bound: int = server.add_insecure_port(target)
+    bound: int = (
+        server.add_insecure_port(target)
+        if credentials is None
+        else server.add_secure_port(target, credentials)
+    )
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {target}")
     return bound
@@ -206,17 +221,30 @@ async def serve_instance(
             await holder["instance"].on_runtime_restart()
 
     metrics = Metrics()
+    tls = settings.tls
+    # With TLS, instance-to-instance links are always mutual TLS.
     peers = PeerClient(
         max_message_bytes=settings.server.grpc_max_message_size_bytes,
         timeout_s=settings.mesh.forward_timeout_s,
+        credentials=grpc_channel_credentials(tls) if tls is not None else None,
     )
     internal = _grpc_server(settings, reuse_port=False)
     internal_address = _address(
         settings.mesh.internal_host,
-        _bind(internal, settings.mesh.internal_host, settings.mesh.internal_port),
+        _bind(
+            internal,
+            settings.mesh.internal_host,
+            settings.mesh.internal_port,
+            credentials=grpc_server_credentials(tls.for_mesh_links()) if tls else None,
+        ),
     )
     public = _grpc_server(settings, reuse_port=settings.server.share_ports)
-    grpc_port = _bind(public, settings.server.host, settings.server.grpc_port)
+    grpc_port = _bind(
+        public,
+        settings.server.host,
+        settings.server.grpc_port,
+        credentials=grpc_server_credentials(tls) if tls is not None else None,
+    )
     metrics_server: MetricsServer | None = None
     rest: RestServer | None = None
 
@@ -260,9 +288,11 @@ async def serve_instance(
                     host=settings.server.host,
                     port=settings.server.rest_port,
                     reuse_port=settings.server.share_ports,
+                    ssl_context=rest_ssl_context(tls) if tls is not None else None,
                 )
                 await rest.start()
-                rest_url = f"http://{_address(settings.server.host, rest.port)}"
+                scheme = "https" if tls is not None else "http"
+                rest_url = f"{scheme}://{_address(settings.server.host, rest.port)}"
             metrics_url = None
             if settings.metrics.enabled:
                 metrics_server = await start_metrics_server(

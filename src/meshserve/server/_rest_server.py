@@ -13,7 +13,8 @@ import contextlib
 import enum
 import logging
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -48,6 +49,7 @@ class RestServer(Service):
         access_log: bool = False,
         shutdown_grace_seconds: int = 5,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """``port`` 0 picks a free port. ``shutdown_grace_seconds`` is how
         long ``stop()`` lets requests in flight finish before cancelling them.
@@ -58,6 +60,7 @@ class RestServer(Service):
         self._access_log = access_log
         self._grace = shutdown_grace_seconds
         self._reuse_port = reuse_port
+        self._ssl_context = ssl_context
         self._state = _State.NEW
         self._port: int | None = None
         self._server: _EmbeddedServer | None = None
@@ -91,6 +94,7 @@ class RestServer(Service):
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=self._grace,
+            ssl_context_factory=self._ssl_factory() if self._ssl_context is not None else None,
         )
         server = _EmbeddedServer(config)
         task = asyncio.create_task(
@@ -112,6 +116,14 @@ class RestServer(Service):
         self._server, self._task, self._port = server, task, config.port
         self._state = _State.RUNNING
         task.add_done_callback(self._on_exit)
+
+    def _ssl_factory(
+        self,
+    ) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+        context = self._ssl_context
+        assert context is not None
+        # The context reloads its certificate itself (meshserve.security).
+        return lambda _config, _default: context
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (within the grace

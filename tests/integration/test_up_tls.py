@@ -1,0 +1,220 @@
+"""TLS on `meshserve up`: gRPC, REST, the CLI, client certificates, a
+certificate rotated with no restart, and mutual TLS between instances."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tritonclient.utils import InferenceServerException
+
+from tests._processes import meshserve, wait_for_line
+from tests.integration._mesh import make_model
+from tests.integration._up import Up, run_up
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@dataclass
+class Pki:
+    ca: trustme.CA
+    dir: pathlib.Path
+
+    @property
+    def ca_file(self) -> pathlib.Path:
+        return self.dir / "ca.pem"
+
+    def issue(self, name: str, *identities: str) -> tuple[pathlib.Path, pathlib.Path]:
+        """Write a leaf certificate and its PKCS8 key; return their paths."""
+        leaf = self.ca.issue_cert(*identities)
+        cert, key = self.dir / f"{name}.crt", self.dir / f"{name}.key"
+        write_leaf(leaf, cert, key)
+        return cert, key
+
+
+def write_leaf(leaf: trustme.LeafCert, cert: pathlib.Path, key: pathlib.Path) -> None:
+    private = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    pkcs8 = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # Key first, then the certificate: a reader never sees a new certificate
+    # with an old key for longer than the write takes.
+    key.write_bytes(pkcs8)
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    ca = trustme.CA()
+    directory = tmp_path_factory.mktemp("pki")
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    return Pki(ca=ca, dir=directory)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return make_model(tmp_path_factory.mktemp("model") / "m.skops")
+
+
+def _tls_args(pki: Pki, cert: pathlib.Path, key: pathlib.Path) -> list[str]:
+    return ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(pki.ca_file)]
+
+
+def _infer(
+    address: str,
+    model: str,
+    *,
+    ca: pathlib.Path | None,
+    cert: pathlib.Path | None = None,
+    key: pathlib.Path | None = None,
+) -> np.ndarray:
+    client = triton_grpc.InferenceServerClient(
+        url=address,
+        ssl=ca is not None,
+        root_certificates=str(ca) if ca else None,
+        certificate_chain=str(cert) if cert else None,
+        private_key=str(key) if key else None,
+    )
+    try:
+        tensor = triton_grpc.InferInput("input-0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+        output = client.infer(model, [tensor], client_timeout=30).as_numpy("predict")
+        assert output is not None
+        return output
+    finally:
+        client.close()
+
+
+def _served_serial(address: str, ca: pathlib.Path) -> int:
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshserve", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_up(pki: Pki, model: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    cert, key = pki.issue("server", "127.0.0.1", "localhost")
+    data = tmp_path_factory.mktemp("tls-up")
+    config = data / "config.yaml"
+    config.write_text("tls:\n  reloadIntervalS: 0\n")
+    register = data / "models.yaml"
+    register.write_text(f"models:\n  - {{name: m, type: sklearn, path: {model}}}\n")
+    args = [*_tls_args(pki, cert, key), "--config", str(config), "--register", str(register)]
+    with run_up(data / "data", args=args) as up:
+        yield up
+
+
+def test_grpc_rest_and_the_cli_speak_tls(tls_up: Up, pki: Pki) -> None:
+    assert _infer(tls_up.grpc, "m", ca=pki.ca_file).shape == (1,)
+    with pytest.raises(InferenceServerException):
+        _infer(tls_up.grpc, "m", ca=None)  # plaintext is refused
+    endpoints = json.loads((tls_up.data_dir / "endpoints.json").read_text())
+    assert endpoints["rest"].startswith("https://")
+    ready = httpx.get(f"{endpoints['rest']}/v2/health/ready", verify=str(pki.ca_file), timeout=10)
+    assert ready.status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{endpoints['rest']}/v2/health/ready", verify=True, timeout=10)
+    listed = _cli("models", "list", "--endpoint", tls_up.grpc, "--tls-ca", str(pki.ca_file))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].startswith("m ")
+
+
+def test_a_rotated_certificate_is_served_without_a_restart(tls_up: Up, pki: Pki) -> None:
+    before = _served_serial(tls_up.grpc, pki.ca_file)
+    leaf = pki.ca.issue_cert("127.0.0.1", "localhost")
+    write_leaf(leaf, pki.dir / "server.crt", pki.dir / "server.key")
+    expected = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).serial_number
+    assert expected != before
+    deadline = time.monotonic() + 20
+    while _served_serial(tls_up.grpc, pki.ca_file) != expected:
+        assert time.monotonic() < deadline, "the new certificate was not picked up"
+        time.sleep(0.2)
+    assert _infer(tls_up.grpc, "m", ca=pki.ca_file).shape == (1,)
+    assert tls_up.proc.poll() is None
+
+
+def test_required_client_certificates(
+    pki: Pki, model: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    cert, key = pki.issue("strict", "127.0.0.1")
+    client_cert, client_key = pki.issue("client", "client@example.test")
+    other = trustme.CA().issue_cert("intruder@example.test")
+    intruder_cert, intruder_key = tmp_path / "intruder.crt", tmp_path / "intruder.key"
+    write_leaf(other, intruder_cert, intruder_key)
+    register = tmp_path / "models.yaml"
+    register.write_text(f"models:\n  - {{name: m, type: sklearn, path: {model}}}\n")
+    args = [*_tls_args(pki, cert, key), "--tls-client-auth", "require"]
+    with run_up(tmp_path / "data", args=[*args, "--register", str(register)]) as up:
+        with pytest.raises(InferenceServerException):
+            _infer(up.grpc, "m", ca=pki.ca_file)
+        with pytest.raises(InferenceServerException):
+            _infer(up.grpc, "m", ca=pki.ca_file, cert=intruder_cert, key=intruder_key)
+        served = _infer(up.grpc, "m", ca=pki.ca_file, cert=client_cert, key=client_key)
+        assert served.shape == (1,)
+
+
+def test_instances_forward_to_each_other_over_mutual_tls(
+    pki: Pki, model: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    cert, key = pki.issue("mesh", "127.0.0.1", "localhost")
+    data = tmp_path / "data"
+    args = ["up", "--instances", "2", "--data-dir", str(data), "--grpc-port", "0"]
+    args += ["--rest-port", "0", "--metrics-port", "0", *_tls_args(pki, cert, key)]
+    with meshserve(args) as proc:
+        wait_for_line(proc, r"meshserve up: ready", timeout=120)
+        instances = json.loads((data / "endpoints.json").read_text())["instances"]
+        first, second = instances[0]["grpc"], instances[1]["grpc"]
+        # Each instance's own address is its internal port: mutual TLS only,
+        # so the test presents a certificate from the mesh's CA.
+        peer_cert, peer_key = pki.issue("peer", "127.0.0.1")
+        with pytest.raises(InferenceServerException):
+            _infer(first, "anything", ca=pki.ca_file)
+        tls = [
+            "--tls-ca",
+            str(pki.ca_file),
+            "--tls-cert",
+            str(peer_cert),
+            "--tls-key",
+            str(peer_key),
+        ]
+        done = _cli(
+            "models", "register", "shared", "--type", "sklearn", "--path", str(model),
+            "--load-now", "--sync", "--endpoint", first, *tls,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        status = _cli("models", "status", "shared", "-o", "json", "--endpoint", first, *tls)
+        (holder,) = [c["location"] for c in json.loads(status.stdout)["modelCopyInfos"]]
+        other = second if holder == instances[0]["id"] else first
+        # Served by the instance holding the copy, through the other one.
+        served = _infer(other, "shared", ca=pki.ca_file, cert=peer_cert, key=peer_key)
+        assert served.shape == (1,)
+        status = _cli("models", "status", "shared", "-o", "json", "--endpoint", other, *tls)
+        assert [c["location"] for c in json.loads(status.stdout)["modelCopyInfos"]] == [holder]
