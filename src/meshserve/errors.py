@@ -8,7 +8,9 @@ the same thing on every port::
     MeshServeError
     ├── InvalidRequestError           bad input; retrying will not help
     │   ├── TensorError               one named tensor is malformed
-    │   └── MessageTooLargeError      over grpcMaxMessageSizeBytes
+    │   ├── MessageTooLargeError      over grpcMaxMessageSizeBytes
+    │   └── InvalidResourceError      a resource document is malformed (names the field)
+    │       └── ForeignResourceError  valid, but meant for another controller
     ├── ModelNotFoundError            no such model or vmodel
     ├── AlreadyExistsError            exists already, differently (or owned by another)
     ├── PreconditionFailedError       the current state forbids it (compare-and-set lost)
@@ -43,8 +45,10 @@ __all__ = [
     "ArtifactNotFoundError",
     "ArtifactRejectedError",
     "CorruptModelError",
+    "ForeignResourceError",
     "InferenceError",
     "InvalidRequestError",
+    "InvalidResourceError",
     "LoadNotAttemptedError",
     "LoadTimeoutError",
     "MeshServeError",
@@ -107,6 +111,33 @@ class TensorError(InvalidRequestError):
 
 class MessageTooLargeError(InvalidRequestError):
     """A message is larger than the configured maximum."""
+
+
+class InvalidResourceError(InvalidRequestError):
+    """A ServingRuntime, Predictor or InferenceService document is malformed
+    or inconsistent. ``field`` is the dotted path of the offending field and
+    ``document`` the index of the document in its file (``None`` when the
+    resource did not come from a file)."""
+
+    field: str = ""
+    problem: str = ""
+    document: int | None = None
+
+    def __init__(self, problem: str, *, field: str = "", document: int | None = None) -> None:
+        where = ", ".join(
+            part for part in (f"document {document}" if document is not None else "", field) if part
+        )
+        super().__init__(f"{where}: {problem}" if where else problem)
+        self.field = field
+        self.problem = problem
+        self.document = document
+
+
+class ForeignResourceError(InvalidResourceError):
+    """The resource is well formed but not for meshserve: an InferenceService
+    without ``serving.kserve.io/deploymentMode: ModelMesh`` (KServe's own
+    controller serves it), or a ServingRuntime that is not ``multiModel``.
+    ModelMesh Serving ignores these; a caller may skip them with a warning."""
 
 
 class ModelNotFoundError(MeshServeError):

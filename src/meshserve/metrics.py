@@ -38,6 +38,9 @@ labels as ModelMesh's ``Metric.java`` / ``Metrics.java`` define them)::
     meshserve_model_pull_milliseconds           histogram  ms    time to pull a model from storage
                                                                  (meshserve's own; ModelMesh's
                                                                  adapters pull inside a load)
+    meshserve_auth_denied                       counter    1     calls refused by authentication
+                                                                 (kind=unauthenticated) or
+                                                                 authorisation (kind=forbidden)
     meshserve_model_pull_bytes                  histogram  B     bytes of a model pulled from
                                                                  storage
     modelmesh_models_loaded_total               gauge      1     models with >= 1 loaded copy
@@ -80,7 +83,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -213,6 +216,10 @@ class MetricsRecorder(SupportsRender, Protocol):
 
     def observe_pull(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
         """Pulling ``size_bytes`` of a model's artifact from storage took ``ms``."""
+        ...
+
+    def auth_denied(self, kind: str, method: str) -> None:
+        """A call was refused: ``unauthenticated`` or ``forbidden``."""
         ...
 
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:
@@ -357,6 +364,12 @@ class Metrics:
             _MODEL_SIZE_BUCKETS,
             model_labels,
         )
+        self._auth_denied = Counter(
+            "meshserve_auth_denied",
+            "Calls refused by authentication or authorisation",
+            ("kind", "method"),
+            registry=self.registry,
+        )
         self._load_failures = counter("modelmesh_loadmodel_failure", "Model load failures")
         self._unload_failures = counter(
             "modelmesh_unloadmodel_failure",
@@ -450,6 +463,9 @@ class Metrics:
     def observe_pull(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
         self._model_child(self._pull, model_id).observe(ms)
         self._model_child(self._pull_size, model_id).observe(size_bytes)
+
+    def auth_denied(self, kind: str, method: str) -> None:
+        self._auth_denied.labels(kind=kind, method=method).inc()
 
     def load_failed(self) -> None:
         self._load_failures.inc()
@@ -589,6 +605,9 @@ class NullMetrics:
         pass
 
     def observe_pull(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:
+        pass
+
+    def auth_denied(self, kind: str, method: str) -> None:
         pass
 
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:

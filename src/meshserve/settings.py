@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
+    "AuthSettings",
     "CacheSettings",
     "MeshSettings",
     "MetricsSettings",
@@ -283,6 +284,34 @@ class TlsSettings(_Group):
         return self.model_copy(update={"client_auth": "require"})
 
 
+class AuthSettings(_Group):
+    """Authentication and authorisation of the gRPC and REST front ends."""
+
+    enabled: bool = False
+    """Require a credential on every call except health probes. Off by
+    default like ModelMesh, which has no application-level authentication;
+    turn it on wherever the ports are reachable by more than trusted callers."""
+
+    tokens_file: pathlib.Path | None = None
+    """YAML file of principals (see ``meshserve.security._tokens``); required
+    when enabled, since it also gives mTLS identities their roles."""
+
+    mtls_identities: dict[str, str] = Field(default_factory=dict)
+    """Client certificate subject CN -> principal name in the tokens file.
+    Used only for certificates the TLS layer verified, and only when the
+    call carries no bearer token."""
+
+    reload_interval_s: float = Field(default=5.0, ge=0)
+    """At most this often a call checks whether the tokens file changed; a
+    revoked token stops working within this many seconds."""
+
+    @model_validator(mode="after")
+    def _tokens_file_when_enabled(self) -> AuthSettings:
+        if self.enabled and self.tokens_file is None:
+            raise ValueError("auth.enabled needs auth.tokensFile (the principals and their roles)")
+        return self
+
+
 class MeshSettings(_Group):
     """How an instance takes part in the mesh: membership, routing, copies."""
 
@@ -377,6 +406,7 @@ class Settings(BaseSettings):
     mesh: MeshSettings = MeshSettings()
     storage: StorageSettings = StorageSettings()
     metrics: MetricsSettings = MetricsSettings()
+    auth: AuthSettings = AuthSettings()
     tls: TlsSettings | None = None
     """TLS on the gRPC, REST and internal ports (instance-to-instance links
     are then mutual TLS). None: plaintext, loopback-only by default."""

@@ -183,7 +183,7 @@ def test_list_as_table_and_json(instance: Instance) -> None:
     )
     rows = table(ok(as_table))
     assert list(rows[0]) == [
-        "MODEL", "TYPE", "STATUS", "SIZE", "LOADS", "EVICTIONS", "LAST-USED", "VMODELS"
+        "MODEL", "TYPE", "STATUS", "SIZE", "LOADS", "EVICTIONS", "LAST-USED", "PULL", "VMODELS"
     ]  # fmt: skip
     by_name = {row["MODEL"]: row for row in rows}
     assert set(SERVED) <= set(by_name)
@@ -193,6 +193,7 @@ def test_list_as_table_and_json(instance: Instance) -> None:
     assert set(summaries["lightgbm"]) == {
         "modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime",
         "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds",
+        "pullMillis", "pullBytes", "pullTotalBytes", "pulledFromCache",
     }  # fmt: skip
     assert summaries["lightgbm"]["path"] == str(instance.models["lightgbm"])
 

@@ -85,11 +85,21 @@ def bucket_bounds(metrics: Metrics, family: str) -> list[float]:
 MESHSERVE_METRICS = {
     "meshserve_model_pull_milliseconds": "histogram",
     "meshserve_model_pull_bytes": "histogram",
+    "meshserve_auth_denied": "counter",
 }
 
 
 def test_exports_modelmesh_names_and_types() -> None:
     assert types(Metrics()) == MODELMESH_METRICS | MESHSERVE_METRICS
+
+
+def test_auth_denials_are_counted_by_kind_and_method() -> None:
+    metrics = Metrics()
+    metrics.auth_denied("unauthenticated", "ModelInfer")
+    metrics.auth_denied("forbidden", "ModelInfer")
+    metrics.auth_denied("forbidden", "ModelInfer")
+    text = metrics.render().decode()
+    assert 'meshserve_auth_denied_total{kind="forbidden",method="ModelInfer"} 2.0' in text
 
 
 def test_pulls_are_measured() -> None:

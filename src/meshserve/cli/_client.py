@@ -114,6 +114,7 @@ class Connection:
         endpoint: str,
         timeout_s: float,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
@@ -122,6 +123,10 @@ class Connection:
             if credentials is None
             else grpc.secure_channel(endpoint, credentials)
         )
+        self.auth_metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        """Metadata that authenticates a call (servers with auth.enabled)."""
         self.mm = mm_grpc.ModelMeshStub(self._channel)
         self.admin = admin_grpc.AdminStub(self._channel)
         self.v2 = v2_grpc.GRPCInferenceServiceStub(self._channel)
@@ -133,7 +138,11 @@ class Connection:
         """Invoke a unary stub method; failures become ServerError or
         CannotConnectError, whose exit codes click applies."""
         try:
-            return rpc(request, timeout=self.timeout_s, metadata=tuple(metadata) or None)
+            return rpc(
+                request,
+                timeout=self.timeout_s,
+                metadata=(*metadata, *self.auth_metadata) or None,
+            )
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 
@@ -169,11 +178,14 @@ def connect(
     endpoint: str | None,
     timeout_s: float,
     credentials: grpc.ChannelCredentials | None = None,
+    token: str | None = None,
 ) -> Iterator[Connection]:
     """A connection to ``endpoint``, or to the default one: the ``grpc`` entry
     of ./.meshserve/endpoints.json, else 127.0.0.1:8033."""
     target = endpoint or endpoints_file_entry("grpc") or DEFAULT_GRPC_ENDPOINT
-    connection = Connection(endpoint=target, timeout_s=timeout_s, credentials=credentials)
+    connection = Connection(
+        endpoint=target, timeout_s=timeout_s, credentials=credentials, token=token
+    )
     try:
         yield connection
     finally:
@@ -222,6 +234,12 @@ def pass_connection(command: _Command) -> _Command:
         default=None,
         help="Private key of --tls-cert (PEM).",
     )
+    @click.option(
+        "--token",
+        envvar="MESHSERVE_TOKEN",
+        default=None,
+        help="Bearer token for servers with auth.enabled (env MESHSERVE_TOKEN).",
+    )
     @functools.wraps(command)
     def wrapper(
         *args: Any,
@@ -230,10 +248,13 @@ def pass_connection(command: _Command) -> _Command:
         tls_ca: str | None,
         tls_cert: str | None,
         tls_key: str | None,
+        token: str | None,
         **kwargs: Any,
     ) -> None:
         credentials = _credentials(ca=tls_ca, cert=tls_cert, key=tls_key)
-        with connect(endpoint=endpoint, timeout_s=timeout, credentials=credentials) as conn:
+        with connect(
+            endpoint=endpoint, timeout_s=timeout, credentials=credentials, token=token
+        ) as conn:
             command(*args, conn=conn, **kwargs)
 
     return cast(_Command, wrapper)

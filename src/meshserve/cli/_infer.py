@@ -78,7 +78,11 @@ def infer(
     if rest or rest_url:
         base = rest_url or endpoints_file_entry("rest") or DEFAULT_REST_URL
         response = _infer_rest(
-            base, model_name=model_name, body=body, headers=headers, timeout_s=conn.timeout_s
+            base,
+            model_name=model_name,
+            body=body,
+            headers=headers + [("Authorization", v) for _, v in conn.auth_metadata],
+            timeout_s=conn.timeout_s,
         )
     else:
         response = _infer_grpc(conn, request, headers=headers)

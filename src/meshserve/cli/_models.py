@@ -270,7 +270,9 @@ class _PullWatcher:
 
     def _summary(self) -> admin.ModelSummary | None:
         try:
-            reply = self._conn.admin.ListModels(admin.ListModelsRequest(), timeout=5)
+            reply = self._conn.admin.ListModels(
+                admin.ListModelsRequest(), timeout=5, metadata=self._conn.auth_metadata or None
+            )
         except grpc.RpcError:
             return None
         return next((m for m in reply.models if m.modelId == self._name), None)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -32,7 +30,7 @@ from meshserve.errors import (
 )
 from meshserve.mesh._cache import ArtifactPuller, ModelCache
 from meshserve.mesh._membership import Membership
-from meshserve.mesh._placement import choose_instance, required_label
+from meshserve.mesh._mesh_view import LOADED, SERVING, MeshView
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._status import (
     CopyInfo,
@@ -50,9 +48,10 @@ from meshserve.protocol.routing import (
     ServerInfo,
     hop_metadata,
 )
-from meshserve.protocol.status import error_from_name, grpc_code
+from meshserve.protocol.status import grpc_code
 from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
 from meshserve.runtime import ModelSpec, Runtime
+from meshserve.security import check_inference
 from meshserve.settings import CacheSettings, MeshSettings
 
 __all__ = ["Instance", "PeerLink"]
@@ -68,6 +67,10 @@ LOAD_NOW_AGE_MS = 1 * HOUR_MS
 REGISTER_AGE_MS = 6 * HOUR_MS
 
 _SERVER_EXTENSIONS = ("binary_tensor_data", "model_repository")
+
+_RECORD_WAIT_S = 3.0
+"""How long a forwarded request waits for this instance to see its model's
+registration (the store's watch delivers it within milliseconds normally)."""
 
 _COPY_STATES = {
     ModelState.LOADING: CopyState.LOADING,
@@ -131,12 +134,14 @@ class Instance:
         self._ready = False
         self._shutting_down = False
         self._started_ms = self.now_ms()
-        self._forwarding: dict[str, int] = {}
-        """Requests in flight from here to each peer (to pick the least busy copy)."""
-        self._unreachable_until: dict[str, float] = {}
-        self._pending_placements: dict[str, tuple[int, float]] = {}
-        """Instance -> (bytes placed there lately, until when), so a burst of
-        placements does not all pick one instance before its record updates."""
+        self.view = MeshView(
+            registry=registry,
+            instance_id=instance_id,
+            settings=mesh,
+            clock=clock,
+            describe=self.describe,
+            default_model_size=cache.default_size,
+        )
         self._background: set[asyncio.Task[None]] = set()
         self.membership = Membership(
             store=registry.store,
@@ -290,76 +295,41 @@ class Instance:
     # -- the mesh as this instance sees it ------------------------------------
 
     def live_instances(self) -> list[InstanceRecord]:
-        """Instances that may take work: this one (as it is now) and the
-        others the store lists, minus those that did not answer lately."""
-        now = self._clock.monotonic()
-        records = [self.describe()]
-        for instance_id, entry in self._registry.instances.items():
-            if instance_id == self.instance_id:
-                continue
-            if self._unreachable_until.get(instance_id, 0.0) > now:
-                continue
-            records.append(self._with_pending(entry.record, now))
-        return records
-
-    def _with_pending(self, record: InstanceRecord, now: float) -> InstanceRecord:
-        pending = self._pending_placements.get(record.instance_id)
-        if pending is None or pending[1] < now:
-            return record
-        return dataclasses.replace(
-            record,
-            used_bytes=record.used_bytes + pending[0],
-            model_count=record.model_count + 1,
-        )
-
-    def _note_placement(self, instance_id: str, model_id: str) -> None:
-        size = self.cache.lru.get(model_id)
-        added = size.size_bytes if size is not None else self.cache.default_size
-        bytes_before, until = self._pending_placements.get(instance_id, (0, 0.0))
-        now = self._clock.monotonic()
-        base = bytes_before if until >= now else 0
-        self._pending_placements[instance_id] = (
-            base + added,
-            now + 2 * self.mesh_settings.publish_interval_s,
-        )
+        return self.view.live_instances()
 
     def remote_copies(self, model_id: str, *, states: frozenset[CopyState]) -> list[CopyRecord]:
-        """Other live instances' copies of a model in one of ``states``."""
-        now = self._clock.monotonic()
-        return [
-            copy
-            for instance_id, copy in self._registry.copies(model_id).items()
-            if instance_id != self.instance_id
-            and copy.state in states
-            and instance_id in self._registry.instances
-            and self._unreachable_until.get(instance_id, 0.0) <= now
-        ]
+        return self.view.remote_copies(model_id, states=states)
 
     def copy_count(self, model_id: str) -> int:
         """Loaded copies in the mesh, this instance's included."""
         here = 1 if self.cache.is_loaded(model_id) else 0
-        return here + len(self.remote_copies(model_id, states=_LOADED))
+        return here + len(self.view.remote_copies(model_id, states=LOADED))
 
     def mesh_failure(self, model_id: str) -> MeshServeError | None:
         """The model's unexpired load failure here or on any live instance."""
         local = self.cache.failure(model_id)
         if local is not None:
             return local.error
-        expiry_ms = self._settings.load_failure_expiry_seconds * 1000
-        now = self.now_ms()
-        for copy in self.remote_copies(model_id, states=_FAILED):
-            if now - copy.time_ms < expiry_ms:
-                return error_from_name(copy.error_type, copy.error)
-        return None
+        return self.view.remote_failure(
+            model_id, expiry_s=self._settings.load_failure_expiry_seconds
+        )
 
-    def _mark_unreachable(self, instance_id: str) -> None:
-        self._unreachable_until[instance_id] = (
-            self._clock.monotonic() + self.mesh_settings.peer_retry_s
+    def _note_placement(self, instance_id: str, model_id: str) -> None:
+        entry = self.cache.lru.get(model_id)
+        self.view.note_placement(
+            instance_id, entry.size_bytes if entry is not None else self.cache.default_size
         )
 
     # -- routing (InferenceBackend) -----------------------------------------
 
     def resolve(self, name: str, headers: RoutingHeaders) -> str:
+        model_id = self._resolve(name, headers)
+        # With authentication on, a credential limited to some models may
+        # use a vmodel only if it may use the model behind it too.
+        check_inference(model_id)
+        return model_id
+
+    def _resolve(self, name: str, headers: RoutingHeaders) -> str:
         if headers.model_id and headers.vmodel_id:
             raise InvalidRequestError(
                 "give either the mm-model-id or the mm-vmodel-id header, not both"
@@ -369,6 +339,10 @@ class Instance:
             if vmodel is None:
                 raise ModelNotFoundError(f"vmodel '{headers.vmodel_id}' is not registered")
             return vmodel.active_model_id
+        if headers.model_id and headers.hops:
+            # Forwarded by another instance, which saw the registration; this
+            # mirror may not have yet (see _await_record).
+            return headers.model_id
         if headers.model_id:
             if self._registry.model(headers.model_id) is None:
                 raise ModelNotFoundError(f"model '{headers.model_id}' is not registered")
@@ -441,6 +415,8 @@ class Instance:
         remote: Callable[[str, Metadata], Awaitable[T]],
     ) -> T:
         """Serve here, forward to a copy elsewhere, or place a new copy."""
+        if headers.hops:
+            await self._await_record(model_id)
         if headers.dest is not None:
             # Another instance chose this one to load and serve the model.
             return await self._serve_here(model_id, local)
@@ -475,68 +451,46 @@ class Instance:
             if dest is not None:
                 self._note_placement(target.instance_id, model_id)
             peer = target.instance_id
-            self._forwarding[peer] = self._forwarding.get(peer, 0) + 1
             try:
-                return await remote(target.address, metadata)
+                with self.view.forwarding(peer):
+                    return await remote(target.address, metadata)
             except PeerUnreachableError as exc:
-                self._mark_unreachable(peer)
+                self.view.mark_unreachable(peer)
                 tried.append(f"{peer}: {exc}")
             except UnavailableError as exc:
                 tried.append(f"{peer}: {exc}")
-            finally:
-                self._forwarding[peer] -= 1
             exclude.add(peer)
         detail = "; ".join(tried) if tried else "no instance can take it"
         raise UnavailableError(f"model '{model_id}' could not be served: {detail}")
 
+    async def _await_record(self, model_id: str) -> None:
+        """Wait (briefly) for this mirror to catch up with a registration
+        another instance has seen: its watch lags the store by milliseconds."""
+        deadline = self._clock.monotonic() + _RECORD_WAIT_S
+        while self._registry.model(model_id) is None:
+            if self._clock.monotonic() >= deadline:
+                raise ModelNotFoundError(f"model '{model_id}' is not registered")
+            await asyncio.sleep(0.02)
+
     def _next_target(
         self, model_id: str, exclude: set[str]
     ) -> tuple[InstanceRecord | None, str | None]:
-        """Where to send a request for a model not loaded here: a live copy
-        (loaded before loading; the least busy), else a placement."""
-        copies = [
-            c for c in self.remote_copies(model_id, states=_SERVING) if c.instance_id not in exclude
-        ]
-        if copies:
-
-            def busy(copy: CopyRecord) -> tuple[bool, bool, int, float]:
-                record = self._registry.instance(copy.instance_id)
-                draining = record is not None and record.shutting_down
-                return (
-                    copy.state is not CopyState.LOADED,
-                    draining,
-                    self._forwarding.get(copy.instance_id, 0),
-                    random.random(),
-                )
-
-            chosen = min(copies, key=busy)
-            return self._registry.instance(chosen.instance_id), None
+        """Where to send a request for a model not loaded here: a live copy,
+        else a placement (with the chosen instance as ``dest``)."""
+        copy = self.view.pick_copy(model_id, exclude)
+        if copy is not None:
+            return copy, None
         failure = self.mesh_failure(model_id)
         if failure is not None:
             raise failure
         record = self._registry.model(model_id)
         if record is None:
             raise ModelNotFoundError(f"model '{model_id}' is not registered")
-        target = self._place(record, exclude)
+        target = self.view.place(record, exclude)
         if target is None:
             return None, None
         dest = None if target.instance_id == self.instance_id else target.instance_id
         return target, dest
-
-    def _place(self, record: ModelRecord, exclude: set[str]) -> InstanceRecord | None:
-        label = required_label(record.type.lower())
-        instances = self.live_instances()
-        if not any(label in r.labels for r in instances) and self.instance_id not in exclude:
-            # No instance advertises the type: let the local runtime try, so
-            # the error is the runtime's own precise one.
-            return instances[0]
-        return choose_instance(
-            instances,
-            label=label,
-            exclude=exclude,
-            default_model_size=self.cache.default_size,
-            prefer=self.instance_id,
-        )
 
     async def infer(
         self, model_id: str, request: InferenceRequest, headers: RoutingHeaders = NO_HEADERS
@@ -605,7 +559,7 @@ class Instance:
     def model_ready(self, model_id: str) -> bool:
         if self.cache.is_loaded(model_id):
             return True
-        return bool(self.remote_copies(model_id, states=_LOADED))
+        return bool(self.remote_copies(model_id, states=LOADED))
 
     def server_ready(self) -> bool:
         return self._ready and not self._shutting_down
@@ -636,12 +590,12 @@ class Instance:
         record = self._registry.model(model_id)
         if record is None:
             return False
-        holders = {c.instance_id for c in self.remote_copies(model_id, states=_SERVING)}
+        holders = {c.instance_id for c in self.remote_copies(model_id, states=SERVING)}
         if self.cache.is_loaded(model_id) or self.cache.is_loading(model_id):
             holders.add(self.instance_id)
         if self._shutting_down:
             holders.add(self.instance_id)
-        target = self._place(record, holders)
+        target = self.view.place(record, holders)
         if target is None or target.instance_id in holders:
             return False
         await self._load_on(target, model_id, sync=sync, last_used_ms=self.now_ms())
@@ -664,7 +618,7 @@ class Instance:
                 target.address, model_id, metadata, sync=sync, last_used_ms=last_used_ms
             )
         except PeerUnreachableError:
-            self._mark_unreachable(target.instance_id)
+            self.view.mark_unreachable(target.instance_id)
             raise
 
     async def ensure_available(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
@@ -679,7 +633,7 @@ class Instance:
                 if sync:
                     await self.cache.ensure_loaded(self.spec(model_id), last_used_ms=used)
                 return
-            if self.remote_copies(model_id, states=_LOADED):
+            if self.remote_copies(model_id, states=LOADED):
                 return
             target, _ = self._next_target(model_id, exclude)
             if target is None:
@@ -695,6 +649,7 @@ class Instance:
 
     async def load_here(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
         """Load this instance's own copy (another instance placed it here)."""
+        await self._await_record(model_id)
         if self._shutting_down:
             raise UnavailableError(f"instance {self.instance_id} is shutting down")
         used = last_used_ms or self.now_ms()
@@ -812,6 +767,8 @@ class Instance:
         sync: bool = False,
         headers: RoutingHeaders = NO_HEADERS,
     ) -> ModelStatus:
+        if headers.dest is not None:
+            await self._await_record(model_id)
         if self._registry.model(model_id) is None:
             return ModelStatus(ModelState.NOT_FOUND)
         if headers.dest is not None:
@@ -866,8 +823,8 @@ class Instance:
             if self._last_used_ms(model_id) >= recent_ms
             and self._registry.model(model_id) is not None
             and not any(
-                not self._is_draining(c.instance_id)
-                for c in self.remote_copies(model_id, states=_LOADED)
+                not self.view.is_draining(c.instance_id)
+                for c in self.remote_copies(model_id, states=LOADED)
             )
         ]
         if not movers:
@@ -883,15 +840,6 @@ class Instance:
         for task in pending:
             task.cancel()
         log.info("drained: %d moved, %d not in time", len(done), len(pending))
-
-    def _is_draining(self, instance_id: str) -> bool:
-        record = self._registry.instance(instance_id)
-        return record is None or record.shutting_down
-
-
-_LOADED = frozenset({CopyState.LOADED})
-_FAILED = frozenset({CopyState.FAILED})
-_SERVING = frozenset({CopyState.LOADED, CopyState.LOADING})
 
 
 def _need(peers: PeerLink | None) -> PeerLink:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -36,6 +37,9 @@ __all__ = ["Upkeep"]
 log = logging.getLogger(__name__)
 
 SCALEUP_KEY = "scaleup_rpm_threshold"
+LOGGER_LEVEL_KEY = "logger_level"
+_LAST_USED_SLACK_MS = 60_000
+"""Last-use times in model records are refreshed when a minute or more stale."""
 _SCALE_DOWN_SHARE = 0.05
 """At most this share of the capacity is freed per pass (ModelMesh's)."""
 
@@ -54,7 +58,7 @@ class Upkeep:
             ttl=self._settings.lease_ttl_s,
         )
         self._scaling: set[str] = set()
-        self._had_copies: dict[str, int] = {}
+        self._had_copies: set[str] = set()
         self._orphans: set[str] = set()
 
     @contextlib.asynccontextmanager
@@ -107,9 +111,21 @@ class Upkeep:
         await self._scale_down(threshold)
         instance.membership.poke()
         self._report()
+        self._apply_logger_level()
         if self.is_leader:
             for vmodel_id in list(self._registry.vmodels):
                 instance.vmodels.kick_transition(vmodel_id)
+
+    def _apply_logger_level(self) -> None:
+        """The ``logger_level`` config key sets meshserve's log level live."""
+        level = self._registry.config(LOGGER_LEVEL_KEY)
+        if level is None:
+            return
+        number = logging.getLevelName(level)
+        target = logging.getLogger("meshserve")
+        if isinstance(number, int) and number != target.getEffectiveLevel():
+            log.warning("log level set to %s (config %s)", level, LOGGER_LEVEL_KEY)
+            target.setLevel(number)
 
     def _scale_up(self, model_id: str) -> None:
         instance = self._instance
@@ -191,6 +207,7 @@ class Upkeep:
                 log.info("janitor: %s is no longer registered; unloading it", model_id)
                 await cache.drop(model_id)
         cache.expire_failures()
+        await self._publish_last_use()
         published = {c.model_id: c for c in self._registry.copies_on(instance.instance_id)}
         for model_id in set(published) | set(self._registry.models):
             state = cache.state(model_id)
@@ -203,6 +220,20 @@ class Upkeep:
             if (copy.state if copy is not None else None) != want:
                 instance.republish_copy(model_id, state)
 
+    async def _publish_last_use(self) -> None:
+        """Keep model records' last use roughly current (the reaper reloads
+        lost models most recently used first, on any instance)."""
+        for entry in self._instance.cache.lru.entries():
+            versioned = self._registry.models.get(entry.model_id)
+            if versioned is None:
+                continue
+            record = versioned.record
+            if entry.last_used_ms - record.last_used_ms < _LAST_USED_SLACK_MS:
+                continue
+            updated = dataclasses.replace(record, last_used_ms=entry.last_used_ms)
+            # A lost race means someone else wrote it; the next pass catches up.
+            await self._registry.update_model(updated, expected_revision=versioned.revision)
+
     # -- reaper (leader only) --------------------------------------------------
 
     async def reaper_pass(self) -> None:
@@ -210,9 +241,8 @@ class Upkeep:
             self._had_copies.clear()
             return
         instance = self._instance
-        now = instance.now_ms()
         live = set(self._registry.instances) | {instance.instance_id}
-        with_copies: dict[str, int] = {}
+        with_copies: set[str] = set()
         lost: list[tuple[int, str]] = []
         for model_id in list(self._registry.models):
             has_copy = instance.cache.is_loaded(model_id) or instance.cache.is_loading(model_id)
@@ -221,9 +251,11 @@ class Upkeep:
                 for c in self._registry.copies(model_id).values()
             )
             if has_copy:
-                with_copies[model_id] = now
+                with_copies.add(model_id)
             elif model_id in self._had_copies:
-                lost.append((self._had_copies[model_id], model_id))
+                record = self._registry.model(model_id)
+                last_used = record.last_used_ms if record is not None else 0
+                lost.append((last_used, model_id))
         self._had_copies = with_copies
         for _, model_id in sorted(lost, reverse=True):
             log.info("reaper: %s lost its last copy; loading it again", model_id)

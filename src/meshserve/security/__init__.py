@@ -1,4 +1,5 @@
-"""Security building blocks: TLS that reloads from disk, and dropping root.
+"""Security building blocks: TLS that reloads from disk, dropping root, and
+who may call what.
 
 - :func:`grpc_server_credentials`, :func:`rest_ssl_context`: server-side TLS
   for the gRPC and REST front ends; each new connection gets the certificate
@@ -6,8 +7,30 @@
 - :func:`grpc_channel_credentials`: mutual TLS for links between instances.
 - :func:`drop_privileges`: become an unprivileged user for good (used by the
   out-of-process runtime when started as root); :func:`root_warning`.
+- :class:`Authenticator`, :func:`authorize`: principals from a tokens file
+  (bearer tokens, mTLS identities) with admin / editor / viewer roles scoped
+  to namespaces and models; :func:`check_inference` for the model a request
+  resolved to. The framework adapters live in ``meshserve.server``.
 """
 
+from meshserve.security._auth import (
+    DEFAULT_NAMESPACE,
+    Action,
+    Authenticator,
+    AuthSettings,
+    DenialKind,
+    DeniedHook,
+    NamespaceOf,
+    PrincipalSource,
+    acting_as,
+    authorize,
+    check_inference,
+    current_principal,
+    may_see,
+    namespace_of,
+    parse_bearer,
+    token_sha256,
+)
 from meshserve.security._privileges import (
     PrivilegeDropError,
     capabilities,
@@ -22,16 +45,44 @@ from meshserve.security._tls import (
     grpc_server_credentials,
     rest_ssl_context,
 )
+from meshserve.security._tokens import (
+    Principal,
+    PrincipalTable,
+    Role,
+    TokensFile,
+    TokensFileError,
+)
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
+    "Action",
+    "AuthSettings",
+    "Authenticator",
     "ClientAuth",
+    "DenialKind",
+    "DeniedHook",
+    "NamespaceOf",
+    "Principal",
+    "PrincipalSource",
+    "PrincipalTable",
     "PrivilegeDropError",
+    "Role",
     "TlsSettings",
+    "TokensFile",
+    "TokensFileError",
+    "acting_as",
+    "authorize",
     "capabilities",
+    "check_inference",
+    "current_principal",
     "drop_privileges",
     "grpc_channel_credentials",
     "grpc_server_credentials",
+    "may_see",
+    "namespace_of",
+    "parse_bearer",
     "resolve_user",
     "rest_ssl_context",
     "root_warning",
+    "token_sha256",
 ]

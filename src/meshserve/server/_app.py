@@ -13,13 +13,14 @@ import logging
 import os
 import pathlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import grpc.aio
 import yaml
+from starlette.types import ASGIApp
 
 from meshserve.errors import MeshServeError
 from meshserve.mesh import Instance
@@ -31,10 +32,12 @@ from meshserve.protocol.service import v2_handler
 from meshserve.registry import Registry
 from meshserve.runtime import InProcessRuntime, ProcessRuntime, Runtime, supported_model_types
 from meshserve.security import (
+    Authenticator,
     grpc_channel_credentials,
     grpc_server_credentials,
     rest_ssl_context,
 )
+from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._rest import RestServer, create_rest_app
@@ -157,16 +160,22 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         yield PrefixedStore(store, scope)
 
 
-def _grpc_server(settings: Settings, *, reuse_port: bool) -> grpc.aio.Server:
+def _grpc_server(
+    settings: Settings,
+    *,
+    reuse_port: bool,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> grpc.aio.Server:
     limit = settings.server.grpc_max_message_size_bytes
     return grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             # Off unless instances share the port on purpose: otherwise a
             # second server would silently take half the traffic.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+        ],
     )
 
 
@@ -238,7 +247,17 @@ async def serve_instance(
             credentials=grpc_server_credentials(tls.for_mesh_links()) if tls else None,
         ),
     )
-    public = _grpc_server(settings, reuse_port=settings.server.share_ports)
+    # Callers of the public ports prove who they are when auth is on; the
+    # internal port trusts its peers' certificates (mutual TLS) instead.
+    authenticator = Authenticator.from_settings(settings.auth) if settings.auth.enabled else None
+    interceptors = (
+        [GrpcAuthInterceptor(authenticator=authenticator, on_denied=metrics.auth_denied)]
+        if authenticator is not None
+        else []
+    )
+    public = _grpc_server(
+        settings, reuse_port=settings.server.share_ports, interceptors=interceptors
+    )
     grpc_port = _bind(
         public,
         settings.server.host,
@@ -280,11 +299,16 @@ async def serve_instance(
             await public.start()
             rest_url = None
             if settings.server.rest_enabled:
+                app: ASGIApp = create_rest_app(
+                    backend=instance,
+                    max_message_bytes=settings.server.grpc_max_message_size_bytes,
+                )
+                if authenticator is not None:
+                    app = RestAuthMiddleware(
+                        app, authenticator=authenticator, on_denied=metrics.auth_denied
+                    )
                 rest = RestServer(
-                    app=create_rest_app(
-                        backend=instance,
-                        max_message_bytes=settings.server.grpc_max_message_size_bytes,
-                    ),
+                    app=app,
                     host=settings.server.host,
                     port=settings.server.rest_port,
                     reuse_port=settings.server.share_ports,

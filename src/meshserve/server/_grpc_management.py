@@ -12,6 +12,7 @@ from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.routing import routing_headers_from_grpc
 from meshserve.protocol.status import reports_errors
+from meshserve.security import current_principal, may_see, namespace_of
 
 __all__ = ["AdminService", "ModelMeshService", "model_status_to_proto", "vmodel_status_to_proto"]
 
@@ -165,6 +166,7 @@ class AdminService(admin_grpc.AdminServicer):
                     pulledFromCache=m.pulled_from_cache,
                 )
                 for m in self._instance.list_models()
+                if _visible(m.model_id)
             ]
         )
 
@@ -182,5 +184,13 @@ class AdminService(admin_grpc.AdminServicer):
                     owner=status.owner,
                 )
                 for name, status in self._instance.vmodels.list()
+                if _visible(name)
             ]
         )
+
+
+def _visible(name: str) -> bool:
+    """Whether the caller may see ``name`` in a listing (everything, when
+    authentication is off)."""
+    principal = current_principal()
+    return principal is None or may_see(principal, name, namespace=namespace_of(name))

@@ -1,0 +1,101 @@
+"""Resources in ModelMesh Serving's shape: schemas, validation, ids, runtime choice.
+
+A pure library: it parses and checks ServingRuntime, ClusterServingRuntime,
+Predictor and InferenceService documents, derives the vmodel and model ids
+a resource maps to, and picks the runtime that serves it. The controller
+and the CLI build on it; nothing here talks to the mesh.
+"""
+
+from meshserve.control._naming import (
+    INFERENCE_SERVICE_SOURCE,
+    NO_RUNTIME_LABEL,
+    PREDICTOR_SOURCE,
+    ModelNames,
+    go_json,
+    model_names,
+    model_type_label,
+    registry_scope,
+    spec_hash,
+)
+from meshserve.control._resources import (
+    DEPLOYMENT_MODE_ANNOTATION,
+    FRAMEWORKS,
+    MODELMESH_DEPLOYMENT_MODE,
+    RUNTIME_ANNOTATION,
+    SCHEMA_PATH_ANNOTATION,
+    SECRET_KEY_ANNOTATION,
+    BuiltInAdapter,
+    ClusterServingRuntime,
+    Container,
+    FieldWarning,
+    InferenceService,
+    ObjectMeta,
+    Predictor,
+    Resource,
+    ServingRuntime,
+    ServingRuntimeSpec,
+    SupportedModelFormat,
+    WarningKind,
+    load_documents,
+    parse_resource,
+)
+from meshserve.control._runtime_selection import FailureReason, RuntimeSelection, select_runtime
+from meshserve.control._target import FormatRef, ModelTarget, model_target
+from meshserve.control._uri import split_storage_uri
+from meshserve.control._validation import (
+    BUILT_IN_SERVER_TYPES,
+    RESERVED_CONTAINER_NAMES,
+    RESERVED_PORT_RANGE,
+    RESERVED_PORTS,
+    validate_inference_service,
+    validate_predictor,
+    validate_resource,
+    validate_serving_runtime,
+)
+
+__all__ = [
+    "BUILT_IN_SERVER_TYPES",
+    "DEPLOYMENT_MODE_ANNOTATION",
+    "FRAMEWORKS",
+    "INFERENCE_SERVICE_SOURCE",
+    "MODELMESH_DEPLOYMENT_MODE",
+    "NO_RUNTIME_LABEL",
+    "PREDICTOR_SOURCE",
+    "RESERVED_CONTAINER_NAMES",
+    "RESERVED_PORTS",
+    "RESERVED_PORT_RANGE",
+    "RUNTIME_ANNOTATION",
+    "SCHEMA_PATH_ANNOTATION",
+    "SECRET_KEY_ANNOTATION",
+    "BuiltInAdapter",
+    "ClusterServingRuntime",
+    "Container",
+    "FailureReason",
+    "FieldWarning",
+    "FormatRef",
+    "InferenceService",
+    "ModelNames",
+    "ModelTarget",
+    "ObjectMeta",
+    "Predictor",
+    "Resource",
+    "RuntimeSelection",
+    "ServingRuntime",
+    "ServingRuntimeSpec",
+    "SupportedModelFormat",
+    "WarningKind",
+    "go_json",
+    "load_documents",
+    "model_names",
+    "model_target",
+    "model_type_label",
+    "parse_resource",
+    "registry_scope",
+    "select_runtime",
+    "spec_hash",
+    "split_storage_uri",
+    "validate_inference_service",
+    "validate_predictor",
+    "validate_resource",
+    "validate_serving_runtime",
+]
