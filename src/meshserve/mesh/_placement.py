@@ -22,9 +22,13 @@ _MAX_RESERVE_FRACTION = 0.05
 
 def required_label(model_type: str) -> str:
     """The label an instance needs to take a model of ``model_type``:
-    ``rt:<runtime>`` and ``mt:<format>`` types are labels already; a bare
-    format name means ``mt:<format>``."""
-    return model_type if ":" in model_type else f"mt:{model_type}"
+    ``rt:<runtime>`` as it is; ``mt:<format>[:<version>][|pv:<protocol>]``
+    and a bare format name as ``mt:<format>`` (an instance offers formats,
+    not versions)."""
+    label = model_type.split("|", 1)[0].strip()
+    if label.startswith("rt:"):
+        return label
+    return "mt:" + label.removeprefix("mt:").split(":", 1)[0]
 
 
 def is_full(record: InstanceRecord, *, default_model_size: int) -> bool:

@@ -22,6 +22,7 @@ import grpc.aio
 import yaml
 from starlette.types import ASGIApp
 
+from meshserve.controller import Controller
 from meshserve.errors import MeshServeError
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
@@ -346,10 +347,18 @@ async def serve_instance(
             (settings.data_dir / "endpoints.json").write_text(
                 json.dumps(endpoints.to_json(), indent=2) + "\n"
             )
-            instance.mark_ready()
-            if on_ready is not None:
-                on_ready(endpoints)
-            await stop.wait()
+            controller = Controller(
+                store=store,
+                instance=instance,
+                grpc_url=endpoints.grpc,
+                rest_url=rest_url,
+                interval_s=settings.mesh.publish_interval_s,
+            )
+            async with controller.running():
+                instance.mark_ready()
+                if on_ready is not None:
+                    on_ready(endpoints)
+                await stop.wait()
             log.info("stopping: draining")
             await instance.drain()
             # New clients go to the other instances sharing the ports; then

@@ -1,0 +1,248 @@
+"""The controller: applied resources become vmodels, and status goes back.
+
+An InferenceService (or Predictor) becomes a vmodel named after it whose
+target is ``<name>__isvc-<hash of the predictor spec>``: a changed spec is a
+new target, which the vmodel moves to once it is loaded (the old model keeps
+serving meanwhile, then goes, being auto-delete). Deleting the resource
+deletes the vmodel. One instance of the mesh runs the controller at a time
+(leader election through the store); every instance could.
+
+Resources outside the ``default`` namespace map to ids ``<namespace>/<name>``
+(ModelMesh Serving gives each namespace a mesh of its own; here they share
+one, so the namespace becomes part of the id, as authorisation expects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from meshserve import _tasks
+from meshserve.control import (
+    ClusterServingRuntime,
+    FailureReason,
+    InferenceService,
+    ModelNames,
+    ModelTarget,
+    Predictor,
+    ServingRuntime,
+    model_names,
+    model_target,
+    parse_resource,
+    select_runtime,
+)
+from meshserve.controller._builtin_runtimes import builtin_runtimes
+from meshserve.controller._resource_store import ResourceKey, ResourceStore
+from meshserve.controller._status import resource_status
+from meshserve.errors import ForeignResourceError, InvalidResourceError, MeshServeError
+from meshserve.mesh import Instance
+from meshserve.storage import build_model_key
+from meshserve.store import Election, Store, StoreError
+
+__all__ = ["Controller"]
+
+log = logging.getLogger(__name__)
+
+_SERVED = ("InferenceService", "Predictor")
+
+
+class Controller:
+    """Reconciles applied resources into the mesh and reports their status."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        instance: Instance,
+        grpc_url: str,
+        rest_url: str | None,
+        interval_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._resources = ResourceStore(store)
+        self._instance = instance
+        self._grpc_url = grpc_url
+        self._rest_url = rest_url
+        self._interval_s = interval_s
+        self._election = Election(
+            store,
+            name="controller",
+            candidate_id=instance.instance_id,
+            ttl=instance.mesh_settings.lease_ttl_s,
+        )
+        # What this controller made of each resource, to clean up after it.
+        self._applied: dict[ResourceKey, ModelNames] = {}
+        self._wake = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Controller]:
+        async with self._election:
+            task = _tasks.start_supervised(self._run(), name="controller")
+            watcher = _tasks.start_supervised(self._watch(), name="controller-watch")
+            try:
+                yield self
+            finally:
+                await _tasks.cancel_and_wait(watcher)
+                await _tasks.cancel_and_wait(task)
+
+    async def _watch(self) -> None:
+        """Wake the loop as soon as a resource changes."""
+        while True:
+            try:
+                async with self._store.watch("resources/") as events:
+                    async for _ in events:
+                        self._wake.set()
+            except StoreError as exc:
+                log.info("controller watch ended (%s); watching again", exc)
+                await asyncio.sleep(self._interval_s)
+
+    async def _run(self) -> None:
+        while True:
+            await self._election.wait_until_leader()
+            try:
+                await self.reconcile()
+            except MeshServeError as exc:
+                log.warning("reconcile failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            self._wake.clear()
+
+    async def reconcile(self) -> None:
+        """One pass: every served resource registered, every removed one
+        gone, every status current."""
+        documents = await self._resources.list()
+        statuses = await self._resources.statuses()
+        runtimes, cluster_runtimes = _runtimes(documents)
+        seen: set[ResourceKey] = set()
+        for key, document in sorted(documents.items()):
+            if key.kind not in _SERVED:
+                continue
+            seen.add(key)
+            status = await self._reconcile_one(key, document, runtimes, cluster_runtimes)
+            if statuses.get(key) != status:
+                await self._resources.put_status(key, status)
+        for key in [k for k in self._applied if k not in seen]:
+            await self._remove(key)
+        for key in statuses:
+            if key not in documents:
+                await self._resources.delete_status(key)
+
+    async def _reconcile_one(
+        self,
+        key: ResourceKey,
+        document: dict[str, Any],
+        runtimes: list[ServingRuntime],
+        cluster_runtimes: list[ClusterServingRuntime],
+    ) -> dict[str, Any]:
+        generation = (document.get("metadata") or {}).get("generation", 1)
+        try:
+            resource = parse_resource(document)
+            assert isinstance(resource, InferenceService | Predictor)
+            names = _scoped(model_names(resource))
+            target = model_target(resource)
+        except ForeignResourceError as exc:
+            return {"skipped": True, "message": str(exc), "observedGeneration": generation}
+        except InvalidResourceError as exc:
+            return _failed(FailureReason.INVALID_PREDICTOR_SPEC, str(exc), generation)
+        selection = select_runtime(
+            model_format=target.model_format,
+            runtime_name=target.runtime,
+            protocol_version=target.protocol_version,
+            namespace=key.namespace,
+            runtimes=runtimes,
+            cluster_runtimes=cluster_runtimes,
+        )
+        if not selection.ok:
+            reason = selection.reason or FailureReason.NO_SUPPORTING_RUNTIME
+            return _failed(reason, selection.message, generation)
+        previous = self._applied.get(key)
+        vmodel = self._instance.vmodels.status(names.vmodel_id)
+        if previous is None or vmodel.target_model_id != names.model_id:
+            await self._apply(names, target_key=_model_key(target), path=target.path)
+            self._applied[key] = names
+        return resource_status(
+            self._instance,
+            names,
+            generation=generation,
+            grpc_url=self._grpc_url,
+            rest_url=self._rest_url,
+        )
+
+    async def _apply(self, names: ModelNames, *, target_key: str, path: str) -> None:
+        log.info("resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label)
+        await self._instance.vmodels.set(
+            names.vmodel_id,
+            target_model_id=names.model_id,
+            owner=names.owner,
+            model_type=names.type_label,
+            model_path=path,
+            model_key=target_key,
+            auto_delete_target=True,
+            load_now=True,
+        )
+
+    async def _remove(self, key: ResourceKey) -> None:
+        names = self._applied.pop(key)
+        log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
+        with contextlib.suppress(MeshServeError):
+            await self._instance.vmodels.delete(names.vmodel_id, owner=names.owner)
+
+
+def _runtimes(
+    documents: dict[ResourceKey, dict[str, Any]],
+) -> tuple[list[ServingRuntime], list[ClusterServingRuntime]]:
+    runtimes: list[ServingRuntime] = []
+    cluster: list[ClusterServingRuntime] = list(builtin_runtimes())
+    for key, document in sorted(documents.items()):
+        if key.kind not in ("ServingRuntime", "ClusterServingRuntime"):
+            continue
+        try:
+            resource = parse_resource(document)
+        except InvalidResourceError as exc:
+            log.warning("ignoring runtime %s: %s", key.path(), exc)
+            continue
+        if isinstance(resource, ServingRuntime):
+            runtimes.append(resource)
+        elif isinstance(resource, ClusterServingRuntime):
+            cluster = [r for r in cluster if r.name != resource.name] + [resource]
+    return runtimes, cluster
+
+
+def _scoped(names: ModelNames) -> ModelNames:
+    """Ids outside the default namespace carry it: ``<namespace>/<name>``."""
+    if names.namespace in ("", "default"):
+        return names
+    return dataclasses.replace(
+        names,
+        vmodel_id=f"{names.namespace}/{names.vmodel_id}",
+        model_id=f"{names.namespace}/{names.model_id}",
+    )
+
+
+def _model_key(target: ModelTarget) -> str:
+    return build_model_key(
+        model_type=target.model_format.name,
+        model_type_version=target.model_format.version or "",
+        storage_key=target.storage_key,
+        storage_params=target.storage_params,
+        schema_path=target.schema_path,
+    )
+
+
+def _failed(reason: FailureReason, message: str, generation: int) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "available": False,
+        "activeModelState": "FailedToLoad",
+        "targetModelState": "",
+        "transitionStatus": "InvalidSpec"
+        if reason is FailureReason.INVALID_PREDICTOR_SPEC
+        else "BlockedByFailedLoad",
+        "lastFailureInfo": {"reason": str(reason), "message": message},
+        "totalCopies": 0,
+        "failedCopies": 0,
+    }

@@ -1,0 +1,273 @@
+"""ModelMesh Serving's resources on `meshserve up`: `apply`, `get`,
+`describe`, `delete`, the controller's vmodels and the status it writes."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
+
+from tests.integration._mesh import make_model, wait_until
+from tests.integration._up import Up, run_up
+
+pytestmark = pytest.mark.timeout(180)
+
+ISVC = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: {name}
+  annotations:
+    serving.kserve.io/deploymentMode: ModelMesh
+spec:
+  predictor:
+    model:
+      modelFormat:
+        name: {format}
+      storageUri: {uri}
+"""
+
+
+@pytest.fixture(scope="module")
+def pvc(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("pvc")
+    make_model(root / "claim" / "v1" / "model.skops")
+    make_model(root / "claim" / "v2" / "model.skops", seed=1)
+    broken = root / "claim" / "broken" / "model.skops"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a zip file")
+    return root
+
+
+@pytest.fixture(scope="module")
+def up(pvc: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    with run_up(tmp_path_factory.mktemp("resources"), args=["--pvc-root", str(pvc)]) as running:
+        yield running
+
+
+def _cli(up: Up, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshserve", *args, "--data-dir", str(up.data_dir)],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+    )
+
+
+def _apply(up: Up, text: str) -> subprocess.CompletedProcess[str]:
+    return _cli(up, "apply", "-f", "-", stdin=textwrap.dedent(text))
+
+
+def _status(up: Up, kind: str, name: str) -> dict[str, Any]:
+    done = _cli(up, "get", kind, name, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    status: dict[str, Any] = json.loads(done.stdout).get("status", {})
+    return status
+
+
+def _wait_status(up: Up, name: str, **expected: Any) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def matches() -> bool:
+        nonlocal last
+        last = _status(up, "isvc", name)
+        return all(last.get(k) == v for k, v in expected.items())
+
+    try:
+        wait_until(matches, 30, f"{name} status {expected}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last status: {last}") from None
+    return last
+
+
+def _infer(up: Up, name: str) -> np.ndarray:
+    client = up.grpc_client()
+    try:
+        tensor = triton_grpc.InferInput("input-0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+        output = client.infer(name, [tensor], client_timeout=30).as_numpy("predict")
+        assert output is not None
+        return output
+    finally:
+        client.close()
+
+
+def test_an_inference_service_is_served_under_its_name(up: Up) -> None:
+    done = _apply(
+        up, ISVC.format(name="example", format="sklearn", uri="pvc://claim/v1/model.skops")
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "inferenceservice/example created"
+    status = _wait_status(up, "example", available=True)
+    assert status["activeModelState"] == "Loaded"
+    assert status["transitionStatus"] == "UpToDate"
+    assert status["totalCopies"] == 1
+    assert status["modelId"].startswith("example__isvc-")
+    assert _infer(up, "example").shape == (1,)
+    table = _cli(up, "get", "isvc")
+    assert table.stdout.split("\n")[0].split() == [
+        "NAME", "URL", "READY", "ACTIVE", "TARGET", "TRANSITION", "FAILURE"
+    ]  # fmt: skip
+    assert table.stdout.split("\n")[1].split()[:3] == ["example", status["grpcEndpoint"], "True"]
+
+
+def test_an_update_moves_to_the_new_model_without_failed_requests(up: Up) -> None:
+    _wait_status(up, "example", available=True)
+    before = _status(up, "isvc", "example")["modelId"]
+    failures: list[str] = []
+    served = 0
+    stop = threading.Event()
+
+    def loop() -> None:
+        nonlocal served
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                _infer(up, "example")
+                served += 1
+            except InferenceServerException as exc:
+                failures.append(str(exc))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        done = _apply(
+            up, ISVC.format(name="example", format="sklearn", uri="pvc://claim/v2/model.skops")
+        )
+        assert done.stdout.strip() == "inferenceservice/example configured"
+        status = _wait_status(up, "example", transitionStatus="UpToDate", activeModelState="Loaded")
+        wait_until(lambda: _status(up, "isvc", "example")["modelId"] != before, 30, "new model")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == []
+    assert served > 5
+    assert status["observedGeneration"] == 2
+    # The old model was auto-deleted once the vmodel moved on.
+    wait_until(lambda: before not in up.management.models(), 30, "old model removed")
+    assert status["modelId"] in up.management.models() or any(
+        m.startswith("example__isvc-") for m in up.management.models()
+    )
+
+
+def test_failures_are_reported_with_modelmesh_reasons(up: Up) -> None:
+    v1 = "pvc://claim/v1/model.skops"
+    cases = {
+        "broken": (
+            ISVC.format(name="broken", format="sklearn", uri="pvc://claim/broken/model.skops"),
+            "ModelLoadFailed",
+        ),
+        "no-runtime": (
+            ISVC.format(name="no-runtime", format="tensorflow", uri=v1),
+            "NoSupportingRuntime",
+        ),
+        "named": (
+            ISVC.format(name="named", format="sklearn", uri="pvc://claim/v1/model.skops")
+            + "      runtime: no-such-runtime\n",
+            "RuntimeNotRecognized",
+        ),
+        "invalid": (
+            ISVC.format(name="invalid", format="sklearn", uri="pvc://claim/v1/model.skops")
+            + "      storage:\n        path: v1/model.skops\n",
+            "InvalidPredictorSpec",
+        ),
+    }  # fmt: skip
+    for name, (document, _) in cases.items():
+        done = _apply(up, document)
+        assert done.returncode == 0, (name, done.stderr)
+    for name, (_, reason) in cases.items():
+        status: dict[str, Any] = {}
+
+        def failed(name: str = name, reason: str = reason) -> bool:
+            nonlocal status
+            status = _status(up, "isvc", name)
+            return (status.get("lastFailureInfo") or {}).get("reason") == reason
+
+        wait_until(failed, 30, f"{name} fails with {reason}: {status}")
+        assert status["available"] is False
+        assert (status["lastFailureInfo"] or {}).get("message")
+    assert _status(up, "isvc", "invalid")["transitionStatus"] == "InvalidSpec"
+    assert _infer(up, "example").shape == (1,)  # the rest keeps serving
+
+
+def test_the_framework_form_a_predictor_and_describe(up: Up) -> None:
+    old_form = """
+    apiVersion: serving.kserve.io/v1beta1
+    kind: InferenceService
+    metadata:
+      name: old-form
+      annotations:
+        serving.kserve.io/deploymentMode: ModelMesh
+    spec:
+      predictor:
+        sklearn:
+          storageUri: pvc://claim/v1/model.skops
+    ---
+    apiVersion: serving.kserve.io/v1alpha1
+    kind: Predictor
+    metadata:
+      name: pred
+    spec:
+      modelType:
+        name: sklearn
+      storage:
+        path: v1/model.skops
+        parameters:
+          type: pvc
+          name: claim
+    """
+    done = _apply(up, old_form)
+    assert done.returncode == 0, done.stderr
+    _wait_status(up, "old-form", available=True)
+    assert _infer(up, "old-form").shape == (1,)
+    status = _status(up, "predictor", "pred")
+    wait_until(lambda: _status(up, "predictor", "pred").get("available") is True, 30, "predictor")
+    assert _infer(up, "pred").shape == (1,)
+    described = _cli(up, "describe", "isvc", "old-form")
+    assert described.returncode == 0, described.stderr
+    assert "activeModelState: Loaded" in described.stdout
+    assert status is not None
+
+
+def test_unknown_fields_are_kept_with_a_warning(up: Up) -> None:
+    text = ISVC.format(name="extra", format="sklearn", uri="pvc://claim/v1/model.skops")
+    text = text.replace("  predictor:\n", "  predictor:\n    minReplicas: 3\n")
+    done = _apply(up, text)
+    assert done.returncode == 0, done.stderr
+    assert "minReplicas" in done.stderr
+    shown = _cli(up, "get", "isvc", "extra", "-o", "json")
+    assert json.loads(shown.stdout)["spec"]["predictor"]["minReplicas"] == 3
+
+
+def test_delete_removes_the_vmodel_and_unknown_names_fail(up: Up) -> None:
+    _wait_status(up, "example", available=True)
+    done = _cli(up, "delete", "isvc", "example")
+    assert done.returncode == 0, done.stderr
+
+    def gone() -> bool:
+        try:
+            _infer(up, "example")
+        except InferenceServerException as exc:
+            return "NOT_FOUND" in str(exc) or "not registered" in str(exc)
+        return False
+
+    wait_until(gone, 30, "example is no longer served")
+    missing = _cli(up, "delete", "isvc", "example")
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+    bad = _cli(up, "apply", "-f", "-")
+    assert bad.returncode == 2
