@@ -17,7 +17,9 @@ the same thing on every port::
     ├── ModelLoadError                a load failed
     │   ├── LoadNotAttemptedError     refused before any memory was used
     │   │   ├── UnsupportedModelError unknown type, no artifact of that type
-    │   │   └── PickleRefusedError    pickle-based format not allowed
+    │   │   ├── PickleRefusedError    pickle-based format not allowed
+    │   │   └── LoadQuotaExceededError  the load would take its namespace over its
+    │   │                               byte quota (a QuotaExceededError too)
     │   ├── CorruptModelError         the artifact did not load
     │   ├── ModelTooLargeError        bigger than the whole capacity
     │   ├── LoadTimeoutError          outlasted modelLoadingTimeoutMillis
@@ -30,6 +32,8 @@ the same thing on every port::
     ├── InferenceError                the model raised while predicting
     ├── UnauthenticatedError          no credential, or one nobody issued
     ├── PermissionDeniedError         the credential's role or scope forbids it
+    ├── QuotaExceededError            a namespace's quota (models, bytes) is used up
+    ├── RateLimitedError              the caller's request rate is over its limit
     └── UnavailableError              transient; the caller may retry
         ├── ModelNotReadyError        the model is not loaded (yet)
         └── PeerUnreachableError      another instance did not answer
@@ -50,6 +54,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidResourceError",
     "LoadNotAttemptedError",
+    "LoadQuotaExceededError",
     "LoadTimeoutError",
     "MeshServeError",
     "MessageTooLargeError",
@@ -61,6 +66,8 @@ __all__ = [
     "PermissionDeniedError",
     "PickleRefusedError",
     "PreconditionFailedError",
+    "QuotaExceededError",
+    "RateLimitedError",
     "StorageAccessDeniedError",
     "StorageConfigError",
     "StorageError",
@@ -228,6 +235,31 @@ class UnauthenticatedError(MeshServeError):
 class PermissionDeniedError(MeshServeError):
     """The caller is known, but its role, namespaces or models do not cover
     the call."""
+
+
+class QuotaExceededError(MeshServeError):
+    """A namespace has used up a quota (``limits.modelsPerNamespace``,
+    ``limits.namespaceMaxBytes``); the message names the namespace, the
+    quota and its use. It clears only when the namespace frees something."""
+
+
+class LoadQuotaExceededError(QuotaExceededError, LoadNotAttemptedError):
+    """A load refused because the model would take its namespace over its
+    byte quota. A load failure like any other (the model's status is
+    LOADING_FAILED with this reason), refused before memory was used."""
+
+
+class RateLimitedError(MeshServeError):
+    """The caller sent more requests than its rate limit allows. The message
+    names the limit and the rate; ``retry_after_s`` says when one more
+    request would be accepted."""
+
+    retryable = True
+    retry_after_s: float = 0.0
+
+    def __init__(self, message: str, *, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UnavailableError(MeshServeError):

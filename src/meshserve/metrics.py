@@ -43,6 +43,10 @@ labels as ModelMesh's ``Metric.java`` / ``Metrics.java`` define them)::
                                                                  authorisation (kind=forbidden)
     meshserve_model_pull_bytes                  histogram  B     bytes of a model pulled from
                                                                  storage
+    meshserve_limit_rejected                    counter    1     requests, registrations and loads
+                                                                 refused by a limit (limit=rate,
+                                                                 models_per_namespace,
+                                                                 namespace_bytes)
     modelmesh_models_loaded_total               gauge      1     models with >= 1 loaded copy
                                                                  (cluster-wide, leader only)
     modelmesh_models_with_failure_total         gauge      1     models with recent load failures
@@ -222,6 +226,11 @@ class MetricsRecorder(SupportsRender, Protocol):
         """A call was refused: ``unauthenticated`` or ``forbidden``."""
         ...
 
+    def limit_rejected(self, limit: str) -> None:
+        """Something was refused by a limit: ``rate``, ``models_per_namespace``
+        or ``namespace_bytes``."""
+        ...
+
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:
         """A load waited ``ms`` for a loading slot."""
         ...
@@ -370,6 +379,12 @@ class Metrics:
             ("kind", "method"),
             registry=self.registry,
         )
+        self._limit_rejected = Counter(
+            "meshserve_limit_rejected",
+            "Requests, registrations and loads refused by a limit",
+            ("limit",),
+            registry=self.registry,
+        )
         self._load_failures = counter("modelmesh_loadmodel_failure", "Model load failures")
         self._unload_failures = counter(
             "modelmesh_unloadmodel_failure",
@@ -466,6 +481,9 @@ class Metrics:
 
     def auth_denied(self, kind: str, method: str) -> None:
         self._auth_denied.labels(kind=kind, method=method).inc()
+
+    def limit_rejected(self, limit: str) -> None:
+        self._limit_rejected.labels(limit=limit).inc()
 
     def load_failed(self) -> None:
         self._load_failures.inc()
@@ -608,6 +626,9 @@ class NullMetrics:
         pass
 
     def auth_denied(self, kind: str, method: str) -> None:
+        pass
+
+    def limit_rejected(self, limit: str) -> None:
         pass
 
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:

@@ -4,11 +4,15 @@ Sources, lowest to highest precedence: defaults (ModelMesh Serving's where it
 has one), a YAML config file, ``MESHSERVE_*`` environment variables (``__``
 between nested names, e.g. ``MESHSERVE_RUNTIME__CAPACITY_BYTES``), then
 command-line flags. Config files may spell keys in ModelMesh's camelCase
-(``capacityBytes``) or in snake_case.
+(``capacityBytes``) or in snake_case, or be ModelMesh Serving's
+``model-serving-config`` (see ``meshserve._serving_config``), recognised by
+its keys. ``load_settings_with_sources`` also says where each value came from.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import pathlib
 from typing import Any, Literal
 
@@ -17,19 +21,30 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from meshserve._provenance import Layer, Source, SourceKind, env_variable, setting_paths, source_of
+from meshserve._serving_config import is_serving_config, read_serving_config
+
 __all__ = [
     "AuthSettings",
     "CacheSettings",
+    "ControlSettings",
+    "LimitsSettings",
     "MeshSettings",
     "MetricsSettings",
     "RuntimeSettings",
     "ServerSettings",
     "Settings",
+    "Source",
+    "SourceKind",
     "StorageSettings",
     "StoreSettings",
     "TlsSettings",
     "load_settings",
+    "load_settings_with_sources",
+    "setting_name",
 ]
+
+_log = logging.getLogger(__name__)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -312,6 +327,30 @@ class AuthSettings(_Group):
         return self
 
 
+class LimitsSettings(_Group):
+    """What one caller or one namespace may use. 0 is unlimited throughout,
+    like ModelMesh, which has none of these limits."""
+
+    requests_per_second: float = Field(default=0.0, ge=0)
+    """Sustained requests per second one caller may send to the gRPC and REST
+    ports together (a token bucket per caller, per instance). The caller is
+    the principal when auth is enabled, otherwise the client's IP address.
+    Health probes are not counted. 0: unlimited."""
+
+    request_burst: int = Field(default=0, ge=0)
+    """Requests a caller may send at once after being idle (the bucket's
+    size). 0: one second's worth of ``requests_per_second``, at least 1."""
+
+    models_per_namespace: int = Field(default=0, ge=0)
+    """Models one namespace may have registered (the namespace of
+    ``team-a/fraud`` is ``team-a``; other ids are in ``default``). 0: unlimited."""
+
+    namespace_max_bytes: int = Field(default=0, ge=0)
+    """Bytes the models of one namespace may take together, counting each
+    model's size as last measured when loaded (0 for a model never loaded). A
+    load that would go over is refused. 0: unlimited."""
+
+
 class MeshSettings(_Group):
     """How an instance takes part in the mesh: membership, routing, copies."""
 
@@ -389,6 +428,28 @@ class MetricsSettings(_Group):
     """ModelMesh's metrics port; 0 picks one."""
 
 
+class ControlSettings(_Group):
+    """Runtime pools of ``meshserve up`` (model-serving-config: podsPerRuntime,
+    scaleToZero)."""
+
+    pods_per_runtime: int = Field(default=2, ge=1)
+    """Instances started for each enabled multiModel ServingRuntime, unless
+    the runtime sets ``replicas`` (model-serving-config: podsPerRuntime)."""
+
+    scale_to_zero_enabled: bool = True
+    """Stop a runtime's pool when no resource uses it (scaleToZero.enabled)."""
+
+    scale_to_zero_grace_period_s: float = Field(default=60.0, ge=0)
+    """How long a runtime's pool stays up after its last resource goes, so a
+    delete and re-create does not restart it (scaleToZero.gracePeriodSeconds)."""
+
+    allowed_runtime_images: tuple[str, ...] = ()
+    """Patterns (``fnmatch``: ``*``, ``?``, ``[...]``) that a ServingRuntime's
+    container images and commands must match to be used. Empty: none, so
+    only the built-in runtime serves until an operator allows more; a
+    refused runtime's status says which image or command did not match."""
+
+
 class Settings(BaseSettings):
     """All of meshserve's settings, grouped by concern."""
 
@@ -407,6 +468,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     metrics: MetricsSettings = MetricsSettings()
     auth: AuthSettings = AuthSettings()
+    control: ControlSettings = ControlSettings()
+    limits: LimitsSettings = LimitsSettings()
     tls: TlsSettings | None = None
     """TLS on the gRPC, REST and internal ports (instance-to-instance links
     are then mutual TLS). None: plaintext, loopback-only by default."""
@@ -443,14 +506,73 @@ def load_settings(
     {"capacity_bytes": 1024}}``); entries whose value is None are ignored, so
     unset flags never mask the file or the environment.
     """
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        loaded = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: expected a mapping at the top level")
-        data = loaded
-    env = Settings().model_dump(exclude_unset=True)
-    return Settings(**_merge(_merge(_snake_keys(data), env), _drop_none(overrides or {})))
+    settings, _ = load_settings_with_sources(config_file=config_file, overrides=overrides)
+    return settings
+
+
+def load_settings_with_sources(
+    *, config_file: pathlib.Path | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[Settings, dict[str, Source]]:
+    """``load_settings``, and where each setting's value came from, by
+    dotted camelCase name (``server.grpcPort``; see ``setting_name``).
+
+    Keys of a model-serving-config file that meshserve does not act on are
+    logged as warnings (logger ``meshserve.settings``).
+    """
+    layers = [
+        *_file_layers(config_file),
+        Layer(
+            "env",
+            Settings().model_dump(exclude_unset=True),
+            lambda path: env_variable(path, os.environ, prefix=_ENV_PREFIX, delimiter="__"),
+        ),
+        Layer("flag", _drop_none(overrides or {})),
+    ]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _merge(merged, dict(layer.values))
+    settings = Settings(**merged)
+    sources = {setting_name(path): source_of(path, layers) for path in setting_paths(Settings)}
+    return settings, sources
+
+
+def setting_name(path: tuple[str, ...]) -> str:
+    """A setting's dotted camelCase name, as the README and config files
+    spell it: ``("runtime", "model_loading_timeout_ms")`` ->
+    ``runtime.modelLoadingTimeoutMillis``."""
+    return ".".join(_CAMEL.get(part, to_camel(part)) for part in path)
+
+
+_ENV_PREFIX = "MESHSERVE_"
+
+
+def _file_layers(config_file: pathlib.Path | None) -> list[Layer]:
+    if config_file is None:
+        return []
+    loaded = yaml.safe_load(config_file.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{config_file}: expected a mapping at the top level")
+    if not is_serving_config(loaded, meshserve_keys=_TOP_LEVEL_KEYS):
+        _refuse_mixed_shapes(config_file, loaded)
+        return [Layer("file", _snake_keys(loaded))]
+    serving = read_serving_config(loaded, base_dir=config_file.parent.absolute())
+    for warning in serving.warnings():
+        _log.warning("%s: %s", config_file, warning)
+    origins = serving.origins
+    return [Layer("file", serving.values, lambda path: origins.get(path, ""))]
+
+
+def _refuse_mixed_shapes(config_file: pathlib.Path, loaded: dict[str, Any]) -> None:
+    # Read as meshserve's, the model-serving-config keys would each be refused
+    # as an unknown setting, which hides what went wrong.
+    theirs = sorted(str(key) for key in loaded if str(key).lower() not in _TOP_LEVEL_KEYS)
+    theirs = [key for key in theirs if is_serving_config({key: None}, meshserve_keys=set())]
+    if theirs:
+        ours = sorted(str(key) for key in loaded if str(key).lower() in _TOP_LEVEL_KEYS)
+        raise ValueError(
+            f"{config_file}: mixes meshserve settings ({', '.join(ours)}) with "
+            f"model-serving-config keys ({', '.join(theirs)}); use one shape"
+        )
 
 
 def _snake_keys(values: dict[str, Any]) -> dict[str, Any]:
@@ -464,6 +586,13 @@ def _snake_keys(values: dict[str, Any]) -> dict[str, Any]:
 
 # camelCase names that do not convert mechanically to the field name.
 _ALIASES = {"modelLoadingTimeoutMillis": "model_loading_timeout_ms"}
+_CAMEL = {snake: camel for camel, snake in _ALIASES.items()}
+
+# Top-level setting names in both spellings, lowercased: how a config file's
+# shape is told.
+_TOP_LEVEL_KEYS = {
+    spelling.lower() for name in Settings.model_fields for spelling in (name, to_camel(name))
+}
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

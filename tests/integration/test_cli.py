@@ -219,8 +219,9 @@ def test_status_and_ensure_loaded_sync(instance: Instance) -> None:
     (row,) = table(ok(as_table))
     assert row == {
         "MODEL": "cli-load", "STATUS": "LOADED", "COPIES": f"{copy['location']}(LOADED)",
-        "ERRORS": "-",
+        "ERRORS": "-", "PULL": "-",
     }  # fmt: skip
+    assert status["pull"] == {"millis": 0, "bytes": 0, "totalBytes": 0, "fromCache": False}
 
 
 def test_not_found_and_failed_loads_exit_1(instance: Instance) -> None:

@@ -52,7 +52,9 @@ def pvc(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def up(pvc: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    with run_up(tmp_path_factory.mktemp("resources"), args=["--pvc-root", str(pvc)]) as running:
+    env = {"MESHSERVE_CONTROL__ALLOWED_RUNTIME_IMAGES": '["registry.example.test/allowed/*"]'}
+    data = tmp_path_factory.mktemp("resources")
+    with run_up(data, args=["--pvc-root", str(pvc)], env=env) as running:
         yield running
 
 
@@ -251,6 +253,49 @@ def test_unknown_fields_are_kept_with_a_warning(up: Up) -> None:
     assert "minReplicas" in done.stderr
     shown = _cli(up, "get", "isvc", "extra", "-o", "json")
     assert json.loads(shown.stdout)["spec"]["predictor"]["minReplicas"] == 3
+
+
+RUNTIME = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata:
+  name: {name}
+spec:
+  multiModel: true
+  supportedModelFormats:
+    - name: sklearn
+  containers:
+    - name: server
+      image: {image}
+"""
+
+
+def test_runtimes_must_match_the_allowlist(up: Up) -> None:
+    allowed = RUNTIME.format(name="allowed-rt", image="registry.example.test/allowed/srv:1")
+    refused = RUNTIME.format(name="refused-rt", image="docker.io/someone/srv:latest")
+    for document in (allowed, refused):
+        done = _apply(up, document)
+        assert done.returncode == 0, done.stderr
+
+    def verdict(name: str) -> dict[str, Any]:
+        return _status(up, "servingruntime", name)
+
+    wait_until(lambda: verdict("refused-rt").get("accepted") is False, 30, "refused")
+    assert "docker.io/someone/srv:latest" in verdict("refused-rt")["message"]
+    assert "allowedRuntimeImages" in verdict("refused-rt")["message"]
+    wait_until(lambda: verdict("allowed-rt").get("accepted") is True, 30, "accepted")
+    # A resource naming the refused runtime says so.
+    uses = ISVC.format(name="uses-refused", format="sklearn", uri="pvc://claim/v1/model.skops")
+    done = _apply(up, uses + "      runtime: refused-rt\n")
+    assert done.returncode == 0, done.stderr
+    wait_until(
+        lambda: (
+            (_status(up, "isvc", "uses-refused").get("lastFailureInfo") or {}).get("reason")
+            == "RuntimeNotRecognized"
+        ),
+        30,
+        "a refused runtime is not used",
+    )
 
 
 def test_delete_removes_the_vmodel_and_unknown_names_fail(up: Up) -> None:

@@ -199,6 +199,26 @@ def test_the_cli_registers_by_uri_and_lists_the_pull(up: Up) -> None:
     )
     line = next(row for row in listed.stdout.splitlines() if row.startswith("by-uri"))
     assert " ms" in line, line  # PULL: bytes in N ms
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshserve",
+            "models",
+            "status",
+            "by-uri",
+            "-o",
+            "json",
+            "--endpoint",
+            up.grpc,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    pull = json.loads(status.stdout)["pull"]
+    # The same object as from-s3's: the artifact cache had it already.
+    assert pull["bytes"] > 0 and pull["fromCache"] is True
 
 
 def test_wrong_credentials_bucket_or_path_fail_clearly(up: Up, secrets: list[str]) -> None:

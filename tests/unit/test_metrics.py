@@ -86,6 +86,7 @@ MESHSERVE_METRICS = {
     "meshserve_model_pull_milliseconds": "histogram",
     "meshserve_model_pull_bytes": "histogram",
     "meshserve_auth_denied": "counter",
+    "meshserve_limit_rejected": "counter",
 }
 
 
@@ -376,6 +377,7 @@ def _exercise(recorder: MetricsRecorder) -> None:
     recorder.observe_sizing(1)
     recorder.observe_loading_queue_delay(1)
     recorder.observe_req_queue_delay(1)
+    recorder.limit_rejected("rate")
     recorder.set_instance(
         capacity_bytes=10, used_bytes=5, model_copies=1, lru_last_used_ms=1, now_ms=2
     )
@@ -395,6 +397,7 @@ def test_both_implementations_share_the_interface() -> None:
     real = Metrics()
     _exercise(real)
     assert value(real, "modelmesh_loadmodel_failure") == 1
+    assert value(real, "meshserve_limit_rejected_total", {"limit": "rate"}) == 1
     invoke = {"method": "ModelInfer", "code": "OK"}
     assert value(real, "modelmesh_invoke_model_milliseconds_count", invoke) == 1
     for name in dir(MetricsRecorder):

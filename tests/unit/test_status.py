@@ -18,6 +18,9 @@ CASES = [
     (errors.LoadTimeoutError("t"), grpc.StatusCode.DEADLINE_EXCEEDED, 504),
     (errors.InferenceError("i"), grpc.StatusCode.INTERNAL, 500),
     (errors.ModelNotReadyError("n"), grpc.StatusCode.UNAVAILABLE, 503),
+    (errors.RateLimitedError("r", retry_after_s=0.5), grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (errors.QuotaExceededError("q"), grpc.StatusCode.RESOURCE_EXHAUSTED, 507),
+    (errors.LoadQuotaExceededError("q"), grpc.StatusCode.RESOURCE_EXHAUSTED, 507),
     (errors.MeshServeError("x"), grpc.StatusCode.INTERNAL, 500),
 ]
 

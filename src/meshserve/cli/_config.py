@@ -2,19 +2,21 @@
 
 Instances read them from their watched mirror, so a change takes effect
 without a restart (ModelMesh keeps the same keys under ``config/``).
+``config show`` prints the static settings instead (``_config_show``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import pathlib
 
 import click
 
+from meshserve.cli._config_show import show
+from meshserve.cli._store_access import store_options, store_settings
 from meshserve.registry import Registry
 from meshserve.server import open_store
-from meshserve.settings import Settings, load_settings
+from meshserve.settings import Settings
 
 __all__ = ["DYNAMIC_KEYS", "config"]
 
@@ -39,23 +41,6 @@ def _validate(key: str, value: str) -> str:
     return value.upper() if key == "logger_level" else value
 
 
-def _settings(
-    data_dir: pathlib.Path | None, store: str | None, root_prefix: str | None
-) -> Settings:
-    """The store of a running ``up`` (its endpoints.json names it) unless
-    --store says otherwise."""
-    settings = load_settings(
-        overrides={"data_dir": data_dir, "store": {"root_prefix": root_prefix}}
-    )
-    if store is None:
-        endpoints = settings.data_dir / "endpoints.json"
-        if endpoints.exists():
-            store = json.loads(endpoints.read_text()).get("store")
-    if store is None:
-        return settings
-    return settings.model_copy(update={"store": settings.store.model_copy(update={"url": store})})
-
-
 async def _with_registry(settings: Settings, key: str, value: str | None) -> dict[str, str]:
     async with open_store(settings) as store, Registry.open(store) as registry:
         if value is not None:
@@ -65,36 +50,36 @@ async def _with_registry(settings: Settings, key: str, value: str | None) -> dic
 
 @click.group()
 def config() -> None:
-    """Dynamic settings of a running mesh (no restart needed)."""
+    """Dynamic settings of a running mesh (no restart needed), and the
+    effective settings with their sources (show)."""
+
+
+config.add_command(show)
 
 
 @config.command(name="set")
 @click.argument("key")
 @click.argument("value")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=pathlib.Path))
-@click.option("--store", default=None, metavar="URL", help="etcd://HOST:PORT or sqlite:///PATH")
-@click.option("--root-prefix", default=None)
+@store_options
 def set_(
     key: str, value: str, data_dir: pathlib.Path | None, store: str | None, root_prefix: str | None
 ) -> None:
     """Set KEY to VALUE for every instance of the mesh."""
     value = _validate(key, value)
-    asyncio.run(_with_registry(_settings(data_dir, store, root_prefix), key, value))
+    asyncio.run(_with_registry(store_settings(data_dir, store, root_prefix), key, value))
     click.echo(f"{key} = {value}")
 
 
 @config.command(name="get")
 @click.argument("key", required=False)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=pathlib.Path))
-@click.option("--store", default=None, metavar="URL", help="etcd://HOST:PORT or sqlite:///PATH")
-@click.option("--root-prefix", default=None)
+@store_options
 def get(
     key: str | None, data_dir: pathlib.Path | None, store: str | None, root_prefix: str | None
 ) -> None:
     """Print the dynamic keys that are set (or one of them)."""
     if key is not None and key not in DYNAMIC_KEYS:
         _validate(key, "")
-    values = asyncio.run(_with_registry(_settings(data_dir, store, root_prefix), "", None))
+    values = asyncio.run(_with_registry(store_settings(data_dir, store, root_prefix), "", None))
     for name, value in sorted(values.items()):
         if key is None or name == key:
             click.echo(f"{name} = {value}")

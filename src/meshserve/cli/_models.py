@@ -41,23 +41,33 @@ def copies_cell(reply: mm.ModelStatusInfo) -> str:
     return ",".join(copies) or "-"
 
 
-def _show_status(name: str, reply: mm.ModelStatusInfo, *, output: str, sync: bool) -> None:
+def _show_status(
+    name: str,
+    reply: mm.ModelStatusInfo,
+    *,
+    output: str,
+    sync: bool,
+    summary: admin.ModelSummary | None = None,
+) -> None:
     check_model_status(name, reply, sync=sync)
-    emit(
-        output,
-        data={"modelId": name, **proto_json(reply)},
-        table=lambda: Table(
-            ("MODEL", "STATUS", "COPIES", "ERRORS"),
-            [
-                (
-                    name,
-                    _Status.Name(reply.status),
-                    copies_cell(reply),
-                    "; ".join(reply.errors) or "-",
-                )
-            ],
-        ),
+    data = {"modelId": name, **proto_json(reply)}
+    headers: tuple[str, ...] = ("MODEL", "STATUS", "COPIES", "ERRORS")
+    row: tuple[str, ...] = (
+        name,
+        _Status.Name(reply.status),
+        copies_cell(reply),
+        "; ".join(reply.errors) or "-",
     )
+    if summary is not None:
+        # meshserve's own field beside the mmesh ones: the last pull from storage.
+        data["pull"] = {
+            "millis": summary.pullMillis,
+            "bytes": summary.pullBytes,
+            "totalBytes": summary.pullTotalBytes,
+            "fromCache": summary.pulledFromCache,
+        }
+        headers, row = (*headers, "PULL"), (*row, _pull_cell(summary))
+    emit(output, data=data, table=lambda: Table(headers, [row]))
 
 
 def _parameters(values: tuple[str, ...]) -> dict[str, str]:
@@ -166,7 +176,9 @@ def status(conn: Connection, name: str, output: str) -> None:
     """Show the status of model NAME (getModelStatus); exit 1 if it is not
     registered."""
     reply = conn.call(conn.mm.getModelStatus, mm.GetStatusRequest(modelId=name))
-    _show_status(name, reply, output=output, sync=False)
+    listed = conn.call(conn.admin.ListModels, admin.ListModelsRequest())
+    summary = next((m for m in listed.models if m.modelId == name), None)
+    _show_status(name, reply, output=output, sync=False, summary=summary)
 
 
 @client_command(models)

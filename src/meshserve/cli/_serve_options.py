@@ -11,11 +11,27 @@ import click
 from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
 from meshserve.security import root_warning
 from meshserve.server import ModelEntry, load_register_file
-from meshserve.settings import Settings, load_settings
+from meshserve.settings import Settings, Source, load_settings_with_sources
 
-__all__ = ["register_entries", "serve_options", "settings_from_flags", "warn_if_root"]
+__all__ = [
+    "overrides_from_flags",
+    "register_entries",
+    "serve_options",
+    "settings_from_flags",
+    "settings_options",
+    "settings_with_sources_from_flags",
+    "warn_if_root",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_REGISTER = click.option(
+    "--register",
+    "register_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="YAML file of models to register at start (models: [{name, type, path}]).",
+)
 
 _OPTIONS = (
     click.option(
@@ -44,13 +60,7 @@ _OPTIONS = (
     ),
     allow_pickle_option,
     capacity_option,
-    click.option(
-        "--register",
-        "register_file",
-        type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-        default=None,
-        help="YAML file of models to register at start (models: [{name, type, path}]).",
-    ),
+    _REGISTER,
     click.option(
         "--store",
         default=None,
@@ -115,14 +125,56 @@ def serve_options(command: F) -> F:
     return command
 
 
-def settings_from_flags(
+def settings_options(command: F) -> F:
+    """The server flags that make settings (all but ``--register``), for
+    commands that show settings rather than serve."""
+    for option in reversed(_OPTIONS):
+        if option is not _REGISTER:
+            command = option(command)
+    return command
+
+
+def settings_from_flags(**flags: Any) -> Settings:
+    """The settings of ``up`` / ``instance``: ``settings_with_sources_from_flags``
+    without the sources."""
+    settings, _ = settings_with_sources_from_flags(**flags)
+    return settings
+
+
+def settings_with_sources_from_flags(
+    *, config: pathlib.Path | None, extra: dict[str, Any] | None = None, **flags: Any
+) -> tuple[Settings, dict[str, Source]]:
+    """Settings from the config file, the environment and the flags (as
+    ``overrides_from_flags`` names them; ``extra`` adds command-specific
+    overrides), checked as the server commands need them."""
+    overrides = overrides_from_flags(**flags)
+    for group, values in (extra or {}).items():
+        overrides.setdefault(group, {}).update(values)
+    try:
+        settings, sources = load_settings_with_sources(config_file=config, overrides=overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if settings.runtime.allow_pickle and settings.runtime.host != "process":
+        raise click.UsageError(
+            "--allow-pickle needs --runtime-host process: a pickle runs code when it loads, "
+            "so it only loads in the sandboxed child process"
+        )
+    url = settings.store.url
+    if url and not url.startswith(("etcd://", "sqlite:///")):
+        raise click.BadParameter(
+            f"{url!r}: expected etcd://HOST:PORT[,HOST:PORT] or sqlite:///PATH",
+            param_hint="--store",
+        )
+    return settings, sources
+
+
+def overrides_from_flags(
     *,
     data_dir: pathlib.Path | None,
     host: str | None,
     grpc_port: int | None,
     rest_port: int | None,
     metrics_port: int | None,
-    config: pathlib.Path | None,
     runtime_host: str | None,
     allow_pickle: bool | None,
     capacity: int | None,
@@ -139,9 +191,9 @@ def settings_from_flags(
     tls_key: pathlib.Path | None,
     tls_ca: pathlib.Path | None,
     tls_client_auth: str | None,
-    extra: dict[str, Any] | None = None,
-) -> Settings:
-    overrides: dict[str, Any] = {
+) -> dict[str, Any]:
+    """The settings the shared flags set, as nested overrides (None: unset)."""
+    return {
         "data_dir": data_dir,
         "server": {"host": host, "grpc_port": grpc_port, "rest_port": rest_port},
         "runtime": {
@@ -167,24 +219,6 @@ def settings_from_flags(
             "client_auth": tls_client_auth,
         },
     }
-    for group, values in (extra or {}).items():
-        overrides.setdefault(group, {}).update(values)
-    try:
-        settings = load_settings(config_file=config, overrides=overrides)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    if settings.runtime.allow_pickle and settings.runtime.host != "process":
-        raise click.UsageError(
-            "--allow-pickle needs --runtime-host process: a pickle runs code when it loads, "
-            "so it only loads in the sandboxed child process"
-        )
-    url = settings.store.url
-    if url and not url.startswith(("etcd://", "sqlite:///")):
-        raise click.BadParameter(
-            f"{url!r}: expected etcd://HOST:PORT[,HOST:PORT] or sqlite:///PATH",
-            param_hint="--store",
-        )
-    return settings
 
 
 def register_entries(register_file: pathlib.Path | None) -> list[ModelEntry]:

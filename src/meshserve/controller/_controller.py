@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fnmatch
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +35,7 @@ from meshserve.control import (
     model_target,
     parse_resource,
     select_runtime,
+    validate_serving_runtime,
 )
 from meshserve.controller._builtin_runtimes import builtin_runtimes
 from meshserve.controller._resource_store import ResourceKey, ResourceStore
@@ -61,6 +63,7 @@ class Controller:
         grpc_url: str,
         rest_url: str | None,
         interval_s: float = 1.0,
+        allowed_runtime_images: tuple[str, ...] = (),
     ) -> None:
         self._store = store
         self._resources = ResourceStore(store)
@@ -68,6 +71,7 @@ class Controller:
         self._grpc_url = grpc_url
         self._rest_url = rest_url
         self._interval_s = interval_s
+        self._allowed = allowed_runtime_images
         self._election = Election(
             store,
             name="controller",
@@ -116,7 +120,10 @@ class Controller:
         gone, every status current."""
         documents = await self._resources.list()
         statuses = await self._resources.statuses()
-        runtimes, cluster_runtimes = _runtimes(documents)
+        runtimes, cluster_runtimes, verdicts = _runtimes(documents, self._allowed)
+        for key, verdict in verdicts.items():
+            if statuses.get(key) != verdict:
+                await self._resources.put_status(key, verdict)
         seen: set[ResourceKey] = set()
         for key, document in sorted(documents.items()):
             if key.kind not in _SERVED:
@@ -193,23 +200,52 @@ class Controller:
 
 
 def _runtimes(
-    documents: dict[ResourceKey, dict[str, Any]],
-) -> tuple[list[ServingRuntime], list[ClusterServingRuntime]]:
+    documents: dict[ResourceKey, dict[str, Any]], allowed: tuple[str, ...]
+) -> tuple[list[ServingRuntime], list[ClusterServingRuntime], dict[ResourceKey, dict[str, Any]]]:
+    """The usable runtimes (the built-in one included), and each applied
+    runtime's status: accepted, or why not."""
     runtimes: list[ServingRuntime] = []
     cluster: list[ClusterServingRuntime] = list(builtin_runtimes())
+    verdicts: dict[ResourceKey, dict[str, Any]] = {}
     for key, document in sorted(documents.items()):
         if key.kind not in ("ServingRuntime", "ClusterServingRuntime"):
             continue
         try:
             resource = parse_resource(document)
+            assert isinstance(resource, ServingRuntime | ClusterServingRuntime)
+            validate_serving_runtime(resource)
         except InvalidResourceError as exc:
-            log.warning("ignoring runtime %s: %s", key.path(), exc)
+            verdicts[key] = {"accepted": False, "message": str(exc)}
             continue
+        refusal = _not_allowed(resource, allowed)
+        if refusal is not None:
+            log.warning("runtime %s refused: %s", key.path(), refusal)
+            verdicts[key] = {"accepted": False, "message": refusal}
+            continue
+        verdicts[key] = {"accepted": True, "message": ""}
         if isinstance(resource, ServingRuntime):
             runtimes.append(resource)
-        elif isinstance(resource, ClusterServingRuntime):
+        else:
             cluster = [r for r in cluster if r.name != resource.name] + [resource]
-    return runtimes, cluster
+    return runtimes, cluster, verdicts
+
+
+def _not_allowed(
+    runtime: ServingRuntime | ClusterServingRuntime, allowed: tuple[str, ...]
+) -> str | None:
+    """Why a runtime's containers are not allowed (None: they are)."""
+    for container in runtime.spec.containers:
+        wanted = [("image", container.image)] if container.image else []
+        if container.command:
+            wanted.append(("command", container.command[0]))
+        for what, value in wanted:
+            if not any(fnmatch.fnmatchcase(value, pattern) for pattern in allowed):
+                patterns = ", ".join(allowed) if allowed else "none configured"
+                return (
+                    f"container '{container.name}' {what} '{value}' matches no pattern of "
+                    f"control.allowedRuntimeImages ({patterns})"
+                )
+    return None
 
 
 def _scoped(names: ModelNames) -> ModelNames:

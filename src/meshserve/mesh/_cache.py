@@ -26,6 +26,7 @@ from meshserve.errors import (
     UnavailableError,
 )
 from meshserve.mesh._lru import CacheEntry, EntryState, WeightedLru
+from meshserve.mesh._quotas import LoadQuota
 from meshserve.mesh._status import ModelState
 from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
@@ -94,6 +95,8 @@ class ModelCache:
         self._tasks: set[asyncio.Task[None]] = set()
         self.listener: Callable[[str, ModelState], None] | None = None
         """Told each time a model's state here changes (the mesh publishes it)."""
+        self.quota: LoadQuota | None = None
+        """Asked before each load (namespace byte quotas), told each measured size."""
 
     def _changed(self, model_id: str, state: ModelState) -> None:
         if self.listener is not None:
@@ -182,8 +185,10 @@ class ModelCache:
         self, spec: ModelSpec, *, last_used_ms: int, future: asyncio.Future[None]
     ) -> None:
         model_id = spec.model_id
+        queued = self._clock.monotonic()
         try:
             async with self._slots:
+                self._metrics.observe_loading_queue_delay((self._clock.monotonic() - queued) * 1000)
                 await self._load_now(spec, last_used_ms=last_used_ms)
         except asyncio.CancelledError:
             future.cancel()
@@ -227,6 +232,11 @@ class ModelCache:
                     f"runtime's whole capacity of {capacity} bytes"
                 ),
             )
+        if self.quota is not None:
+            try:
+                await self.quota.admit_load(model_id, predicted)
+            except ModelLoadError as exc:
+                self._record_failure(model_id, exc)
         await self._make_room(model_id, predicted, older_than_ms=last_used_ms)
         self.lru.add(model_id, size_bytes=predicted, last_used_ms=last_used_ms)
         started = self._clock.monotonic()
@@ -277,6 +287,12 @@ class ModelCache:
         self._failures.pop(model_id, None)
         log.info("loaded %s (%d bytes) in %d ms", model_id, size, duration_ms)
         self._changed(model_id, ModelState.LOADED)
+        if self.quota is not None:
+            task = _tasks.start_supervised(
+                self.quota.record_size(model_id, size), name=f"record-size:{model_id}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         if self.lru.free_bytes < 0:
             # Measured bigger than predicted: settle the difference now. If
             # nothing can go, the overcommit lasts until the next eviction.

@@ -31,6 +31,7 @@ from meshserve.errors import (
 from meshserve.mesh._cache import ArtifactPuller, ModelCache
 from meshserve.mesh._membership import Membership
 from meshserve.mesh._mesh_view import LOADED, SERVING, MeshView
+from meshserve.mesh._quotas import NamespaceQuotas
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._status import (
     CopyInfo,
@@ -52,7 +53,7 @@ from meshserve.protocol.status import grpc_code
 from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
 from meshserve.runtime import ModelSpec, Runtime
 from meshserve.security import check_inference
-from meshserve.settings import CacheSettings, MeshSettings
+from meshserve.settings import CacheSettings, LimitsSettings, MeshSettings
 
 __all__ = ["Instance", "PeerLink"]
 
@@ -117,6 +118,7 @@ class Instance:
         peers: PeerLink | None,
         metrics: MetricsRecorder,
         clock: Clock,
+        limits: LimitsSettings | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.address = address
@@ -153,6 +155,10 @@ class Instance:
             current_copies=self._local_copies,
         )
         cache.listener = self.republish_copy
+        self.quotas = NamespaceQuotas(
+            registry=registry, limits=limits or LimitsSettings(), metrics=metrics
+        )
+        cache.quota = self.quotas
         registry.model_deleted.append(self._model_deleted)
 
     @classmethod
@@ -171,6 +177,7 @@ class Instance:
         metrics: MetricsRecorder | None = None,
         puller: ArtifactPuller | None = None,
         clock: Clock | None = None,
+        limits: LimitsSettings | None = None,
     ) -> AsyncIterator[Instance]:
         """Run an instance over an open registry and a started runtime: join
         the mesh, and start the janitor, the rate checks and (when elected)
@@ -198,6 +205,7 @@ class Instance:
             peers=peers,
             metrics=metrics,
             clock=clock,
+            limits=limits,
         )
         upkeep = Upkeep(instance=instance, registry=registry)
         try:
@@ -710,6 +718,7 @@ class Instance:
                     f"(type {existing.type!r}, path {existing.path!r})"
                 )
         else:
+            self.quotas.check_registration(model_id)
             now = self.now_ms()
             if not last_used_ms:
                 last_used_ms = now - (LOAD_NOW_AGE_MS if load_now else REGISTER_AGE_MS)

@@ -41,6 +41,10 @@ _TABLE: tuple[tuple[type[errors.MeshServeError], grpc.StatusCode, int], ...] = (
     (errors.ModelNotFoundError, grpc.StatusCode.NOT_FOUND, 404),
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, 409),
     (errors.PreconditionFailedError, grpc.StatusCode.FAILED_PRECONDITION, 412),
+    # Before LoadNotAttemptedError: a load refused by a quota is a quota
+    # refusal first. 507 like ModelTooLargeError: no room for it.
+    (errors.QuotaExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED, 507),
+    (errors.RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     # ModelMesh's SPI: a load refused before it started is FAILED_PRECONDITION
     # (or INVALID_ARGUMENT), so the caller knows no memory is held.
     (errors.UnsupportedModelError, grpc.StatusCode.INVALID_ARGUMENT, 422),

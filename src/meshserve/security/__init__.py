@@ -11,6 +11,7 @@ who may call what.
   (bearer tokens, mTLS identities) with admin / editor / viewer roles scoped
   to namespaces and models; :func:`check_inference` for the model a request
   resolved to. The framework adapters live in ``meshserve.server``.
+- :class:`RateLimiter`: a token bucket per caller (``limits.requestsPerSecond``).
 """
 
 from meshserve.security._auth import (
@@ -38,6 +39,7 @@ from meshserve.security._privileges import (
     resolve_user,
     root_warning,
 )
+from meshserve.security._ratelimit import RateLimiter, TokenBucket, rate_limiter
 from meshserve.security._tls import (
     ClientAuth,
     TlsSettings,
@@ -66,8 +68,10 @@ __all__ = [
     "PrincipalSource",
     "PrincipalTable",
     "PrivilegeDropError",
+    "RateLimiter",
     "Role",
     "TlsSettings",
+    "TokenBucket",
     "TokensFile",
     "TokensFileError",
     "acting_as",
@@ -81,6 +85,7 @@ __all__ = [
     "may_see",
     "namespace_of",
     "parse_bearer",
+    "rate_limiter",
     "resolve_user",
     "rest_ssl_context",
     "root_warning",

@@ -36,10 +36,12 @@ from meshserve.security import (
     Authenticator,
     grpc_channel_credentials,
     grpc_server_credentials,
+    rate_limiter,
     rest_ssl_context,
 )
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._grpc_management import AdminService, ModelMeshService
+from meshserve.server._limits import GrpcRateLimitInterceptor, RestRateLimitMiddleware
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings
@@ -251,11 +253,15 @@ async def serve_instance(
     # Callers of the public ports prove who they are when auth is on; the
     # internal port trusts its peers' certificates (mutual TLS) instead.
     authenticator = Authenticator.from_settings(settings.auth) if settings.auth.enabled else None
-    interceptors = (
+    interceptors: list[grpc.aio.ServerInterceptor] = (
         [GrpcAuthInterceptor(authenticator=authenticator, on_denied=metrics.auth_denied)]
         if authenticator is not None
         else []
     )
+    # After auth (inside it), so that callers are counted by principal.
+    limiter = rate_limiter(settings.limits, on_limited=lambda: metrics.limit_rejected("rate"))
+    if limiter is not None:
+        interceptors.append(GrpcRateLimitInterceptor(limiter=limiter))
     public = _grpc_server(
         settings, reuse_port=settings.server.share_ports, interceptors=interceptors
     )
@@ -291,6 +297,7 @@ async def serve_instance(
                 peers=peers,
                 metrics=metrics,
                 puller=puller,
+                limits=settings.limits,
             ) as instance,
         ):
             holder["instance"] = instance
@@ -304,6 +311,8 @@ async def serve_instance(
                     backend=instance,
                     max_message_bytes=settings.server.grpc_max_message_size_bytes,
                 )
+                if limiter is not None:
+                    app = RestRateLimitMiddleware(app, limiter=limiter)
                 if authenticator is not None:
                     app = RestAuthMiddleware(
                         app, authenticator=authenticator, on_denied=metrics.auth_denied
@@ -353,6 +362,7 @@ async def serve_instance(
                 grpc_url=endpoints.grpc,
                 rest_url=rest_url,
                 interval_s=settings.mesh.publish_interval_s,
+                allowed_runtime_images=settings.control.allowed_runtime_images,
             )
             async with controller.running():
                 instance.mark_ready()

@@ -22,8 +22,7 @@ nothing.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
@@ -37,6 +36,7 @@ from meshserve import errors, security
 from meshserve.protocol import routing, status
 from meshserve.security import Action, Authenticator, DeniedHook, NamespaceOf, Principal
 from meshserve.server import _rest_request
+from meshserve.server._grpc_guard import guard_handler
 from meshserve.server._rest_errors import error_response
 
 __all__ = [
@@ -239,52 +239,13 @@ class _GrpcGate:
             raise AssertionError("context.abort raises") from exc  # pragma: no cover
 
     def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        codecs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            behavior = self._returning(handler.unary_unary, streamed_request=False)
-            return grpc.unary_unary_rpc_method_handler(behavior, **codecs)
-        if handler.stream_unary is not None:
-            behavior = self._returning(handler.stream_unary, streamed_request=True)
-            return grpc.stream_unary_rpc_method_handler(behavior, **codecs)
-        if handler.unary_stream is not None:
-            behavior = self._streaming(handler.unary_stream, streamed_request=False)
-            return grpc.unary_stream_rpc_method_handler(behavior, **codecs)
-        behavior = self._streaming(handler.stream_stream, streamed_request=True)
-        return grpc.stream_stream_rpc_method_handler(behavior, **codecs)
+        return guard_handler(handler, self._enter)
 
-    def _returning(
-        self, inner: Callable[..., Any], *, streamed_request: bool
-    ) -> Callable[..., Awaitable[Any]]:
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            principal = await self.admit(None if streamed_request else request, context)
-            with self.policy.acting_as(principal, self.method):
-                result = inner(request, context)
-                return await result if inspect.isawaitable(result) else result
-
-        return behavior
-
-    def _streaming(
-        self, inner: Callable[..., Any], *, streamed_request: bool
-    ) -> Callable[..., Any]:
-        if inspect.iscoroutinefunction(inner):
-            # A handler that answers through context.write(): stay a coroutine.
-            return self._returning(inner, streamed_request=streamed_request)
-
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            principal = await self.admit(None if streamed_request else request, context)
-            with self.policy.acting_as(principal, self.method):
-                responses = inner(request, context)
-                if hasattr(responses, "__aiter__"):
-                    async for response in responses:
-                        yield response
-                else:
-                    for response in responses:
-                        yield response
-
-        return behavior
+    async def _enter(
+        self, request: object | None, context: grpc.aio.ServicerContext
+    ) -> ContextManager[None]:
+        principal = await self.admit(request, context)
+        return self.policy.acting_as(principal, self.method)
 
 
 def _text(value: str | bytes) -> str:
