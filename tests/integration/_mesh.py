@@ -195,10 +195,16 @@ class Mesh:
 
 @contextmanager
 def run_mesh(
-    etcd: EtcdServer, work: pathlib.Path, *, instances: int = 3, capacity_bytes: int = 64 * 2**20
+    etcd: EtcdServer,
+    work: pathlib.Path,
+    *,
+    instances: int = 3,
+    capacity_bytes: int = 64 * 2**20,
+    mesh_settings: dict[str, object] | None = None,
 ) -> Iterator[Mesh]:
     settings = json.loads(json.dumps(SETTINGS))
     settings["runtime"]["capacityBytes"] = capacity_bytes
+    settings["mesh"].update(mesh_settings or {})
     work.mkdir(parents=True, exist_ok=True)
     config = work / "mesh.yaml"
     config.write_text(yaml.safe_dump(settings))

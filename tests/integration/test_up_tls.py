@@ -138,7 +138,8 @@ def test_grpc_rest_and_the_cli_speak_tls(tls_up: Up, pki: Pki) -> None:
         _infer(tls_up.grpc, "m", ca=None)  # plaintext is refused
     endpoints = json.loads((tls_up.data_dir / "endpoints.json").read_text())
     assert endpoints["rest"].startswith("https://")
-    ready = httpx.get(f"{endpoints['rest']}/v2/health/ready", verify=str(pki.ca_file), timeout=10)
+    trusting = ssl.create_default_context(cafile=str(pki.ca_file))
+    ready = httpx.get(f"{endpoints['rest']}/v2/health/ready", verify=trusting, timeout=10)
     assert ready.status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{endpoints['rest']}/v2/health/ready", verify=True, timeout=10)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 import meshserve.storage as storage
 from meshserve import errors
 from meshserve.protocol import status
@@ -27,3 +31,15 @@ def test_storage_errors_are_load_failures_rebuilt_by_name() -> None:
         assert type(rebuilt) is cls
     assert errors.StorageUnavailableError("x").retryable
     assert not errors.ArtifactNotFoundError("x").retryable
+
+
+def test_a_missing_client_library_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from meshserve.settings import StorageSettings
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # "not installed"
+    monkeypatch.delitem(sys.modules, "meshserve.storage._s3", raising=False)
+    config = storage.S3Config.model_validate({"type": "s3", "bucket": "b"})
+    with pytest.raises(errors.StorageConfigError, match=r"'boto3'.*meshserve\[storage\]"):
+        storage.open_source(config, path="p", settings=StorageSettings())

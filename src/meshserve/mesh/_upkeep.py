@@ -58,7 +58,8 @@ class Upkeep:
             ttl=self._settings.lease_ttl_s,
         )
         self._scaling: set[str] = set()
-        self._had_copies: set[str] = set()
+        self._had_copies: dict[str, set[str]] = {}
+        """Model -> the live instances holding it at the last pass."""
         self._orphans: set[str] = set()
 
     @contextlib.asynccontextmanager
@@ -237,28 +238,31 @@ class Upkeep:
     # -- reaper (leader only) --------------------------------------------------
 
     async def reaper_pass(self) -> None:
+        """Reload models whose every copy was on instances that are gone
+        (not models evicted for space: their instances are still alive)."""
         if not self.is_leader:
             self._had_copies.clear()
             return
         instance = self._instance
         live = set(self._registry.instances) | {instance.instance_id}
-        with_copies: set[str] = set()
+        holders_now: dict[str, set[str]] = {}
         lost: list[tuple[int, str]] = []
         for model_id in list(self._registry.models):
-            has_copy = instance.cache.is_loaded(model_id) or instance.cache.is_loading(model_id)
-            has_copy = has_copy or any(
-                c.instance_id in live and c.state is not CopyState.FAILED
+            holders = {
+                c.instance_id
                 for c in self._registry.copies(model_id).values()
-            )
-            if has_copy:
-                with_copies.add(model_id)
-            elif model_id in self._had_copies:
+                if c.instance_id in live and c.state is not CopyState.FAILED
+            }
+            if instance.cache.is_loaded(model_id) or instance.cache.is_loading(model_id):
+                holders.add(instance.instance_id)
+            if holders:
+                holders_now[model_id] = holders
+            elif self._had_copies.get(model_id, set()) - live:
                 record = self._registry.model(model_id)
-                last_used = record.last_used_ms if record is not None else 0
-                lost.append((last_used, model_id))
-        self._had_copies = with_copies
+                lost.append((record.last_used_ms if record is not None else 0, model_id))
+        self._had_copies = holders_now
         for _, model_id in sorted(lost, reverse=True):
-            log.info("reaper: %s lost its last copy; loading it again", model_id)
+            log.info("reaper: %s lost its last copy with its instance; loading it again", model_id)
             try:
                 await instance.ensure_available(model_id, sync=False)
             except MeshServeError as exc:

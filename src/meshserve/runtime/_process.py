@@ -37,8 +37,15 @@ from meshserve.protocol.inference import InferenceRequest, InferenceResponse, Mo
 from meshserve.protocol.status import error_from_rpc
 from meshserve.runtime._interface import Runtime
 from meshserve.runtime._link import LinkClient, link_path
-from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeState, RuntimeStatus
+from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeStatus
 from meshserve.runtime._server import MODEL_ID_HEADER
+from meshserve.runtime._spi import (
+    PREDICT_SIZE_TIMEOUT_S,
+    infer_through_bytes,
+    load_request,
+    predict_size_request,
+    status_from_proto,
+)
 from meshserve.security import resolve_user
 from meshserve.settings import RuntimeSettings
 
@@ -75,17 +82,6 @@ def _child_user(settings: RuntimeSettings) -> tuple[int, int] | None:
     if os.geteuid() != 0 or not settings.run_as_user:
         return None
     return resolve_user(settings.run_as_user)
-
-
-def _status_from_proto(message: spi.RuntimeStatusResponse) -> RuntimeStatus:
-    return RuntimeStatus(
-        state=RuntimeState(spi.RuntimeStatusResponse.Status.Name(message.status)),
-        capacity_bytes=message.capacityInBytes,
-        max_loading_concurrency=message.maxLoadingConcurrency,
-        model_loading_timeout_ms=message.modelLoadingTimeoutMs,
-        default_model_size_bytes=message.defaultModelSizeInBytes,
-        runtime_version=message.runtimeVersion,
-    )
 
 
 class ProcessRuntime(Runtime):
@@ -223,7 +219,7 @@ class ProcessRuntime(Runtime):
                 await asyncio.sleep(0.05)
                 continue
             if reply.status == spi.RuntimeStatusResponse.READY:
-                return _status_from_proto(reply)
+                return status_from_proto(reply)
             await asyncio.sleep(0.05)
 
     async def _terminate(self) -> None:
@@ -298,14 +294,7 @@ class ProcessRuntime(Runtime):
     async def load(self, spec: ModelSpec) -> LoadResult:
         stub, _ = self._ready_stubs()
         with self._rpc_errors():
-            reply = await stub.loadModel(
-                spi.LoadModelRequest(
-                    modelId=spec.model_id,
-                    modelType=spec.model_type,
-                    modelPath=spec.model_path,
-                    modelKey=spec.model_key,
-                )
-            )
+            reply = await stub.loadModel(load_request(spec))
         return LoadResult(size_bytes=reply.sizeInBytes, max_concurrency=reply.maxConcurrency)
 
     async def unload(self, model_id: str) -> None:
@@ -317,13 +306,8 @@ class ProcessRuntime(Runtime):
         stub, _ = self._ready_stubs()
         with self._rpc_errors():
             reply = await stub.predictModelSize(
-                spi.PredictModelSizeRequest(
-                    modelId=spec.model_id,
-                    modelType=spec.model_type,
-                    modelPath=spec.model_path,
-                    modelKey=spec.model_key,
-                ),
-                timeout=0.5,  # ModelMesh's bound: it must answer almost at once
+                predict_size_request(spec),
+                timeout=PREDICT_SIZE_TIMEOUT_S,
             )
         return int(reply.sizeInBytes)
 
@@ -342,9 +326,7 @@ class ProcessRuntime(Runtime):
         return codecs.metadata_from_proto(reply)
 
     async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
-        body = codecs.request_to_proto(request, raw=True).SerializeToString()
-        reply = await self.infer_grpc(model_id, body)
-        return codecs.response_from_proto(v2.ModelInferResponse.FromString(reply))
+        return await infer_through_bytes(self.infer_grpc, model_id, request)
 
     async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
         self._ready_stubs()

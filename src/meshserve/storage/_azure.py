@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 import azure.core.exceptions as aexc
@@ -15,15 +15,15 @@ from meshserve.errors import (
     StorageConfigError,
     StorageError,
 )
-from meshserve.storage._paths import safe_relative_path
+from meshserve.storage._buckets import BucketSource, StoredObject
 from meshserve.storage._providers import AzureConfig
 from meshserve.storage._settings import StorageSettings
-from meshserve.storage._source import FileSink, Listing, RemoteObject, TransientStorageError
+from meshserve.storage._source import FileSink, RemoteObject, TransientStorageError
 
 __all__ = ["AzureSource"]
 
 
-class AzureSource:
+class AzureSource(BucketSource):
     """One model path in one container."""
 
     def __init__(self, config: AzureConfig, *, path: str, settings: StorageSettings) -> None:
@@ -31,7 +31,6 @@ class AzureSource:
             raise StorageConfigError(
                 "no container: set 'container' in the storage config or parameters"
             )
-        self._path = path
         options: dict[str, Any] = {
             # One attempt per call: the puller retries whole pulls itself.
             "retry_total": 0,
@@ -75,73 +74,38 @@ class AzureSource:
         self._service = service
         self._container = service.get_container_client(config.container)
         account = service.account_name or config.account_name or ""
-        self._location = f"azure://{account}/{config.container}/{path}"
-        self._identity = f"azure|{service.url}|{config.container}|{path}"
+        super().__init__(
+            path=path,
+            bucket=config.container,
+            location=f"azure://{account}/{config.container}/{path}",
+            identity=f"azure|{service.url}|{config.container}|{path}",
+        )
 
-    @property
-    def location(self) -> str:
-        return self._location
-
-    @property
-    def identity(self) -> str:
-        return self._identity
-
-    def list(self) -> Listing:
-        path = self._path.rstrip("/")
-        name = posixpath.basename(path) or str(self._container.container_name)
+    def _head(self, key: str) -> StoredObject | None:
         try:
-            if path and not self._path.endswith("/"):
-                try:
-                    props = self._container.get_blob_client(path).get_blob_properties()
-                except aexc.ResourceNotFoundError as exc:
-                    # A missing container is final; a missing blob may be a prefix.
-                    if _error_code(exc) == "ContainerNotFound":
-                        raise
-                else:
-                    obj = RemoteObject(
-                        name=path,
-                        rel_path=safe_relative_path(name, where=self._location),
-                        size=int(props.size),
-                        version=str(props.etag or ""),
-                    )
-                    return Listing(name=name, objects=(obj,), is_directory=False)
-            prefix = f"{path}/" if path else ""
-            objects: list[RemoteObject] = []
-            for item in self._container.list_blobs(name_starts_with=prefix or None):
-                key = str(item.name)
-                if key.endswith("/"):
-                    continue
-                objects.append(
-                    RemoteObject(
-                        name=key,
-                        rel_path=safe_relative_path(
-                            f"{name}/{key[len(prefix) :]}", where=self._location
-                        ),
-                        size=int(item.size),
-                        version=str(item.etag or ""),
-                    )
-                )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from None
-        if not objects:
-            raise ArtifactNotFoundError("no blob or prefix at that path")
-        return Listing(name=name, objects=tuple(objects), is_directory=True)
+            props = self._container.get_blob_client(key).get_blob_properties()
+        except aexc.ResourceNotFoundError as exc:
+            # A missing container is final; a missing blob may be a prefix.
+            if _error_code(exc) == "ContainerNotFound":
+                raise
+            return None
+        return StoredObject(key, int(props.size), str(props.etag or ""))
 
-    def download(self, obj: RemoteObject, sink: FileSink) -> None:
-        try:
-            kwargs: dict[str, Any] = {"max_concurrency": 1}
-            if obj.version:
-                kwargs["etag"] = obj.version
-                kwargs["match_condition"] = MatchConditions.IfNotModified
-            stream = self._container.get_blob_client(obj.name).download_blob(**kwargs)
-            for chunk in stream.chunks():
-                sink.write(chunk)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from None
+    def _under(self, prefix: str) -> Iterator[StoredObject]:
+        for item in self._container.list_blobs(name_starts_with=prefix or None):
+            yield StoredObject(str(item.name), int(item.size), str(item.etag or ""))
+
+    def _download(self, obj: RemoteObject, sink: FileSink) -> None:
+        kwargs: dict[str, Any] = {"max_concurrency": 1}
+        if obj.version:
+            kwargs["etag"] = obj.version
+            kwargs["match_condition"] = MatchConditions.IfNotModified
+        stream = self._container.get_blob_client(obj.name).download_blob(**kwargs)
+        for chunk in stream.chunks():
+            sink.write(chunk)
+
+    def _translate(self, exc: Exception) -> Exception:
+        return _translate(exc)
 
     def close(self) -> None:
         self._service.close()

@@ -30,6 +30,16 @@ def open_source(config: ProviderConfig, *, path: str, settings: StorageSettings)
     """A source for ``config``. Runs in a worker thread; the client libraries
     are imported on first use, since each takes a noticeable time to import
     and most instances use one of them or none."""
+    try:
+        return _open_source(config, path=path, settings=settings)
+    except ModuleNotFoundError as exc:
+        raise StorageConfigError(
+            f"storage type '{config.type}' needs the client library '{exc.name}', which is "
+            "not installed: pip install 'meshserve[storage]'"
+        ) from None
+
+
+def _open_source(config: ProviderConfig, *, path: str, settings: StorageSettings) -> Source:
     if isinstance(config, S3Config):
         from meshserve.storage._s3 import S3Source
 

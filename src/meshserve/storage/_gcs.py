@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import google.api_core.exceptions as gexc
@@ -20,10 +19,10 @@ from meshserve.errors import (
     StorageConfigError,
     StorageError,
 )
-from meshserve.storage._paths import safe_relative_path
+from meshserve.storage._buckets import BucketSource, StoredObject
 from meshserve.storage._providers import GcsConfig
 from meshserve.storage._settings import StorageSettings
-from meshserve.storage._source import FileSink, Listing, RemoteObject, TransientStorageError
+from meshserve.storage._source import FileSink, RemoteObject, TransientStorageError
 
 __all__ = ["GcsSource"]
 
@@ -36,17 +35,19 @@ _from_service_account_info: Callable[..., Credentials] = (
 _anonymous: Callable[[], Credentials] = AnonymousCredentials
 
 
-class GcsSource:
+class GcsSource(BucketSource):
     """One model path in one bucket."""
 
     def __init__(self, config: GcsConfig, *, path: str, settings: StorageSettings) -> None:
         if not config.bucket:
             raise StorageConfigError("no bucket: set 'bucket' in the storage config or parameters")
-        self._bucket_name = config.bucket
-        self._path = path
+        super().__init__(
+            path=path,
+            bucket=config.bucket,
+            location=f"gs://{config.bucket}/{path}",
+            identity=f"gcs|{config.endpoint_url or 'google'}|{config.bucket}|{path}",
+        )
         self._timeout = settings.request_timeout_s
-        self._location = f"gs://{config.bucket}/{path}"
-        self._identity = f"gcs|{config.endpoint_url or 'google'}|{config.bucket}|{path}"
         credentials: Credentials
         if config.private_key is not None:
             if not config.client_email:
@@ -75,72 +76,36 @@ class GcsSource:
             client_options=options,
         )
 
-    @property
-    def location(self) -> str:
-        return self._location
+    def _head(self, key: str) -> StoredObject | None:
+        blob = self._client.bucket(self._bucket_name).get_blob(
+            key, timeout=self._timeout, retry=None
+        )
+        return None if blob is None else _stored(blob)
 
-    @property
-    def identity(self) -> str:
-        return self._identity
+    def _under(self, prefix: str) -> Iterator[StoredObject]:
+        for blob in self._client.list_blobs(
+            self._bucket_name, prefix=prefix, timeout=self._timeout, retry=None
+        ):
+            yield _stored(blob)
 
-    def list(self) -> Listing:
-        path = self._path.rstrip("/")
-        name = posixpath.basename(path) or self._bucket_name
-        try:
-            bucket = self._client.bucket(self._bucket_name)
-            if path and not self._path.endswith("/"):
-                blob = bucket.get_blob(path, timeout=self._timeout, retry=None)
-                if blob is not None:
-                    obj = RemoteObject(
-                        name=path,
-                        rel_path=safe_relative_path(name, where=self._location),
-                        size=int(blob.size or 0),
-                        version=str(blob.generation or blob.etag or ""),
-                    )
-                    return Listing(name=name, objects=(obj,), is_directory=False)
-            prefix = f"{path}/" if path else ""
-            objects: list[RemoteObject] = []
-            for blob in self._client.list_blobs(
-                self._bucket_name, prefix=prefix, timeout=self._timeout, retry=None
-            ):
-                key = str(blob.name)
-                if key.endswith("/"):
-                    continue
-                objects.append(
-                    RemoteObject(
-                        name=key,
-                        rel_path=safe_relative_path(
-                            f"{name}/{key[len(prefix) :]}", where=self._location
-                        ),
-                        size=int(blob.size or 0),
-                        version=str(blob.generation or blob.etag or ""),
-                    )
-                )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from None
-        if not objects:
-            raise ArtifactNotFoundError("no object or prefix at that path")
-        return Listing(name=name, objects=tuple(objects), is_directory=True)
+    def _download(self, obj: RemoteObject, sink: FileSink) -> None:
+        blob = self._client.bucket(self._bucket_name).blob(obj.name)
+        generation = int(obj.version) if obj.version.isdigit() else None
+        blob.download_to_file(
+            sink, if_generation_match=generation, timeout=self._timeout, retry=None
+        )
 
-    def download(self, obj: RemoteObject, sink: FileSink) -> None:
-        try:
-            blob = self._client.bucket(self._bucket_name).blob(obj.name)
-            generation = int(obj.version) if obj.version.isdigit() else None
-            blob.download_to_file(
-                sink,
-                if_generation_match=generation,
-                timeout=self._timeout,
-                retry=None,
-            )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from None
+    def _translate(self, exc: Exception) -> Exception:
+        return _translate(exc)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _stored(blob: Any) -> StoredObject:
+    return StoredObject(
+        str(blob.name), int(blob.size or 0), str(blob.generation or blob.etag or "")
+    )
 
 
 def _translate(exc: Exception) -> Exception:

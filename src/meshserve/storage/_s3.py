@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -15,10 +15,10 @@ from meshserve.errors import (
     StorageConfigError,
     StorageError,
 )
-from meshserve.storage._paths import safe_relative_path
+from meshserve.storage._buckets import BucketSource, StoredObject
 from meshserve.storage._providers import S3Config
 from meshserve.storage._settings import StorageSettings
-from meshserve.storage._source import FileSink, Listing, RemoteObject, TransientStorageError
+from meshserve.storage._source import FileSink, RemoteObject, TransientStorageError
 from meshserve.storage._tls import CaBundle
 
 __all__ = ["S3Source"]
@@ -52,7 +52,7 @@ _TRANSIENT_EXCEPTIONS = (
 )
 
 
-class S3Source:
+class S3Source(BucketSource):
     """One model path in one bucket."""
 
     def __init__(self, config: S3Config, *, path: str, settings: StorageSettings) -> None:
@@ -60,10 +60,13 @@ class S3Source:
         if not bucket:
             raise StorageConfigError("no bucket: set 'bucket' in the storage config or parameters")
         self._bucket = bucket
-        self._path = path
         endpoint = config.endpoint_url or "aws"
-        self._location = f"s3://{bucket}/{path}"
-        self._identity = f"s3|{endpoint}|{bucket}|{path}"
+        super().__init__(
+            path=path,
+            bucket=bucket,
+            location=f"s3://{bucket}/{path}",
+            identity=f"s3|{endpoint}|{bucket}|{path}",
+        )
         self._ca = (
             CaBundle(config.certificate, where=self._location) if config.certificate else None
         )
@@ -93,77 +96,38 @@ class S3Source:
             **credentials,
         )
 
-    @property
-    def location(self) -> str:
-        return self._location
+    def _head(self, key: str) -> StoredObject | None:
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return None
+            raise
+        return StoredObject(key, int(head.get("ContentLength", 0)), str(head.get("ETag", "")))
 
-    @property
-    def identity(self) -> str:
-        return self._identity
-
-    def list(self) -> Listing:
-        path = self._path.rstrip("/")
-        name = posixpath.basename(path) or self._bucket
-        if path and not self._path.endswith("/"):
-            try:
-                head = self._client.head_object(Bucket=self._bucket, Key=path)
-            except botocore.exceptions.ClientError as exc:
-                if _code(exc) not in _NOT_FOUND:
-                    raise _translate(exc) from None
-            except Exception as exc:
-                raise _translate(exc) from None
-            else:
-                obj = RemoteObject(
-                    name=path,
-                    rel_path=safe_relative_path(name, where=self._location),
-                    size=int(head.get("ContentLength", 0)),
-                    version=str(head.get("ETag", "")),
+    def _under(self, prefix: str) -> Iterator[StoredObject]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(
+                    str(item["Key"]), int(item.get("Size", 0)), str(item.get("ETag", ""))
                 )
-                return Listing(name=name, objects=(obj,), is_directory=False)
-        prefix = f"{path}/" if path else ""
-        objects: list[RemoteObject] = []
-        try:
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    key = str(item["Key"])
-                    if key.endswith("/"):
-                        continue  # a "directory" marker object
-                    rel = safe_relative_path(f"{name}/{key[len(prefix) :]}", where=self._location)
-                    objects.append(
-                        RemoteObject(
-                            name=key,
-                            rel_path=rel,
-                            size=int(item.get("Size", 0)),
-                            version=str(item.get("ETag", "")),
-                        )
-                    )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from None
-        if not objects:
-            raise ArtifactNotFoundError("no object or prefix at that path")
-        return Listing(name=name, objects=tuple(objects), is_directory=True)
 
-    def download(self, obj: RemoteObject, sink: FileSink) -> None:
+    def _download(self, obj: RemoteObject, sink: FileSink) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": obj.name}
+        if obj.version:
+            # Refuse an object replaced since it was listed: the cache key
+            # names the listed version.
+            kwargs["IfMatch"] = obj.version
+        body = self._client.get_object(**kwargs)["Body"]
         try:
-            kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": obj.name}
-            if obj.version:
-                # Refuse an object replaced since it was listed: the cache key
-                # names the listed version.
-                kwargs["IfMatch"] = obj.version
-            response = self._client.get_object(**kwargs)
-            body = response["Body"]
-            try:
-                for chunk in body.iter_chunks(_CHUNK):
-                    sink.write(chunk)
-            finally:
-                body.close()
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from None
+            for chunk in body.iter_chunks(_CHUNK):
+                sink.write(chunk)
+        finally:
+            body.close()
+
+    def _translate(self, exc: Exception) -> Exception:
+        return _translate(exc)
 
     def close(self) -> None:
         self._client.close()
