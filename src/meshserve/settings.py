@@ -59,10 +59,16 @@ class _Group(BaseModel):
 class RuntimeSettings(_Group):
     """The built-in runtime: where it runs and what it may load."""
 
-    host: Literal["inprocess", "process"] = "inprocess"
+    host: Literal["inprocess", "process", "external"] = "inprocess"
     """``inprocess`` calls the runtime directly (no hop; formats that run no
     user code only). ``process`` runs it as a sandboxed child on a Unix
-    socket, which pickle-based formats require."""
+    socket, which pickle-based formats require. ``external`` drives a runtime
+    someone else runs (any ModelMesh SPI runtime) at ``external_address``."""
+
+    external_address: str = ""
+    """With ``host: external``: where the runtime listens, ``127.0.0.1:PORT``,
+    ``[::1]:PORT`` or ``unix:/PATH`` (loopback only: the SPI has no
+    authentication)."""
 
     capacity_bytes: int = Field(default=1 * GIB, gt=0)
     """Memory the runtime offers to loaded models, in bytes. ModelMesh derives

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
+from meshserve.runtime import ListenAddress
 from meshserve.security import root_warning
 from meshserve.server import ModelEntry, load_register_file
 from meshserve.settings import Settings, Source, load_settings_with_sources
@@ -53,10 +54,17 @@ _OPTIONS = (
     config_option,
     click.option(
         "--runtime-host",
-        type=click.Choice(["inprocess", "process"]),
+        type=click.Choice(["inprocess", "process", "external"]),
         default=None,
-        help="Run the built-in runtime in this process or in a sandboxed child  "
-        "[default: inprocess]",
+        help="Run the built-in runtime in this process or in a sandboxed child, or drive "
+        "an external one at --runtime-address  [default: inprocess]",
+    ),
+    click.option(
+        "--runtime-address",
+        default=None,
+        metavar="ADDRESS",
+        help="With --runtime-host external: 127.0.0.1:PORT or unix:/PATH of a runtime "
+        "speaking ModelMesh's SPI.",
     ),
     allow_pickle_option,
     capacity_option,
@@ -159,6 +167,13 @@ def settings_with_sources_from_flags(
             "--allow-pickle needs --runtime-host process: a pickle runs code when it loads, "
             "so it only loads in the sandboxed child process"
         )
+    if settings.runtime.host == "external":
+        if not settings.runtime.external_address:
+            raise click.UsageError("--runtime-host external needs --runtime-address")
+        try:
+            ListenAddress.parse(settings.runtime.external_address)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--runtime-address") from None
     url = settings.store.url
     if url and not url.startswith(("etcd://", "sqlite:///")):
         raise click.BadParameter(
@@ -176,6 +191,7 @@ def overrides_from_flags(
     rest_port: int | None,
     metrics_port: int | None,
     runtime_host: str | None,
+    runtime_address: str | None,
     allow_pickle: bool | None,
     capacity: int | None,
     store: str | None,
@@ -198,6 +214,7 @@ def overrides_from_flags(
         "server": {"host": host, "grpc_port": grpc_port, "rest_port": rest_port},
         "runtime": {
             "host": runtime_host,
+            "external_address": runtime_address,
             "allow_pickle": allow_pickle,
             "capacity_bytes": capacity,
         },

@@ -31,7 +31,13 @@ from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
 from meshserve.registry import Registry
-from meshserve.runtime import InProcessRuntime, ProcessRuntime, Runtime, supported_model_types
+from meshserve.runtime import (
+    ExternalRuntime,
+    InProcessRuntime,
+    ProcessRuntime,
+    Runtime,
+    supported_model_types,
+)
 from meshserve.security import (
     Authenticator,
     grpc_channel_credentials,
@@ -124,9 +130,19 @@ class Endpoints:
 
 
 def _make_runtime(settings: Settings, on_restart: Callable[[], Any]) -> Runtime:
-    if settings.runtime.host == "process":
-        return ProcessRuntime(settings=settings.runtime, on_restart=on_restart)
-    return InProcessRuntime(settings=settings.runtime)
+    runtime = settings.runtime
+    if runtime.host == "process":
+        return ProcessRuntime(settings=runtime, on_restart=on_restart)
+    if runtime.host == "external":
+        if not runtime.external_address:
+            raise ValueError("runtime.host external needs runtime.externalAddress")
+        # The runtime comes back empty after a loss: reload like a restart.
+        return ExternalRuntime(
+            address=runtime.external_address,
+            start_timeout_s=runtime.start_timeout_s,
+            on_reconnect=on_restart,
+        )
+    return InProcessRuntime(settings=runtime)
 
 
 def etcd_settings(settings: StoreSettings) -> EtcdSettings:
@@ -211,8 +227,10 @@ def _address(host: str, port: int) -> str:
 
 
 def instance_labels(settings: Settings) -> tuple[str, ...]:
-    """What this instance offers placement: its runtime and its formats."""
-    formats = tuple(f"mt:{t}" for t in supported_model_types())
+    """What this instance offers placement: its runtime and its formats (an
+    external runtime's formats are unknown here: give them as mesh.labels)."""
+    builtin = settings.runtime.host != "external"
+    formats = tuple(f"mt:{t}" for t in supported_model_types()) if builtin else ()
     return (f"rt:{settings.mesh.runtime_name}", *formats, *settings.mesh.labels)
 
 
