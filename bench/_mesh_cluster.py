@@ -131,21 +131,7 @@ class RunningMesh:
 def _argv(
     *, flags: UpFlags, instances: int, capacity_bytes: int, data_dir: pathlib.Path, config: str
 ) -> list[str]:
-    grpc_port, rest_port = _targets._free_ports(2)
-    argv = [
-        sys.executable,
-        "-m",
-        "meshserve",
-        "up",
-        "--data-dir",
-        str(data_dir),
-        "--host",
-        HOST,
-        "--grpc-port",
-        str(grpc_port),
-        "--rest-port",
-        str(rest_port),
-    ]
+    argv, _, _ = _targets.up_command(data_dir)
     if flags.instances:
         argv += ["--instances", str(instances)]
     elif instances != 1:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -234,6 +235,37 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def up_command(data_dir: pathlib.Path) -> tuple[list[str], int, int]:
+    """The argv of `meshserve up` on free loopback ports with its data in
+    ``data_dir``, and those gRPC and REST ports."""
+    grpc_port, rest_port = _free_ports(2)
+    argv = [
+        sys.executable,
+        "-m",
+        "meshserve",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        HOST,
+        "--grpc-port",
+        str(grpc_port),
+        "--rest-port",
+        str(rest_port),
+    ]
+    return argv, grpc_port, rest_port
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every started process is stopped
+    and the work directory removed."""
+
+    def interrupt(signum: int, frame: types.FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _wait_http_ok(url: str, *, proc: _Process, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
@@ -338,20 +370,8 @@ def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContex
                 }
             )
         )
-        grpc_port, rest_port = _free_ports(2)
-        argv = [
-            sys.executable,
-            "-m",
-            "meshserve",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            HOST,
-            "--grpc-port",
-            str(grpc_port),
-            "--rest-port",
-            str(rest_port),
+        argv, grpc_port, rest_port = up_command(data_dir)
+        argv += [
             "--runtime-host",
             runtime_host,
             "--register",

@@ -46,11 +46,9 @@ import json
 import os
 import pathlib
 import platform
-import signal
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -575,14 +573,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _stop_on_sigterm(signum: int, frame: types.FrameType | None) -> None:
-    # Unwinds like Ctrl-C, so the mesh is stopped and the work directory removed.
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str]) -> int:
     args = _parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    _targets.interrupt_on_sigterm()
     settings = Settings(
         models=args.models,
         requests=args.requests,

@@ -36,11 +36,9 @@ import multiprocessing
 import os
 import pathlib
 import platform
-import signal
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -512,15 +510,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _stop_on_sigterm(signum: int, frame: types.FrameType | None) -> None:
-    # Unwinds like Ctrl-C, so every started target is stopped and the work
-    # directory removed.
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str]) -> int:
     args = _parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    _targets.interrupt_on_sigterm()
     settings = Settings(
         duration_s=args.duration,
         max_requests=args.requests,

@@ -19,7 +19,7 @@ import yaml
 from meshserve.cli._output import Table, emit
 from meshserve.cli._store_access import store_options, store_settings
 from meshserve.control import load_documents
-from meshserve.controller import ResourceKey, ResourceStore, kind_of
+from meshserve.controller import CLUSTER, ResourceKey, ResourceStore, kind_of
 from meshserve.errors import InvalidResourceError
 from meshserve.server import open_store
 from meshserve.settings import Settings
@@ -93,7 +93,7 @@ def apply(
 
 def _namespace_filter(kind: str, namespace: str | None) -> Callable[[ResourceKey], bool]:
     return lambda key: (
-        key.kind == kind and (namespace is None or key.namespace in (namespace, "_cluster"))
+        key.kind == kind and (namespace is None or key.namespace in (namespace, CLUSTER))
     )
 
 
@@ -188,7 +188,7 @@ def describe(
     """Show one resource as applied, its status, and the fields meshserve
     keeps but does not act on."""
     resolved = _kind(kind)
-    key = _key(resolved, namespace, name)
+    key = ResourceKey.named(resolved, namespace, name)
 
     async def read(resources: ResourceStore) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         return await resources.get(key), await resources.status(key)
@@ -225,7 +225,7 @@ def delete(
     if file is not None:
         keys = [ResourceKey.of(d) for d in _documents(file)]
     elif kind is not None and name is not None:
-        keys = [_key(_kind(kind), namespace, name)]
+        keys = [ResourceKey.named(_kind(kind), namespace, name)]
     else:
         raise click.UsageError("give KIND NAME, or -f FILE")
 
@@ -248,7 +248,3 @@ def _kind(name: str) -> str:
         return kind_of(name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="KIND") from None
-
-
-def _key(kind: str, namespace: str, name: str) -> ResourceKey:
-    return ResourceKey(kind, "_cluster" if kind == "ClusterServingRuntime" else namespace, name)

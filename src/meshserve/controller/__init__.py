@@ -7,11 +7,11 @@ the elected controller (one per mesh) reconciles them.
 
 from meshserve.controller._builtin_runtimes import BUILTIN_RUNTIME, builtin_runtimes
 from meshserve.controller._controller import Controller
-from meshserve.controller._resource_store import KINDS, ResourceKey, ResourceStore, kind_of
+from meshserve.controller._resource_store import CLUSTER, ResourceKey, ResourceStore, kind_of
 
 __all__ = [
     "BUILTIN_RUNTIME",
-    "KINDS",
+    "CLUSTER",
     "Controller",
     "ResourceKey",
     "ResourceStore",

@@ -8,7 +8,6 @@ Cluster-scoped kinds use the namespace ``_cluster``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +15,11 @@ import orjson
 
 from meshserve.store import Store
 
-__all__ = ["KINDS", "ResourceKey", "ResourceStore", "kind_of"]
+__all__ = ["CLUSTER", "ResourceKey", "ResourceStore", "kind_of"]
 
 RESOURCES_PREFIX = "resources/"
 STATUS_PREFIX = "status/"
 CLUSTER = "_cluster"
-
-KINDS = ("InferenceService", "Predictor", "ServingRuntime", "ClusterServingRuntime")
 
 _ALIASES = {
     "inferenceservice": "InferenceService",
@@ -52,15 +49,18 @@ class ResourceKey:
     name: str
 
     @classmethod
+    def named(cls, kind: str, namespace: str, name: str) -> ResourceKey:
+        """The key of ``kind``/``name``; cluster-scoped kinds ignore ``namespace``."""
+        return cls(kind, CLUSTER if kind == "ClusterServingRuntime" else namespace, name)
+
+    @classmethod
     def of(cls, document: dict[str, Any]) -> ResourceKey:
-        kind = str(document.get("kind", ""))
         metadata = document.get("metadata") or {}
-        namespace = (
-            CLUSTER
-            if kind == "ClusterServingRuntime"
-            else str(metadata.get("namespace") or "default")
+        return cls.named(
+            str(document.get("kind", "")),
+            str(metadata.get("namespace") or "default"),
+            str(metadata.get("name", "")),
         )
-        return cls(kind, namespace, str(metadata.get("name", "")))
 
     def path(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
@@ -120,9 +120,3 @@ class ResourceStore:
 def _document(value: bytes) -> dict[str, Any]:
     loaded: dict[str, Any] = orjson.loads(value)
     return loaded
-
-
-def iter_kinds(documents: dict[ResourceKey, dict[str, Any]], kind: str) -> Iterator[dict[str, Any]]:
-    for key, document in sorted(documents.items()):
-        if key.kind == kind:
-            yield document

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from meshserve import __version__, _tasks
@@ -45,6 +45,7 @@ from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import (
     NO_HEADERS,
+    Metadata,
     RoutingHeaders,
     ServerInfo,
     hop_metadata,
@@ -79,8 +80,6 @@ _COPY_STATES = {
     ModelState.LOADING_FAILED: CopyState.FAILED,
 }
 _MODEL_STATES = {v: k for k, v in _COPY_STATES.items()}
-
-Metadata = Sequence[tuple[str, str | bytes]]
 
 
 class PeerLink(Protocol):
@@ -258,8 +257,13 @@ class Instance:
             version=__version__,
         )
 
+    @staticmethod
+    def copy_state(state: ModelState) -> CopyState | None:
+        """How a copy in ``state`` is published (None: it is not)."""
+        return _COPY_STATES.get(state)
+
     def _copy_record(self, model_id: str, state: ModelState) -> CopyRecord | None:
-        copy_state = _COPY_STATES.get(state)
+        copy_state = self.copy_state(state)
         if copy_state is None:
             return None
         error = ""
@@ -613,9 +617,7 @@ class Instance:
         self, target: InstanceRecord, model_id: str, *, sync: bool, last_used_ms: int
     ) -> None:
         if target.instance_id == self.instance_id:
-            future = self.cache.start_load(self.spec(model_id), last_used_ms=last_used_ms)
-            if sync:
-                await asyncio.shield(future)
+            await self._load_locally(model_id, sync=sync, last_used_ms=last_used_ms)
             return
         self._note_placement(target.instance_id, model_id)
         metadata = hop_metadata(
@@ -662,7 +664,12 @@ class Instance:
             raise UnavailableError(f"instance {self.instance_id} is shutting down")
         used = last_used_ms or self.now_ms()
         self.cache.lru.touch(model_id, used)
-        future = self.cache.start_load(self.spec(model_id), last_used_ms=used)
+        await self._load_locally(model_id, sync=sync, last_used_ms=used)
+
+    async def _load_locally(self, model_id: str, *, sync: bool, last_used_ms: int) -> None:
+        """Start loading this instance's copy; with ``sync``, wait for it
+        (a waiter leaving does not cancel the load others may share)."""
+        future = self.cache.start_load(self.spec(model_id), last_used_ms=last_used_ms)
         if sync:
             await asyncio.shield(future)
 

@@ -43,6 +43,3 @@ class RateTracker:
 
     def total_rpm(self) -> int:
         return sum(self.rpm(model_id) for model_id in list(self._counts))
-
-    def forget(self, model_id: str) -> None:
-        self._counts.pop(model_id, None)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from meshserve import _tasks
 from meshserve.errors import MeshServeError
 from meshserve.mesh._placement import required_label
-from meshserve.mesh._status import ModelState
 from meshserve.registry import CopyState, Registry
 from meshserve.store import Election
 
@@ -213,12 +212,7 @@ class Upkeep:
         for model_id in set(published) | set(self._registry.models):
             state = cache.state(model_id)
             copy = published.get(model_id)
-            want = {
-                ModelState.LOADED: CopyState.LOADED,
-                ModelState.LOADING: CopyState.LOADING,
-                ModelState.LOADING_FAILED: CopyState.FAILED,
-            }.get(state)
-            if (copy.state if copy is not None else None) != want:
+            if (copy.state if copy is not None else None) != instance.copy_state(state):
                 instance.republish_copy(model_id, state)
 
     async def _publish_last_use(self) -> None:

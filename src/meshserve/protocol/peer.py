@@ -8,8 +8,6 @@ any other error comes back as the type the peer raised.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import grpc
 import grpc.aio
 
@@ -18,6 +16,7 @@ from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.routing import Metadata
 from meshserve.protocol.status import ERROR_TYPE_KEY, error_from_rpc
 
 __all__ = ["PeerClient"]
@@ -31,8 +30,6 @@ _ENSURE_LOADED = "/mmesh.ModelMesh/ensureLoaded"
 _TRANSPORT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 )
-
-Metadata = Sequence[tuple[str, str | bytes]]
 
 
 class PeerClient:

@@ -7,13 +7,14 @@ us and HTTP sends as base64).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
     "HEADER_FIELDS",
     "HOP_HEADERS",
     "NO_HEADERS",
+    "Metadata",
     "RoutingHeaders",
     "ServerInfo",
     "hop_metadata",
@@ -59,6 +60,9 @@ class ServerInfo:
 
 
 NO_HEADERS = RoutingHeaders()
+
+Metadata = Sequence[tuple[str, str | bytes]]
+"""gRPC call metadata as meshserve sends it (``-bin`` keys carry bytes)."""
 
 
 def routing_headers_from_grpc(

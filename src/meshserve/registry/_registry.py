@@ -314,9 +314,6 @@ class Registry:
     async def put_instance(self, record: InstanceRecord, *, lease: LeaseId) -> None:
         await self._instances.put(record.instance_id, record, lease=lease)
 
-    async def delete_instance(self, instance_id: str) -> None:
-        await self._instances.remove(instance_id)
-
     async def put_copy(self, record: CopyRecord, *, lease: LeaseId) -> None:
         await self._copies.put(_copy_name(record.model_id, record.instance_id), record, lease=lease)
 
@@ -326,10 +323,6 @@ class Registry:
     async def set_config(self, key: str, value: str) -> None:
         await self._store.put(CONFIG_PREFIX + key, value.encode())
         self._config[key] = value
-
-    async def delete_config(self, key: str) -> None:
-        await self._store.delete(CONFIG_PREFIX + key)
-        self._config.pop(key, None)
 
 
 def _copy_name(model_id: str, instance_id: str) -> str:

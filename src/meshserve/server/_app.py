@@ -49,6 +49,7 @@ from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._limits import GrpcRateLimitInterceptor, RestRateLimitMiddleware
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
+from meshserve.server._ports import address
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings
 from meshserve.storage import Puller, PullProgress
@@ -205,7 +206,7 @@ def _bind(
     *,
     credentials: grpc.ServerCredentials | None = None,
 ) -> int:
-    target = _address(host, port)
+    target = address(host, port)
     bound: int = (
         server.add_insecure_port(target)
         if credentials is None
@@ -220,10 +221,6 @@ def _add_services(server: grpc.aio.Server, instance: Instance, *, internal: bool
     server.add_generic_rpc_handlers((v2_handler(instance, internal=internal),))
     mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance, internal=internal), server)
     admin_grpc.add_AdminServicer_to_server(AdminService(instance), server)
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def instance_labels(settings: Settings) -> tuple[str, ...]:
@@ -259,7 +256,7 @@ async def serve_instance(
         credentials=grpc_channel_credentials(tls) if tls is not None else None,
     )
     internal = _grpc_server(settings, reuse_port=False)
-    internal_address = _address(
+    internal_address = address(
         settings.mesh.internal_host,
         _bind(
             internal,
@@ -344,14 +341,14 @@ async def serve_instance(
                 )
                 await rest.start()
                 scheme = "https" if tls is not None else "http"
-                rest_url = f"{scheme}://{_address(settings.server.host, rest.port)}"
+                rest_url = f"{scheme}://{address(settings.server.host, rest.port)}"
             metrics_url = None
             if settings.metrics.enabled:
                 metrics_server = await start_metrics_server(
                     metrics, host=settings.metrics.host, port=settings.metrics.port
                 )
                 metrics_url = (
-                    f"http://{_address(settings.metrics.host, metrics_server.port)}/metrics"
+                    f"http://{address(settings.metrics.host, metrics_server.port)}/metrics"
                 )
             for entry in register or ():
                 try:
@@ -366,7 +363,7 @@ async def serve_instance(
                     log.error("cannot register %s from the register file: %s", entry.name, exc)
             endpoints = Endpoints(
                 instance_id=instance_id,
-                grpc=_address(settings.server.host, grpc_port),
+                grpc=address(settings.server.host, grpc_port),
                 rest=rest_url,
                 internal=internal_address,
                 metrics=metrics_url,

@@ -17,7 +17,6 @@ import logging
 import os
 import pathlib
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import yaml
 
 from meshserve.errors import UnavailableError
 from meshserve.server._local_etcd import local_etcd
+from meshserve.server._ports import address, free_port
 from meshserve.settings import Settings
 
 __all__ = ["ClusterEndpoints", "run_cluster"]
@@ -52,13 +52,6 @@ class ClusterEndpoints:
             "store": self.store,
             "instances": self.instances,
         }
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _Child:
@@ -190,8 +183,8 @@ async def run_cluster(
     """Run ``instances`` instance processes until ``stop`` is set."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host = settings.server.host
-    grpc = settings.server.grpc_port or _free_port(host)
-    rest = settings.server.rest_port or _free_port(host)
+    grpc = settings.server.grpc_port or free_port(host)
+    rest = settings.server.rest_port or free_port(host)
     async with _store_url(settings) as store:
         children = [
             _Child(
@@ -205,8 +198,8 @@ async def run_cluster(
 
         def write_endpoints() -> ClusterEndpoints:
             endpoints = ClusterEndpoints(
-                grpc=f"{host}:{grpc}",
-                rest=f"http://{host}:{rest}" if settings.server.rest_enabled else None,
+                grpc=address(host, grpc),
+                rest=f"http://{address(host, rest)}" if settings.server.rest_enabled else None,
                 store=store,
                 instances=[c.endpoints for c in children if c.endpoints is not None],
             )

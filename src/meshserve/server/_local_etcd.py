@@ -11,22 +11,15 @@ import asyncio
 import contextlib
 import pathlib
 import shutil
-import socket
 import sys
 from collections.abc import AsyncIterator
 
 from meshserve.errors import UnavailableError
+from meshserve.server._ports import free_port
 
 __all__ = ["local_etcd"]
 
 _START_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _binary() -> str:
@@ -56,7 +49,7 @@ async def local_etcd(data_dir: pathlib.Path, *, stop_grace_s: float = 5.0) -> As
     """Run etcd on a free loopback port; yields its ``etcd://`` URL."""
     work = data_dir / "etcd"
     work.mkdir(parents=True, exist_ok=True)
-    client, peer = _free_port(), _free_port()
+    client, peer = free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     log = (work / "etcd.log").open("ab")
     process = await asyncio.create_subprocess_exec(
