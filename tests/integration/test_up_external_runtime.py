@@ -3,7 +3,9 @@ did not start, over ModelMesh's SPI on a loopback address."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -56,3 +58,25 @@ def test_an_external_runtime_needs_a_loopback_address(tmp_path: pathlib.Path) ->
     )
     assert missing.returncode == 2
     assert "needs --runtime-address" in missing.stderr
+
+
+def test_a_runtime_that_never_answers_ends_up_with_a_message_not_a_traceback(
+    tmp_path: pathlib.Path,
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    command = [sys.executable, "-m", "meshserve", "up", "--runtime-host", "external"]
+    command += ["--runtime-address", address, "--data-dir", str(tmp_path)]
+    command += ["--grpc-port", "0", "--rest-port", "0", "--metrics-port", "0"]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MESHSERVE_RUNTIME__START_TIMEOUT_S": "2"},
+    )
+    assert done.returncode == 1
+    assert "Error: UnavailableError" in done.stderr
+    assert address in done.stderr
+    assert "Traceback" not in done.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 from meshserve.cli._options import stop_on_signals
 from meshserve.cli._serve_options import (
     register_entries,
+    serve,
     serve_options,
     settings_from_flags,
     warn_if_root,
@@ -60,4 +60,4 @@ def instance(
         },
     )
     warn_if_root("instance")
-    asyncio.run(_run(settings, register_entries(register_file)))
+    serve(_run(settings, register_entries(register_file)))

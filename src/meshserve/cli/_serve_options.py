@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 
 from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
+from meshserve.errors import MeshServeError
 from meshserve.runtime import ListenAddress
 from meshserve.security import root_warning
 from meshserve.server import ModelEntry, load_register_file
@@ -17,6 +19,7 @@ from meshserve.settings import Settings, Source, load_settings_with_sources
 __all__ = [
     "overrides_from_flags",
     "register_entries",
+    "serve",
     "serve_options",
     "settings_from_flags",
     "settings_options",
@@ -245,6 +248,16 @@ def register_entries(register_file: pathlib.Path | None) -> list[ModelEntry]:
         return load_register_file(register_file)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--register") from None
+
+
+def serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server until it stops. A failure to start (a runtime that will
+    not come up, an unreachable store) ends it with its message and exit
+    code 1, not a traceback."""
+    try:
+        asyncio.run(main)
+    except MeshServeError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
 def warn_if_root(command: str) -> None:

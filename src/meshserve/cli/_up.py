@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 from meshserve.cli._options import stop_on_signals
 from meshserve.cli._serve_options import (
     register_entries,
+    serve,
     serve_options,
     settings_from_flags,
     warn_if_root,
@@ -61,6 +61,6 @@ def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None
     register = register_entries(register_file)
     warn_if_root("up")
     if instances == 1:
-        asyncio.run(_run(settings=settings, register=register))
+        serve(_run(settings=settings, register=register))
     else:
-        asyncio.run(_run_cluster(settings, instances=instances, register=register_file))
+        serve(_run_cluster(settings, instances=instances, register=register_file))
