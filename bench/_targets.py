@@ -412,6 +412,72 @@ def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContex
     return start
 
 
+def _up_pool(runtime: str) -> Callable[[StartContext], contextlib.AbstractContextManager[Running]]:
+    """`meshserve up` serving the model from a runtime pool: an
+    InferenceService naming ``runtime``, applied with the CLI; requests go
+    to `up`'s address and are forwarded to the pool's instance."""
+
+    @contextlib.contextmanager
+    def start(ctx: StartContext) -> Iterator[Running]:
+        reason = up_available()
+        if reason is not None:
+            raise Unavailable(reason)
+        env = {"MESHSERVE_RUNTIME__RUN_AS_USER": ""} if os.geteuid() == 0 else {}
+        notes = ["pool children kept root (bench run as root)"] if env else []
+        if runtime == "meshserve-mlserver":
+            if ctx.mlserver is None:
+                raise Unavailable("MLServer is not installed (scripts/mlserver-venv makes it)")
+            env["MESHSERVE_CONTROL__MLSERVER_EXECUTABLE"] = ctx.mlserver
+        pvc = ctx.work_dir / "pvc" / "claim"
+        pvc.mkdir(parents=True)
+        shutil.copy(ctx.model.joblib, pvc / "model.joblib")
+        data_dir = ctx.work_dir / "data"
+        argv, grpc_port, rest_port = up_command(data_dir)
+        argv += ["--pvc-root", str(ctx.work_dir / "pvc"), "--metrics-port", "0"]
+        # One instance in the pool: the comparison is about the hop, not scale.
+        env["MESHSERVE_CONTROL__PODS_PER_RUNTIME"] = "1"
+        isvc = {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {
+                "name": ctx.model.name,
+                "annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"},
+            },
+            "spec": {
+                "predictor": {
+                    "model": {
+                        "modelFormat": {"name": "sklearn"},
+                        "runtime": runtime,
+                        "storageUri": "pvc://claim/model.joblib",
+                    }
+                }
+            },
+        }
+        cli = [sys.executable, "-m", "meshserve"]
+        with _process(argv, name=f"up-{runtime}", ctx=ctx, env=env) as proc:
+            _wait_http_ok(
+                f"http://{HOST}:{rest_port}/v2/health/ready",
+                proc=proc,
+                timeout_s=ctx.start_timeout_s,
+            )
+            subprocess.run(
+                [*cli, "apply", "-f", "-", "--data-dir", str(data_dir)],
+                input=json.dumps(isvc),
+                text=True,
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            _wait_http_ok(
+                f"http://{HOST}:{rest_port}/v2/models/{ctx.model.name}/ready",
+                proc=proc,
+                timeout_s=ctx.start_timeout_s,
+            )
+            yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid, notes=tuple(notes))
+
+    return start
+
+
 def find_mlserver(explicit: str | None) -> str | None:
     """The mlserver executable: ``explicit``, $MESHSERVE_BENCH_MLSERVER, one
     beside this Python, one on PATH, or ~/.cache/meshserve-bench/mlserver-venv's."""
@@ -421,6 +487,7 @@ def find_mlserver(explicit: str | None) -> str | None:
         str(pathlib.Path(sys.executable).parent / "mlserver"),
         shutil.which("mlserver"),
         str(_MLSERVER_VENV / "bin" / "mlserver"),
+        str(pathlib.Path(__file__).resolve().parents[1] / ".venv-mlserver" / "bin" / "mlserver"),
     ]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK) and pathlib.Path(candidate).is_file():
@@ -496,6 +563,18 @@ TARGETS: dict[str, Target] = {
             "mlserver",
             "MLServer 1.7 + mlserver-sklearn, .joblib, parallel_workers 0",
             _mlserver,
+        ),
+        Target(
+            "up-pickle-pool",
+            "`meshserve up` + InferenceService on meshserve-pickle (.joblib; one forwarding "
+            "hop to the pool's instance, its runtime out of process)",
+            _up_pool("meshserve-pickle"),
+        ),
+        Target(
+            "up-mlserver-pool",
+            "`meshserve up` + InferenceService on meshserve-mlserver (hop to the pool's "
+            "instance, then MLServer through the adapter's data path)",
+            _up_pool("meshserve-mlserver"),
         ),
     )
 }

@@ -1,6 +1,7 @@
 """What meshserve costs on the request path, against baselines measured in the same run.
 
-    python bench/overhead.py [--targets floor,direct,up-inprocess,up-process,mlserver]
+    python bench/overhead.py [--targets floor,direct,up-inprocess,up-process,mlserver,
+                                        up-pickle-pool,up-mlserver-pool]
                              [--duration S] [--requests N] [--warmup S] [--quick]
                              [--rounds N] [--model logreg|forest] [--mlserver PATH] [--json]
 
@@ -348,6 +349,10 @@ _CONTEXT = (
     ("direct_vs_mlserver_p50_c1", "direct", "mlserver", "p50_ms", 1),
     ("direct_vs_mlserver_throughput_c32", "direct", "mlserver", "throughput_rps", 32),
     ("up_inprocess_vs_mlserver_p50_c1", "up-inprocess", "mlserver", "p50_ms", 1),
+    ("pickle_pool_vs_up_process_p50_c1", "up-pickle-pool", "up-process", "p50_ms", 1),
+    ("pickle_pool_vs_direct_throughput_c32", "up-pickle-pool", "direct", "throughput_rps", 32),
+    ("mlserver_pool_vs_mlserver_p50_c1", "up-mlserver-pool", "mlserver", "p50_ms", 1),
+    ("mlserver_pool_vs_mlserver_thr_c32", "up-mlserver-pool", "mlserver", "throughput_rps", 32),
 )
 
 

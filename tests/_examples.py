@@ -54,8 +54,8 @@ def library_predictions(name: str, path: pathlib.Path, rows: np.ndarray) -> dict
     if kind == "lightgbm":
         import lightgbm
 
-        proba = lightgbm.Booster(model_file=str(path)).predict(rows.astype(np.float32))
-        return {"predict": proba.argmax(axis=1), "predict_proba": proba}
+        scores = np.asarray(lightgbm.Booster(model_file=str(path)).predict(rows.astype(np.float32)))
+        return {"predict": scores.argmax(axis=1), "predict_proba": scores}
     if kind == "onnx":
         import onnxruntime
 

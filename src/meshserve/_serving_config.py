@@ -8,9 +8,11 @@ resources, pod labels, service account ...) describe Kubernetes objects
 meshserve does not create: they are reported, never refused, so a cluster's
 file works unchanged.
 
-Standalone there are no Secrets: ``tls.secretName`` and ``storageSecretName``
-name directories holding the Secret's keys as files (what a mounted Secret
-looks like), relative to the config file's directory.
+Standalone there are no mounted Secrets: ``tls.secretName`` and
+``storageSecretName`` name directories holding the Secret's keys as files
+(what a mounted Secret looks like), relative to the config file's directory.
+``storageSecretName`` also names the Secret applied with ``meshserve apply``
+(sealed in the store) that each namespace's pulls read.
 """
 
 from __future__ import annotations
@@ -182,6 +184,7 @@ def read_serving_config(data: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
                 client_auth = (key, str(value).lower())
         elif lowered == "storagesecretname":
             put(("storage", "config_path"), _directory(value, base_dir), key)
+            put(("storage", "secret_name"), str(value), key)
         elif lowered == "metrics.scheme":
             if str(value).lower() != "http":
                 notes.append(f"{key}: {value} is not served; metrics are plain http")

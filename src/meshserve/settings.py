@@ -32,6 +32,7 @@ __all__ = [
     "MeshSettings",
     "MetricsSettings",
     "RuntimeSettings",
+    "SecuritySettings",
     "ServerSettings",
     "Settings",
     "Source",
@@ -69,6 +70,22 @@ class RuntimeSettings(_Group):
     """With ``host: external``: where the runtime listens, ``127.0.0.1:PORT``,
     ``[::1]:PORT`` or ``unix:/PATH`` (loopback only: the SPI has no
     authentication)."""
+
+    external_data_address: str = ""
+    """With ``host: external``: where the runtime serves v2 inference
+    (ModelInfer, ModelMetadata), under the same rules; empty: at
+    ``external_address``. ModelMesh sends inference straight to the model
+    server (a ServingRuntime's grpcDataEndpoint), not through an adapter such
+    as ``meshserve adapter mlserver``."""
+
+    command: tuple[str, ...] = ()
+    """With ``host: external``: a command line the instance runs (and
+    restarts when it exits) that serves the SPI at ``external_address``, as a
+    ServingRuntime's container does in a pod. Runtime pools set it; empty:
+    someone else runs the runtime."""
+
+    command_env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables added for ``command`` (a container's ``env``)."""
 
     capacity_bytes: int = Field(default=1 * GIB, gt=0)
     """Memory the runtime offers to loaded models, in bytes. ModelMesh derives
@@ -212,6 +229,13 @@ class StorageSettings(_Group):
     Re-read when it changes. None: no storage keys (local and pvc paths, and
     public http(s) URLs, still work)."""
 
+    secret_name: str = "storage-config"
+    """The Secret (applied with ``meshserve apply``, sealed in the store) in
+    a model's namespace whose keys are storage keys too, as ModelMesh
+    Serving's ``storageSecretName``. It is read at every pull that needs
+    storage, so a re-applied Secret is used by the next pull; on a key both
+    have, it wins over ``config_path``. Empty: no Secret is read."""
+
     pvc_root: pathlib.Path | None = None
     """``pvc://NAME/path`` resolves to ``<pvc_root>/NAME/path`` (ModelMesh
     Serving mounts claims under /pvc_mounts). None: pvc URIs are refused."""
@@ -333,6 +357,21 @@ class AuthSettings(_Group):
         return self
 
 
+class SecuritySettings(_Group):
+    """Secrets at rest: the key that seals Secret values in the store."""
+
+    sealing_key_file: pathlib.Path | None = None
+    """File holding the 256-bit sealing key as hex or base64 of 32 bytes;
+    it must be mode 0600 or stricter. None: ``sealing_key``, else
+    ``<data_dir>/sealing.key`` (``meshserve up`` makes it once). Every
+    process that applies or reads Secrets of one store needs the same key."""
+
+    sealing_key: SecretStr = SecretStr("")
+    """The sealing key itself (hex or base64), usually from
+    ``MESHSERVE_SECURITY__SEALING_KEY``; set this or ``sealing_key_file``,
+    not both. Never logged or printed."""
+
+
 class LimitsSettings(_Group):
     """What one caller or one namespace may use. 0 is unlimited throughout,
     like ModelMesh, which has none of these limits."""
@@ -422,6 +461,11 @@ class MeshSettings(_Group):
     drain_recent_s: float = Field(default=3600.0, ge=0)
     """Models used this recently are loaded elsewhere before the instance exits."""
 
+    vmodel_retire_delay_s: float = Field(default=2.0, ge=0)
+    """After a vmodel moves to its new target, how long the old (auto-delete)
+    model stays before it is deleted: requests that resolved the vmodel just
+    before the switch, here or on an instance whose view lags, still find it."""
+
 
 class MetricsSettings(_Group):
     """Prometheus metrics (model-serving-config: metrics)."""
@@ -448,6 +492,28 @@ class ControlSettings(_Group):
     scale_to_zero_grace_period_s: float = Field(default=60.0, ge=0)
     """How long a runtime's pool stays up after its last resource goes, so a
     delete and re-create does not restart it (scaleToZero.gracePeriodSeconds)."""
+
+    pickle_namespaces: tuple[str, ...] = ("*",)
+    """Namespaces (``fnmatch`` patterns) whose resources may use the shipped
+    runtimes that load pickle artifacts (``meshserve-pickle``,
+    ``meshserve-mlserver``): pickle runs the artifact's code. Naming such a
+    runtime is the per-model opt-in; this narrows who may opt in."""
+
+    controller_enabled: bool = True
+    """Run for the controller (one instance of the mesh holds it at a time).
+    Pool instances started by ``meshserve up`` do not: the supervisor that
+    starts pools must be the one that reconciles."""
+
+    restart_backoff_initial_s: float = Field(default=0.5, gt=0)
+    """First delay before ``up`` restarts an instance process that exited;
+    it doubles per failure up to ``restart_backoff_max_s``."""
+
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    mlserver_executable: str = "mlserver"
+    """The ``mlserver`` command the shipped ``meshserve-mlserver`` runtime
+    runs (a path, or a name looked up on PATH). MLServer needs a Python
+    environment of its own: see docs/model-formats.md."""
 
     allowed_runtime_images: tuple[str, ...] = ()
     """Patterns (``fnmatch``: ``*``, ``?``, ``[...]``) that a ServingRuntime's
@@ -476,6 +542,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     control: ControlSettings = ControlSettings()
     limits: LimitsSettings = LimitsSettings()
+    security: SecuritySettings = SecuritySettings()
     tls: TlsSettings | None = None
     """TLS on the gRPC, REST and internal ports (instance-to-instance links
     are then mutual TLS). None: plaintext, loopback-only by default."""

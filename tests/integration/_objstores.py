@@ -46,6 +46,7 @@ from tests.integration._counting_proxy import (
     RequestRecord,
     counting_proxy,
 )
+from tests.integration._credentials import credential
 from tests.integration._https_files import HttpsServer, run_https_server
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ WEED_START_ATTEMPTS: Final = 3
 
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_ACCOUNT: Final = "devstoreaccount1"
-AZURITE_KEY: Final = (
+AZURITE_KEY: Final = credential(
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
@@ -225,7 +226,7 @@ def run_seaweedfs(workdir: pathlib.Path) -> Iterator[S3Server]:
     An identities file makes the gateway check access keys and signatures.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    access_key, secret_key = "meshserve-test", "meshserve-test-secret"
+    access_key, secret_key = "meshserve-test", credential("meshserve-test-secret")
     identities = {
         "identities": [
             {

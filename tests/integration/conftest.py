@@ -9,7 +9,17 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
+from tests.integration._credentials import leaked_credentials
 from tests.integration._up import Up
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_credential_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every test has run: no server log of the whole run holds a
+    credential a test gave it (storage keys, bearer tokens)."""
+    yield
+    leaks = leaked_credentials(tmp_path_factory.getbasetemp())
+    assert leaks == [], f"credentials written to logs: {leaks}"
 
 
 @pytest.fixture(scope="module")

@@ -7,36 +7,19 @@ import json
 import pathlib
 import subprocess
 import sys
-import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
-import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.integration._mesh import make_model, wait_until
+from tests.integration._resources import ISVC, apply, cli, infer, serving_loop, wait_status
+from tests.integration._resources import status as status_of
 from tests.integration._up import Up, run_up
 
 pytestmark = pytest.mark.timeout(180)
-
-ISVC = """
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: {name}
-  annotations:
-    serving.kserve.io/deploymentMode: ModelMesh
-spec:
-  predictor:
-    model:
-      modelFormat:
-        name: {format}
-      storageUri: {uri}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -58,106 +41,38 @@ def up(pvc: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
-def _cli(up: Up, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshserve", *args, "--data-dir", str(up.data_dir)],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=60,
-    )
-
-
-def _apply(up: Up, text: str) -> subprocess.CompletedProcess[str]:
-    return _cli(up, "apply", "-f", "-", stdin=textwrap.dedent(text))
-
-
-def _status(up: Up, kind: str, name: str) -> dict[str, Any]:
-    done = _cli(up, "get", kind, name, "-o", "json")
-    assert done.returncode == 0, done.stderr
-    status: dict[str, Any] = json.loads(done.stdout).get("status", {})
-    return status
-
-
-def _wait_status(up: Up, name: str, **expected: Any) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def matches() -> bool:
-        nonlocal last
-        last = _status(up, "isvc", name)
-        return all(last.get(k) == v for k, v in expected.items())
-
-    try:
-        wait_until(matches, 30, f"{name} status {expected}")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; last status: {last}") from None
-    return last
-
-
-def _infer(up: Up, name: str) -> np.ndarray:
-    client = up.grpc_client()
-    try:
-        tensor = triton_grpc.InferInput("input-0", [1, 4], "FP32")
-        tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
-        output = client.infer(name, [tensor], client_timeout=30).as_numpy("predict")
-        assert output is not None
-        return output
-    finally:
-        client.close()
-
-
 def test_an_inference_service_is_served_under_its_name(up: Up) -> None:
-    done = _apply(
+    done = apply(
         up, ISVC.format(name="example", format="sklearn", uri="pvc://claim/v1/model.skops")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "inferenceservice/example created"
-    status = _wait_status(up, "example", available=True)
+    status = wait_status(up, "example", available=True)
     assert status["activeModelState"] == "Loaded"
     assert status["transitionStatus"] == "UpToDate"
     assert status["totalCopies"] == 1
     assert status["modelId"].startswith("example__isvc-")
-    assert _infer(up, "example").shape == (1,)
-    table = _cli(up, "get", "isvc")
+    assert infer(up, "example").shape == (1,)
+    table = cli(up, "get", "isvc")
     assert table.stdout.split("\n")[0].split() == [
-        "NAME", "URL", "READY", "ACTIVE", "TARGET", "TRANSITION", "FAILURE"
+        "NAME", "URL", "READY", "ACTIVEMODEL", "TARGETMODEL", "TRANSITION", "AGE"
     ]  # fmt: skip
     assert table.stdout.split("\n")[1].split()[:3] == ["example", status["grpcEndpoint"], "True"]
 
 
 def test_an_update_moves_to_the_new_model_without_failed_requests(up: Up) -> None:
-    _wait_status(up, "example", available=True)
-    before = _status(up, "isvc", "example")["modelId"]
-    failures: list[str] = []
-    served = 0
-    stop = threading.Event()
-
-    def loop() -> None:
-        nonlocal served
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                _infer(up, "example")
-                served += 1
-            except InferenceServerException as exc:
-                failures.append(str(exc))
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        done = _apply(
+    wait_status(up, "example", available=True)
+    before = status_of(up, "isvc", "example")["modelId"]
+    with serving_loop(up, "example") as loop:
+        done = apply(
             up, ISVC.format(name="example", format="sklearn", uri="pvc://claim/v2/model.skops")
         )
         assert done.stdout.strip() == "inferenceservice/example configured"
-        status = _wait_status(up, "example", transitionStatus="UpToDate", activeModelState="Loaded")
-        wait_until(lambda: _status(up, "isvc", "example")["modelId"] != before, 30, "new model")
+        status = wait_status(up, "example", transitionStatus="UpToDate", activeModelState="Loaded")
+        wait_until(lambda: status_of(up, "isvc", "example")["modelId"] != before, 30, "new model")
         time.sleep(0.5)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert failures == []
-    assert served > 5
+    assert loop.failures == []
+    assert loop.served > 5
     assert status["observedGeneration"] == 2
     # The old model was auto-deleted once the vmodel moved on.
     wait_until(lambda: before not in up.management.models(), 30, "old model removed")
@@ -189,21 +104,21 @@ def test_failures_are_reported_with_modelmesh_reasons(up: Up) -> None:
         ),
     }  # fmt: skip
     for name, (document, _) in cases.items():
-        done = _apply(up, document)
+        done = apply(up, document)
         assert done.returncode == 0, (name, done.stderr)
     for name, (_, reason) in cases.items():
         status: dict[str, Any] = {}
 
         def failed(name: str = name, reason: str = reason) -> bool:
             nonlocal status
-            status = _status(up, "isvc", name)
+            status = status_of(up, "isvc", name)
             return (status.get("lastFailureInfo") or {}).get("reason") == reason
 
         wait_until(failed, 30, f"{name} fails with {reason}: {status}")
         assert status["available"] is False
         assert (status["lastFailureInfo"] or {}).get("message")
-    assert _status(up, "isvc", "invalid")["transitionStatus"] == "InvalidSpec"
-    assert _infer(up, "example").shape == (1,)  # the rest keeps serving
+    assert status_of(up, "isvc", "invalid")["transitionStatus"] == "InvalidSpec"
+    assert infer(up, "example").shape == (1,)  # the rest keeps serving
 
 
 def test_the_framework_form_a_predictor_and_describe(up: Up) -> None:
@@ -232,14 +147,14 @@ def test_the_framework_form_a_predictor_and_describe(up: Up) -> None:
           type: pvc
           name: claim
     """
-    done = _apply(up, old_form)
+    done = apply(up, old_form)
     assert done.returncode == 0, done.stderr
-    _wait_status(up, "old-form", available=True)
-    assert _infer(up, "old-form").shape == (1,)
-    status = _status(up, "predictor", "pred")
-    wait_until(lambda: _status(up, "predictor", "pred").get("available") is True, 30, "predictor")
-    assert _infer(up, "pred").shape == (1,)
-    described = _cli(up, "describe", "isvc", "old-form")
+    wait_status(up, "old-form", available=True)
+    assert infer(up, "old-form").shape == (1,)
+    status = status_of(up, "predictor", "pred")
+    wait_until(lambda: status_of(up, "predictor", "pred").get("available") is True, 30, "predictor")
+    assert infer(up, "pred").shape == (1,)
+    described = cli(up, "describe", "isvc", "old-form")
     assert described.returncode == 0, described.stderr
     assert "activeModelState: Loaded" in described.stdout
     assert status is not None
@@ -248,10 +163,10 @@ def test_the_framework_form_a_predictor_and_describe(up: Up) -> None:
 def test_unknown_fields_are_kept_with_a_warning(up: Up) -> None:
     text = ISVC.format(name="extra", format="sklearn", uri="pvc://claim/v1/model.skops")
     text = text.replace("  predictor:\n", "  predictor:\n    minReplicas: 3\n")
-    done = _apply(up, text)
+    done = apply(up, text)
     assert done.returncode == 0, done.stderr
     assert "minReplicas" in done.stderr
-    shown = _cli(up, "get", "isvc", "extra", "-o", "json")
+    shown = cli(up, "get", "isvc", "extra", "-o", "json")
     assert json.loads(shown.stdout)["spec"]["predictor"]["minReplicas"] == 3
 
 
@@ -274,11 +189,11 @@ def test_runtimes_must_match_the_allowlist(up: Up) -> None:
     allowed = RUNTIME.format(name="allowed-rt", image="registry.example.test/allowed/srv:1")
     refused = RUNTIME.format(name="refused-rt", image="docker.io/someone/srv:latest")
     for document in (allowed, refused):
-        done = _apply(up, document)
+        done = apply(up, document)
         assert done.returncode == 0, done.stderr
 
     def verdict(name: str) -> dict[str, Any]:
-        return _status(up, "servingruntime", name)
+        return status_of(up, "servingruntime", name)
 
     wait_until(lambda: verdict("refused-rt").get("accepted") is False, 30, "refused")
     assert "docker.io/someone/srv:latest" in verdict("refused-rt")["message"]
@@ -286,11 +201,11 @@ def test_runtimes_must_match_the_allowlist(up: Up) -> None:
     wait_until(lambda: verdict("allowed-rt").get("accepted") is True, 30, "accepted")
     # A resource naming the refused runtime says so.
     uses = ISVC.format(name="uses-refused", format="sklearn", uri="pvc://claim/v1/model.skops")
-    done = _apply(up, uses + "      runtime: refused-rt\n")
+    done = apply(up, uses + "      runtime: refused-rt\n")
     assert done.returncode == 0, done.stderr
     wait_until(
         lambda: (
-            (_status(up, "isvc", "uses-refused").get("lastFailureInfo") or {}).get("reason")
+            (status_of(up, "isvc", "uses-refused").get("lastFailureInfo") or {}).get("reason")
             == "RuntimeNotRecognized"
         ),
         30,
@@ -299,20 +214,62 @@ def test_runtimes_must_match_the_allowlist(up: Up) -> None:
 
 
 def test_delete_removes_the_vmodel_and_unknown_names_fail(up: Up) -> None:
-    _wait_status(up, "example", available=True)
-    done = _cli(up, "delete", "isvc", "example")
+    wait_status(up, "example", available=True)
+    done = cli(up, "delete", "isvc", "example")
     assert done.returncode == 0, done.stderr
 
     def gone() -> bool:
         try:
-            _infer(up, "example")
+            infer(up, "example")
         except InferenceServerException as exc:
             return "NOT_FOUND" in str(exc) or "not registered" in str(exc)
         return False
 
     wait_until(gone, 30, "example is no longer served")
-    missing = _cli(up, "delete", "isvc", "example")
+    missing = cli(up, "delete", "isvc", "example")
     assert missing.returncode == 1
     assert "not found" in missing.stderr
-    bad = _cli(up, "apply", "-f", "-")
+    bad = cli(up, "apply", "-f", "-")
     assert bad.returncode == 2
+
+
+def test_get_watch_prints_a_row_per_change_and_lists_shipped_runtimes(up: Up) -> None:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "meshserve", "get", "isvc", "-w", "--data-dir", str(up.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert watcher.stdout is not None
+        header = watcher.stdout.readline().split()
+        assert header == [
+            "NAME", "URL", "READY", "ACTIVEMODEL", "TARGETMODEL", "TRANSITION", "AGE"
+        ]  # fmt: skip
+        done = apply(
+            up, ISVC.format(name="watched", format="sklearn", uri="pvc://claim/v1/model.skops")
+        )
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = watcher.stdout.readline()
+            lines.append(line)
+            fields = line.split()
+            if fields[:1] == ["watched"] and fields[2] == "True":
+                break
+        else:
+            raise AssertionError(f"no ready row for 'watched' in {lines}")
+        assert fields[3:6] == ["Loaded", "-", "UpToDate"]
+        assert fields[6].endswith("s")  # AGE: seconds old
+    finally:
+        watcher.kill()
+        watcher.wait(10)
+        if watcher.stdout is not None:
+            watcher.stdout.close()
+    # Rows for the same resource repeat only when something changed.
+    assert len([line for line in lines if line.startswith("watched ")]) <= 4
+    shipped = cli(up, "get", "clusterservingruntime")
+    names = [line.split()[0] for line in shipped.stdout.splitlines()[1:]]
+    assert {"meshserve-builtin", "meshserve-pickle", "meshserve-mlserver"} <= set(names)
+    assert cli(up, "delete", "isvc", "watched").returncode == 0

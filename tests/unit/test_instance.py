@@ -48,7 +48,9 @@ def open_instance(tmp_path: pathlib.Path, runtime: FakeRuntime, clock: ManualClo
                 runtime=runtime,
                 settings=CacheSettings(load_failure_expiry_seconds=expiry_s),
                 clock=clock,
-                mesh=MeshSettings(rate_check_interval_s=0.05, lease_ttl_s=2.0),
+                mesh=MeshSettings(
+                    rate_check_interval_s=0.05, lease_ttl_s=2.0, vmodel_retire_delay_s=0.2
+                ),
             ) as instance,
         ):
             yield instance
@@ -280,7 +282,13 @@ async def test_vmodel_serves_the_active_model_until_the_target_loads(
             await asyncio.sleep(0.01)
         assert instance.vmodels.status("v").active_model_id == "v-2"
         assert await _infer(instance, "v") == "v-2"
-        # v-1 was auto-deleted once nothing referred to it.
+        # v-1 stays for the retire delay (requests already routed to it
+        # finish), then goes, being auto-delete and referred to by nothing.
+        assert instance.model_status("v-1").state is not ModelState.NOT_FOUND
+        for _ in range(200):
+            if instance.model_status("v-1").state is ModelState.NOT_FOUND:
+                break
+            await asyncio.sleep(0.01)
         assert instance.model_status("v-1").state is ModelState.NOT_FOUND
         await instance.vmodels.delete("v")
         assert instance.model_status("v-2").state is ModelState.NOT_FOUND

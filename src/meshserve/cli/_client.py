@@ -16,11 +16,13 @@ a probe afterwards: a call that connected and then outlasted --timeout is 1.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
 import pathlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from typing import IO, Any, TypeVar, cast
 
@@ -35,6 +37,7 @@ from meshserve.protocol.status import ERROR_TYPE_KEY
 
 __all__ = [
     "EXIT_CODES_EPILOG",
+    "CallOptions",
     "CannotConnectError",
     "Connection",
     "ExitCode",
@@ -42,6 +45,7 @@ __all__ = [
     "client_command",
     "connect",
     "endpoints_file_entry",
+    "pass_call_options",
     "pass_connection",
 ]
 
@@ -146,6 +150,18 @@ class Connection:
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 
+    def stream(self, rpc: _Rpc, request: Any) -> Iterator[Any]:
+        """The replies of a server-streaming stub method, for as long as the
+        server sends them (no deadline: a watch lasts until the caller stops
+        it); failures as in :meth:`call`."""
+        replies = rpc(request, metadata=self.auth_metadata or None)
+        try:
+            yield from replies
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            replies.cancel()
+
     def _error(self, exc: grpc.RpcError) -> ServerError:
         # On the sync stack the raised error is also the grpc.Call.
         code: grpc.StatusCode = exc.code()
@@ -195,9 +211,94 @@ def connect(
 _Command = TypeVar("_Command", bound=Callable[..., None])
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallOptions:
+    """How a client command calls a server, whichever it is: the deadline,
+    TLS and the credential (--timeout, --tls-ca/--tls-cert/--tls-key, --token)."""
+
+    timeout_s: float
+    credentials: grpc.ChannelCredentials | None = None
+    token: str | None = None
+
+    def connect(self, endpoint: str | None) -> ContextManager[Connection]:
+        """A connection to ``endpoint`` (None: the default one, see :func:`connect`)."""
+        return connect(
+            endpoint=endpoint,
+            timeout_s=self.timeout_s,
+            credentials=self.credentials,
+            token=self.token,
+        )
+
+
+_CALL_OPTIONS = (
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="Deadline of each call (a --sync load must fit in it).",
+    ),
+    click.option(
+        "--tls-ca",
+        envvar="MESHSERVE_TLS_CA",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Connect with TLS, trusting this CA (PEM; env MESHSERVE_TLS_CA).",
+    ),
+    click.option(
+        "--tls-cert",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Client certificate (PEM) for servers that require one; with --tls-key.",
+    ),
+    click.option(
+        "--tls-key",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Private key of --tls-cert (PEM).",
+    ),
+    click.option(
+        "--token",
+        envvar="MESHSERVE_TOKEN",
+        default=None,
+        help="Bearer token for servers with auth.enabled (env MESHSERVE_TOKEN).",
+    ),
+)
+
+
+def pass_call_options(command: _Command) -> _Command:
+    """Add --timeout, the TLS options and --token to a command and hand it a
+    ``call_options: CallOptions`` instead, for commands that find their
+    endpoint themselves."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        timeout: float,
+        tls_ca: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        token: str | None,
+        **kwargs: Any,
+    ) -> None:
+        options = CallOptions(
+            timeout_s=timeout,
+            credentials=_credentials(ca=tls_ca, cert=tls_cert, key=tls_key),
+            token=token,
+        )
+        command(*args, call_options=options, **kwargs)
+
+    decorated: Callable[..., None] = wrapper
+    for option in reversed(_CALL_OPTIONS):
+        decorated = option(decorated)
+    return cast(_Command, decorated)
+
+
 def pass_connection(command: _Command) -> _Command:
-    """Add ``--endpoint`` and ``--timeout`` to a command and hand it a
-    ``conn: Connection`` (closed when the command returns) instead."""
+    """Add ``--endpoint``, ``--timeout``, the TLS options and ``--token`` to a
+    command and hand it a ``conn: Connection`` (closed when the command
+    returns) instead."""
 
     @click.option(
         "--endpoint",
@@ -207,54 +308,10 @@ def pass_connection(command: _Command) -> _Command:
         help="gRPC address of an instance (env MESHSERVE_ENDPOINT)  [default: the 'grpc' "
         f"entry of ./{ENDPOINTS_FILE} if it exists, else {DEFAULT_GRPC_ENDPOINT}]",
     )
-    @click.option(
-        "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
-        default=DEFAULT_TIMEOUT_S,
-        show_default=True,
-        metavar="SECONDS",
-        help="Deadline of each call (a --sync load must fit in it).",
-    )
-    @click.option(
-        "--tls-ca",
-        envvar="MESHSERVE_TLS_CA",
-        type=click.Path(exists=True, dir_okay=False),
-        default=None,
-        help="Connect with TLS, trusting this CA (PEM; env MESHSERVE_TLS_CA).",
-    )
-    @click.option(
-        "--tls-cert",
-        type=click.Path(exists=True, dir_okay=False),
-        default=None,
-        help="Client certificate (PEM) for servers that require one; with --tls-key.",
-    )
-    @click.option(
-        "--tls-key",
-        type=click.Path(exists=True, dir_okay=False),
-        default=None,
-        help="Private key of --tls-cert (PEM).",
-    )
-    @click.option(
-        "--token",
-        envvar="MESHSERVE_TOKEN",
-        default=None,
-        help="Bearer token for servers with auth.enabled (env MESHSERVE_TOKEN).",
-    )
+    @pass_call_options
     @functools.wraps(command)
-    def wrapper(
-        *args: Any,
-        endpoint: str | None,
-        timeout: float,
-        tls_ca: str | None,
-        tls_cert: str | None,
-        tls_key: str | None,
-        token: str | None,
-        **kwargs: Any,
-    ) -> None:
-        credentials = _credentials(ca=tls_ca, cert=tls_cert, key=tls_key)
-        with connect(
-            endpoint=endpoint, timeout_s=timeout, credentials=credentials, token=token
-        ) as conn:
+    def wrapper(*args: Any, endpoint: str | None, call_options: CallOptions, **kwargs: Any) -> None:
+        with call_options.connect(endpoint) as conn:
             command(*args, conn=conn, **kwargs)
 
     return cast(_Command, wrapper)

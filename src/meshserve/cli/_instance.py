@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from meshserve.cli._options import stop_on_signals
+from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
     register_entries,
     serve,
@@ -52,12 +53,15 @@ def instance(
 ) -> None:
     """Run one instance until SIGTERM, then drain: its recently used models
     are loaded elsewhere before it leaves the mesh."""
-    settings = settings_from_flags(
-        **flags,
-        extra={
-            "mesh": {"instance_id": instance_id, "internal_port": internal_port},
-            "server": {"share_ports": share_ports},
-        },
+    settings = with_sealing_key(
+        settings_from_flags(
+            **flags,
+            extra={
+                "mesh": {"instance_id": instance_id, "internal_port": internal_port},
+                "server": {"share_ports": share_ports},
+            },
+        ),
+        create=False,
     )
     warn_if_root("instance")
     serve(_run(settings, register_entries(register_file)))

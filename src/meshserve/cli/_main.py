@@ -25,6 +25,7 @@ _COMMANDS = {
     "describe": "_resources:describe",
     "delete": "_resources:delete",
     "runtime": "_runtime:runtime",
+    "adapter": "_adapter:adapter",
     "models": "_models:models",
     "vmodels": "_vmodels:vmodels",
     "infer": "_infer:infer",

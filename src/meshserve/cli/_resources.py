@@ -1,53 +1,66 @@
 """``meshserve apply / get / describe / delete``: ServingRuntime,
-InferenceService and Predictor resources, in ModelMesh Serving's YAML.
+InferenceService and Predictor resources, in ModelMesh Serving's YAML, and
+the Secrets holding each namespace's storage-config.
 
-Resources are written to the mesh's store; the mesh's controller turns them
-into vmodels and writes their status back (``get`` shows it).
+The commands go through the server's admin API (``_resource_access``): it
+checks the caller's credential and scope, validates the documents again,
+and seals Secrets with its key before they reach the store. The mesh's
+controller turns the resources into vmodels and writes their status back
+(``get`` shows it). ``--store`` opens a store directly instead, for
+operators who hold its credentials.
+
+Documents are parsed here first too, so that a bad file is named before
+anything is sent and the fields meshserve keeps but does not act on are
+warned about. ``get`` and ``describe`` show a Secret's keys and lengths,
+never a value.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import datetime
 import pathlib
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 import yaml
 
+from meshserve.cli._client import ServerError
 from meshserve.cli._output import Table, emit
-from meshserve.cli._store_access import store_options, store_settings
+from meshserve.cli._resource_access import Listing, ResourceTarget, pass_resource_target
 from meshserve.control import load_documents
-from meshserve.controller import CLUSTER, ResourceKey, ResourceStore, kind_of
+from meshserve.controller import ResourceKey, kind_of
 from meshserve.errors import InvalidResourceError
-from meshserve.server import open_store
-from meshserve.settings import Settings
 
 __all__ = ["apply", "delete", "describe", "get"]
 
-T = TypeVar("T")
 
-
-def _with_store(settings: Settings, work: Callable[[ResourceStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with open_store(settings) as store:
-            return await work(ResourceStore(store))
-
-    return asyncio.run(run())
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _read(path: pathlib.Path) -> str:
     return sys.stdin.read() if str(path) == "-" else path.read_text()
 
 
+def _files(path: pathlib.Path) -> list[pathlib.Path]:
+    """``path``, or for a directory its .yaml/.yml/.json files in name order
+    (not recursive), as ``kubectl apply -f DIR`` reads them."""
+    if str(path) == "-" or not path.is_dir():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.suffix in _MANIFEST_SUFFIXES and p.is_file())
+
+
 def _documents(file: pathlib.Path) -> list[dict[str, Any]]:
-    """Parse and validate every document; warn about fields meshserve keeps
-    but does not act on."""
-    try:
-        resources = load_documents(_read(file))
-    except InvalidResourceError as exc:
-        raise click.BadParameter(f"{file}: {exc}", param_hint="-f") from None
+    """Parse and validate every document of a file or directory; warn about
+    fields meshserve keeps but does not act on."""
+    resources = []
+    for path in _files(file):
+        try:
+            resources += load_documents(_read(path))
+        except InvalidResourceError as exc:
+            raise click.BadParameter(f"{path}: {exc}", param_hint="-f") from None
     documents = []
     for resource in resources:
         for warning in resource.ignored_fields():
@@ -61,40 +74,17 @@ def _documents(file: pathlib.Path) -> list[dict[str, Any]]:
 
 @click.command()
 @click.option("-f", "--filename", "file", required=True, type=click.Path(path_type=pathlib.Path))
-@store_options
-def apply(
-    file: pathlib.Path, data_dir: pathlib.Path | None, store: str | None, root_prefix: str | None
-) -> None:
+@pass_resource_target
+def apply(file: pathlib.Path, target: ResourceTarget) -> None:
     """Create or update the resources in FILE (YAML, several documents or a
-    List; - reads stdin)."""
+    List; a directory: its .yaml/.yml/.json files; - reads stdin)."""
     documents = _documents(file)
     if not documents:
         raise click.BadParameter(f"{file}: no resources in it", param_hint="-f")
-
-    async def put_all(resources: ResourceStore) -> list[tuple[ResourceKey, bool]]:
-        results = []
-        for document in documents:
-            key = ResourceKey.of(document)
-            existing = await resources.get(key)
-            if existing is not None:
-                generation = (existing.get("metadata") or {}).get("generation", 1)
-                changed = existing.get("spec") != document.get("spec")
-                document.setdefault("metadata", {})["generation"] = generation + int(changed)
-            else:
-                document.setdefault("metadata", {})["generation"] = 1
-            await resources.put(document)
-            results.append((key, existing is None))
-        return results
-
-    settings = store_settings(data_dir, store, root_prefix)
-    for key, created in _with_store(settings, put_all):
+    with target.open() as resources:
+        applied = resources.apply(documents)
+    for key, created in applied:
         click.echo(f"{key.kind.lower()}/{key.name} {'created' if created else 'configured'}")
-
-
-def _namespace_filter(kind: str, namespace: str | None) -> Callable[[ResourceKey], bool]:
-    return lambda key: (
-        key.kind == kind and (namespace is None or key.namespace in (namespace, CLUSTER))
-    )
 
 
 @click.command()
@@ -103,54 +93,118 @@ def _namespace_filter(kind: str, namespace: str | None) -> Callable[[ResourceKey
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]), default="table")
-@store_options
+@click.option(
+    "-w",
+    "--watch",
+    is_flag=True,
+    help="After the list, print a row (table) or document each time one changes, until Ctrl-C.",
+)
+@pass_resource_target
 def get(
     kind: str,
     name: str | None,
     namespace: str,
     all_namespaces: bool,
     output: str,
-    data_dir: pathlib.Path | None,
-    store: str | None,
-    root_prefix: str | None,
+    watch: bool,
+    target: ResourceTarget,
 ) -> None:
     """List resources of KIND (isvc, predictor, servingruntime,
-    clusterservingruntime), or show one, with their status."""
+    clusterservingruntime, secret), or show one, with their status. A
+    Secret shows its keys and their lengths, never a value. The
+    ClusterServingRuntimes meshserve ships are listed with the applied ones.
+    With -A, every namespace the credential may see."""
     resolved = _kind(kind)
-    wanted = _namespace_filter(resolved, None if all_namespaces else namespace)
-
-    async def read(resources: ResourceStore) -> list[dict[str, Any]]:
-        documents = await resources.list(resolved)
-        statuses = await resources.statuses()
-        found = []
-        for key, document in sorted(documents.items()):
-            if not wanted(key) or (name is not None and key.name != name):
-                continue
-            status = statuses.get(key)
-            if status is not None:
-                document = {**document, "status": status}
-            found.append(document)
-        return found
-
-    found = _with_store(store_settings(data_dir, store, root_prefix), read)
+    scope = None if all_namespaces else namespace
+    if watch:
+        printer = _WatchPrinter(output=output, kind=resolved)
+        with contextlib.suppress(KeyboardInterrupt), target.open() as resources:
+            resources.watch(resolved, namespace=scope, show=printer.show)
+        return
+    with target.open() as resources:
+        found = resources.get(resolved, namespace=scope, name=name)
     if name is not None and not found:
-        raise click.ClickException(f"NOT_FOUND: {resolved.lower()} '{name}' not found")
+        raise ServerError(f"NOT_FOUND: {resolved.lower()} '{name}' not found")
     data: Any = found[0] if name is not None else {"kind": "List", "items": found}
+    _print(output, data, lambda: _table(resolved, found))
+
+
+def _print(output: str, data: Any, table: Callable[[], Table]) -> None:
     if output == "yaml":
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
     else:
-        emit(output, data=data, table=lambda: _table(resolved, found))
+        emit(output, data=data, table=table)
+
+
+class _WatchPrinter:
+    """kubectl's ``get -w``: everything once, then what changes (a table
+    prints its header once; each change is a row, or a document)."""
+
+    def __init__(self, *, output: str, kind: str) -> None:
+        self._output = output
+        self._kind = kind
+        self._shown: dict[str, Any] = {}
+        self._header = True
+
+    def show(self, found: Listing) -> None:
+        fresh = []
+        for document in found:
+            key = ResourceKey.of(document).path()
+            if self._shown.get(key) != document:
+                self._shown[key] = document
+                fresh.append(document)
+        if not fresh and not self._header:
+            return
+        if self._output == "table":
+            lines = _table(self._kind, fresh).render().splitlines()
+            click.echo("\n".join(lines if self._header else lines[1:]))
+        else:
+            for document in fresh:
+                _print(self._output, document, lambda: _table(self._kind, []))
+        self._header = False
+
+
+def _age(document: dict[str, Any]) -> str:
+    """kubectl's AGE: 45s, 12m, 3h, 2d."""
+    created = (document.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return "-"
+    try:
+        moment = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    seconds = max(0, int((datetime.datetime.now(datetime.UTC) - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _table(kind: str, documents: list[dict[str, Any]]) -> Table:
+    """The CRDs' printer columns."""
+    if kind == "Secret":
+        return Table(
+            ("NAME", "TYPE", "DATA", "AGE"),
+            [
+                (
+                    d["metadata"]["name"],
+                    d.get("type", "Opaque"),
+                    str(len(d.get("data", {}))),
+                    _age(d),
+                )
+                for d in documents
+            ],
+        )
     if kind in ("ServingRuntime", "ClusterServingRuntime"):
         return Table(
-            ("NAME", "DISABLED", "MODELTYPE"),
+            ("NAME", "DISABLED", "MODELTYPE", "CONTAINERS", "AGE"),
             [
                 (
                     d["metadata"]["name"],
                     str(bool(d.get("spec", {}).get("disabled", False))).lower(),
                     ",".join(f["name"] for f in d.get("spec", {}).get("supportedModelFormats", [])),
+                    ",".join(c["name"] for c in d.get("spec", {}).get("containers", [])) or "-",
+                    _age(d),
                 )
                 for d in documents
             ],
@@ -158,46 +212,49 @@ def _table(kind: str, documents: list[dict[str, Any]]) -> Table:
     rows = []
     for d in documents:
         status = d.get("status", {})
-        rows.append(
-            (
-                d["metadata"]["name"],
-                status.get("grpcEndpoint", "-"),
-                "True" if status.get("available") else "False",
-                status.get("activeModelState", "-"),
-                status.get("targetModelState", "") or "-",
-                status.get("transitionStatus", "-"),
-                (status.get("lastFailureInfo") or {}).get("reason", "-"),
-            )
+        models = (
+            status.get("activeModelState", "-"),
+            status.get("targetModelState", "") or "-",
+            status.get("transitionStatus", "-"),
+            _age(d),
         )
-    return Table(("NAME", "URL", "READY", "ACTIVE", "TARGET", "TRANSITION", "FAILURE"), rows)
+        if kind == "Predictor":
+            model_type = (d.get("spec", {}).get("modelType") or {}).get("name", "-")
+            rows.append((d["metadata"]["name"], model_type, _bool(status), *models))
+        else:
+            url = status.get("grpcEndpoint", "-")
+            rows.append((d["metadata"]["name"], url, _bool(status), *models))
+    second = ("TYPE", "AVAILABLE") if kind == "Predictor" else ("URL", "READY")
+    return Table(("NAME", *second, "ACTIVEMODEL", "TARGETMODEL", "TRANSITION", "AGE"), rows)
+
+
+def _bool(status: dict[str, Any]) -> str:
+    return "True" if status.get("available") else "False"
 
 
 @click.command()
 @click.argument("kind")
 @click.argument("name")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@store_options
-def describe(
-    kind: str,
-    name: str,
-    namespace: str,
-    data_dir: pathlib.Path | None,
-    store: str | None,
-    root_prefix: str | None,
-) -> None:
+@pass_resource_target
+def describe(kind: str, name: str, namespace: str, target: ResourceTarget) -> None:
     """Show one resource as applied, its status, and the fields meshserve
     keeps but does not act on."""
     resolved = _kind(kind)
-    key = ResourceKey.named(resolved, namespace, name)
-
-    async def read(resources: ResourceStore) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        return await resources.get(key), await resources.status(key)
-
-    document, status = _with_store(store_settings(data_dir, store, root_prefix), read)
-    if document is None:
-        raise click.ClickException(f"NOT_FOUND: {resolved.lower()} '{name}' not found")
-    click.echo(yaml.safe_dump({**document, "status": status or {}}, sort_keys=False), nl=False)
-    (resource,) = load_documents(yaml.safe_dump(document))
+    with target.open() as resources:
+        found = resources.get(resolved, namespace=namespace, name=name)
+    if not found:
+        raise ServerError(f"NOT_FOUND: {resolved.lower()} '{name}' not found")
+    (document,) = found
+    if resolved == "Secret":
+        # No status; the fields are checked without the (redacted) values.
+        click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+        applied = {k: v for k, v in document.items() if k != "data"}
+    else:
+        status = document.get("status") or {}
+        click.echo(yaml.safe_dump({**document, "status": status}, sort_keys=False), nl=False)
+        applied = {k: v for k, v in document.items() if k != "status"}
+    (resource,) = load_documents(yaml.safe_dump(applied))
     ignored = resource.ignored_fields()
     if ignored:
         click.echo("fields kept but not acted on:")
@@ -210,15 +267,13 @@ def describe(
 @click.argument("name", required=False)
 @click.option("-f", "--filename", "file", type=click.Path(path_type=pathlib.Path), default=None)
 @click.option("-n", "--namespace", default="default", show_default=True)
-@store_options
+@pass_resource_target
 def delete(
     kind: str | None,
     name: str | None,
     file: pathlib.Path | None,
     namespace: str,
-    data_dir: pathlib.Path | None,
-    store: str | None,
-    root_prefix: str | None,
+    target: ResourceTarget,
 ) -> None:
     """Delete KIND NAME, or every resource in a file (-f). Unknown names
     exit 1."""
@@ -228,19 +283,17 @@ def delete(
         keys = [ResourceKey.named(_kind(kind), namespace, name)]
     else:
         raise click.UsageError("give KIND NAME, or -f FILE")
-
-    async def remove(resources: ResourceStore) -> list[tuple[ResourceKey, bool]]:
-        return [(key, await resources.delete(key)) for key in keys]
-
+    with target.open() as resources:
+        results = resources.delete(keys)
     missing = []
-    for key, deleted in _with_store(store_settings(data_dir, store, root_prefix), remove):
+    for key, deleted in results:
         if deleted:
             click.echo(f"{key.kind.lower()}/{key.name} deleted")
         else:
             missing.append(key)
     if missing:
         names = ", ".join(f"{k.kind.lower()}/{k.name}" for k in missing)
-        raise click.ClickException(f"NOT_FOUND: {names} not found")
+        raise ServerError(f"NOT_FOUND: {names} not found")
 
 
 def _kind(name: str) -> str:

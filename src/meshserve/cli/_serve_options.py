@@ -69,6 +69,13 @@ _OPTIONS = (
         help="With --runtime-host external: 127.0.0.1:PORT or unix:/PATH of a runtime "
         "speaking ModelMesh's SPI.",
     ),
+    click.option(
+        "--runtime-data-address",
+        default=None,
+        metavar="ADDRESS",
+        help="With --runtime-host external: where that runtime serves v2 inference, when "
+        "not at --runtime-address (a model server behind an adapter).  [default: the same]",
+    ),
     allow_pickle_option,
     capacity_option,
     _REGISTER,
@@ -177,6 +184,11 @@ def settings_with_sources_from_flags(
             ListenAddress.parse(settings.runtime.external_address)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--runtime-address") from None
+        if settings.runtime.external_data_address:
+            try:
+                ListenAddress.parse(settings.runtime.external_data_address)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--runtime-data-address") from None
     url = settings.store.url
     if url and not url.startswith(("etcd://", "sqlite:///")):
         raise click.BadParameter(
@@ -195,6 +207,7 @@ def overrides_from_flags(
     metrics_port: int | None,
     runtime_host: str | None,
     runtime_address: str | None,
+    runtime_data_address: str | None,
     allow_pickle: bool | None,
     capacity: int | None,
     store: str | None,
@@ -218,6 +231,7 @@ def overrides_from_flags(
         "runtime": {
             "host": runtime_host,
             "external_address": runtime_address,
+            "external_data_address": runtime_data_address,
             "allow_pickle": allow_pickle,
             "capacity_bytes": capacity,
         },

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from meshserve.cli._options import stop_on_signals
+from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
     register_entries,
     serve,
@@ -17,6 +18,7 @@ from meshserve.cli._serve_options import (
 )
 from meshserve.server import Endpoints, ModelEntry, serve_instance
 from meshserve.server._cluster import ClusterEndpoints, run_cluster
+from meshserve.server._pools import LocalPools
 from meshserve.settings import Settings
 
 
@@ -32,7 +34,13 @@ def _announce(endpoints: Endpoints | ClusterEndpoints) -> None:
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
     stop = stop_on_signals()
-    await serve_instance(settings, register=register, stop=stop, on_ready=_announce)
+    pools = LocalPools(settings)
+    try:
+        await serve_instance(
+            settings, register=register, stop=stop, on_ready=_announce, pools=pools
+        )
+    finally:
+        await pools.close()
 
 
 async def _run_cluster(
@@ -57,7 +65,8 @@ async def _run_cluster(
 def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None:
     """Serve models on this machine until Ctrl-C: the store, the instances
     and their runtimes. Ready when /v2/health/ready answers 200."""
-    settings = settings_from_flags(**flags)
+    # A key for the Secrets `apply` seals, made once in the data dir if none is given.
+    settings = with_sealing_key(settings_from_flags(**flags), create=True)
     register = register_entries(register_file)
     warn_if_root("up")
     if instances == 1:

@@ -1,7 +1,8 @@
 """Resources in ModelMesh Serving's shape: schemas, validation, ids, runtime choice.
 
 A pure library: it parses and checks ServingRuntime, ClusterServingRuntime,
-Predictor and InferenceService documents, derives the vmodel and model ids
+Predictor and InferenceService documents (and the Secret holding a
+namespace's storage-config), derives the vmodel and model ids
 a resource maps to, and picks the runtime that serves it. The controller
 and the CLI build on it; nothing here talks to the mesh.
 """
@@ -23,6 +24,7 @@ from meshserve.control._resources import (
     MODELMESH_DEPLOYMENT_MODE,
     RUNTIME_ANNOTATION,
     SCHEMA_PATH_ANNOTATION,
+    SEALED_DATA_FIELD,
     SECRET_KEY_ANNOTATION,
     BuiltInAdapter,
     ClusterServingRuntime,
@@ -32,6 +34,7 @@ from meshserve.control._resources import (
     ObjectMeta,
     Predictor,
     Resource,
+    Secret,
     ServingRuntime,
     ServingRuntimeSpec,
     SupportedModelFormat,
@@ -66,6 +69,7 @@ __all__ = [
     "RESERVED_PORT_RANGE",
     "RUNTIME_ANNOTATION",
     "SCHEMA_PATH_ANNOTATION",
+    "SEALED_DATA_FIELD",
     "SECRET_KEY_ANNOTATION",
     "BuiltInAdapter",
     "ClusterServingRuntime",
@@ -80,6 +84,7 @@ __all__ = [
     "Predictor",
     "Resource",
     "RuntimeSelection",
+    "Secret",
     "ServingRuntime",
     "ServingRuntimeSpec",
     "SupportedModelFormat",

@@ -2,7 +2,8 @@
 
 ServingRuntime and ClusterServingRuntime (v1alpha1), Predictor (v1alpha1)
 and InferenceService (v1beta1), shaped after the CRDs so that files written
-for ModelMesh Serving load unchanged. Field names are the CRDs' camelCase.
+for ModelMesh Serving load unchanged, and the core v1 Secret that holds a
+namespace's ``storage-config``. Field names are the CRDs' camelCase.
 
 Nothing is dropped: a field the schema does not know is kept (and written
 back by :meth:`to_document`), and :meth:`ignored_fields` lists, as dotted
@@ -12,6 +13,8 @@ warn about each one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime
 import enum
@@ -20,7 +23,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal, TypeAlias
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from meshserve.errors import InvalidResourceError
@@ -31,6 +42,7 @@ __all__ = [
     "MODELMESH_DEPLOYMENT_MODE",
     "RUNTIME_ANNOTATION",
     "SCHEMA_PATH_ANNOTATION",
+    "SEALED_DATA_FIELD",
     "SECRET_KEY_ANNOTATION",
     "BuiltInAdapter",
     "ClusterServingRuntime",
@@ -52,6 +64,7 @@ __all__ = [
     "Resource",
     "RuntimeRef",
     "S3Storage",
+    "Secret",
     "ServingRuntime",
     "ServingRuntimeSpec",
     "StorageHelper",
@@ -579,13 +592,70 @@ class InferenceService(_Resource):
         )
 
 
-Resource: TypeAlias = ServingRuntime | ClusterServingRuntime | Predictor | InferenceService
+# --- Secret (core v1) ----------------------------------------------------------
+
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+SEALED_DATA_FIELD = "sealedData"
+"""Where a stored Secret keeps its sealed values (in place of ``data``)."""
+
+
+class Secret(_Resource):
+    """A Kubernetes Secret: for meshserve, a namespace's ``storage-config``
+    (storage key -> JSON). As parsed it holds the values in the clear; the
+    resource store seals them before they are written (``meshserve.controller``),
+    and nothing prints them (the fields are left out of ``repr``)."""
+
+    ignored = frozenset({"status", "immutable"})
+
+    kind: Literal["Secret"]
+    api_version: Literal["v1"]
+    secret_type: str = Field(default="Opaque", alias="type")
+    data: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Base64 values, as Kubernetes keeps them."""
+    string_data: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Plain values; on a key both have, this wins (as in Kubernetes)."""
+    immutable: bool | None = None
+
+    @field_validator("data", "string_data")
+    @classmethod
+    def _keys_and_values(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for key, item in value.items():
+            if len(key) > 253 or not _SECRET_KEY.match(key):
+                raise ValueError(f"key '{key}' must be at most 253 of a-z, A-Z, 0-9, '-', '_', '.'")
+            if info.field_name == "data":
+                try:
+                    base64.b64decode(item, validate=True)
+                except (binascii.Error, ValueError):
+                    # The value is a credential: name the key only.
+                    raise ValueError(f"key '{key}': not valid base64") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_sealed(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and SEALED_DATA_FIELD in value:
+            raise ValueError(
+                f"{SEALED_DATA_FIELD} is what meshserve stores, not what it applies; "
+                "give the values in data or stringData"
+            )
+        return value
+
+    def items(self) -> dict[str, bytes]:
+        """Every key's value as bytes (``data`` decoded, ``stringData`` over it)."""
+        values = {key: base64.b64decode(item) for key, item in self.data.items()}
+        values.update({key: item.encode() for key, item in self.string_data.items()})
+        return values
+
+
+Resource: TypeAlias = ServingRuntime | ClusterServingRuntime | Predictor | InferenceService | Secret
 
 _KINDS: dict[str, type[Resource]] = {
     "ServingRuntime": ServingRuntime,
     "ClusterServingRuntime": ClusterServingRuntime,
     "Predictor": Predictor,
     "InferenceService": InferenceService,
+    "Secret": Secret,
 }
 
 

@@ -7,6 +7,10 @@ serving meanwhile, then goes, being auto-delete). Deleting the resource
 deletes the vmodel. One instance of the mesh runs the controller at a time
 (leader election through the store); every instance could.
 
+Given :class:`RuntimePools` (``meshserve up`` gives them), the controller
+also sizes each ServingRuntime's pool of instances: ``podsPerRuntime`` while
+a resource uses it, none once nothing has for the scale-to-zero grace period.
+
 Resources outside the ``default`` namespace map to ids ``<namespace>/<name>``
 (ModelMesh Serving gives each namespace a mesh of its own; here they share
 one, so the namespace becomes part of the id, as authorisation expects).
@@ -37,11 +41,17 @@ from meshserve.control import (
     select_runtime,
     validate_serving_runtime,
 )
-from meshserve.controller._builtin_runtimes import builtin_runtimes
+from meshserve.controller._builtin_runtimes import (
+    BUILTIN_RUNTIME,
+    PICKLE_RUNTIMES,
+    builtin_runtimes,
+)
+from meshserve.controller._pools import PoolPlanner, RuntimePools
 from meshserve.controller._resource_store import ResourceKey, ResourceStore
 from meshserve.controller._status import resource_status
 from meshserve.errors import ForeignResourceError, InvalidResourceError, MeshServeError
-from meshserve.mesh import Instance
+from meshserve.mesh import Instance, ModelState
+from meshserve.settings import ControlSettings
 from meshserve.storage import build_model_key
 from meshserve.store import Election, Store, StoreError
 
@@ -63,7 +73,8 @@ class Controller:
         grpc_url: str,
         rest_url: str | None,
         interval_s: float = 1.0,
-        allowed_runtime_images: tuple[str, ...] = (),
+        control: ControlSettings | None = None,
+        pools: RuntimePools | None = None,
     ) -> None:
         self._store = store
         self._resources = ResourceStore(store)
@@ -71,7 +82,18 @@ class Controller:
         self._grpc_url = grpc_url
         self._rest_url = rest_url
         self._interval_s = interval_s
-        self._allowed = allowed_runtime_images
+        control = control or ControlSettings()
+        self._allowed = control.allowed_runtime_images
+        self._pools = pools
+        self._pickle_namespaces = control.pickle_namespaces
+        self._planner = PoolPlanner(
+            pods_per_runtime=control.pods_per_runtime,
+            scale_to_zero=control.scale_to_zero_enabled,
+            grace_period_s=control.scale_to_zero_grace_period_s,
+            mlserver_executable=control.mlserver_executable,
+            # The instances of the mesh itself offer the built-in runtime.
+            skip=(BUILTIN_RUNTIME,),
+        )
         self._election = Election(
             store,
             name="controller",
@@ -121,15 +143,20 @@ class Controller:
         documents = await self._resources.list()
         statuses = await self._resources.statuses()
         runtimes, cluster_runtimes, verdicts = _runtimes(documents, self._allowed)
-        for key, verdict in verdicts.items():
-            if statuses.get(key) != verdict:
-                await self._resources.put_status(key, verdict)
         seen: set[ResourceKey] = set()
+        used: set[str] = set()
+        served: dict[ResourceKey, dict[str, Any]] = {}
         for key, document in sorted(documents.items()):
             if key.kind not in _SERVED:
                 continue
             seen.add(key)
-            status = await self._reconcile_one(key, document, runtimes, cluster_runtimes)
+            served[key] = await self._reconcile_one(key, document, runtimes, cluster_runtimes, used)
+        if self._pools is not None:
+            await self._size_pools([*runtimes, *cluster_runtimes], used, verdicts)
+        for key, verdict in verdicts.items():
+            if statuses.get(key) != verdict:
+                await self._resources.put_status(key, verdict)
+        for key, status in served.items():
             if statuses.get(key) != status:
                 await self._resources.put_status(key, status)
         for key in [k for k in self._applied if k not in seen]:
@@ -144,6 +171,7 @@ class Controller:
         document: dict[str, Any],
         runtimes: list[ServingRuntime],
         cluster_runtimes: list[ClusterServingRuntime],
+        used: set[str],
     ) -> dict[str, Any]:
         generation = (document.get("metadata") or {}).get("generation", 1)
         try:
@@ -163,21 +191,74 @@ class Controller:
             runtimes=runtimes,
             cluster_runtimes=cluster_runtimes,
         )
-        if not selection.ok:
+        if selection.runtime is None:
             reason = selection.reason or FailureReason.NO_SUPPORTING_RUNTIME
             return _failed(reason, selection.message, generation)
+        runtime = selection.runtime.name
+        refusal = self._pickle_refusal(runtime, key.namespace)
+        if refusal is not None:
+            return _failed(FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation)
+        used.add(runtime)
         previous = self._applied.get(key)
         vmodel = self._instance.vmodels.status(names.vmodel_id)
         if previous is None or vmodel.target_model_id != names.model_id:
             await self._apply(names, target_key=_model_key(target), path=target.path)
             self._applied[key] = names
-        return resource_status(
+        else:
+            await self._load_if_waiting(names.model_id)
+        status = resource_status(
             self._instance,
             names,
             generation=generation,
             grpc_url=self._grpc_url,
             rest_url=self._rest_url,
         )
+        problem = self._pools.problem(runtime) if self._pools is not None else None
+        if problem is not None and not status["available"]:
+            return _failed(
+                FailureReason.RUNTIME_UNHEALTHY, f"runtime {runtime}: {problem}", generation
+            )
+        return status
+
+    def _pickle_refusal(self, runtime: str, namespace: str) -> str | None:
+        if runtime not in PICKLE_RUNTIMES or any(
+            fnmatch.fnmatchcase(namespace, pattern) for pattern in self._pickle_namespaces
+        ):
+            return None
+        return (
+            f"runtime {runtime} loads pickle artifacts (which run code), and "
+            f"control.pickleNamespaces ({', '.join(self._pickle_namespaces) or 'none'}) does "
+            f"not allow them in namespace {namespace!r}"
+        )
+
+    async def _size_pools(
+        self,
+        runtimes: list[ServingRuntime | ClusterServingRuntime],
+        used: set[str],
+        verdicts: dict[ResourceKey, dict[str, Any]],
+    ) -> None:
+        assert self._pools is not None
+        plan = self._planner.plan(runtimes, used)
+        await self._pools.sync(plan.pools)
+        for key, verdict in verdicts.items():
+            if not verdict["accepted"]:
+                continue
+            if key.name in plan.refused:
+                verdict["message"] = f"cannot run here: {plan.refused[key.name]}"
+            elif key.name in plan.pools:
+                verdict["replicas"] = plan.pools[key.name].replicas
+
+    async def _load_if_waiting(self, model_id: str) -> None:
+        """Load a model that has no copy anywhere once an instance can take
+        it: its runtime's pool was scaled to zero, or still starting, when
+        the model was registered."""
+        if self._instance.model_status(model_id).state is not ModelState.NOT_LOADED:
+            return
+        if not self._instance.can_place(model_id):
+            return
+        log.info("model %s: an instance can take it now; loading", model_id)
+        with contextlib.suppress(MeshServeError):
+            await self._instance.ensure_available(model_id, sync=False)
 
     async def _apply(self, names: ModelNames, *, target_key: str, path: str) -> None:
         log.info("resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label)

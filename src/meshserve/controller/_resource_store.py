@@ -3,19 +3,36 @@
 ``resources/<Kind>/<namespace>/<name>`` holds the document as applied;
 ``status/<Kind>/<namespace>/<name>`` the status the controller writes. They
 are apart so that writing a status does not look like a change of spec.
-Cluster-scoped kinds use the namespace ``_cluster``.
+Cluster-scoped kinds use the namespace ``_cluster``. A Secret's values are
+sealed before they are written (see ``_secret_documents``); the puller reads
+them back through :class:`SealedSecrets`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from meshserve.store import Store
+from meshserve.control import SEALED_DATA_FIELD
+from meshserve.controller._builtin_runtimes import builtin_runtimes
+from meshserve.controller._secret_documents import redact_secret, seal_secret, unseal_secret
+from meshserve.errors import StorageUnavailableError
+from meshserve.security import SealingKey
+from meshserve.storage import SecretEntries
+from meshserve.store import Store, StoreError, WatchStream
 
-__all__ = ["CLUSTER", "ResourceKey", "ResourceStore", "kind_of"]
+__all__ = ["CLUSTER", "ResourceKey", "ResourceStore", "SealedSecrets", "kind_of"]
+
+log = logging.getLogger(__name__)
 
 RESOURCES_PREFIX = "resources/"
 STATUS_PREFIX = "status/"
@@ -31,6 +48,8 @@ _ALIASES = {
     "servingruntimes": "ServingRuntime",
     "clusterservingruntime": "ClusterServingRuntime",
     "clusterservingruntimes": "ClusterServingRuntime",
+    "secret": "Secret",
+    "secrets": "Secret",
 }
 
 
@@ -74,11 +93,76 @@ class ResourceKey:
 class ResourceStore:
     """Reads and writes applied resources and their status."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, sealing_key: SealingKey | None = None) -> None:
+        """``sealing_key`` seals the Secrets ``put`` writes; without one,
+        putting a Secret raises SealingKeyError."""
         self._store = store
+        self._sealing_key = sealing_key
+
+    @property
+    def can_seal(self) -> bool:
+        """Whether Secrets may be written: there is a key to seal them with."""
+        return self._sealing_key is not None
+
+    async def apply(self, document: dict[str, Any]) -> bool:
+        """Create or update a resource as ``kubectl apply`` does; True if it
+        was created. An update keeps the uid and creationTimestamp, and bumps
+        ``metadata.generation`` only when the spec changed (the controller
+        reports the generation it reconciled). ``document`` is left as it is."""
+        key = ResourceKey.of(document)
+        existing = await self.get(key)
+        metadata = dict(document.get("metadata") or {})
+        if existing is not None:
+            previous = existing.get("metadata") or {}
+            changed = existing.get("spec") != document.get("spec")
+            metadata["generation"] = previous.get("generation", 1) + int(changed)
+            metadata["uid"] = previous.get("uid") or str(uuid.uuid4())
+            metadata["creationTimestamp"] = previous.get("creationTimestamp") or _now()
+        else:
+            metadata.update(generation=1, uid=str(uuid.uuid4()), creationTimestamp=_now())
+        await self.put({**document, "metadata": metadata})
+        return existing is None
+
+    async def shown(
+        self,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        visible: Callable[[str], bool] = lambda namespace: True,
+    ) -> list[dict[str, Any]]:
+        """The ``kind`` resources as ``meshserve get`` shows them, in key
+        order: each with the controller's status as ``status``, a Secret's
+        values left out (:func:`redact_secret`), and the
+        ClusterServingRuntimes meshserve ships beside the applied ones.
+
+        ``namespace`` None is every namespace; cluster-scoped resources are
+        in every namespace's listing. ``visible`` drops the namespaces a
+        caller may not see."""
+        documents = await self.list(kind)
+        statuses = await self.statuses()
+        if kind == "ClusterServingRuntime":
+            for shipped in builtin_runtimes():
+                documents.setdefault(
+                    ResourceKey.named(kind, CLUSTER, shipped.name), shipped.to_document()
+                )
+        found = []
+        for key, document in sorted(documents.items()):
+            if namespace is not None and key.namespace not in (namespace, CLUSTER):
+                continue
+            if (name is not None and key.name != name) or not visible(key.namespace):
+                continue
+            if kind == "Secret":
+                document = redact_secret(document)
+            status = statuses.get(key)
+            found.append(document if status is None else {**document, "status": status})
+        return found
 
     async def put(self, document: dict[str, Any]) -> ResourceKey:
+        """Write an applied document (a Secret's values sealed first)."""
         key = ResourceKey.of(document)
+        if key.kind == "Secret":
+            document = seal_secret(document, sealing_key=self._sealing_key)
         await self._store.put(RESOURCES_PREFIX + key.path(), orjson.dumps(document))
         return key
 
@@ -116,7 +200,75 @@ class ResourceStore:
     async def delete_status(self, key: ResourceKey) -> None:
         await self._store.delete(STATUS_PREFIX + key.path())
 
+    @contextlib.asynccontextmanager
+    async def changes(self, kind: str) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever a ``kind`` resource or its status changes
+        (the caller clears it), for as long as the block runs. The watches
+        are open when the block starts: a change made after it is seen."""
+        changed = asyncio.Event()
+
+        async def follow(events: WatchStream) -> None:
+            async for _ in events:
+                changed.set()
+
+        async with contextlib.AsyncExitStack() as watches:
+            streams = [
+                await watches.enter_async_context(self._store.watch(f"{prefix}{kind}/"))
+                for prefix in (RESOURCES_PREFIX, STATUS_PREFIX)
+            ]
+            followers = [asyncio.create_task(follow(stream)) for stream in streams]
+            try:
+                yield changed
+            finally:
+                for task in followers:
+                    task.cancel()
+                await asyncio.gather(*followers, return_exceptions=True)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
 
 def _document(value: bytes) -> dict[str, Any]:
     loaded: dict[str, Any] = orjson.loads(value)
     return loaded
+
+
+class SealedSecrets:
+    """The Secrets in the store, unsealed when asked: the puller's
+    ``SecretReader``. Nothing is cached, so a re-applied Secret is what the
+    next pull reads; the clear values go back to the caller only."""
+
+    def __init__(self, resources: ResourceStore, *, sealing_key: SealingKey | None) -> None:
+        self._resources = resources
+        self._sealing_key = sealing_key
+        self._seen: dict[ResourceKey, bytes] = {}
+
+    async def read_secret(self, *, namespace: str, name: str) -> SecretEntries | None:
+        key = ResourceKey.named("Secret", namespace, name)
+        try:
+            document = await self._resources.get(key)
+        except StoreError as exc:
+            raise StorageUnavailableError(
+                f"cannot read secret '{namespace}/{name}' from the store: {exc}"
+            ) from None
+        if document is None:
+            self._seen.pop(key, None)
+            return None
+        entries = unseal_secret(document, sealing_key=self._sealing_key)
+        self._log_change(key, document, entries)
+        return entries
+
+    def _log_change(
+        self, key: ResourceKey, document: dict[str, Any], entries: SecretEntries
+    ) -> None:
+        """Say once per version of a Secret which keys it has (and which
+        cannot be unsealed); names keys only."""
+        sealed = document.get(SEALED_DATA_FIELD) or {}
+        version = hashlib.sha256(orjson.dumps(sealed, option=orjson.OPT_SORT_KEYS)).digest()
+        if self._seen.get(key) == version:
+            return
+        self._seen[key] = version
+        log.info("storage config read from %s: keys %s", entries.origin, sorted(sealed))
+        for reason in entries.unreadable.values():
+            log.warning("%s", reason)

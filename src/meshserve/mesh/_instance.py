@@ -130,7 +130,9 @@ class Instance:
         self._peers = peers
         self.metrics = metrics
         self._clock = clock
-        self.vmodels = VModelTable(registry=registry, models=self)
+        self.vmodels = VModelTable(
+            registry=registry, models=self, retire_delay_s=mesh.vmodel_retire_delay_s
+        )
         self.rates = RateTracker(clock=clock, window_s=6 * mesh.rate_check_interval_s)
         self._ready = False
         self._shutting_down = False
@@ -567,6 +569,11 @@ class Instance:
             lambda: self._runtime.metadata(model_id),
             lambda address, metadata: _need(peers).model_metadata(address, model_id, metadata),
         )
+
+    def can_place(self, model_id: str) -> bool:
+        """Whether some live instance could take a new copy of the model now."""
+        record = self._registry.model(model_id)
+        return record is not None and self.view.place(record, set()) is not None
 
     def model_ready(self, model_id: str) -> bool:
         if self.cache.is_loaded(model_id):

@@ -144,9 +144,12 @@ class MeshView:
         """Where a new copy of ``record`` goes (None: nowhere may take it)."""
         label = required_label(record.type.lower())
         instances = self.live_instances()
-        if not any(label in r.labels for r in instances) and self.instance_id not in exclude:
-            # No instance advertises the type: let the local runtime try, so
-            # the error is the runtime's own precise one.
+        if not any(label in r.labels for r in instances):
+            if label.startswith("rt:") or self.instance_id in exclude:
+                # A named runtime whose instances are not up (yet): wait for them.
+                return None
+            # No instance advertises the format: let the local runtime try,
+            # so the error is the runtime's own precise one.
             return instances[0]
         return choose_instance(
             instances,

@@ -73,15 +73,35 @@ class ModelOps(Protocol):
 class VModelTable:
     """The instance's vmodel operations and their transitions."""
 
-    def __init__(self, *, registry: Registry, models: ModelOps) -> None:
+    def __init__(
+        self, *, registry: Registry, models: ModelOps, retire_delay_s: float = 0.0
+    ) -> None:
         self._registry = registry
         self._models = models
+        self._retire_delay_s = retire_delay_s
         self._transitions: dict[str, asyncio.Task[None]] = {}
+        self._retiring: dict[str, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
         for task in list(self._transitions.values()):
             await _tasks.cancel_and_wait(task)
         self._transitions.clear()
+        # Retire now what was waiting: nobody will route here any more.
+        for model_id, task in list(self._retiring.items()):
+            await _tasks.cancel_and_wait(task)
+            await self._collect_unreferenced(model_id)
+        self._retiring.clear()
+
+    def _retire_later(self, model_id: str) -> None:
+        """Collect a model the vmodel just left, after the retire delay."""
+
+        async def retire() -> None:
+            await asyncio.sleep(self._retire_delay_s)
+            self._retiring.pop(model_id, None)
+            await self._collect_unreferenced(model_id)
+
+        if model_id not in self._retiring:
+            self._retiring[model_id] = _tasks.start_supervised(retire(), name=f"retire:{model_id}")
 
     def status(self, vmodel_id: str, *, owner: str = "") -> VModelStatus:
         record = self._registry.vmodel(vmodel_id)
@@ -265,5 +285,5 @@ class VModelTable:
             )
             if await self._registry.update_vmodel(switched, expected_revision=entry.revision):
                 log.info("vmodel %s now serves %s", vmodel_id, target)
-                await self._collect_unreferenced(current.active_model_id)
+                self._retire_later(current.active_model_id)
                 return

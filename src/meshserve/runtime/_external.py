@@ -53,7 +53,13 @@ from meshserve.runtime._spi import (
     status_from_proto,
 )
 
-__all__ = ["ExternalRuntime", "ExternalState", "connect_address", "id_injector"]
+__all__ = [
+    "ExternalRuntime",
+    "ExternalState",
+    "connect_address",
+    "id_injector",
+    "wait_while_ready",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,17 @@ class _Call(enum.Enum):
     LOAD = "load"
     MANAGE = "manage"
     INFER = "infer"
+
+
+async def wait_while_ready(channel: grpc.aio.Channel) -> grpc.ChannelConnectivity:
+    """Return once ``channel``, connected now, is not any more (an idle
+    connection is never closed by our side: a drop means the peer went);
+    returns the state it went to."""
+    state = channel.get_state(try_to_connect=True)
+    while state is grpc.ChannelConnectivity.READY:
+        await channel.wait_for_state_change(state)
+        state = channel.get_state(try_to_connect=False)
+    return state
 
 
 def connect_address(address: str | ListenAddress) -> ListenAddress:
@@ -162,6 +179,12 @@ class ExternalRuntime(Runtime):
         ``127.0.0.1:PORT``, ``[::1]:PORT``, ``localhost:PORT`` or
         ``unix:/PATH``. Anything else (a network interface, a host name,
         port 0) raises ValueError here: the SPI has no authentication.
+    ``data_address``
+        Where the v2 inference calls (ModelInfer, ModelMetadata) go, under
+        the same rules; None (the default) is ``address``. A runtime behind
+        an adapter serves them itself, as ModelMesh sends inference straight
+        to the model server's port (the ServingRuntime's grpcDataEndpoint),
+        not through the adapter.
     ``start_timeout_s``
         How long :meth:`start` waits for runtimeStatus to answer READY.
     ``call_timeout_s``
@@ -184,6 +207,7 @@ class ExternalRuntime(Runtime):
         self,
         *,
         address: str | ListenAddress,
+        data_address: str | ListenAddress | None = None,
         start_timeout_s: float = 60.0,
         call_timeout_s: float = 30.0,
         infer_timeout_s: float | None = None,
@@ -193,6 +217,7 @@ class ExternalRuntime(Runtime):
         on_reconnect: Callback | None = None,
     ) -> None:
         self.address = connect_address(address)
+        self.data_address = self.address if data_address is None else connect_address(data_address)
         self._start_timeout_s = start_timeout_s
         self._call_timeout_s = call_timeout_s
         self._infer_timeout_s = infer_timeout_s
@@ -201,6 +226,7 @@ class ExternalRuntime(Runtime):
         self._on_lost = on_lost
         self._on_reconnect = on_reconnect
         self._channel: grpc.aio.Channel | None = None
+        self._data_channel: grpc.aio.Channel | None = None
         self._spi: spi_grpc.ModelRuntimeStub | None = None
         self._infer_call: grpc.aio.UnaryUnaryMultiCallable | None = None
         self._metadata_call: grpc.aio.UnaryUnaryMultiCallable | None = None
@@ -217,27 +243,36 @@ class ExternalRuntime(Runtime):
     async def start(self) -> None:
         self.state = ExternalState.CONNECTING
         backoff_ms = int(self._backoff_initial_s * 1000)
+        common = [
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+            # gRPC's default backoff grows to 120 s; a runtime that comes
+            # back must be noticed about as fast as we poll for it.
+            ("grpc.initial_reconnect_backoff_ms", backoff_ms),
+            ("grpc.min_reconnect_backoff_ms", backoff_ms),
+            ("grpc.max_reconnect_backoff_ms", int(self._backoff_max_s * 1000)),
+        ]
         self._channel = grpc.aio.insecure_channel(
             self.address.grpc_target(),
             options=[
-                ("grpc.max_receive_message_length", -1),
-                ("grpc.max_send_message_length", -1),
+                *common,
                 # A dropped connection must mean the runtime closed it.
                 ("grpc.client_idle_timeout_ms", _NEVER_MS),
                 # Our own connection, not one shared with other channels to
                 # the same address, so its state is this runtime's.
                 ("grpc.use_local_subchannel_pool", 1),
-                # gRPC's default backoff grows to 120 s; a runtime that comes
-                # back must be noticed about as fast as we poll for it.
-                ("grpc.initial_reconnect_backoff_ms", backoff_ms),
-                ("grpc.min_reconnect_backoff_ms", backoff_ms),
-                ("grpc.max_reconnect_backoff_ms", int(self._backoff_max_s * 1000)),
             ],
         )
         self._spi = spi_grpc.ModelRuntimeStub(self._channel)
+        data = self._channel
+        if self.data_address != self.address:
+            self._data_channel = grpc.aio.insecure_channel(
+                self.data_address.grpc_target(), options=common
+            )
+            data = self._data_channel
         # No serializers: bodies pass as the caller encoded them.
-        self._infer_call = self._channel.unary_unary(_INFER_PATH)
-        self._metadata_call = self._channel.unary_unary(_METADATA_PATH)
+        self._infer_call = data.unary_unary(_INFER_PATH)
+        self._metadata_call = data.unary_unary(_METADATA_PATH)
         try:
             reply = await self._wait_ready(self._start_timeout_s)
             if reply is None:
@@ -263,9 +298,11 @@ class ExternalRuntime(Runtime):
             await self._unload_ours()
         self._loaded.clear()
         channel, self._channel, self._spi = self._channel, None, None
+        data_channel, self._data_channel = self._data_channel, None
         self._infer_call = self._metadata_call = None
-        if channel is not None:
-            await channel.close(grace=None)
+        for closing in (channel, data_channel):
+            if closing is not None:
+                await closing.close(grace=None)
         self.state = ExternalState.STOPPED
 
     async def _unload_ours(self) -> None:
@@ -351,11 +388,7 @@ class ExternalRuntime(Runtime):
 
     async def _until_lost(self) -> None:
         assert self._channel is not None
-        channel = self._channel
-        state = channel.get_state(try_to_connect=True)
-        while state is grpc.ChannelConnectivity.READY:
-            await channel.wait_for_state_change(state)
-            state = channel.get_state(try_to_connect=False)
+        state = await wait_while_ready(self._channel)
         self.state = ExternalState.LOST
         self.losses += 1
         self._loaded.clear()

@@ -31,9 +31,9 @@ from meshserve.runtime._address import ListenAddress
 from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
 from meshserve.runtime._inprocess import infer_grpc_bytes
 from meshserve.runtime._link import LinkServer, link_path
-from meshserve.runtime._records import ModelSpec
+from meshserve.runtime._spi import spec_from_request
 
-__all__ = ["MODEL_ID_HEADER", "RuntimeServer"]
+__all__ = ["MODEL_ID_HEADER", "RuntimeServer", "bind_and_start"]
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,6 @@ class _Pools:
         self.predict.shutdown(wait=False, cancel_futures=True)
 
 
-def _spec(request: spi.LoadModelRequest | spi.PredictModelSizeRequest) -> ModelSpec:
-    return ModelSpec(
-        model_id=request.modelId,
-        model_type=request.modelType,
-        model_path=request.modelPath,
-        model_key=request.modelKey,
-    )
-
-
 class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
     def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
         self._runtime = runtime
@@ -88,7 +79,7 @@ class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
         self, request: spi.LoadModelRequest, context: grpc.aio.ServicerContext
     ) -> spi.LoadModelResponse:
         result = await self._pools.run(
-            self._pools.load, functools.partial(self._runtime.load, _spec(request))
+            self._pools.load, functools.partial(self._runtime.load, spec_from_request(request))
         )
         return spi.LoadModelResponse(
             sizeInBytes=result.size_bytes, maxConcurrency=result.max_concurrency
@@ -105,7 +96,9 @@ class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
     async def predictModelSize(
         self, request: spi.PredictModelSizeRequest, context: grpc.aio.ServicerContext
     ) -> spi.PredictModelSizeResponse:
-        return spi.PredictModelSizeResponse(sizeInBytes=self._runtime.predict_size(_spec(request)))
+        return spi.PredictModelSizeResponse(
+            sizeInBytes=self._runtime.predict_size(spec_from_request(request))
+        )
 
     @reports_errors
     async def modelSize(
@@ -174,6 +167,32 @@ class _RuntimeBackend:
         return ServerInfo(name="meshserve-runtime", version=__version__)
 
 
+async def bind_and_start(server: grpc.aio.Server, listen: ListenAddress) -> str:
+    """Bind ``server`` to ``listen`` and start it; returns the bound address
+    in gRPC's syntax (the real port when 0 was asked for).
+
+    A Unix socket replaces any stale one at the path and is created with
+    mode 0600 (its directory is made if missing).
+    """
+    if listen.unix_path is None:
+        port = server.add_insecure_port(listen.grpc_target())
+        await server.start()
+        return listen.grpc_target(port)
+    path = pathlib.Path(listen.unix_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    # The socket must never exist with looser permissions, even for the
+    # instant between bind and chmod: bind under a strict umask.
+    previous = os.umask(0o177)
+    try:
+        server.add_insecure_port(listen.grpc_target())
+        await server.start()
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    return listen.grpc_target()
+
+
 class RuntimeServer(Service):
     """Serves one :class:`BuiltinRuntime` over gRPC.
 
@@ -210,25 +229,11 @@ class RuntimeServer(Service):
         if self._listen.unix_path is not None:
             path = pathlib.Path(self._listen.unix_path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
             # Up before the SPI answers, so an instance that sees READY can
             # use the data link at once.
             self._link = LinkServer(path=link_path(path), handler=backend.infer_grpc)
             await self._link.start()
-            # The socket must never exist with looser permissions, even for
-            # the instant between bind and chmod: bind under a strict umask.
-            previous = os.umask(0o177)
-            try:
-                server.add_insecure_port(self._listen.grpc_target())
-                await server.start()
-            finally:
-                os.umask(previous)
-            os.chmod(path, 0o600)
-            self.address = self._listen.grpc_target()
-        else:
-            port = server.add_insecure_port(self._listen.grpc_target())
-            await server.start()
-            self.address = self._listen.grpc_target(port)
+        self.address = await bind_and_start(server, self._listen)
         self._server, self._pools = server, pools
         log.info("runtime listening on %s", self.address)
 

@@ -16,6 +16,7 @@ __all__ = [
     "infer_through_bytes",
     "load_request",
     "predict_size_request",
+    "spec_from_request",
     "status_from_proto",
 ]
 
@@ -40,6 +41,16 @@ def load_request(spec: ModelSpec) -> spi.LoadModelRequest:
         modelType=spec.model_type,
         modelPath=spec.model_path,
         modelKey=spec.model_key,
+    )
+
+
+def spec_from_request(request: spi.LoadModelRequest | spi.PredictModelSizeRequest) -> ModelSpec:
+    """What a runtime serving the SPI was asked to load (or size)."""
+    return ModelSpec(
+        model_id=request.modelId,
+        model_type=request.modelType,
+        model_path=request.modelPath,
+        model_key=request.modelKey,
     )
 
 

@@ -10,8 +10,12 @@ who may call what.
 - :class:`Authenticator`, :func:`authorize`: principals from a tokens file
   (bearer tokens, mTLS identities) with admin / editor / viewer roles scoped
   to namespaces and models; :func:`check_inference` for the model a request
-  resolved to. The framework adapters live in ``meshserve.server``.
+  resolved to, :func:`check_action` for a namespace a request's payload
+  names. The framework adapters live in ``meshserve.server``.
 - :class:`RateLimiter`: a token bucket per caller (``limits.requestsPerSecond``).
+- :class:`SealingKey`, :func:`load_sealing_key`: AES-256-GCM sealing of
+  Secret values before they reach the store, bound to the Secret's
+  namespace, name and key (:class:`SealContext`).
 """
 
 from meshserve.security._auth import (
@@ -25,9 +29,11 @@ from meshserve.security._auth import (
     PrincipalSource,
     acting_as,
     authorize,
+    check_action,
     check_inference,
     current_principal,
     may_see,
+    may_see_namespace,
     namespace_of,
     parse_bearer,
     token_sha256,
@@ -40,6 +46,16 @@ from meshserve.security._privileges import (
     root_warning,
 )
 from meshserve.security._ratelimit import RateLimiter, TokenBucket, rate_limiter
+from meshserve.security._sealing import (
+    SEALING_KEY_FILE,
+    SealContext,
+    SealingKey,
+    SealingKeyError,
+    SecuritySettings,
+    UnsealError,
+    load_sealing_key,
+    sealed_size,
+)
 from meshserve.security._tls import (
     ClientAuth,
     TlsSettings,
@@ -57,6 +73,7 @@ from meshserve.security._tokens import (
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "SEALING_KEY_FILE",
     "Action",
     "AuthSettings",
     "Authenticator",
@@ -70,24 +87,33 @@ __all__ = [
     "PrivilegeDropError",
     "RateLimiter",
     "Role",
+    "SealContext",
+    "SealingKey",
+    "SealingKeyError",
+    "SecuritySettings",
     "TlsSettings",
     "TokenBucket",
     "TokensFile",
     "TokensFileError",
+    "UnsealError",
     "acting_as",
     "authorize",
     "capabilities",
+    "check_action",
     "check_inference",
     "current_principal",
     "drop_privileges",
     "grpc_channel_credentials",
     "grpc_server_credentials",
+    "load_sealing_key",
     "may_see",
+    "may_see_namespace",
     "namespace_of",
     "parse_bearer",
     "rate_limiter",
     "resolve_user",
     "rest_ssl_context",
     "root_warning",
+    "sealed_size",
     "token_sha256",
 ]

@@ -49,9 +49,11 @@ __all__ = [
     "PrincipalSource",
     "acting_as",
     "authorize",
+    "check_action",
     "check_inference",
     "current_principal",
     "may_see",
+    "may_see_namespace",
     "namespace_of",
     "parse_bearer",
     "token_sha256",
@@ -263,3 +265,27 @@ def check_inference(model_id: str) -> None:
         if call.on_denied is not None:
             call.on_denied("forbidden", call.method)
         raise
+
+
+def check_action(action: Action, *, namespace: str | None) -> None:
+    """Raise PermissionDeniedError if the current caller may not do
+    ``action`` in ``namespace`` (None: a cluster-wide object, the role alone
+    decides). For calls whose namespaces are in the request's payload (the
+    resource documents of the admin API), not its fields. Counted like the
+    edge's denials; a no-op when no auth layer ran for this call."""
+    call = _CALL.get()
+    if call is None:
+        return
+    try:
+        authorize(call.principal, action=action, namespace=namespace, model_id=None)
+    except PermissionDeniedError:
+        if call.on_denied is not None:
+            call.on_denied("forbidden", call.method)
+        raise
+
+
+def may_see_namespace(namespace: str) -> bool:
+    """Whether a listing shown to the current caller may include what is in
+    ``namespace`` (always, when no auth layer ran for this call)."""
+    call = _CALL.get()
+    return call is None or _covers(call.principal.namespaces, namespace)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import pathlib
@@ -22,7 +21,7 @@ import grpc.aio
 import yaml
 from starlette.types import ASGIApp
 
-from meshserve.controller import Controller
+from meshserve.controller import Controller, ResourceStore, RuntimePools, SealedSecrets
 from meshserve.errors import MeshServeError
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
@@ -32,6 +31,7 @@ from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
 from meshserve.registry import Registry
 from meshserve.runtime import (
+    CommandRuntime,
     ExternalRuntime,
     InProcessRuntime,
     ProcessRuntime,
@@ -42,6 +42,7 @@ from meshserve.security import (
     Authenticator,
     grpc_channel_credentials,
     grpc_server_credentials,
+    load_sealing_key,
     rate_limiter,
     rest_ssl_context,
 )
@@ -49,7 +50,7 @@ from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._limits import GrpcRateLimitInterceptor, RestRateLimitMiddleware
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
-from meshserve.server._ports import address
+from meshserve.server._ports import address, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings
 from meshserve.storage import Puller, PullProgress
@@ -63,6 +64,7 @@ __all__ = [
     "load_register_file",
     "open_store",
     "serve_instance",
+    "store_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,8 +128,17 @@ class Endpoints:
             "pid": self.pid,
         }
 
+    store: str = ""
+    """The store's URL, for the CLI and for children that must share it."""
+
     def to_json(self) -> dict[str, Any]:
-        return {"grpc": self.grpc, "rest": self.rest, "pid": self.pid, "instances": [self.entry()]}
+        return {
+            "grpc": self.grpc,
+            "rest": self.rest,
+            "pid": self.pid,
+            "store": self.store,
+            "instances": [self.entry()],
+        }
 
 
 def _make_runtime(settings: Settings, on_restart: Callable[[], Any]) -> Runtime:
@@ -138,8 +149,23 @@ def _make_runtime(settings: Settings, on_restart: Callable[[], Any]) -> Runtime:
         if not runtime.external_address:
             raise ValueError("runtime.host external needs runtime.externalAddress")
         # The runtime comes back empty after a loss: reload like a restart.
+        if runtime.command:
+            return CommandRuntime(
+                command=runtime.command,
+                env=runtime.command_env,
+                log_path=settings.data_dir / "runtime.log",
+                run_as_user=runtime.run_as_user,
+                restart_backoff_initial_s=runtime.restart_backoff_initial_s,
+                restart_backoff_max_s=runtime.restart_backoff_max_s,
+                stop_grace_s=runtime.stop_grace_s,
+                address=runtime.external_address,
+                data_address=runtime.external_data_address or None,
+                start_timeout_s=runtime.start_timeout_s,
+                on_reconnect=on_restart,
+            )
         return ExternalRuntime(
             address=runtime.external_address,
+            data_address=runtime.external_data_address or None,
             start_timeout_s=runtime.start_timeout_s,
             on_reconnect=on_restart,
         )
@@ -160,6 +186,14 @@ def etcd_settings(settings: StoreSettings) -> EtcdSettings:
         request_timeout=settings.etcd_request_timeout_s,
         connect_timeout=settings.etcd_connect_timeout_s,
     )
+
+
+def store_url(settings: Settings) -> str:
+    """``store.url``, or the embedded store's ``sqlite:///`` URL (absolute,
+    so that other processes find the same file)."""
+    if settings.store.url:
+        return settings.store.url
+    return f"sqlite:///{(settings.data_dir / 'store.db').resolve()}"
 
 
 @contextlib.asynccontextmanager
@@ -217,10 +251,12 @@ def _bind(
     return bound
 
 
-def _add_services(server: grpc.aio.Server, instance: Instance, *, internal: bool) -> None:
+def _add_services(
+    server: grpc.aio.Server, instance: Instance, *, resources: ResourceStore, internal: bool
+) -> None:
     server.add_generic_rpc_handlers((v2_handler(instance, internal=internal),))
     mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance, internal=internal), server)
-    admin_grpc.add_AdminServicer_to_server(AdminService(instance), server)
+    admin_grpc.add_AdminServicer_to_server(AdminService(instance, resources=resources), server)
 
 
 def instance_labels(settings: Settings) -> tuple[str, ...]:
@@ -237,11 +273,18 @@ async def serve_instance(
     register: list[ModelEntry] | None = None,
     stop: asyncio.Event,
     on_ready: Callable[[Endpoints], None] | None = None,
+    pools: RuntimePools | None = None,
 ) -> None:
-    """Run one instance until ``stop`` is set, then drain and leave the mesh."""
+    """Run one instance until ``stop`` is set, then drain and leave the mesh.
+
+    With ``pools``, this instance's controller (when elected) also sizes
+    the runtime pools they run."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     instance_id = settings.mesh.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     holder: dict[str, Instance] = {}
+    # Unseals the storage-config Secrets pulls read, and seals those applied
+    # (None: they cannot be).
+    sealing_key = load_sealing_key(settings.security, data_dir=settings.data_dir)
 
     async def on_restart() -> None:
         if "instance" in holder:
@@ -298,7 +341,10 @@ async def serve_instance(
             open_store(settings) as store,
             Registry.open(store) as registry,
             Puller(
-                settings=settings.storage, data_dir=settings.data_dir, progress=on_pull_progress
+                settings=settings.storage,
+                data_dir=settings.data_dir,
+                secrets=SealedSecrets(ResourceStore(store), sealing_key=sealing_key),
+                progress=on_pull_progress,
             ) as puller,
             _make_runtime(settings, on_restart) as runtime,
             Instance.open(
@@ -316,9 +362,12 @@ async def serve_instance(
             ) as instance,
         ):
             holder["instance"] = instance
-            _add_services(internal, instance, internal=True)
+            # `meshserve apply` writes through the admin API: Secrets are
+            # sealed here, with this instance's key.
+            resources = ResourceStore(store, sealing_key=sealing_key)
+            _add_services(internal, instance, resources=resources, internal=True)
             await internal.start()
-            _add_services(public, instance, internal=False)
+            _add_services(public, instance, resources=resources, internal=False)
             await public.start()
             rest_url = None
             if settings.server.rest_enabled:
@@ -367,23 +416,28 @@ async def serve_instance(
                 rest=rest_url,
                 internal=internal_address,
                 metrics=metrics_url,
+                store=store_url(settings),
             )
-            (settings.data_dir / "endpoints.json").write_text(
-                json.dumps(endpoints.to_json(), indent=2) + "\n"
-            )
+            write_endpoints_file(settings.data_dir, endpoints.to_json())
             controller = Controller(
                 store=store,
                 instance=instance,
                 grpc_url=endpoints.grpc,
                 rest_url=rest_url,
                 interval_s=settings.mesh.publish_interval_s,
-                allowed_runtime_images=settings.control.allowed_runtime_images,
+                control=settings.control,
+                pools=pools,
             )
-            async with controller.running():
+            async with contextlib.AsyncExitStack() as running:
+                if settings.control.controller_enabled:
+                    await running.enter_async_context(controller.running())
                 instance.mark_ready()
                 if on_ready is not None:
                     on_ready(endpoints)
                 await stop.wait()
+            if pools is not None:
+                # While this instance still serves, so theirs can drain.
+                await pools.close()
             log.info("stopping: draining")
             await instance.drain()
             # New clients go to the other instances sharing the ports; then

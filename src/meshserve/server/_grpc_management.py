@@ -3,8 +3,12 @@ service, over an :class:`~meshserve.mesh.Instance`."""
 
 from __future__ import annotations
 
-import grpc.aio
+import contextlib
 
+import grpc.aio
+import orjson
+
+from meshserve.controller import CLUSTER, ResourceKey, ResourceStore
 from meshserve.mesh import Instance, ModelStatus, VModelStatus
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
@@ -13,6 +17,7 @@ from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.routing import routing_headers_from_grpc
 from meshserve.protocol.status import reports_errors
 from meshserve.security import current_principal, may_see, namespace_of
+from meshserve.server import _admin_resources
 
 __all__ = ["AdminService", "ModelMeshService", "model_status_to_proto", "vmodel_status_to_proto"]
 
@@ -138,8 +143,12 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
 
 
 class AdminService(admin_grpc.AdminServicer):
-    def __init__(self, instance: Instance) -> None:
+    """meshserve's admin API: listings of the instance's models and vmodels,
+    and the mesh's resources (``resources`` seals the Secrets applied)."""
+
+    def __init__(self, instance: Instance, *, resources: ResourceStore) -> None:
         self._instance = instance
+        self._resources = resources
 
     @reports_errors
     async def ListModels(
@@ -187,6 +196,63 @@ class AdminService(admin_grpc.AdminServicer):
                 if _visible(name)
             ]
         )
+
+    @reports_errors
+    async def ApplyResources(
+        self, request: admin.ApplyResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> admin.ApplyResourcesResponse:
+        applied = await _admin_resources.apply_resources(self._resources, request.documents)
+        return admin.ApplyResourcesResponse(
+            applied=[
+                admin.AppliedResource(ref=_ref(key), created=created) for key, created in applied
+            ]
+        )
+
+    @reports_errors
+    async def GetResources(
+        self, request: admin.GetResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> admin.GetResourcesResponse:
+        documents = await _admin_resources.get_resources(
+            self._resources, kind=request.kind, namespace=request.namespace, name=request.name
+        )
+        return admin.GetResourcesResponse(
+            documents=[orjson.dumps(document).decode() for document in documents]
+        )
+
+    @reports_errors
+    async def WatchResources(
+        self, request: admin.GetResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        # Written through the context, so that this stays a coroutine that
+        # reports_errors can end with the mapped status.
+        listings = _admin_resources.watch_resources(
+            self._resources, kind=request.kind, namespace=request.namespace, name=request.name
+        )
+        # aclosing: a caller that goes away stops the store watches at once.
+        async with contextlib.aclosing(listings):
+            async for documents in listings:
+                await context.write(
+                    admin.GetResourcesResponse(
+                        documents=[orjson.dumps(d).decode() for d in documents]
+                    )
+                )
+
+    @reports_errors
+    async def DeleteResources(
+        self, request: admin.DeleteResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> admin.DeleteResourcesResponse:
+        keys = [
+            _admin_resources.resource_key(ref.kind, ref.namespace, ref.name) for ref in request.refs
+        ]
+        deleted = await _admin_resources.delete_resources(self._resources, keys)
+        return admin.DeleteResourcesResponse(
+            results=[admin.DeletedResource(ref=_ref(key), deleted=done) for key, done in deleted]
+        )
+
+
+def _ref(key: ResourceKey) -> admin.ResourceRef:
+    namespace = "" if key.namespace == CLUSTER else key.namespace
+    return admin.ResourceRef(kind=key.kind, namespace=namespace, name=key.name)
 
 
 def _visible(name: str) -> bool:

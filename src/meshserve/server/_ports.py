@@ -1,10 +1,15 @@
-"""Addresses and free ports, written one way for every server here."""
+"""Addresses, free ports and the endpoints file, written one way for every
+server here."""
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 import socket
+from typing import Any
 
-__all__ = ["address", "free_port"]
+__all__ = ["address", "free_port", "write_endpoints_file"]
 
 
 def address(host: str, port: int) -> str:
@@ -19,3 +24,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def write_endpoints_file(data_dir: pathlib.Path, endpoints: dict[str, Any]) -> None:
+    """Write ``<data_dir>/endpoints.json`` whole or not at all: supervisors
+    and the CLI read it while it may be rewritten."""
+    path = data_dir / "endpoints.json"
+    partial = path.with_name(f".endpoints.json.{os.getpid()}")
+    partial.write_text(json.dumps(endpoints, indent=2) + "\n")
+    os.replace(partial, path)

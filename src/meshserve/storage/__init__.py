@@ -8,6 +8,8 @@ cache.
         ...  # load pulled.local_path
         await puller.release(mid)
 
+Storage keys come from the storage-config file and from each namespace's
+sealed ``storage-config`` Secret (a :class:`SecretReader` the server gives).
 Failures are ``meshserve.errors.StorageError`` subclasses whose messages
 name the storage key and path and never a credential.
 """
@@ -26,6 +28,7 @@ from meshserve.storage._providers import (
     StorageType,
 )
 from meshserve.storage._puller import PulledModel, Puller
+from meshserve.storage._secrets import SecretEntries, SecretReader
 from meshserve.storage._settings import StorageSettings
 from meshserve.storage._source import (
     FileSink,
@@ -55,6 +58,8 @@ __all__ = [
     "RemoteObject",
     "ResolvedStorage",
     "S3Config",
+    "SecretEntries",
+    "SecretReader",
     "Source",
     "SourceFactory",
     "StorageConfig",

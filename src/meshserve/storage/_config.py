@@ -3,6 +3,8 @@
 The source is a mapping of storage key -> JSON (a Kubernetes Secret's data),
 read from a YAML/JSON file or from a directory holding one file per key (how
 a mounted Secret looks). It is re-read when it changes, checked on access.
+A namespace's sealed ``storage-config`` Secret is laid over it for a pull
+(:meth:`StorageConfig.overlaid`); on a key both have, the Secret wins.
 
 Lookup follows ModelMesh's puller: the model's storage key; without one,
 ``default_<type>`` when the parameters name a type, else ``default``; with
@@ -25,6 +27,7 @@ import yaml
 
 from meshserve.errors import StorageConfigError
 from meshserve.storage._providers import CREDENTIAL_FIELDS, ProviderConfig, StorageType
+from meshserve.storage._secrets import SecretEntries
 
 __all__ = ["ResolvedStorage", "StorageConfig"]
 
@@ -69,6 +72,7 @@ class StorageConfig:
         self._path = path
         self._signature: _Signature | None = None
         self._entries: dict[str, _Entry] = _parse_entries(entries)
+        self._sources: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, entries: Mapping[str, Any]) -> StorageConfig:
@@ -86,6 +90,26 @@ class StorageConfig:
     @classmethod
     def empty(cls) -> StorageConfig:
         return cls({})
+
+    def overlaid(self, secret: SecretEntries) -> StorageConfig:
+        """A fixed config for one pull: this one's entries (as they are now)
+        with the Secret's over them. Keys the Secret could not unseal fail,
+        with the reason, only for the models that use them."""
+        self._refresh()
+        with self._lock:
+            entries = dict(self._entries)
+        for key, entry in _parse_entries(secret.values, origin=secret.origin).items():
+            if isinstance(entry, _Invalid):
+                entry = _Invalid(f"{entry.reason} (in {secret.origin})")
+            entries[key] = entry
+        entries.update({key: _Invalid(reason) for key, reason in secret.unreadable.items()})
+        overlay = StorageConfig({})
+        overlay._entries = entries
+        overlay._sources = (*self._describe_sources(), secret.origin)
+        return overlay
+
+    def _describe_sources(self) -> tuple[str, ...]:
+        return self._sources or ((f"storage config {self._path}",) if self._path else ())
 
     def __repr__(self) -> str:
         source = f" from {self._path}" if self._path is not None else ""
@@ -114,7 +138,11 @@ class StorageConfig:
         with self._lock:
             if storage_key:
                 if storage_key not in self._entries:
-                    raise StorageConfigError(f"no storage config for storage key '{storage_key}'")
+                    sources = self._describe_sources()
+                    searched = f"; searched {'; '.join(sources)}" if sources else ""
+                    raise StorageConfigError(
+                        f"no storage config for storage key '{storage_key}'{searched}"
+                    )
                 key = storage_key
             else:
                 key = _default_key(self._entries, wanted)
@@ -177,23 +205,28 @@ def _typed(merged: dict[str, Any], *, key: str) -> ProviderConfig:
         raise StorageConfigError(f"invalid storage config for {where}: {problems}") from None
 
 
-def _parse_entries(raw: Mapping[str, Any]) -> dict[str, _Entry]:
+def _parse_entries(raw: Mapping[str, Any], *, origin: str = "storage config") -> dict[str, _Entry]:
     entries: dict[str, _Entry] = {}
     for key, value in raw.items():
         try:
             parsed = json.loads(value) if isinstance(value, str | bytes) else value
-        except json.JSONDecodeError as exc:
-            entries[str(key)] = _Invalid(f"not valid JSON (line {exc.lineno}, column {exc.colno})")
-            log.warning("storage config key '%s' is not valid JSON", key)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = (
+                f" (line {exc.lineno}, column {exc.colno})"
+                if isinstance(exc, json.JSONDecodeError)
+                else ""
+            )
+            entries[str(key)] = _Invalid(f"not valid JSON{where}")
+            log.warning("%s key '%s' is not valid JSON", origin, key)
             continue
         if not isinstance(parsed, dict):
             entries[str(key)] = _Invalid("not a JSON object")
-            log.warning("storage config key '%s' is not a JSON object", key)
+            log.warning("%s key '%s' is not a JSON object", origin, key)
             continue
         kind = parsed.get("type")
         if kind not in {t.value for t in StorageType}:
             entries[str(key)] = _Invalid(f"unknown storage type {kind!r}")
-            log.warning("storage config key '%s' has unknown type %r", key, kind)
+            log.warning("%s key '%s' has unknown type %r", origin, key, kind)
             continue
         entries[str(key)] = {str(k): v for k, v in parsed.items()}
     return entries

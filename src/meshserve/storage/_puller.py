@@ -11,6 +11,11 @@ pulls of one artifact share one download; the artifact cache serves it again
 after a release. pvc paths are used where they are (nothing is copied), and a
 plain local path with no storage in the model key is returned unchanged.
 
+Storage keys come from the storage-config file and, when a
+:class:`SecretReader` is given, from the ``storage.secretName`` Secret in the
+model's namespace (``team-a/x`` is in ``team-a``; an id without a ``/`` in
+``default``), read again at every pull that needs storage.
+
 Every blocking call (store clients, file system) runs in a worker thread.
 """
 
@@ -37,6 +42,7 @@ from meshserve.errors import (
     StorageError,
     StorageUnavailableError,
 )
+from meshserve.security import namespace_of
 from meshserve.storage._cache import ArtifactCache, cache_key, link_tree, remove_tree
 from meshserve.storage._config import ResolvedStorage, StorageConfig
 from meshserve.storage._factory import SourceFactory, open_source
@@ -58,6 +64,7 @@ from meshserve.storage._providers import (
     config_fingerprint,
     secret_values,
 )
+from meshserve.storage._secrets import SecretEntries, SecretReader
 from meshserve.storage._settings import StorageSettings
 from meshserve.storage._source import TransientStorageError
 from meshserve.storage._transfer import ProgressCallback, Transfer
@@ -125,12 +132,14 @@ class Puller:
         settings: StorageSettings,
         data_dir: pathlib.Path,
         config: StorageConfig | None = None,
+        secrets: SecretReader | None = None,
         progress: ProgressCallback | None = None,
         source_factory: SourceFactory = open_source,
     ) -> None:
         """``config`` defaults to ``settings.config_path`` (read on entering);
-        ``progress`` receives events of pulls larger than
-        ``settings.progress_bytes``, on the event loop."""
+        ``secrets`` reads each namespace's ``settings.secret_name`` Secret,
+        whose keys win over the config's; ``progress`` receives events of
+        pulls larger than ``settings.progress_bytes``, on the event loop."""
         self._settings = settings
         self._models_dir = (settings.models_dir or data_dir / "models").absolute()
         self._cache = ArtifactCache(
@@ -138,6 +147,7 @@ class Puller:
             max_bytes=settings.cache_max_bytes,
         )
         self._config = config
+        self._secrets = secrets
         self._progress = progress
         self._source_factory = source_factory
         self._inflight: dict[str, _Shared] = {}
@@ -188,7 +198,8 @@ class Puller:
         if not self._open:
             raise RuntimeError("Puller used outside 'async with'")
         started = time.monotonic()
-        plan = await asyncio.to_thread(self._plan, model_path, model_key)
+        config = await self._config_for(model_id, model_path=model_path, model_key=model_key)
+        plan = await asyncio.to_thread(self._plan, model_path, model_key, config)
         if plan is None:
             size = await asyncio.to_thread(_size_if_exists, pathlib.Path(model_path))
             return PulledModel(local_path=model_path, bytes=size, seconds=0.0, from_cache=False)
@@ -230,7 +241,24 @@ class Puller:
 
     # -- planning -----------------------------------------------------------
 
-    def _plan(self, model_path: str, model_key: str) -> _Plan | None:
+    async def _config_for(self, model_id: str, *, model_path: str, model_key: str) -> StorageConfig:
+        """The storage config of this pull: the file's, with the model's
+        namespace's Secret over it when the pull needs storage at all (a
+        local model never reads, or fails on, a Secret)."""
+        assert self._config is not None
+        name = self._settings.secret_name
+        if self._secrets is None or not name:
+            return self._config
+        if not is_storage_uri(model_path) and not ModelKeyInfo.parse(model_key).uses_storage:
+            return self._config
+        namespace = namespace_of(model_id)
+        secret = await self._secrets.read_secret(namespace=namespace, name=name)
+        if secret is None:
+            # Named all the same, so that "no such key" says where it looked.
+            secret = SecretEntries(origin=f"secret '{namespace}/{name}' (absent)", values={})
+        return self._config.overlaid(secret)
+
+    def _plan(self, model_path: str, model_key: str, config: StorageConfig) -> _Plan | None:
         key = ModelKeyInfo.parse(model_key)
         params = dict(key.storage_params)
         path = model_path
@@ -242,8 +270,7 @@ class Puller:
             path = ref.path
         elif not key.uses_storage:
             return None
-        assert self._config is not None
-        resolved = self._config.resolve(storage_key=key.storage_key, params=params)
+        resolved = config.resolve(storage_key=key.storage_key, params=params)
         where = _where(resolved, path)
         path = check_remote_path(path, where=where)
         sha256 = params.get("sha256", "").strip().lower() or None

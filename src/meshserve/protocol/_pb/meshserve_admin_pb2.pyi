@@ -75,3 +75,69 @@ class ListVModelsResponse(_message.Message):
     VMODELS_FIELD_NUMBER: _ClassVar[int]
     vModels: _containers.RepeatedCompositeFieldContainer[VModelSummary]
     def __init__(self, vModels: _Optional[_Iterable[_Union[VModelSummary, _Mapping]]] = ...) -> None: ...
+
+class ResourceRef(_message.Message):
+    __slots__ = ("kind", "namespace", "name")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    namespace: str
+    name: str
+    def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ApplyResourcesRequest(_message.Message):
+    __slots__ = ("documents",)
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, documents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AppliedResource(_message.Message):
+    __slots__ = ("ref", "created")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ref: ResourceRef
+    created: bool
+    def __init__(self, ref: _Optional[_Union[ResourceRef, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class ApplyResourcesResponse(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: _containers.RepeatedCompositeFieldContainer[AppliedResource]
+    def __init__(self, applied: _Optional[_Iterable[_Union[AppliedResource, _Mapping]]] = ...) -> None: ...
+
+class GetResourcesRequest(_message.Message):
+    __slots__ = ("kind", "namespace", "name")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    namespace: str
+    name: str
+    def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class GetResourcesResponse(_message.Message):
+    __slots__ = ("documents",)
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, documents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteResourcesRequest(_message.Message):
+    __slots__ = ("refs",)
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    refs: _containers.RepeatedCompositeFieldContainer[ResourceRef]
+    def __init__(self, refs: _Optional[_Iterable[_Union[ResourceRef, _Mapping]]] = ...) -> None: ...
+
+class DeletedResource(_message.Message):
+    __slots__ = ("ref", "deleted")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    ref: ResourceRef
+    deleted: bool
+    def __init__(self, ref: _Optional[_Union[ResourceRef, _Mapping]] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class DeleteResourcesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DeletedResource]
+    def __init__(self, results: _Optional[_Iterable[_Union[DeletedResource, _Mapping]]] = ...) -> None: ...

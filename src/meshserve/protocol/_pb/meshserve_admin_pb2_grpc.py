@@ -44,6 +44,26 @@ class AdminStub:
                 request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsRequest.SerializeToString,
                 response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsResponse.FromString,
                 _registered_method=True)
+        self.ApplyResources = channel.unary_unary(
+                '/meshserve.admin.v1.Admin/ApplyResources',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ApplyResourcesRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ApplyResourcesResponse.FromString,
+                _registered_method=True)
+        self.GetResources = channel.unary_unary(
+                '/meshserve.admin.v1.Admin/GetResources',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.FromString,
+                _registered_method=True)
+        self.WatchResources = channel.unary_stream(
+                '/meshserve.admin.v1.Admin/WatchResources',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.FromString,
+                _registered_method=True)
+        self.DeleteResources = channel.unary_unary(
+                '/meshserve.admin.v1.Admin/DeleteResources',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -61,6 +81,38 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyResources(self, request, context):
+        """ModelMesh Serving's resources (InferenceService, Predictor,
+        ServingRuntime, ClusterServingRuntime, Secret), as `meshserve apply /
+        get / describe / delete` use them. With auth on, each document or ref
+        is checked in its namespace: "write" for the namespaced kinds, "admin"
+        for Secrets and ClusterServingRuntimes, "read" to get.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchResources(self, request, context):
+        """The listing GetResources gives, now and again after each change to a
+        resource of the kind or its status (changes close together may come
+        as one listing), until the caller cancels. `meshserve get -w`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteResources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +125,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListVModels,
                     request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsRequest.FromString,
                     response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsResponse.SerializeToString,
+            ),
+            'ApplyResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyResources,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ApplyResourcesRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ApplyResourcesResponse.SerializeToString,
+            ),
+            'GetResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResources,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.SerializeToString,
+            ),
+            'WatchResources': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchResources,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.SerializeToString,
+            ),
+            'DeleteResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteResources,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +201,114 @@ class Admin:
             '/meshserve.admin.v1.Admin/ListVModels',
             meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsRequest.SerializeToString,
             meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/ApplyResources',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ApplyResourcesRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ApplyResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/GetResources',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/WatchResources',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/DeleteResources',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

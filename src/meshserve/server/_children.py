@@ -1,0 +1,149 @@
+"""Supervised ``meshserve instance`` children of one ``meshserve up``.
+
+Each child gets its settings as a config file in its own data dir, logs to
+``instance.log`` there, and reports where it listens in ``endpoints.json``.
+A child that exits on its own is started again after a delay that doubles
+per failure (``control.restartBackoff*``); on stop it gets SIGTERM (it
+drains), then SIGKILL after a deadline. Children die with their parent
+(``PR_SET_PDEATHSIG``): a killed ``up`` leaves no instance behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pathlib
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from meshserve.errors import UnavailableError
+from meshserve.runtime import with_parent
+from meshserve.settings import Settings
+
+__all__ = ["InstanceChild"]
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 120.0
+
+
+class InstanceChild:
+    """One supervised instance process."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: Settings,
+        register: pathlib.Path | None = None,
+    ) -> None:
+        self.name = name
+        self.data_dir = settings.data_dir
+        self._settings = settings
+        self._register = register
+        self.process: asyncio.subprocess.Process | None = None
+        self.endpoints: dict[str, Any] | None = None
+        self._stopping = False
+        self.restarts = 0
+        self.last_error: str | None = None
+        """Why the last start failed (None once one succeeds)."""
+
+    def _write_config(self) -> pathlib.Path:
+        values = self._settings.model_dump(mode="json")
+        # Secrets go in the environment, never in a file.
+        values["store"].pop("etcd_password", None)
+        values["security"].pop("sealing_key", None)
+        path = self.data_dir / "instance.yaml"
+        path.write_text(yaml.safe_dump(values))
+        return path
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        endpoints = self.data_dir / "endpoints.json"
+        endpoints.unlink(missing_ok=True)
+        command = with_parent(
+            [
+                sys.executable,
+                "-m",
+                "meshserve",
+                "instance",
+                "--config",
+                str(self._write_config()),
+            ]
+        )
+        if self._register is not None:
+            command += ["--register", str(self._register)]
+        env = dict(os.environ)
+        password = self._settings.store.etcd_password.get_secret_value()
+        if password:
+            env["MESHSERVE_STORE__ETCD_PASSWORD"] = password
+        sealing_key = self._settings.security.sealing_key.get_secret_value()
+        if sealing_key:
+            env["MESHSERVE_SECURITY__SEALING_KEY"] = sealing_key
+        with (self.data_dir / "instance.log").open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                *command,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
+        while not endpoints.exists():
+            if self.process.returncode is not None:
+                self.last_error = (
+                    f"exited with code {self.process.returncode} at start; see "
+                    f"{self.data_dir / 'instance.log'}"
+                )
+                raise UnavailableError(f"instance {self.name} {self.last_error}")
+            if asyncio.get_running_loop().time() > deadline:
+                self.last_error = "did not start in time"
+                raise UnavailableError(f"instance {self.name} {self.last_error}")
+            await asyncio.sleep(0.1)
+        self.endpoints = json.loads(endpoints.read_text())["instances"][0]
+        self.last_error = None
+
+    async def supervise(self, on_change: Callable[[], object]) -> None:
+        """Restart the child whenever it exits on its own."""
+        initial = self._settings.control.restart_backoff_initial_s
+        most = self._settings.control.restart_backoff_max_s
+        delay = initial
+        while not self._stopping:
+            assert self.process is not None
+            started = asyncio.get_running_loop().time()
+            code = await self.process.wait()
+            if asyncio.get_running_loop().time() - started > most:
+                delay = initial  # it ran a while: not a crash loop
+            if self._stopping:
+                return
+            log.warning(
+                "instance %s exited with code %s; restarting in %.1f s", self.name, code, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, most)
+            try:
+                await self.start()
+            except UnavailableError as exc:
+                log.error("instance %s did not restart: %s", self.name, exc)
+                continue
+            self.restarts += 1
+            on_change()
+
+    async def stop(self, deadline_s: float) -> None:
+        self._stopping = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), deadline_s)
+        except TimeoutError:
+            log.warning("instance %s did not stop in %.0f s; killing it", self.name, deadline_s)
+            process.kill()
+            await process.wait()

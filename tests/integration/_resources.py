@@ -1,0 +1,212 @@
+"""The resource commands (`meshserve apply/get/describe/delete`) against a
+running `up`, found through its data dir, and inference on what they serve,
+for the integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import tritonclient.grpc as triton_grpc
+import yaml
+from tritonclient.utils import np_to_triton_dtype
+
+from tests.integration._mesh import wait_until
+
+__all__ = [
+    "ISVC",
+    "ISVC_ON_RUNTIME",
+    "HasDataDir",
+    "Serving",
+    "apply",
+    "cli",
+    "infer",
+    "isvc",
+    "serving_loop",
+    "status",
+    "wait_status",
+]
+
+STATUS_TIMEOUT_S = 30.0
+
+ISVC = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: {name}
+  annotations:
+    serving.kserve.io/deploymentMode: ModelMesh
+spec:
+  predictor:
+    model:
+      modelFormat:
+        name: {format}
+      storageUri: {uri}
+"""
+"""An InferenceService in the ``predictor.model`` form: fill in name, format, uri."""
+
+ISVC_ON_RUNTIME = ISVC + "      runtime: {runtime}\n"
+"""``ISVC`` naming its runtime: fill in name, format, uri, runtime."""
+
+
+def isvc(
+    name: str,
+    *,
+    namespace: str = "default",
+    format: str = "sklearn",
+    uri: str | None = None,
+    key: str | None = None,
+    path: str | None = None,
+    parameters: dict[str, str] | None = None,
+    runtime: str | None = None,
+) -> str:
+    """An InferenceService (``predictor.model`` form) as YAML: ``uri`` for a
+    storageUri, or ``key`` + ``path`` (+ ``parameters``) for ``storage``."""
+    model: dict[str, Any] = {"modelFormat": {"name": format}}
+    if runtime is not None:
+        model["runtime"] = runtime
+    if uri is not None:
+        model["storageUri"] = uri
+    if key is not None or path is not None:
+        storage: dict[str, Any] = {"key": key, "path": path}
+        if parameters:
+            storage["parameters"] = parameters
+        model["storage"] = {k: v for k, v in storage.items() if v is not None}
+    document = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"},
+        },
+        "spec": {"predictor": {"model": model}},
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+class HasDataDir(Protocol):
+    """Anything that names the data dir of a running `up`."""
+
+    @property
+    def data_dir(self) -> pathlib.Path: ...
+
+
+class Serving(HasDataDir, Protocol):
+    """A running `up`: its data dir and its gRPC address (host:port)."""
+
+    @property
+    def grpc(self) -> str: ...
+
+
+def cli(
+    target: HasDataDir, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``meshserve ARGS --data-dir <target's>`` and return what it did."""
+    return subprocess.run(
+        [sys.executable, "-m", "meshserve", *args, "--data-dir", str(target.data_dir)],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+    )
+
+
+def apply(target: HasDataDir, text: str) -> subprocess.CompletedProcess[str]:
+    """``meshserve apply -f -`` of a YAML text (dedented first)."""
+    return cli(target, "apply", "-f", "-", stdin=textwrap.dedent(text))
+
+
+def status(target: HasDataDir, kind: str, name: str) -> dict[str, Any]:
+    """The status `get KIND NAME -o json` shows ({} before the controller wrote one)."""
+    done = cli(target, "get", kind, name, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout).get("status", {})
+    return found
+
+
+def wait_status(
+    target: HasDataDir,
+    name: str,
+    *,
+    kind: str = "isvc",
+    timeout: float = STATUS_TIMEOUT_S,
+    **expected: Any,
+) -> dict[str, Any]:
+    """Wait until the status of ``kind``/``name`` has every ``expected``
+    field; returns it. The failure names the last status seen."""
+    last: dict[str, Any] = {}
+
+    def matches() -> bool:
+        nonlocal last
+        last = status(target, kind, name)
+        return all(last.get(k) == v for k, v in expected.items())
+
+    try:
+        wait_until(matches, timeout, f"{kind}/{name} status {expected}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last status: {last}") from None
+    return last
+
+
+def infer(target: Serving, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """The ``predict`` output of a tabular model for ``rows`` (default: one
+    row of ones, FP32), over tritonclient gRPC; input ``input-0``."""
+    data = np.ones((1, 4), dtype=np.float32) if rows is None else rows
+    client = triton_grpc.InferenceServerClient(target.grpc)
+    try:
+        tensor = triton_grpc.InferInput("input-0", list(data.shape), np_to_triton_dtype(data.dtype))
+        tensor.set_data_from_numpy(data)
+        output: np.ndarray | None = client.infer(name, [tensor], client_timeout=30).as_numpy(
+            "predict"
+        )
+        assert output is not None
+        return output
+    finally:
+        client.close()
+
+
+@dataclasses.dataclass
+class ServingLoop:
+    """What a background request loop saw."""
+
+    served: int = 0
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def serving_loop(
+    target: Serving, name: str, x: np.ndarray | None = None, *, limit_s: float = 90
+) -> Iterator[ServingLoop]:
+    """Infer ``name`` in a loop (every 20 ms, at most ``limit_s``) while the
+    block runs; every failure is recorded, with its message."""
+    seen = ServingLoop()
+    stop = threading.Event()
+
+    def loop() -> None:
+        deadline = time.monotonic() + limit_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                infer(target, name, x)
+                seen.served += 1
+            except Exception as exc:  # every failure counts
+                seen.failures.append(str(exc))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(30)
