@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 import pathlib
+import signal
 
 import pytest
 
 from tests._examples import make_models_module
+
+# A run started in the background by a non-interactive shell (`cmd &`)
+# inherits SIGINT ignored, and so would every process the tests start; tests
+# that press Ctrl-C (SIGINT) on a child need it delivered. A handler here
+# makes exec reset it to the default in the children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -128,6 +128,11 @@ class Controller:
 
     async def _run(self) -> None:
         while True:
+            if self._pools is not None and not self._election.is_leader:
+                # Only the leader runs pools: a supervisor that lost the
+                # lead (its lease expired, the store partitioned) stops its
+                # own, or two supervisors would each run a set.
+                await self._pools.sync({})
             await self._election.wait_until_leader()
             try:
                 await self.reconcile()
