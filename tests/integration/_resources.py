@@ -110,15 +110,20 @@ class Serving(HasDataDir, Protocol):
 
 
 def cli(
-    target: HasDataDir, *args: str, stdin: str | None = None
+    target: HasDataDir,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``meshserve ARGS --data-dir <target's>`` and return what it did."""
+    """Run ``meshserve ARGS --data-dir <target's>`` (with ``env`` as its
+    whole environment, if given) and return what it did."""
     return subprocess.run(
         [sys.executable, "-m", "meshserve", *args, "--data-dir", str(target.data_dir)],
         capture_output=True,
         text=True,
         input=stdin,
         timeout=60,
+        env=env,
     )
 
 

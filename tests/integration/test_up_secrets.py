@@ -28,7 +28,7 @@ import yaml
 
 from tests.integration._mesh import make_model, wait_until
 from tests.integration._objstores import S3Server, run_seaweedfs
-from tests.integration._resources import isvc
+from tests.integration._resources import cli, isvc
 from tests.integration._up import Up, run_up
 
 pytestmark = pytest.mark.timeout(240)
@@ -90,21 +90,8 @@ def _secret_yaml(entry: str, *, namespace: str, string_data: bool = False) -> st
     return SECRET.format(namespace=namespace, field="data", value=encoded)
 
 
-def _cli(
-    up: Up, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshserve", *args, "--data-dir", str(up.data_dir)],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=60,
-        env=env,
-    )
-
-
 def _apply(up: Up, text: str, *, env: dict[str, str] | None = None) -> str:
-    done = _cli(up, "apply", "-f", "-", stdin=textwrap.dedent(text), env=env)
+    done = cli(up, "apply", "-f", "-", stdin=textwrap.dedent(text), env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -114,7 +101,7 @@ def _isvc(up: Up, name: str, *, namespace: str, path: str) -> None:
 
 
 def _status(up: Up, name: str, *, namespace: str) -> dict[str, Any]:
-    done = _cli(up, "get", "isvc", name, "-n", namespace, "-o", "json")
+    done = cli(up, "get", "isvc", name, "-n", namespace, "-o", "json")
     assert done.returncode == 0, done.stderr
     status: dict[str, Any] = json.loads(done.stdout).get("status", {})
     return status
@@ -173,20 +160,20 @@ def test_a_sealed_secret_holds_the_credentials_an_inference_service_pulls_with(
 def test_get_and_describe_show_keys_and_lengths_never_values(up: Up, s3: S3Server) -> None:
     _wait(up, "secure", namespace="team-a")
     entry = _entry(s3)
-    as_yaml = _cli(up, "get", "secret", "storage-config", "-n", "team-a", "-o", "yaml")
+    as_yaml = cli(up, "get", "secret", "storage-config", "-n", "team-a", "-o", "yaml")
     assert as_yaml.returncode == 0, as_yaml.stderr
     shown = yaml.safe_load(as_yaml.stdout)
     assert shown["kind"] == "Secret"
     assert shown["data"] == {"s3": f"<sealed, {len(entry.encode())} bytes>"}
-    as_json = _cli(up, "get", "secret", "storage-config", "-n", "team-a", "-o", "json")
+    as_json = cli(up, "get", "secret", "storage-config", "-n", "team-a", "-o", "json")
     assert json.loads(as_json.stdout)["data"] == shown["data"]
-    table = _cli(up, "get", "secrets", "-A")
+    table = cli(up, "get", "secrets", "-A")
     assert table.stdout.split("\n")[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
     assert table.stdout.split("\n")[1].split()[:3] == ["storage-config", "Opaque", "1"]
-    described = _cli(up, "describe", "secret", "storage-config", "-n", "team-a")
+    described = cli(up, "describe", "secret", "storage-config", "-n", "team-a")
     assert described.returncode == 0, described.stderr
     assert "<sealed," in described.stdout
-    statuses = _cli(up, "get", "isvc", "-A", "-o", "yaml")
+    statuses = cli(up, "get", "isvc", "-A", "-o", "yaml")
     outputs = [as_yaml, as_json, table, described, statuses]
     for output in outputs:
         for form in _forms(s3):
@@ -220,7 +207,7 @@ def test_a_secret_sealed_with_another_key_fails_its_load_by_name(up: Up, s3: S3S
     env = _cli_env({"MESHSERVE_SECURITY__SEALING_KEY": base64.b64encode(other).decode()})
     store = json.loads((up.data_dir / "endpoints.json").read_text())["store"]
     text = textwrap.dedent(_secret_yaml(_entry(s3), namespace="team-b"))
-    done = _cli(up, "apply", "-f", "-", "--store", store, stdin=text, env=env)
+    done = cli(up, "apply", "-f", "-", "--store", store, stdin=text, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "secret/storage-config created"
     _isvc(up, "other-key", namespace="team-b", path=OBJECTS[3])
