@@ -158,12 +158,10 @@ class StoreAccess:
     def watch(self, kind: str, *, namespace: str | None, show: Callable[[Listing], None]) -> None:
         async def run() -> None:
             async with open_store(self._settings) as store:
-                resources = ResourceStore(store)
-                async with resources.changes(kind) as changed:
-                    while True:
-                        show(await resources.shown(kind, namespace=namespace))
-                        await changed.wait()
-                        changed.clear()
+                listings = ResourceStore(store).watch_shown(kind, namespace=namespace)
+                async with contextlib.aclosing(listings):
+                    async for listing in listings:
+                        show(listing)
 
         asyncio.run(run())
 

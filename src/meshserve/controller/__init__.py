@@ -20,6 +20,7 @@ from meshserve.controller._pools import (
     RuntimePools,
     expand_vars,
     pool_spec,
+    pool_variables,
 )
 from meshserve.controller._resource_store import (
     CLUSTER,
@@ -47,5 +48,6 @@ __all__ = [
     "expand_vars",
     "kind_of",
     "pool_spec",
+    "pool_variables",
     "redact_secret",
 ]

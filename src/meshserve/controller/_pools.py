@@ -36,6 +36,7 @@ __all__ = [
     "RuntimePools",
     "expand_vars",
     "pool_spec",
+    "pool_variables",
 ]
 
 PICKLE_RUNTIME = "meshserve-pickle"
@@ -49,7 +50,20 @@ HTTP_PORT_VAR = "MESHSERVE_HTTP_PORT"
 RUNTIME_DIR_VAR = "MESHSERVE_RUNTIME_DIR"
 CAPACITY_VAR = "MESHSERVE_CAPACITY_BYTES"
 _ADAPTER_LOAD_TIMEOUT_MS = 90_000
-MLSERVER_MODELS_DIR = "$(MESHSERVE_RUNTIME_DIR)/mlserver-models"
+MLSERVER_MODELS_DIR = f"$({RUNTIME_DIR_VAR})/mlserver-models"
+
+
+def pool_variables(
+    *, listen: str, data_port: int, http_port: int, runtime_dir: str, capacity_bytes: int
+) -> dict[str, str]:
+    """The ``$(VAR)`` values one pool instance's command lines may use."""
+    return {
+        LISTEN_VAR: listen,
+        DATA_PORT_VAR: str(data_port),
+        HTTP_PORT_VAR: str(http_port),
+        RUNTIME_DIR_VAR: runtime_dir,
+        CAPACITY_VAR: str(capacity_bytes),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import datetime
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,10 @@ class ResourceKey:
         return cls(kind, namespace, name)
 
 
+Listing = list[dict[str, Any]]
+"""Resources as ``meshserve get`` shows them."""
+
+
 class ResourceStore:
     """Reads and writes applied resources and their status."""
 
@@ -140,7 +144,7 @@ class ResourceStore:
         in every namespace's listing. ``visible`` drops the namespaces a
         caller may not see."""
         documents = await self.list(kind)
-        statuses = await self.statuses()
+        statuses = await self.statuses(kind)
         if kind == "ClusterServingRuntime":
             for shipped in builtin_runtimes():
                 documents.setdefault(
@@ -187,8 +191,9 @@ class ResourceStore:
         kv = await self._store.get(STATUS_PREFIX + key.path())
         return None if kv is None else _document(kv.value)
 
-    async def statuses(self) -> dict[ResourceKey, dict[str, Any]]:
-        result = await self._store.range(STATUS_PREFIX)
+    async def statuses(self, kind: str | None = None) -> dict[ResourceKey, dict[str, Any]]:
+        """Every status the controller wrote (of ``kind`` only, if given)."""
+        result = await self._store.range(STATUS_PREFIX + (f"{kind}/" if kind else ""))
         return {
             ResourceKey.parse(kv.key[len(STATUS_PREFIX) :]): _document(kv.value)
             for kv in result.kvs
@@ -200,8 +205,25 @@ class ResourceStore:
     async def delete_status(self, key: ResourceKey) -> None:
         await self._store.delete(STATUS_PREFIX + key.path())
 
+    async def watch_shown(
+        self,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        visible: Callable[[str], bool] = lambda namespace: True,
+    ) -> AsyncGenerator[Listing, None]:
+        """What :meth:`shown` gives, now and after each change to a ``kind``
+        resource or its status, until the caller stops iterating. Changes
+        that come while a listing is read are in the next one."""
+        async with self._changes(kind) as changed:
+            while True:
+                changed.clear()
+                yield await self.shown(kind, namespace=namespace, name=name, visible=visible)
+                await changed.wait()
+
     @contextlib.asynccontextmanager
-    async def changes(self, kind: str) -> AsyncIterator[asyncio.Event]:
+    async def _changes(self, kind: str) -> AsyncIterator[asyncio.Event]:
         """An event set whenever a ``kind`` resource or its status changes
         (the caller clears it), for as long as the block runs. The watches
         are open when the block starts: a change made after it is seen."""

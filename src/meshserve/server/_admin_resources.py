@@ -19,6 +19,7 @@ either applies (or deletes) everything it names or nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -118,15 +119,9 @@ def _readable_kind(kind: str, *, namespace: str) -> str:
     return resolved
 
 
-async def _shown(
-    resources: ResourceStore, kind: str, *, namespace: str, name: str
-) -> list[dict[str, Any]]:
-    return await resources.shown(
-        kind,
-        namespace=namespace or None,
-        name=name or None,
-        visible=lambda seen: seen == CLUSTER or security.may_see_namespace(seen),
-    )
+def _visible(namespace: str) -> bool:
+    """Whether the caller sees resources of ``namespace`` in a listing."""
+    return namespace == CLUSTER or security.may_see_namespace(namespace)
 
 
 async def get_resources(
@@ -136,7 +131,9 @@ async def get_resources(
     (:meth:`ResourceStore.shown`); ``namespace`` "" is every namespace the
     caller may see, ``name`` "" all of them."""
     resolved = _readable_kind(kind, namespace=namespace)
-    return await _shown(resources, resolved, namespace=namespace, name=name)
+    return await resources.shown(
+        resolved, namespace=namespace or None, name=name or None, visible=_visible
+    )
 
 
 async def watch_resources(
@@ -146,11 +143,12 @@ async def watch_resources(
     ``kind`` resource or its status, until the caller stops iterating.
     Changes that come while a listing is read are in the next one."""
     resolved = _readable_kind(kind, namespace=namespace)
-    async with resources.changes(resolved) as changed:
-        while True:
-            changed.clear()
-            yield await _shown(resources, resolved, namespace=namespace, name=name)
-            await changed.wait()
+    listings = resources.watch_shown(
+        resolved, namespace=namespace or None, name=name or None, visible=_visible
+    )
+    async with contextlib.aclosing(listings):
+        async for listing in listings:
+            yield listing
 
 
 async def delete_resources(

@@ -149,25 +149,23 @@ def _make_runtime(settings: Settings, on_restart: Callable[[], Any]) -> Runtime:
         if not runtime.external_address:
             raise ValueError("runtime.host external needs runtime.externalAddress")
         # The runtime comes back empty after a loss: reload like a restart.
-        if runtime.command:
-            return CommandRuntime(
-                command=runtime.command,
-                env=runtime.command_env,
-                log_path=settings.data_dir / "runtime.log",
-                run_as_user=runtime.run_as_user,
-                restart_backoff_initial_s=runtime.restart_backoff_initial_s,
-                restart_backoff_max_s=runtime.restart_backoff_max_s,
-                stop_grace_s=runtime.stop_grace_s,
-                address=runtime.external_address,
-                data_address=runtime.external_data_address or None,
-                start_timeout_s=runtime.start_timeout_s,
-                on_reconnect=on_restart,
-            )
-        return ExternalRuntime(
-            address=runtime.external_address,
-            data_address=runtime.external_data_address or None,
-            start_timeout_s=runtime.start_timeout_s,
-            on_reconnect=on_restart,
+        reach: dict[str, Any] = {
+            "address": runtime.external_address,
+            "data_address": runtime.external_data_address or None,
+            "start_timeout_s": runtime.start_timeout_s,
+            "on_reconnect": on_restart,
+        }
+        if not runtime.command:
+            return ExternalRuntime(**reach)
+        return CommandRuntime(
+            command=runtime.command,
+            env=runtime.command_env,
+            log_path=settings.data_dir / "runtime.log",
+            run_as_user=runtime.run_as_user,
+            restart_backoff_initial_s=runtime.restart_backoff_initial_s,
+            restart_backoff_max_s=runtime.restart_backoff_max_s,
+            stop_grace_s=runtime.stop_grace_s,
+            **reach,
         )
     return InProcessRuntime(settings=runtime)
 

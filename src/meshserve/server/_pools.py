@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 
-from meshserve.controller import PoolSpec, expand_vars
+from meshserve.controller import PoolSpec, expand_vars, pool_variables
 from meshserve.server._app import store_url
 from meshserve.server._children import InstanceChild
 from meshserve.server._ports import free_port
@@ -76,10 +76,6 @@ class LocalPools:
                 return f"instance {member.child.name} {member.child.last_error}"
         return None
 
-    def replicas(self, name: str) -> int:
-        """Instances of pool ``name`` started (running or starting)."""
-        return len(self._members.get(name, []))
-
     async def close(self) -> None:
         for name in list(self._members):
             self._resize(name, 0)
@@ -109,17 +105,18 @@ class LocalPools:
         socket_dir = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-pool-"))
         runtime_dir = data_dir / "runtime"
         runtime_dir.mkdir(parents=True, exist_ok=True)
-        values = {
-            "MESHSERVE_RUNTIME_LISTEN": f"unix:{socket_dir / 'runtime.sock'}",
-            "MESHSERVE_DATA_PORT": str(free_port("127.0.0.1")),
-            "MESHSERVE_HTTP_PORT": str(free_port("127.0.0.1")),
-            "MESHSERVE_RUNTIME_DIR": str(runtime_dir),
-            "MESHSERVE_CAPACITY_BYTES": str(settings.runtime.capacity_bytes),
-        }
+        listen = f"unix:{socket_dir / 'runtime.sock'}"
+        values = pool_variables(
+            listen=listen,
+            data_port=free_port("127.0.0.1"),
+            http_port=free_port("127.0.0.1"),
+            runtime_dir=str(runtime_dir),
+            capacity_bytes=settings.runtime.capacity_bytes,
+        )
         runtime_updates: dict[str, object] = {"host": spec.host, "allow_pickle": spec.allow_pickle}
         if spec.host == "external":
             runtime_updates |= {
-                "external_address": values["MESHSERVE_RUNTIME_LISTEN"],
+                "external_address": listen,
                 "external_data_address": expand_vars(spec.data_address, values),
                 "command": tuple(expand_vars(arg, values) for arg in spec.command),
                 "command_env": {k: expand_vars(v, values) for k, v in spec.env},
