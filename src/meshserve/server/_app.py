@@ -22,7 +22,7 @@ import yaml
 from starlette.types import ASGIApp
 
 from meshserve.controller import Controller, ResourceStore, RuntimePools, SealedSecrets
-from meshserve.errors import MeshServeError
+from meshserve.errors import MeshServeError, PreconditionFailedError
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
@@ -54,7 +54,7 @@ from meshserve.server._ports import address, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings
 from meshserve.storage import Puller, PullProgress
-from meshserve.store import EtcdSettings, EtcdStore, PrefixedStore, SqliteStore, Store
+from meshserve.store import EtcdSettings, PrefixedStore, SqliteStore, Store
 
 __all__ = [
     "Endpoints",
@@ -202,6 +202,13 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     prefix = f"{root}/" if root else ""
     scope = f"{prefix}mm/{settings.store.service_name}/"
     if url.startswith("etcd://"):
+        try:
+            from meshserve.store import EtcdStore
+        except ModuleNotFoundError as exc:
+            raise PreconditionFailedError(
+                f"store url {url!r}: the etcd store needs the etcd extra "
+                f"(pip install 'meshserve[etcd]'): {exc}"
+            ) from None
         async with EtcdStore.open(etcd_settings(settings.store)) as etcd:
             yield PrefixedStore(etcd, scope)
         return

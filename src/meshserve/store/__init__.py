@@ -12,6 +12,8 @@ leader on any of them.
                 ...
 """
 
+from typing import TYPE_CHECKING, Any
+
 from meshserve._clock import Clock, ManualClock, SystemClock
 from meshserve.store._election import Election, ElectionState
 from meshserve.store._errors import (
@@ -21,13 +23,15 @@ from meshserve.store._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from meshserve.store._etcd import EtcdStore, EtcdStoreState
 from meshserve.store._etcd_settings import EtcdSettings
 from meshserve.store._lease import KeptLease, LeaseState
 from meshserve.store._prefixed import PrefixedStore
 from meshserve.store._sqlite import SqliteStore, StoreState
 from meshserve.store._sqlite_settings import SqliteSettings
 from meshserve.store._store import Store
+
+if TYPE_CHECKING:
+    from meshserve.store._etcd import EtcdStore, EtcdStoreState
 from meshserve.store._types import (
     Compare,
     DeleteOp,
@@ -77,3 +81,13 @@ __all__ = [
     "TxnResult",
     "WatchStream",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The etcd backend needs the `etcd` extra (etcd3aio); the embedded SQLite
+    # store must work without it, so it is imported on first use only.
+    if name in ("EtcdStore", "EtcdStoreState"):
+        from meshserve.store import _etcd
+
+        return getattr(_etcd, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
