@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,13 +21,17 @@ from meshserve.runtime import CommandRuntime, ExternalState, ModelSpec
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def _short_socket() -> pathlib.Path:
+@pytest.fixture
+def socket() -> Iterator[pathlib.Path]:
     # Unix socket paths are limited to ~107 bytes: pytest's tmp paths are long.
-    return pathlib.Path(tempfile.mkdtemp(prefix="ms-cmd-")) / "rt.sock"
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="ms-cmd-"))
+    yield directory / "rt.sock"
+    shutil.rmtree(directory, ignore_errors=True)
 
 
-async def test_a_command_that_exits_fails_the_start_at_once(tmp_path: pathlib.Path) -> None:
-    socket = _short_socket()
+async def test_a_command_that_exits_fails_the_start_at_once(
+    tmp_path: pathlib.Path, socket: pathlib.Path
+) -> None:
     runtime = CommandRuntime(
         command=["/bin/false"],
         log_path=tmp_path / "runtime.log",
@@ -40,9 +46,8 @@ async def test_a_command_that_exits_fails_the_start_at_once(tmp_path: pathlib.Pa
 
 
 async def test_the_command_is_restarted_and_the_runtime_adopted_again(
-    tmp_path: pathlib.Path, example_models: dict[str, pathlib.Path]
+    tmp_path: pathlib.Path, socket: pathlib.Path, example_models: dict[str, pathlib.Path]
 ) -> None:
-    socket = _short_socket()
     runtime = CommandRuntime(
         command=[sys.executable, "-m", "meshserve", "runtime", "--listen", f"unix:{socket}"],
         env={"MESHSERVE_RUNTIME__PRELOAD_LIBRARIES": "false"},
