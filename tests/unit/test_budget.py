@@ -1,8 +1,9 @@
-"""The decode byte budget, alone and in front of the REST app (in-process
-server on loopback)."""
+"""The decode byte budget, alone and in front of the REST app, and where
+the REST app decodes large bodies (in-process server on loopback)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 from meshserve import errors
+from meshserve.protocol import codecs
 from meshserve.server._budget import DecodeBudget
 from meshserve.server._rest import RestServer, create_rest_app
 from tests.unit.test_rest import FakeBackend
@@ -93,3 +95,26 @@ async def test_rest_refuses_a_body_the_budget_has_no_room_for_and_serves_small_o
 async def _stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
+
+
+async def test_large_bodies_are_decoded_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_on: list[threading.Thread] = []
+    real = codecs.request_from_json
+
+    def spy(*args: object, **kwargs: object) -> object:
+        decoded_on.append(threading.current_thread())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(codecs, "request_from_json", spy)
+    app = create_rest_app(backend=FakeBackend(), offload_bytes=1000)
+    small = {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+    large = {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a" * 2000]}]}
+    async with (
+        RestServer(app=app, host="127.0.0.1", port=0) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client,
+    ):
+        for body in (small, large):
+            assert (await client.post("/v2/models/double/infer", json=body)).status_code == 200
+    loop_thread = threading.current_thread()
+    assert decoded_on[0] is loop_thread
+    assert decoded_on[1] is not loop_thread
