@@ -359,6 +359,7 @@ def test_a_huge_model_name_gets_a_bounded_error_and_the_server_keeps_serving(
 
 CAP = 8
 """server.maxConnectionsPerClient of the `guarded` up."""
+_LIVE = b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n"
 
 
 @pytest.fixture(scope="module")
@@ -414,14 +415,15 @@ def test_a_chunked_body_that_never_ends_is_cut_after_the_body_timeout(guarded: U
 def test_connections_beyond_the_per_client_cap_are_refused(guarded: Up) -> None:
     up = guarded
     host, port = _address(up.rest)
-    held = [_connect(up.rest) for _ in range(CAP)]
+    held: list[socket.socket] = []
     try:
-        for sock in held:  # complete a request each: kept alive, idle
-            sock.sendall(f"GET /v2/health/live HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            assert _status_line(sock).startswith(b"HTTP/1.1 200 ")
+        for _ in range(CAP):  # a request each, then kept alive, idle
+            held.append(_connect(up.rest))
+            held[-1].sendall(_LIVE)
+            assert _status_line(held[-1]).startswith(b"HTTP/1.1 200 ")
         with _connect(up.rest) as extra:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                extra.sendall(f"GET /v2/health/live HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                extra.sendall(_LIVE)
             line = _status_line(extra)
             assert line.startswith(b"HTTP/1.1 503 ") or line == b""
         # Another client (another loopback address) is served.
