@@ -85,6 +85,10 @@ def _response(status: bytes, message: str) -> bytes:
 
 
 class _GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's protocol with one timer per connection: the header timeout
+    from the connection (or the request's first byte) to the end of its
+    headers, then the body timeout to the end of its body."""
+
     _limits: ConnectionLimits
     _clients: _ClientCount
 
