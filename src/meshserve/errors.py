@@ -34,17 +34,26 @@ the same thing on every port::
     ├── PermissionDeniedError         the credential's role or scope forbids it
     ├── QuotaExceededError            a namespace's quota (models, bytes) is used up
     ├── RateLimitedError              the caller's request rate is over its limit
+    │   └── ServerBusyError           too many request bytes in flight at once
     └── UnavailableError              transient; the caller may retry
         ├── ModelNotReadyError        the model is not loaded (yet)
         └── PeerUnreachableError      another instance did not answer
 
 ``retryable`` tells a caller (and the router) whether the same request may
 succeed later without being changed.
+
+A message never grows without bound: a value the client sent goes in
+through :func:`quote_client_value` (a bounded, printable prefix), and any
+message is cut at ``MAX_MESSAGE_BYTES`` (of UTF-8), since it travels back in a gRPC
+trailer that the client refuses beyond a few KiB.
 """
 
 from __future__ import annotations
 
+import reprlib
+
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "AlreadyExistsError",
     "ArtifactNotFoundError",
     "ArtifactRejectedError",
@@ -68,6 +77,7 @@ __all__ = [
     "PreconditionFailedError",
     "QuotaExceededError",
     "RateLimitedError",
+    "ServerBusyError",
     "StorageAccessDeniedError",
     "StorageConfigError",
     "StorageError",
@@ -76,7 +86,61 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedModelError",
+    "quote_client_value",
 ]
+
+MAX_MESSAGE_BYTES = 2048
+"""Longest error message kept, in bytes of UTF-8; the rest is cut. gRPC
+clients refuse trailers over 8 KiB by default, and the message is
+percent-encoded there (up to 3 bytes per byte)."""
+
+CLIENT_VALUE_CHARS = 128
+"""Characters of a client's value an error message quotes."""
+
+
+def quote_client_value(value: object, *, limit: int = CLIENT_VALUE_CHARS) -> str:
+    """``value`` quoted for an error message, bounded whatever the client sent.
+
+    A string is ``'name'``, or its first ``limit`` characters and its length
+    when longer (``'aaa...' (100000 characters)``), with characters that are
+    not printable (control characters, lone surrogates) escaped, so the
+    message is valid UTF-8 on one line. Anything else (a JSON value) is its
+    ``repr`` cut in length and depth.
+    """
+    if not isinstance(value, str):
+        try:
+            return _REPR.repr(value)[: 2 * limit]
+        except ValueError:  # an int past Python's digit limit for str()
+            return f"<{type(value).__name__}>"
+    shown = "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in value[:limit]
+    )
+    if len(value) <= limit:
+        return f"'{shown}'"
+    return f"'{shown}...' ({len(value)} characters)"
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel = 3
+    short.maxstring = short.maxother = 64
+    short.maxlong = 40
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
+    return short
+
+
+_REPR = _short_repr()
+
+
+def _bounded(message: str) -> str:
+    if len(message) * 4 <= MAX_MESSAGE_BYTES:  # short enough whatever its characters
+        return message
+    encoded = message.encode("utf-8", "backslashreplace")
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return message
+    kept = encoded[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore")
+    return f"{kept}... (cut from {len(encoded)} bytes)"
 
 
 class MeshServeError(Exception):
@@ -85,6 +149,7 @@ class MeshServeError(Exception):
     retryable: bool = False
 
     def __init__(self, message: str) -> None:
+        message = _bounded(message)
         super().__init__(message)
         self.message = message
 
@@ -111,7 +176,7 @@ class TensorError(InvalidRequestError):
     problem: str = ""
 
     def __init__(self, tensor: str, problem: str) -> None:
-        super().__init__(f"tensor '{tensor}': {problem}")
+        super().__init__(f"tensor {quote_client_value(tensor)}: {problem}")
         self.tensor = tensor
         self.problem = problem
 
@@ -260,6 +325,12 @@ class RateLimitedError(MeshServeError):
     def __init__(self, message: str, *, retry_after_s: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ServerBusyError(RateLimitedError):
+    """The server is already decoding as many request bytes as it allows
+    (``server.maxInflightDecodeBytes``); the same request may succeed once
+    others finish. Refused like a rate limit (429, RESOURCE_EXHAUSTED)."""
 
 
 class UnavailableError(MeshServeError):

@@ -46,7 +46,8 @@ labels as ModelMesh's ``Metric.java`` / ``Metrics.java`` define them)::
     meshserve_limit_rejected                    counter    1     requests, registrations and loads
                                                                  refused by a limit (limit=rate,
                                                                  models_per_namespace,
-                                                                 namespace_bytes)
+                                                                 namespace_bytes,
+                                                                 inflight_bytes)
     modelmesh_models_loaded_total               gauge      1     models with >= 1 loaded copy
                                                                  (cluster-wide, leader only)
     modelmesh_models_with_failure_total         gauge      1     models with recent load failures
@@ -227,8 +228,8 @@ class MetricsRecorder(SupportsRender, Protocol):
         ...
 
     def limit_rejected(self, limit: str) -> None:
-        """Something was refused by a limit: ``rate``, ``models_per_namespace``
-        or ``namespace_bytes``."""
+        """Something was refused by a limit: ``rate``, ``models_per_namespace``,
+        ``namespace_bytes`` or ``inflight_bytes`` (the decode budget)."""
         ...
 
     def observe_loading_queue_delay(self, ms: float, *, model_id: str | None = None) -> None:

@@ -27,6 +27,7 @@ from meshserve.errors import (
     PeerUnreachableError,
     PreconditionFailedError,
     UnavailableError,
+    quote_client_value,
 )
 from meshserve.mesh._cache import ArtifactPuller, ModelCache
 from meshserve.mesh._membership import Membership
@@ -351,7 +352,9 @@ class Instance:
         if headers.vmodel_id:
             vmodel = self._registry.vmodel(headers.vmodel_id)
             if vmodel is None:
-                raise ModelNotFoundError(f"vmodel '{headers.vmodel_id}' is not registered")
+                raise ModelNotFoundError(
+                    f"vmodel {quote_client_value(headers.vmodel_id)} is not registered"
+                )
             return vmodel.active_model_id
         if headers.model_id and headers.hops:
             # Forwarded by another instance, which saw the registration; this
@@ -359,19 +362,21 @@ class Instance:
             return headers.model_id
         if headers.model_id:
             if self._registry.model(headers.model_id) is None:
-                raise ModelNotFoundError(f"model '{headers.model_id}' is not registered")
+                raise ModelNotFoundError(
+                    f"model {quote_client_value(headers.model_id)} is not registered"
+                )
             return headers.model_id
         vmodel = self._registry.vmodel(name)
         if vmodel is not None:
             return vmodel.active_model_id
         if self._registry.model(name) is not None:
             return name
-        raise ModelNotFoundError(f"model '{name}' is not registered")
+        raise ModelNotFoundError(f"model {quote_client_value(name)} is not registered")
 
     def spec(self, model_id: str) -> ModelSpec:
         record = self._registry.model(model_id)
         if record is None:
-            raise ModelNotFoundError(f"model '{model_id}' is not registered")
+            raise ModelNotFoundError(f"model {quote_client_value(model_id)} is not registered")
         return ModelSpec(
             model_id=model_id, model_type=record.type, model_path=record.path, model_key=record.key
         )
@@ -475,7 +480,9 @@ class Instance:
                 tried.append(f"{peer}: {exc}")
             exclude.add(peer)
         detail = "; ".join(tried) if tried else "no instance can take it"
-        raise UnavailableError(f"model '{model_id}' could not be served: {detail}")
+        raise UnavailableError(
+            f"model {quote_client_value(model_id)} could not be served: {detail}"
+        )
 
     async def _await_record(self, model_id: str) -> None:
         """Wait (briefly) for this mirror to catch up with a registration
@@ -483,7 +490,7 @@ class Instance:
         deadline = self._clock.monotonic() + _RECORD_WAIT_S
         while self._registry.model(model_id) is None:
             if self._clock.monotonic() >= deadline:
-                raise ModelNotFoundError(f"model '{model_id}' is not registered")
+                raise ModelNotFoundError(f"model {quote_client_value(model_id)} is not registered")
             await asyncio.sleep(0.02)
 
     def _next_target(
@@ -499,7 +506,7 @@ class Instance:
             raise failure
         record = self._registry.model(model_id)
         if record is None:
-            raise ModelNotFoundError(f"model '{model_id}' is not registered")
+            raise ModelNotFoundError(f"model {quote_client_value(model_id)} is not registered")
         target = self.view.place(record, exclude)
         if target is None:
             return None, None
@@ -662,7 +669,9 @@ class Instance:
                 reasons.append(f"{target.instance_id}: {exc}")
                 exclude.add(target.instance_id)
         detail = "; ".join(reasons) if reasons else "no instance can take it"
-        raise UnavailableError(f"model '{model_id}' cannot be loaded now: {detail}")
+        raise UnavailableError(
+            f"model {quote_client_value(model_id)} cannot be loaded now: {detail}"
+        )
 
     async def load_here(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
         """Load this instance's own copy (another instance placed it here)."""
@@ -723,12 +732,15 @@ class Instance:
         if not model_id:
             raise InvalidRequestError("modelId must not be empty")
         if not type:
-            raise InvalidRequestError(f"model '{model_id}': modelInfo.type must not be empty")
+            raise InvalidRequestError(
+                f"model {quote_client_value(model_id)}: modelInfo.type must not be empty"
+            )
         existing = self._registry.model(model_id)
         if existing is not None:
             if not existing.same_model(type=type, path=path, key=key):
                 raise AlreadyExistsError(
-                    f"model '{model_id}' is already registered with different parameters "
+                    f"model {quote_client_value(model_id)} is already registered with different "
+                    "parameters "
                     f"(type {existing.type!r}, path {existing.path!r})"
                 )
         else:
@@ -757,7 +769,7 @@ class Instance:
     async def load_now(self, model_id: str, *, sync: bool) -> None:
         record = self._registry.model(model_id)
         if record is None:
-            raise ModelNotFoundError(f"model '{model_id}' is not registered")
+            raise ModelNotFoundError(f"model {quote_client_value(model_id)} is not registered")
         try:
             await self.ensure_available(model_id, sync=sync, last_used_ms=record.last_used_ms)
         except ModelLoadError:
@@ -770,7 +782,7 @@ class Instance:
         users = self._registry.referencing_vmodels(model_id)
         if users:
             raise PreconditionFailedError(
-                f"model '{model_id}' is used by vmodel(s) {', '.join(users)}; "
+                f"model {quote_client_value(model_id)} is used by vmodel(s) {', '.join(users)}; "
                 "delete or retarget them first"
             )
         await self.delete_model(model_id)

@@ -21,6 +21,7 @@ from meshserve.errors import (
     MeshServeError,
     ModelNotFoundError,
     PreconditionFailedError,
+    quote_client_value,
 )
 from meshserve.mesh._status import ModelState, ModelStatus, VModelState, VModelStatus
 from meshserve.registry import Registry, VModelRecord
@@ -154,22 +155,28 @@ class VModelTable:
             record = entry.record if entry is not None else None
             if record is not None and owner and record.owner != owner:
                 raise AlreadyExistsError(
-                    f"vmodel '{vmodel_id}' exists with owner {record.owner!r}, not {owner!r}"
+                    f"vmodel {quote_client_value(vmodel_id)} exists with owner "
+                    f"{quote_client_value(record.owner)}, not {quote_client_value(owner)}"
                 )
             if expected_target_model_id:
                 current = record.target_model_id if record is not None else None
                 if expected_target_model_id == target_model_id:
                     if current not in (None, target_model_id):
                         raise PreconditionFailedError(
-                            f"vmodel '{vmodel_id}' targets {current!r}, not {target_model_id!r}"
+                            f"vmodel {quote_client_value(vmodel_id)} targets "
+                            f"{quote_client_value(current)}, "
+                            f"not {quote_client_value(target_model_id)}"
                         )
                 elif current != expected_target_model_id:
                     raise PreconditionFailedError(
-                        f"vmodel '{vmodel_id}' targets {current!r}, "
-                        f"expected {expected_target_model_id!r}"
+                        f"vmodel {quote_client_value(vmodel_id)} targets "
+                        f"{quote_client_value(current) if current is not None else 'no model'}, "
+                        f"expected {quote_client_value(expected_target_model_id)}"
                     )
             if record is None and update_only:
-                raise ModelNotFoundError(f"vmodel '{vmodel_id}' does not exist (updateOnly)")
+                raise ModelNotFoundError(
+                    f"vmodel {quote_client_value(vmodel_id)} does not exist (updateOnly)"
+                )
             if model_type:
                 await self._models.register_model(
                     target_model_id,
@@ -180,7 +187,8 @@ class VModelTable:
                 )
             elif self._registry.model(target_model_id) is None:
                 raise ModelNotFoundError(
-                    f"target model '{target_model_id}' is not registered and no modelInfo was given"
+                    f"target model {quote_client_value(target_model_id)} is not registered "
+                    "and no modelInfo was given"
                 )
             if record is None:
                 created = VModelRecord(
@@ -224,7 +232,8 @@ class VModelTable:
             record = entry.record
             if owner and record.owner != owner:
                 raise PreconditionFailedError(
-                    f"vmodel '{vmodel_id}' is owned by {record.owner!r}, not {owner!r}"
+                    f"vmodel {quote_client_value(vmodel_id)} is owned by "
+                    f"{quote_client_value(record.owner)}, not {quote_client_value(owner)}"
                 )
             if await self._registry.delete_vmodel(vmodel_id, expected_revision=entry.revision):
                 log.info("deleted vmodel %s", vmodel_id)

@@ -47,8 +47,15 @@ from meshserve.security import (
     rest_ssl_context,
 )
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
+from meshserve.server._budget import DecodeBudget
 from meshserve.server._grpc_management import AdminService, ModelMeshService
-from meshserve.server._limits import GrpcRateLimitInterceptor, RestRateLimitMiddleware
+from meshserve.server._limits import (
+    GrpcDecodeBudgetInterceptor,
+    GrpcRateLimitInterceptor,
+    RestRateLimitMiddleware,
+    grpc_connection_options,
+    rest_connection_limits,
+)
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._ports import address, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
@@ -234,6 +241,7 @@ def _grpc_server(
             # Off unless instances share the port on purpose: otherwise a
             # second server would silently take half the traffic.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *grpc_connection_options(settings.server),
         ],
     )
 
@@ -325,6 +333,12 @@ async def serve_instance(
     limiter = rate_limiter(settings.limits, on_limited=lambda: metrics.limit_rejected("rate"))
     if limiter is not None:
         interceptors.append(GrpcRateLimitInterceptor(limiter=limiter))
+    # Bytes of request bodies held at once, on both public ports.
+    budget = DecodeBudget(
+        limit_bytes=settings.server.max_inflight_decode_bytes,
+        on_refused=lambda: metrics.limit_rejected("inflight_bytes"),
+    )
+    interceptors.append(GrpcDecodeBudgetInterceptor(budget=budget))
     public = _grpc_server(
         settings, reuse_port=settings.server.share_ports, interceptors=interceptors
     )
@@ -379,6 +393,8 @@ async def serve_instance(
                 app: ASGIApp = create_rest_app(
                     backend=instance,
                     max_message_bytes=settings.server.grpc_max_message_size_bytes,
+                    budget=budget,
+                    offload_bytes=settings.server.offload_decode_bytes,
                 )
                 if limiter is not None:
                     app = RestRateLimitMiddleware(app, limiter=limiter)
@@ -392,6 +408,7 @@ async def serve_instance(
                     port=settings.server.rest_port,
                     reuse_port=settings.server.share_ports,
                     ssl_context=rest_ssl_context(tls) if tls is not None else None,
+                    limits=rest_connection_limits(settings.server),
                 )
                 await rest.start()
                 scheme = "https" if tls is not None else "http"

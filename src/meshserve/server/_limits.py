@@ -11,15 +11,23 @@ auth leaves open, are not counted either.
 One limiter serves both ports, so a caller's rate is its gRPC and REST
 requests together. Buckets live in the instance: with several instances
 behind one address, a caller may get up to that many times the rate.
+
+:class:`GrpcDecodeBudgetInterceptor` holds a ModelInfer body's bytes in the
+instance's decode budget (``_budget``) while the call runs, and refuses the
+call with RESOURCE_EXHAUSTED when the budget has no room; REST does the
+same as it reads a body (``_rest_request.read_body``).
+
+:func:`grpc_connection_options` and :func:`rest_connection_limits` turn the
+server settings into the bounds on connections (time, calls, per client).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager as ContextManager
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
@@ -36,10 +44,21 @@ from meshserve.server._auth import (
     _expects_continue,
     rest_call,
 )
+from meshserve.server._budget import DecodeBudget, Reservation
 from meshserve.server._grpc_guard import guard_handler
+from meshserve.server._rest_connections import ConnectionLimits
 from meshserve.server._rest_errors import error_response
+from meshserve.settings import ServerSettings
 
-__all__ = ["GrpcRateLimitInterceptor", "RestRateLimitMiddleware", "peer_host", "retry_after"]
+__all__ = [
+    "GrpcDecodeBudgetInterceptor",
+    "GrpcRateLimitInterceptor",
+    "RestRateLimitMiddleware",
+    "grpc_connection_options",
+    "peer_host",
+    "rest_connection_limits",
+    "retry_after",
+]
 
 RETRY_AFTER_KEY = "retry-after"
 """Trailing metadata of a rate-limited gRPC call: whole seconds to wait, as
@@ -101,13 +120,59 @@ class GrpcRateLimitInterceptor:
         try:
             _check(self._limiter, peer_host(context.peer()))
         except errors.RateLimitedError as exc:
-            trailers = (*status.error_trailers(exc), (RETRY_AFTER_KEY, retry_after(exc)))
-            await context.abort(status.grpc_code(exc), str(exc), trailing_metadata=trailers)
-            raise AssertionError("context.abort raises") from exc  # pragma: no cover
+            await _abort_limited(context, exc)
         return contextlib.nullcontext()
 
 
 grpc.aio.ServerInterceptor.register(GrpcRateLimitInterceptor)
+
+
+async def _abort_limited(
+    context: grpc.aio.ServicerContext, exc: errors.RateLimitedError
+) -> NoReturn:
+    trailers = (*status.error_trailers(exc), (RETRY_AFTER_KEY, retry_after(exc)))
+    await context.abort(status.grpc_code(exc), str(exc), trailing_metadata=trailers)
+    raise AssertionError("context.abort raises") from exc  # pragma: no cover
+
+
+class GrpcDecodeBudgetInterceptor:
+    """Holds each ModelInfer body in the decode budget while its call runs,
+    or refuses the call with RESOURCE_EXHAUSTED. ModelInfer is the call
+    registered with raw bytes in and out (``protocol.service``): the other
+    calls carry small messages."""
+
+    def __init__(self, *, budget: DecodeBudget) -> None:
+        self._budget = budget
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is not None:
+            return handler
+        return guard_handler(handler, self._enter)
+
+    async def _enter(
+        self, request: object | None, context: grpc.aio.ServicerContext
+    ) -> ContextManager[None]:
+        held = self._budget.reservation()
+        if isinstance(request, bytes):
+            try:
+                held.grow(len(request))
+            except errors.ServerBusyError as exc:
+                await _abort_limited(context, exc)
+        return _holding(held)
+
+
+@contextlib.contextmanager
+def _holding(held: Reservation) -> Iterator[None]:
+    with held:
+        yield
+
+
+grpc.aio.ServerInterceptor.register(GrpcDecodeBudgetInterceptor)
 
 
 class RestRateLimitMiddleware:
@@ -135,3 +200,37 @@ class RestRateLimitMiddleware:
             await response(scope, receive, send)
             return
         await self._app(scope, receive, send)
+
+
+def grpc_connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """gRPC server options bounding connections in time and calls
+    (``ServerSettings``; gRPC core enforces them)."""
+
+    def millis(seconds: float) -> int:
+        # 0 means "never" in the settings; gRPC's "never" is INT_MAX.
+        return round(seconds * 1000) if seconds else _GRPC_INFINITE_MS
+
+    return [
+        # The TLS handshake and the HTTP/2 preface and settings must arrive
+        # within it: a connection that sends nothing, or half, is closed.
+        ("grpc.server_handshake_timeout_ms", millis(settings.header_timeout_s)),
+        ("grpc.max_connection_idle_ms", millis(settings.grpc_max_connection_idle_s)),
+        ("grpc.max_connection_age_ms", millis(settings.grpc_max_connection_age_s)),
+        ("grpc.max_connection_age_grace_ms", millis(settings.grpc_max_connection_age_grace_s)),
+        ("grpc.keepalive_time_ms", millis(settings.grpc_keepalive_time_s)),
+        ("grpc.keepalive_timeout_ms", millis(settings.grpc_keepalive_timeout_s)),
+        ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
+    ]
+
+
+_GRPC_INFINITE_MS = 2**31 - 1
+
+
+def rest_connection_limits(settings: ServerSettings) -> ConnectionLimits:
+    """The REST port's connection bounds (``ServerSettings``)."""
+    return ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        idle_timeout_s=settings.idle_timeout_s,
+        max_per_client=settings.max_connections_per_client,
+    )

@@ -24,11 +24,19 @@ Choices the specifications leave open:
 - Errors are ``{"error": message}``; see ``_rest_errors``.
 - Request bodies may be gzip or deflate (``Content-Encoding``); replies are
   never compressed.
+- An infer holds its body's bytes in the instance's decode budget
+  (``_budget``) until it answers: 429 when the budget has no room. Bodies
+  over ``offload_bytes`` are decoded, and their replies encoded, on a worker
+  thread, so a large one does not stall the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -40,6 +48,7 @@ from meshserve.protocol import codecs
 from meshserve.protocol.inference import TensorMetadata
 from meshserve.server import _rest_request
 from meshserve.server._backend import InferenceBackend
+from meshserve.server._budget import DecodeBudget
 from meshserve.server._rest_errors import (
     Endpoint,
     json_response,
@@ -51,19 +60,32 @@ from meshserve.server._rest_server import RestServer
 
 __all__ = ["RestServer", "create_rest_app"]
 
+T = TypeVar("T")
+
 _MODEL = "/v2/models/{name}"
 _VERSIONED = "/v2/models/{name}/versions/{version}"
 
 
 def create_rest_app(
-    *, backend: InferenceBackend, max_message_bytes: int = 16 * 1024 * 1024
+    *,
+    backend: InferenceBackend,
+    max_message_bytes: int = 16 * 1024 * 1024,
+    budget: DecodeBudget | None = None,
+    offload_bytes: int = 256 * 1024,
 ) -> Starlette:
     """The v2 REST API in front of ``backend``, as an ASGI app.
 
     ``max_message_bytes`` bounds a request body (after decompression too);
     the default matches ModelMesh Serving's ``grpcMaxMessageSizeBytes``.
+    ``budget`` bounds the bytes of the bodies held at once (None: unbounded);
+    bodies over ``offload_bytes`` are decoded on a worker thread.
     """
-    endpoints = _Endpoints(backend=backend, max_message_bytes=max_message_bytes)
+    endpoints = _Endpoints(
+        backend=backend,
+        max_message_bytes=max_message_bytes,
+        budget=budget or DecodeBudget(limit_bytes=0),
+        offload_bytes=offload_bytes,
+    )
 
     def route(path: str, endpoint: Endpoint, method: str) -> Route:
         return Route(path, reports_errors(endpoint), methods=[method])
@@ -85,9 +107,18 @@ def create_rest_app(
 
 
 class _Endpoints:
-    def __init__(self, *, backend: InferenceBackend, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        backend: InferenceBackend,
+        max_message_bytes: int,
+        budget: DecodeBudget,
+        offload_bytes: int,
+    ) -> None:
         self._backend = backend
         self._limit = max_message_bytes
+        self._budget = budget
+        self._offload_bytes = offload_bytes
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": True})
@@ -121,21 +152,31 @@ class _Endpoints:
         return json_response({"name": model_id, "ready": ready}, status_code=200 if ready else 400)
 
     async def infer(self, request: Request) -> Response:
-        # The whole body is read before anything can fail, so that an error
-        # answer leaves the connection reusable.
-        body = await _rest_request.read_body(request, limit=self._limit)
+        with self._budget.reservation() as held:
+            # The whole body is read before anything can fail, so that an
+            # error answer leaves the connection reusable.
+            body = await _rest_request.read_body(request, limit=self._limit, reservation=held)
+            return await self._infer(request, body)
+
+    async def _infer(self, request: Request, body: bytes) -> Response:
         model_id = self._resolve(request)
         version = request.path_params.get("version", "")
         header_length = _rest_request.json_length(request)
-        if header_length is None:
-            inference = codecs.request_from_json(body, model_name=model_id, model_version=version)
-        else:
-            inference = codecs.decode_binary_request(
-                body, json_length=header_length, model_name=model_id, model_version=version
-            )
+        offload = len(body) > self._offload_bytes
+        decode = (
+            functools.partial(codecs.request_from_json, body)
+            if header_length is None
+            else functools.partial(codecs.decode_binary_request, body, json_length=header_length)
+        )
+        inference = await _call(
+            functools.partial(decode, model_name=model_id, model_version=version), offload=offload
+        )
         result = await self._backend.infer(model_id, inference)
         result = dataclasses.replace(result, model_name=model_id, id=inference.id)
-        payload, binary_header_length = codecs.encode_binary_response(result, request=inference)
+        payload, binary_header_length = await _call(
+            functools.partial(codecs.encode_binary_response, result, request=inference),
+            offload=offload,
+        )
         if binary_header_length is None:
             return Response(payload, media_type="application/json")
         return Response(
@@ -147,6 +188,11 @@ class _Endpoints:
     def _resolve(self, request: Request) -> str:
         headers = _rest_request.routing_headers(request.scope["headers"])
         return self._backend.resolve(request.path_params["name"], headers)
+
+
+async def _call(work: Callable[[], T], *, offload: bool) -> T:
+    """``work()``, on a worker thread when ``offload`` (it is large)."""
+    return await asyncio.to_thread(work) if offload else work()
 
 
 def _tensor_metadata(tensor: TensorMetadata) -> dict[str, object]:

@@ -7,6 +7,10 @@ chunked body is counted while it arrives. Either way the rest of an
 oversized body is read and thrown away (up to ``DRAIN_LIMIT``) before the
 413 goes out: a server that closes a socket with unread bytes in it resets
 the connection, and the client then never sees the answer.
+
+The body's bytes are also reserved in the instance's decode budget
+(``_budget``) before they are kept; a body the budget has no room for is
+drained the same way and answered 429.
 """
 
 from __future__ import annotations
@@ -18,9 +22,16 @@ from collections.abc import Iterable
 
 from starlette.requests import Request
 
-from meshserve.errors import InvalidRequestError, MessageTooLargeError
+from meshserve.errors import (
+    InvalidRequestError,
+    MeshServeError,
+    MessageTooLargeError,
+    ServerBusyError,
+    quote_client_value,
+)
 from meshserve.protocol.codecs import INFERENCE_HEADER_CONTENT_LENGTH
 from meshserve.protocol.routing import HEADER_FIELDS, RoutingHeaders
+from meshserve.server._budget import Reservation
 
 __all__ = ["DRAIN_LIMIT", "json_length", "read_body", "routing_headers"]
 
@@ -55,8 +66,9 @@ def routing_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> RoutingHeader
         text = _header_text(key, value, is_bin=is_bin)
         if found.setdefault(field, text) != text:
             raise InvalidRequestError(
-                f"routing header {key.decode()} gives {text!r} but another "
-                f"{field.replace('_', ' ')} header gives {found[field]!r}; expected one id"
+                f"routing header {key.decode()} gives {quote_client_value(text)} but another "
+                f"{field.replace('_', ' ')} header gives {quote_client_value(found[field])}; "
+                "expected one id"
             )
     return RoutingHeaders(model_id=found.get("model_id"), vmodel_id=found.get("vmodel_id"))
 
@@ -70,43 +82,66 @@ def json_length(request: Request) -> int | None:
         return int(value)
     except ValueError:
         raise InvalidRequestError(
-            f"{INFERENCE_HEADER_CONTENT_LENGTH} is {value!r}; expected an integer"
+            f"{INFERENCE_HEADER_CONTENT_LENGTH} is {quote_client_value(value)}; expected an integer"
         ) from None
 
 
-async def read_body(request: Request, *, limit: int) -> bytes:
+async def read_body(
+    request: Request, *, limit: int, reservation: Reservation | None = None
+) -> bytes:
     """The request body, decompressed when it has a Content-Encoding.
 
     Raises MessageTooLargeError when the body (or what it decompresses to)
     is over ``limit`` bytes, InvalidRequestError for an unknown or broken
-    encoding.
+    encoding. With a ``reservation``, the body's bytes are reserved before
+    they are kept (a declared Content-Length at once, a chunked body as it
+    arrives, then what it decompresses to): ServerBusyError when the budget
+    has no room.
     """
     headers = request.headers
     declared = headers.get("content-length")
-    too_large = declared is not None and declared.isdigit() and int(declared) > limit
-    if too_large and headers.get("expect", "").lower() == "100-continue":
+    refusal: MeshServeError | None = None
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            refusal = _too_large(limit, f"declares {declared} bytes")
+        elif reservation is not None:
+            refusal = _reserve(reservation, int(declared))
+    if refusal is not None and headers.get("expect", "").lower() == "100-continue":
         # The client waits for our go-ahead before sending; answering now
         # means the body never comes, so there is nothing to drain.
-        raise _too_large(limit, f"declares {declared} bytes")
+        raise refusal
+    counted = reservation is not None and (declared is None or not declared.isdigit())
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            too_large = True
-            chunks.clear()
-            if size > limit + DRAIN_LIMIT:
-                break
-        elif not too_large:
+        if refusal is None and size > limit:
+            refusal = _too_large(limit, f"is over {limit} bytes")
+        elif refusal is None and counted and reservation is not None:
+            refusal = _reserve(reservation, len(chunk))
+        if refusal is None:
             chunks.append(chunk)
-    if too_large:
-        measured = f"declares {declared} bytes" if declared else f"is over {limit} bytes"
-        raise _too_large(limit, measured)
+            continue
+        chunks.clear()
+        if size > limit + DRAIN_LIMIT:
+            break
+    if refusal is not None:
+        raise refusal
     body = b"".join(chunks)
     encoding = headers.get("content-encoding")
     if encoding and encoding.lower() != "identity":
         body = _decompress(body, encoding.lower(), limit=limit)
+        if reservation is not None:
+            reservation.grow(len(body))
     return body
+
+
+def _reserve(reservation: Reservation, size: int) -> ServerBusyError | None:
+    try:
+        reservation.grow(size)
+    except ServerBusyError as exc:
+        return exc
+    return None
 
 
 def _too_large(limit: int, measured: str) -> MessageTooLargeError:
@@ -119,7 +154,8 @@ def _decompress(body: bytes, encoding: str, *, limit: int) -> bytes:
     wbits = _ENCODINGS.get(encoding)
     if wbits is None:
         raise InvalidRequestError(
-            f"Content-Encoding {encoding!r} is not supported; expected gzip, deflate or identity"
+            f"Content-Encoding {quote_client_value(encoding)} is not supported; "
+            "expected gzip, deflate or identity"
         )
     inflater = zlib.decompressobj(wbits)
     try:

@@ -4,6 +4,7 @@ uvicorn normally owns the process (its loop, its signal handlers, its
 logging config); here it is one task among the instance's others. The
 socket is bound here, so a port in use is an ``OSError`` from ``start()``
 rather than uvicorn's ``sys.exit``, and port 0 tells the real port at once.
+Connections are bounded in time and number per client (``_rest_connections``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from meshserve._lifecycle import Service
+from meshserve.server._rest_connections import ConnectionLimits, guarded_protocol
 
 __all__ = ["RestServer"]
 
@@ -50,9 +52,11 @@ class RestServer(Service):
         shutdown_grace_seconds: int = 5,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         """``port`` 0 picks a free port. ``shutdown_grace_seconds`` is how
         long ``stop()`` lets requests in flight finish before cancelling them.
+        ``limits`` bounds the connections (None: the defaults).
         """
         self._app = app
         self._host = host
@@ -61,6 +65,7 @@ class RestServer(Service):
         self._grace = shutdown_grace_seconds
         self._reuse_port = reuse_port
         self._ssl_context = ssl_context
+        self._limits = limits or ConnectionLimits()
         self._state = _State.NEW
         self._port: int | None = None
         self._server: _EmbeddedServer | None = None
@@ -90,6 +95,8 @@ class RestServer(Service):
             log_config=None,  # leave the process's logging alone
             access_log=self._access_log,
             interface="asgi3",
+            http=guarded_protocol(self._limits),
+            timeout_keep_alive=self._limits.idle_timeout_s,
             ws="none",
             proxy_headers=False,
             server_header=False,

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from meshserve.errors import InvalidRequestError, TensorError
+from meshserve.errors import InvalidRequestError, TensorError, quote_client_value
 from meshserve.protocol.codecs import _rest
 from meshserve.protocol.codecs._checks import parse_datatype
 from meshserve.protocol.codecs._raw import decode_raw, encode_raw
@@ -165,7 +165,9 @@ class _Tail:
             return _rest.tensor_from_json(header)
         name = header.name
         if type(size) is not int or size < 0:
-            raise TensorError(name, f"binary_data_size is {size!r}; expected an integer >= 0")
+            raise TensorError(
+                name, f"binary_data_size is {quote_client_value(size)}; expected an integer >= 0"
+            )
         if header.data is not _rest.MISSING:
             raise TensorError(
                 name, "has both 'data' and binary_data_size; expected one or the other"

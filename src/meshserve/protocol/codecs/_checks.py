@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from meshserve.errors import TensorError
+from meshserve.errors import TensorError, quote_client_value
 from meshserve.protocol.datatypes import Datatype, datatype_of, numpy_dtype
 from meshserve.protocol.inference import Tensor
 
@@ -50,7 +50,9 @@ def parse_datatype(name: str, spelled: object) -> Datatype:
             return Datatype(spelled)
     except ValueError:
         pass
-    raise TensorError(name, f"unknown datatype {spelled!r}; expected one of {_KNOWN}")
+    raise TensorError(
+        name, f"unknown datatype {quote_client_value(spelled)}; expected one of {_KNOWN}"
+    )
 
 
 def shape_text(shape: Iterable[int]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 
-from meshserve.errors import InvalidRequestError
+from meshserve.errors import InvalidRequestError, quote_client_value
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as pb
 from meshserve.protocol.inference import Parameters, ParameterValue
 
@@ -28,7 +28,8 @@ def parameter_from_proto(message: pb.InferParameter, *, key: str = "") -> Parame
     choice = message.WhichOneof("parameter_choice")
     if choice is None:
         raise InvalidRequestError(
-            f"parameter {key!r} has no value; expected one of bool_param, int64_param, "
+            f"parameter {quote_client_value(key)} has no value; expected one of bool_param, "
+            "int64_param, "
             "string_param, double_param, uint64_param"
         )
     value: ParameterValue = getattr(message, choice)
@@ -69,7 +70,7 @@ def _set(message: pb.InferParameter, key: str, value: ParameterValue) -> None:
             message.uint64_param = value
         else:
             raise InvalidRequestError(
-                f"parameter {key!r} is {value}, outside int64 and uint64; "
+                f"parameter {quote_client_value(key)} is {value}, outside int64 and uint64; "
                 "expected an integer in [-2**63, 2**64 - 1]"
             )
     elif isinstance(value, float):
@@ -78,5 +79,6 @@ def _set(message: pb.InferParameter, key: str, value: ParameterValue) -> None:
         message.string_param = value
     else:
         raise InvalidRequestError(
-            f"parameter {key!r} is a {type(value).__name__}; expected bool, int, float or str"
+            f"parameter {quote_client_value(key)} is a {type(value).__name__}; "
+            "expected bool, int, float or str"
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from meshserve.errors import TensorError
+from meshserve.errors import TensorError, quote_client_value
 from meshserve.protocol.codecs._checks import (
     FLOAT_DATATYPES,
     INT_RANGES,
@@ -135,7 +135,8 @@ def _int_array(name: str, datatype: Datatype, data: list[Any]) -> np.ndarray:
     for index, value in enumerate(values):
         if type(value) is not int:
             raise TensorError(
-                name, f"element {index} is {value!r}; {datatype} data must be integers"
+                name,
+                f"element {index} is {quote_client_value(value)}; {datatype} data must be integers",
             )
     _check_range(name, datatype, values)
     return np.array(values, dtype=target).reshape(objects.shape)
@@ -158,7 +159,8 @@ def _bool_array(name: str, data: list[Any]) -> np.ndarray:
     for index, value in enumerate(_objects(name, data).ravel().tolist()):
         if not isinstance(value, bool):
             raise TensorError(
-                name, f"element {index} is {value!r}; BOOL data must be true or false"
+                name,
+                f"element {index} is {quote_client_value(value)}; BOOL data must be true or false",
             )
     raise TensorError(name, "BOOL data could not be read; expected true/false values")
 
@@ -186,7 +188,7 @@ def _float_in(name: str, datatype: Datatype, index: int, value: object) -> float
         return _NON_FINITE_IN[value]
     raise TensorError(
         name,
-        f"element {index} is {value!r}; {datatype} data must be numbers "
+        f"element {index} is {quote_client_value(value)}; {datatype} data must be numbers "
         '(or null, "NaN", "Infinity", "-Infinity")',
     )
 
@@ -207,7 +209,8 @@ def _bytes_array(name: str, data: list[Any]) -> np.ndarray:
     for index, value in enumerate(objects.ravel().tolist()):
         if not isinstance(value, str):
             raise TensorError(
-                name, f"element {index} is {value!r}; BYTES data must be JSON strings"
+                name,
+                f"element {index} is {quote_client_value(value)}; BYTES data must be JSON strings",
             )
         flat[index] = value.encode("utf-8")
     return flat.reshape(objects.shape)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from meshserve.errors import InvalidRequestError, TensorError
+from meshserve.errors import InvalidRequestError, TensorError, quote_client_value
 from meshserve.protocol.codecs._checks import check_unique_names, parse_datatype
 from meshserve.protocol.codecs._json_data import array_from_json, json_from_array
 from meshserve.protocol.datatypes import Datatype
@@ -250,7 +250,8 @@ def _header(item: object, *, kind: str, index: int) -> TensorHeader:
         for dim in shape  # bool is an int subclass, and not a dimension
     ):
         raise TensorError(
-            name, f"shape is {shape!r}; expected a JSON array of non-negative integers"
+            name,
+            f"shape is {quote_client_value(shape)}; expected a JSON array of non-negative integers",
         )
     return TensorHeader(
         name=name,
@@ -264,7 +265,8 @@ def _header(item: object, *, kind: str, index: int) -> TensorHeader:
 def _requested_output(item: object, *, index: int) -> RequestedOutput:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise InvalidRequestError(
-            f"requested output {index} is {item!r}; expected an object with a string 'name'"
+            f"requested output {index} is {quote_client_value(item)}; "
+            "expected an object with a string 'name'"
         )
     name: str = item["name"]
     return RequestedOutput(name=name, parameters=_parameters(item.get("parameters"), owner=name))
@@ -279,7 +281,8 @@ def _parameters(obj: object, *, owner: str | None) -> Parameters:
         if not isinstance(value, bool | int | float | str):
             _parameter_error(
                 owner,
-                f"parameter {key!r} is {value!r}; expected a string, number or boolean",
+                f"parameter {quote_client_value(key)} is {quote_client_value(value)}; "
+                "expected a string, number or boolean",
             )
     return dict(obj)
 
@@ -296,7 +299,7 @@ def _array_member(obj: dict[str, Any], key: str, *, what: str, required: bool) -
         return []
     if not isinstance(value, list):
         raise InvalidRequestError(
-            f"{what} '{key}' is {'missing' if value is None else repr(value)}; "
+            f"{what} '{key}' is {'missing' if value is None else quote_client_value(value)}; "
             "expected a JSON array"
         )
     return value
@@ -305,5 +308,7 @@ def _array_member(obj: dict[str, Any], key: str, *, what: str, required: bool) -
 def _string_member(obj: dict[str, Any], key: str, *, what: str) -> str:
     value = obj.get(key, "")
     if not isinstance(value, str):
-        raise InvalidRequestError(f"{what} '{key}' is {value!r}; expected a string")
+        raise InvalidRequestError(
+            f"{what} '{key}' is {quote_client_value(value)}; expected a string"
+        )
     return value
