@@ -8,6 +8,8 @@ the same thing on every port::
     MeshServeError
     ├── InvalidRequestError           bad input; retrying will not help
     │   ├── TensorError               one named tensor is malformed
+    │   ├── InputRejectedError        the model's library refused the input while
+    │   │                             predicting (an InferenceError too)
     │   ├── MessageTooLargeError      over grpcMaxMessageSizeBytes
     │   └── InvalidResourceError      a resource document is malformed (names the field)
     │       └── ForeignResourceError  valid, but meant for another controller
@@ -51,6 +53,7 @@ __all__ = [
     "CorruptModelError",
     "ForeignResourceError",
     "InferenceError",
+    "InputRejectedError",
     "InvalidRequestError",
     "InvalidResourceError",
     "LoadNotAttemptedError",
@@ -76,6 +79,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedModelError",
+    "quote_client_value",
 ]
 
 
@@ -111,7 +115,7 @@ class TensorError(InvalidRequestError):
     problem: str = ""
 
     def __init__(self, tensor: str, problem: str) -> None:
-        super().__init__(f"tensor '{tensor}': {problem}")
+        super().__init__(f"tensor {quote_client_value(tensor)}: {problem}")
         self.tensor = tensor
         self.problem = problem
 
@@ -227,6 +231,14 @@ class InferenceError(MeshServeError):
     """The model raised while predicting on otherwise valid tensors."""
 
 
+class InputRejectedError(InvalidRequestError, InferenceError):
+    """The model's library raised on this input while predicting (a wrong
+    feature count, NaN where the model takes none, zero rows...): the same
+    request fails the same way, so it is the caller's to fix. The message
+    carries the library's own words, bounded in length. Failures that are
+    not about the input (out of memory) stay plain ``InferenceError``."""
+
+
 class UnauthenticatedError(MeshServeError):
     """The call carries no credential, or one that matches no principal. The
     message never contains the credential."""
@@ -275,3 +287,19 @@ class ModelNotReadyError(UnavailableError):
 class PeerUnreachableError(UnavailableError):
     """Another instance could not be reached (it stopped, or hangs): the
     request may go to a different instance."""
+
+
+def quote_client_value(value: str, limit: int = 128) -> str:
+    """``value`` quoted for an error message: at most ``limit`` characters of
+    it, with characters that cannot travel as UTF-8 (lone surrogates) and
+    control characters escaped, and the length said when it was cut.
+
+    A message echoes what a client sent so that the client can see what was
+    wrong; a bounded echo keeps a 100 KB name from filling a gRPC trailer or
+    a log line.
+    """
+    shown = value[:limit]
+    quoted = repr(shown)
+    if len(value) > limit:
+        return f"{quoted}... ({len(value)} characters)"
+    return quoted

@@ -47,6 +47,7 @@ from meshserve.security import (
     rest_ssl_context,
 )
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
+from meshserve.server._grpc_guard import RequestDecodingInterceptor
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._limits import GrpcRateLimitInterceptor, RestRateLimitMiddleware
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
@@ -227,7 +228,8 @@ def _grpc_server(
 ) -> grpc.aio.Server:
     limit = settings.server.grpc_max_message_size_bytes
     return grpc.aio.server(
-        interceptors=interceptors,
+        # Last, so that handlers decode their requests after every check.
+        interceptors=[*interceptors, RequestDecodingInterceptor()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

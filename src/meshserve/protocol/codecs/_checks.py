@@ -7,23 +7,26 @@ so a caller can fix the request from the message alone.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from meshserve.errors import TensorError
+from meshserve.errors import TensorError, quote_client_value
 from meshserve.protocol.datatypes import Datatype, datatype_of, numpy_dtype
 from meshserve.protocol.inference import Tensor
 
 __all__ = [
     "FLOAT_DATATYPES",
     "INT_RANGES",
+    "MAX_RANK",
     "check_array",
     "check_unique_names",
     "element_count",
     "parse_datatype",
     "reshape",
     "shape_text",
+    "shown",
 ]
 
 FLOAT_DATATYPES = frozenset({Datatype.FP16, Datatype.FP32, Datatype.FP64, Datatype.BF16})
@@ -40,7 +43,24 @@ INT_RANGES: dict[Datatype, tuple[int, int]] = {
 }
 """The inclusive value range of each integer datatype."""
 
+MAX_RANK = 32
+"""The most dimensions a tensor may have: numpy's limit for the object
+arrays BYTES data is read into (numeric arrays allow 64)."""
+
 _KNOWN = ", ".join(d.value for d in Datatype)
+
+# A client's value in a message: a few levels, elements and characters of it
+# (and computed that way: a 15 MB list is never rendered whole).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 6, 4
+_SHOWN.maxstring, _SHOWN.maxlong, _SHOWN.maxother = 64, 40, 64
+
+
+def shown(value: object) -> str:
+    """A bounded rendering of a client's value for an error message."""
+    if isinstance(value, str):
+        return quote_client_value(value, limit=64)
+    return _SHOWN.repr(value)
 
 
 def parse_datatype(name: str, spelled: object) -> Datatype:
@@ -50,7 +70,7 @@ def parse_datatype(name: str, spelled: object) -> Datatype:
             return Datatype(spelled)
     except ValueError:
         pass
-    raise TensorError(name, f"unknown datatype {spelled!r}; expected one of {_KNOWN}")
+    raise TensorError(name, f"unknown datatype {shown(spelled)}; expected one of {_KNOWN}")
 
 
 def shape_text(shape: Iterable[int]) -> str:
@@ -58,10 +78,15 @@ def shape_text(shape: Iterable[int]) -> str:
 
 
 def element_count(name: str, shape: tuple[int, ...]) -> int:
-    """The number of elements of ``shape``; TensorError on a negative dimension.
+    """The number of elements of ``shape``; TensorError on a negative dimension
+    or more than :data:`MAX_RANK` dimensions.
 
     Python ints, so a hostile shape cannot overflow into a small count.
     """
+    if len(shape) > MAX_RANK:
+        raise TensorError(
+            name, f"shape has {len(shape)} dimensions; a tensor may have at most {MAX_RANK}"
+        )
     for dim in shape:
         if dim < 0:
             raise TensorError(

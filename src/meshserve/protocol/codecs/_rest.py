@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 
 import orjson
 
-from meshserve.errors import InvalidRequestError, TensorError
-from meshserve.protocol.codecs._checks import check_unique_names, parse_datatype
+from meshserve.errors import InvalidRequestError, TensorError, quote_client_value
+from meshserve.protocol.codecs._checks import check_unique_names, parse_datatype, shown
 from meshserve.protocol.codecs._json_data import array_from_json, json_from_array
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import (
@@ -117,22 +117,65 @@ def load_json(body: JsonBody, *, what: str) -> dict[str, Any]:
     """A JSON object from a body, or InvalidRequestError.
 
     orjson first; Python's json module when that fails, because it accepts
-    the NaN/Infinity tokens that Python clients (tritonclient) send.
+    the NaN/Infinity tokens that Python clients (tritonclient) send. Either
+    way the body is refused when it nests deeper than orjson's 1024 levels,
+    holds a string that is not Unicode (a lone surrogate escape such as
+    ``"\\ud800"``) or a number too large for a 64-bit float.
     """
     if isinstance(body, dict):
         return body
     try:
         loaded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:
-            loaded = json.loads(bytes(body) if isinstance(body, memoryview) else body)
-        except ValueError:
-            raise InvalidRequestError(f"{what} body is not valid JSON: {exc}") from None
+        loaded = _python_json(body, what=what, orjson_error=exc)
     if not isinstance(loaded, dict):
         raise InvalidRequestError(
             f"{what} body is a JSON {type(loaded).__name__}; expected an object"
         )
     return loaded
+
+
+def _python_json(
+    body: bytes | bytearray | memoryview | str, *, what: str, orjson_error: Exception
+) -> Any:
+    """What Python's json module reads from a body orjson refused, holding
+    only what orjson would accept besides the non-finite tokens."""
+    text = bytes(body) if isinstance(body, memoryview) else body
+    try:
+        loaded = json.loads(text, parse_float=_finite_float, parse_int=_float_sized_int)
+        # Its C encoder refuses a lone surrogate the decoder let through.
+        json.dumps(loaded, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        # Raised by the C scanner before it goes deeper; nothing is left half-done.
+        raise InvalidRequestError(
+            f"{what} body nests too deeply; JSON values may nest at most 1024 levels"
+        ) from None
+    except UnicodeError:
+        raise InvalidRequestError(
+            f"{what} body is not valid UTF-8 JSON: it holds bytes that are not UTF-8 "
+            "or a string with a lone surrogate escape"
+        ) from None
+    except ValueError:
+        raise InvalidRequestError(f"{what} body is not valid JSON: {orjson_error}") from None
+    return loaded
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InvalidRequestError(
+            f"number {quote_client_value(text, 40)} is out of range of a 64-bit float; "
+            'give infinities as "Infinity" or "-Infinity"'
+        )
+    return value
+
+
+def _float_sized_int(text: str) -> int | float:
+    # As orjson does: an integer outside 64 bits is read as a float.
+    value = int(text) if len(text) <= 20 else None
+    if value is not None and -(2**63) <= value < 2**64:
+        return value
+    return _finite_float(text)
 
 
 def request_from_obj(
@@ -250,7 +293,7 @@ def _header(item: object, *, kind: str, index: int) -> TensorHeader:
         for dim in shape  # bool is an int subclass, and not a dimension
     ):
         raise TensorError(
-            name, f"shape is {shape!r}; expected a JSON array of non-negative integers"
+            name, f"shape is {shown(shape)}; expected a JSON array of non-negative integers"
         )
     return TensorHeader(
         name=name,
@@ -264,7 +307,7 @@ def _header(item: object, *, kind: str, index: int) -> TensorHeader:
 def _requested_output(item: object, *, index: int) -> RequestedOutput:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise InvalidRequestError(
-            f"requested output {index} is {item!r}; expected an object with a string 'name'"
+            f"requested output {index} is {shown(item)}; expected an object with a string 'name'"
         )
     name: str = item["name"]
     return RequestedOutput(name=name, parameters=_parameters(item.get("parameters"), owner=name))
@@ -279,7 +322,7 @@ def _parameters(obj: object, *, owner: str | None) -> Parameters:
         if not isinstance(value, bool | int | float | str):
             _parameter_error(
                 owner,
-                f"parameter {key!r} is {value!r}; expected a string, number or boolean",
+                f"parameter {shown(key)} is {shown(value)}; expected a string, number or boolean",
             )
     return dict(obj)
 
@@ -296,7 +339,7 @@ def _array_member(obj: dict[str, Any], key: str, *, what: str, required: bool) -
         return []
     if not isinstance(value, list):
         raise InvalidRequestError(
-            f"{what} '{key}' is {'missing' if value is None else repr(value)}; "
+            f"{what} '{key}' is {'missing' if value is None else shown(value)}; "
             "expected a JSON array"
         )
     return value
@@ -305,5 +348,5 @@ def _array_member(obj: dict[str, Any], key: str, *, what: str, required: bool) -
 def _string_member(obj: dict[str, Any], key: str, *, what: str) -> str:
     value = obj.get(key, "")
     if not isinstance(value, str):
-        raise InvalidRequestError(f"{what} '{key}' is {value!r}; expected a string")
+        raise InvalidRequestError(f"{what} '{key}' is {shown(value)}; expected a string")
     return value
