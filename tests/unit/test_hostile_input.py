@@ -51,9 +51,9 @@ def test_data_nested_deeper_than_the_shape_is_refused(datatype: str) -> None:
     "body",
     [
         # orjson stops at 1024 levels; the json fallback used to recurse until RecursionError.
-        '{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":%s}]}' % _nested(1100),
-        '{"parameters":{"a":%s},"inputs":[]}' % _nested(5000),
-        '{"inputs":%s}' % _nested(100_000),
+        '{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":' + _nested(1100) + "}]}",
+        '{"parameters":{"a":' + _nested(5000) + '},"inputs":[]}',
+        '{"inputs":' + _nested(100_000) + "}",
     ],
     ids=["data", "parameters", "inputs"],
 )
@@ -88,8 +88,8 @@ def test_a_lone_surrogate_in_a_bytes_element_is_a_tensor_error() -> None:
 def test_nan_and_infinities_are_read_for_float_datatypes(datatype: str) -> None:
     # JSON has no NaN: the bare tokens (Python's json), the strings and null.
     body = (
-        '{"inputs":[{"name":"x","datatype":"%s","shape":[5],'
-        '"data":[NaN, Infinity, "-Infinity", null, 1.5]}]}' % datatype
+        f'{{"inputs":[{{"name":"x","datatype":"{datatype}","shape":[5],'
+        '"data":[NaN, Infinity, "-Infinity", null, 1.5]}]}'
     )
     data = codecs.request_from_json(body.encode(), model_name="m").inputs[0].data
     values = data.astype(np.float64)
@@ -102,8 +102,8 @@ def test_nan_and_infinities_are_refused_for_other_datatypes(datatype: str) -> No
     # (For BYTES, "NaN" is just text.)
     strings = ['"NaN"'] if datatype != "BYTES" else []
     for token in ("NaN", "Infinity", "null", *strings):
-        body = '{"inputs":[{"name":"x","datatype":"%s","shape":[1],"data":[%s]}]}'
-        _refused((body % (datatype, token)).encode(), "tensor 'x': element 0")
+        body = f'{{"inputs":[{{"name":"x","datatype":"{datatype}","shape":[1],"data":[{token}]}}]}}'
+        _refused(body.encode(), "tensor 'x': element 0")
 
 
 @pytest.mark.parametrize(
