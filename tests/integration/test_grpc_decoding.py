@@ -81,7 +81,12 @@ def _handlers(parses: Parses) -> grpc.GenericRpcHandler:
 @pytest.fixture
 def authenticator(tmp_path: pathlib.Path) -> Authenticator:
     path = tmp_path / "tokens.yaml"
-    entry = {"name": "ed", "role": "editor", "namespaces": ["*"], "tokenSha256": token_sha256(TOKEN)}
+    entry = {
+        "name": "ed",
+        "role": "editor",
+        "namespaces": ["*"],
+        "tokenSha256": token_sha256(TOKEN),
+    }
     path.write_text(yaml.safe_dump({"principals": [entry]}))
     return Authenticator.from_settings(AuthSettings(enabled=True, tokens_file=path))
 
