@@ -8,6 +8,8 @@ the same thing on every port::
     MeshServeError
     ├── InvalidRequestError           bad input; retrying will not help
     │   ├── TensorError               one named tensor is malformed
+    │   ├── InputRejectedError        the model's library refused the input while
+    │   │                             predicting (an InferenceError too)
     │   ├── MessageTooLargeError      over grpcMaxMessageSizeBytes
     │   └── InvalidResourceError      a resource document is malformed (names the field)
     │       └── ForeignResourceError  valid, but meant for another controller
@@ -60,6 +62,7 @@ __all__ = [
     "CorruptModelError",
     "ForeignResourceError",
     "InferenceError",
+    "InputRejectedError",
     "InvalidRequestError",
     "InvalidResourceError",
     "LoadNotAttemptedError",
@@ -86,6 +89,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedModelError",
+    "bounded_message",
     "quote_client_value",
 ]
 
@@ -133,14 +137,17 @@ def _short_repr() -> reprlib.Repr:
 _REPR = _short_repr()
 
 
-def _bounded(message: str) -> str:
-    if len(message) * 4 <= MAX_MESSAGE_BYTES:  # short enough whatever its characters
+def bounded_message(message: str) -> str:
+    """``message`` as it may be sent to a caller: characters UTF-8 cannot
+    carry (lone surrogates, which a JSON body can spell as ``\\ud800``)
+    escaped, and cut to :data:`MAX_MESSAGE_BYTES`."""
+    if len(message) * 4 <= MAX_MESSAGE_BYTES and message.isascii():
         return message
     encoded = message.encode("utf-8", "backslashreplace")
     if len(encoded) <= MAX_MESSAGE_BYTES:
-        return message
-    kept = encoded[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore")
-    return f"{kept}... (cut from {len(encoded)} bytes)"
+        return encoded.decode("utf-8")
+    cut = encoded[: MAX_MESSAGE_BYTES - 40].decode("utf-8", "ignore")
+    return f"{cut}... (message cut, {len(encoded)} bytes)"
 
 
 class MeshServeError(Exception):
@@ -149,7 +156,7 @@ class MeshServeError(Exception):
     retryable: bool = False
 
     def __init__(self, message: str) -> None:
-        message = _bounded(message)
+        message = bounded_message(message)
         super().__init__(message)
         self.message = message
 
@@ -290,6 +297,14 @@ class StorageUnavailableError(StorageError):
 
 class InferenceError(MeshServeError):
     """The model raised while predicting on otherwise valid tensors."""
+
+
+class InputRejectedError(InvalidRequestError, InferenceError):
+    """The model's library raised on this input while predicting (a wrong
+    feature count, NaN where the model takes none, zero rows...): the same
+    request fails the same way, so it is the caller's to fix. The message
+    carries the library's own words, bounded in length. Failures that are
+    not about the input (out of memory) stay plain ``InferenceError``."""
 
 
 class UnauthenticatedError(MeshServeError):

@@ -18,6 +18,8 @@ def test_exported_names() -> None:
         "parameter_to_proto",
         "parameters_from_proto",
         "parameters_to_proto",
+        "parse_message",
+        "parse_request",
         "request_from_json",
         "request_from_proto",
         "request_to_json",

@@ -17,6 +17,7 @@ import pytest
 from meshserve.errors import (
     CorruptModelError,
     InferenceError,
+    InputRejectedError,
     InvalidRequestError,
     LoadNotAttemptedError,
     PickleRefusedError,
@@ -27,6 +28,7 @@ from meshserve.protocol.datatypes import Datatype, numpy_dtype
 from meshserve.protocol.inference import Tensor, TensorMetadata
 from meshserve.runtime import _formats
 from meshserve.runtime._formats import _sizing
+from meshserve.runtime._formats._failure import MAX_LIBRARY_MESSAGE, predict_failure
 
 EXAMPLES = pathlib.Path(__file__).parents[2] / "examples"
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]])
@@ -424,7 +426,7 @@ def test_unknown_output(tabular: _formats.LoadedModel) -> None:
     assert "'predict_proba'" in str(info.value)
 
 
-def test_library_failure_is_an_inference_error(tmp_path: pathlib.Path) -> None:
+def test_a_library_refusing_the_input_is_the_callers_error(tmp_path: pathlib.Path) -> None:
     import skops.io
     from sklearn.linear_model import LogisticRegression
 
@@ -432,8 +434,22 @@ def test_library_failure_is_an_inference_error(tmp_path: pathlib.Path) -> None:
     model = _load("sklearn", tmp_path)
     rows = ROWS.copy()
     rows[0, 0] = np.nan
-    with pytest.raises(InferenceError, match=r"scikit-learn predict failed: .*NaN"):
+    with pytest.raises(InputRejectedError, match=r"scikit-learn refused the input: .*NaN") as info:
         model.predict([_tensor("x", Datatype.FP64, rows)])
+    # Both: INVALID_ARGUMENT / 400 on the wire, still an InferenceError to code.
+    assert isinstance(info.value, InvalidRequestError)
+    assert isinstance(info.value, InferenceError)
+    with pytest.raises(InputRejectedError, match=r"scikit-learn refused the input: .*0 sample"):
+        model.predict([_tensor("x", Datatype.FP64, np.zeros((0, ROWS.shape[1])))])
+
+
+def test_a_library_message_is_bounded_and_memory_stays_an_internal_error() -> None:
+    huge = predict_failure("lib", ValueError("x" * 100_000))
+    assert isinstance(huge, InputRejectedError)
+    assert len(str(huge)) < MAX_LIBRARY_MESSAGE + 100
+    oom = predict_failure("lib", MemoryError())
+    assert type(oom) is InferenceError
+    assert "MemoryError" in str(oom)
 
 
 def test_string_labels_are_bytes(tmp_path: pathlib.Path) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from meshserve.errors import InvalidRequestError
+
 __all__ = [
     "HEADER_FIELDS",
     "HOP_HEADERS",
@@ -69,16 +71,19 @@ def routing_headers_from_grpc(
     metadata: Iterable[tuple[str, str | bytes]] | None, *, internal: bool = False
 ) -> RoutingHeaders:
     """The routing headers in gRPC invocation metadata (with the hop headers
-    too when the call came in on the internal port)."""
+    too when the call came in on the internal port).
+
+    Raises InvalidRequestError for a ``-bin`` value that is not UTF-8 (REST
+    refuses the same header with a 400).
+    """
     found: dict[str, str] = {}
     hops: dict[str, str] = {}
     for key, value in metadata or ():
-        text = value.decode() if isinstance(value, bytes) else value
         field = HEADER_FIELDS.get(key)
         if field is not None:
-            found[field] = text
+            found[field] = _text(key, value)
         elif internal and key in HOP_HEADERS:
-            hops[key] = text
+            hops[key] = _text(key, value)
     if not found and not hops:
         return NO_HEADERS
     return RoutingHeaders(
@@ -88,6 +93,15 @@ def routing_headers_from_grpc(
         exclude=tuple(x for x in hops.get("mm-exclude", "").split(",") if x),
         dest=hops.get("mm-dest") or None,
     )
+
+
+def _text(key: str, value: str | bytes) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"routing header {key} is not UTF-8: {exc}") from None
 
 
 def hop_metadata(

@@ -10,7 +10,6 @@ from typing import TypeVar
 
 from meshserve.errors import PickleRefusedError
 from meshserve.protocol import codecs
-from meshserve.protocol._pb import grpc_predict_v2_pb2 as pb
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
 from meshserve.runtime._interface import Runtime
@@ -28,7 +27,7 @@ def infer_grpc_bytes(runtime: BuiltinRuntime, model_id: str, body: bytes) -> byt
     The response uses raw contents when the request did, typed otherwise, so
     clients get back the form they chose.
     """
-    message = pb.ModelInferRequest.FromString(body)
+    message = codecs.parse_request(body)
     request = codecs.request_from_proto(message)
     response = runtime.infer(request, model_id=model_id)
     raw = bool(message.raw_input_contents) or not message.inputs

@@ -48,6 +48,7 @@ from meshserve.security import (
 )
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._budget import DecodeBudget
+from meshserve.server._grpc_guard import RequestDecodingInterceptor
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._limits import (
     GrpcDecodeBudgetInterceptor,
@@ -234,7 +235,8 @@ def _grpc_server(
 ) -> grpc.aio.Server:
     limit = settings.server.grpc_max_message_size_bytes
     return grpc.aio.server(
-        interceptors=interceptors,
+        # Last, so that handlers decode their requests after every check.
+        interceptors=[*interceptors, RequestDecodingInterceptor()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

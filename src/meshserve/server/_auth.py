@@ -36,7 +36,7 @@ from meshserve import errors, security
 from meshserve.protocol import routing, status
 from meshserve.security import Action, Authenticator, DeniedHook, NamespaceOf, Principal
 from meshserve.server import _rest_request
-from meshserve.server._grpc_guard import guard_handler
+from meshserve.server._grpc_guard import RequestBody, guard_handler
 from meshserve.server._rest_errors import error_response
 
 __all__ = [
@@ -219,37 +219,44 @@ class _GrpcGate:
     rule: Rule
     metadata: tuple[tuple[str, str | bytes], ...]
 
-    async def admit(self, request: object | None, context: grpc.aio.ServicerContext) -> Principal:
+    async def admit(
+        self, request: RequestBody | None, context: grpc.aio.ServicerContext
+    ) -> Principal:
         """The caller, or the call ends here (aborted with the mapped status).
 
         ``request`` is None for a streamed request: reading its messages
         here would take them from the handler, so only what the metadata
-        names is checked at the edge.
+        names is checked at the edge. Otherwise it is decoded only once the
+        caller is authenticated, and only when the rule names its fields.
         """
         authorization = next(
             (_text(value) for key, value in self.metadata if key == "authorization"), None
         )
-        named = (getattr(request, field, None) for field in self.rule.model_fields)
+        # A generator: policy.admit reads it after authenticating.
+        named = (
+            (getattr(request.message(), field, None) for field in self.rule.model_fields)
+            if request is not None
+            else ()
+        )
         try:
             return self.policy.admit(
                 self.rule,
                 authorization=authorization,
                 peer_cn=_grpc_peer_cn(context),
-                named=named if request is not None else (),
+                named=named,
                 headers=routing.routing_headers_from_grpc(self.metadata),
             )
         except _Denied as exc:
             self.policy.count(exc, self.method)
-            await context.abort(
-                status.grpc_code(exc), str(exc), trailing_metadata=status.error_trailers(exc)
-            )
-            raise AssertionError("context.abort raises") from exc  # pragma: no cover
+            await status.abort(context, exc)
+        except errors.InvalidRequestError as exc:  # an undecodable body or routing header
+            await status.abort(context, exc)
 
     def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return guard_handler(handler, self._enter)
 
     async def _enter(
-        self, request: object | None, context: grpc.aio.ServicerContext
+        self, request: RequestBody | None, context: grpc.aio.ServicerContext
     ) -> ContextManager[None]:
         principal = await self.admit(request, context)
         return self.policy.acting_as(principal, self.method)

@@ -1,14 +1,27 @@
-"""A check run before a gRPC handler, whatever kind of handler it is.
+"""A check run before a gRPC handler, whatever kind of handler it is, and
+the request decoded only after it.
 
 The auth and rate-limit interceptors both need the servicer context (the
 peer, its certificate) and sometimes the decoded request, which only the
 handler sees; so they wrap the handler grpc found rather than deciding in
 ``intercept_service``. :func:`guard_handler` does that wrapping once for the
 four kinds of handler.
+
+A generated servicer's handler has grpc decode the request before any
+wrapper runs: a caller with no credential would get its bytes parsed, and
+bytes that do not parse would end the call with UNKNOWN. So a guarded
+handler takes the request as bytes (a :class:`Deferred` deserializer hands
+them on and keeps the real one), runs its check, and only then decodes it
+(a :class:`RequestBody` the check may decode earlier, say for the model ids
+it names), ending the call with INVALID_ARGUMENT when the bytes are not a
+message. :class:`RequestDecodingInterceptor`, the innermost interceptor of
+every server, guards every handler that way, so no request is decoded by
+grpc itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -17,39 +30,120 @@ from typing import Any
 import grpc
 import grpc.aio
 
-__all__ = ["Enter", "guard_handler"]
+from meshserve.errors import InvalidRequestError
+from meshserve.protocol import codecs, status
 
-Enter = Callable[[Any, grpc.aio.ServicerContext], Awaitable[AbstractContextManager[None]]]
+__all__ = [
+    "Deferred",
+    "Enter",
+    "RequestBody",
+    "RequestDecodingInterceptor",
+    "guard_handler",
+    "takes_bytes",
+]
+
+Parse = Callable[[bytes], Any]
+
+
+class Deferred:
+    """A request deserializer that leaves grpc's bytes as they are and keeps
+    the real one (``parse``; None: the method takes bytes) for the guard."""
+
+    __slots__ = ("parse",)
+
+    def __init__(self, parse: Parse | None) -> None:
+        self.parse = parse
+
+    def __call__(self, raw: bytes) -> bytes:
+        return raw
+
+
+class RequestBody:
+    """A unary call's request: the bytes received until :meth:`message` is
+    first asked for, the decoded message after."""
+
+    __slots__ = ("_parse", "_value")
+
+    def __init__(self, value: Any, parse: Parse | None) -> None:
+        self._value = value
+        self._parse = parse
+
+    def message(self) -> Any:
+        """The request decoded (bytes for a method that takes bytes);
+        InvalidRequestError when the bytes are not a message of its type."""
+        if self._parse is not None and isinstance(self._value, bytes):
+            self._value = codecs.parse_message(self._parse, self._value)
+        return self._value
+
+
+Enter = Callable[
+    [RequestBody | None, grpc.aio.ServicerContext], Awaitable[AbstractContextManager[None]]
+]
 """Runs before the handler with the request (None for a streamed request:
 reading its messages would take them from the handler) and the context. It
 ends the call by aborting the context, or returns a context manager the
 handler then runs inside."""
 
 
+def takes_bytes(handler: grpc.RpcMethodHandler) -> bool:
+    """Whether ``handler``'s method takes its request as raw bytes (ModelInfer
+    is registered so: ``protocol.service``), guarded already or not."""
+    deserializer = handler.request_deserializer
+    if isinstance(deserializer, Deferred):
+        return deserializer.parse is None
+    return deserializer is None
+
+
 def guard_handler(handler: grpc.RpcMethodHandler, enter: Enter) -> grpc.RpcMethodHandler:
-    """``handler`` with ``enter`` run before each call."""
+    """``handler`` with ``enter`` run before each call, and a unary request
+    decoded only after it (see the module's docstring)."""
+    deserializer = handler.request_deserializer
+    parse = deserializer.parse if isinstance(deserializer, Deferred) else deserializer
+    if not handler.request_streaming:
+        deserializer = Deferred(parse)
     codecs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        behavior = _returning(handler.unary_unary, enter, streamed_request=False)
+        behavior = _returning(handler.unary_unary, enter, parse=parse)
         return grpc.unary_unary_rpc_method_handler(behavior, **codecs)
     if handler.stream_unary is not None:
-        behavior = _returning(handler.stream_unary, enter, streamed_request=True)
+        behavior = _returning(handler.stream_unary, enter, parse=_STREAMED)
         return grpc.stream_unary_rpc_method_handler(behavior, **codecs)
     if handler.unary_stream is not None:
-        behavior = _streaming(handler.unary_stream, enter, streamed_request=False)
+        behavior = _streaming(handler.unary_stream, enter, parse=parse)
         return grpc.unary_stream_rpc_method_handler(behavior, **codecs)
-    behavior = _streaming(handler.stream_stream, enter, streamed_request=True)
+    behavior = _streaming(handler.stream_stream, enter, parse=_STREAMED)
     return grpc.stream_stream_rpc_method_handler(behavior, **codecs)
 
 
+class _Streamed:
+    """Marks a streamed request: grpc decodes each message as it is read."""
+
+
+_STREAMED = _Streamed()
+
+
+async def _checked(
+    request: Any, context: grpc.aio.ServicerContext, enter: Enter, parse: Parse | _Streamed | None
+) -> tuple[AbstractContextManager[None], Any]:
+    """``enter``'s scope and the request as the inner handler takes it."""
+    if isinstance(parse, _Streamed):
+        return await enter(None, context), request
+    body = RequestBody(request, parse)
+    scope = await enter(body, context)
+    try:
+        return scope, body.message()
+    except InvalidRequestError as exc:
+        await status.abort(context, exc)
+
+
 def _returning(
-    inner: Callable[..., Any], enter: Enter, *, streamed_request: bool
+    inner: Callable[..., Any], enter: Enter, *, parse: Parse | _Streamed | None
 ) -> Callable[..., Awaitable[Any]]:
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        scope = await enter(None if streamed_request else request, context)
+        scope, request = await _checked(request, context, enter, parse)
         with scope:
             result = inner(request, context)
             return await result if inspect.isawaitable(result) else result
@@ -58,14 +152,14 @@ def _returning(
 
 
 def _streaming(
-    inner: Callable[..., Any], enter: Enter, *, streamed_request: bool
+    inner: Callable[..., Any], enter: Enter, *, parse: Parse | _Streamed | None
 ) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(inner):
         # A handler that answers through context.write(): stay a coroutine.
-        return _returning(inner, enter, streamed_request=streamed_request)
+        return _returning(inner, enter, parse=parse)
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        scope = await enter(None if streamed_request else request, context)
+        scope, request = await _checked(request, context, enter, parse)
         with scope:
             responses = inner(request, context)
             if hasattr(responses, "__aiter__"):
@@ -76,3 +170,31 @@ def _streaming(
                     yield response
 
     return behavior
+
+
+async def _no_check(
+    request: RequestBody | None, context: grpc.aio.ServicerContext
+) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+class RequestDecodingInterceptor:
+    """Has every handler of a server decode its request itself (see the
+    module's docstring). List it last, so that it wraps the handlers before
+    the other interceptors do and their checks run before any decoding.
+
+    A ``grpc.aio.ServerInterceptor`` by registration, as the auth one is.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return guard_handler(handler, _no_check)
+
+
+grpc.aio.ServerInterceptor.register(RequestDecodingInterceptor)

@@ -45,7 +45,7 @@ from meshserve.server._auth import (
     rest_call,
 )
 from meshserve.server._budget import DecodeBudget, Reservation
-from meshserve.server._grpc_guard import guard_handler
+from meshserve.server._grpc_guard import RequestBody, guard_handler, takes_bytes
 from meshserve.server._rest_connections import ConnectionLimits
 from meshserve.server._rest_errors import error_response
 from meshserve.settings import ServerSettings
@@ -150,17 +150,18 @@ class GrpcDecodeBudgetInterceptor:
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is not None:
+        if handler is None or not takes_bytes(handler):
             return handler
         return guard_handler(handler, self._enter)
 
     async def _enter(
-        self, request: object | None, context: grpc.aio.ServicerContext
+        self, request: RequestBody | None, context: grpc.aio.ServicerContext
     ) -> ContextManager[None]:
         held = self._budget.reservation()
-        if isinstance(request, bytes):
+        body = None if request is None else request.message()
+        if isinstance(body, bytes):
             try:
-                held.grow(len(request))
+                held.grow(len(body))
             except errors.ServerBusyError as exc:
                 await _abort_limited(context, exc)
         return _holding(held)

@@ -3,7 +3,9 @@
 Domain errors get the status ``meshserve.protocol.status.http_status`` maps
 their type to (the one place that mapping lives); routing failures (no such
 route, wrong method) keep Starlette's 404 / 405; anything unexpected is a
-500 whose traceback is logged here and never sent.
+500 whose traceback is logged here (at most once a minute) and never sent.
+Every message goes out through ``status.wire_text``, so that one naming a
+client's unencodable value (a lone surrogate) can still be serialised.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from meshserve import errors
+from meshserve._log_limit import LimitedLog
 from meshserve.protocol import status
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("meshserve.server.rest")
+_limited = LimitedLog(_log)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -51,7 +55,9 @@ def error_response(
     status_code: int, message: str, *, headers: Mapping[str, str] | None = None
 ) -> Response:
     """The body every REST error has."""
-    return json_response({"error": message}, status_code=status_code, headers=headers)
+    return json_response(
+        {"error": status.wire_text(message)}, status_code=status_code, headers=headers
+    )
 
 
 def reports_errors(endpoint: Endpoint) -> Endpoint:
@@ -99,5 +105,14 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _internal(request: Request, exc: Exception) -> Response:
-    _log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+    # The path is the client's: logged bounded, and the kind is the method.
+    path = errors.quote_client_value(request.url.path)
+    _limited.log(
+        logging.ERROR,
+        f"rest:{request.method}",
+        "unexpected error in %s %s",
+        request.method,
+        path,
+        exc_info=exc,
+    )
     return error_response(500, f"internal error: {exc}")

@@ -4,7 +4,8 @@ Each wire form of an inference request or response converts to and from
 the records in ``meshserve.protocol.inference``:
 
 - gRPC (``ModelInferRequest`` / ``ModelInferResponse``), typed or raw
-  contents: ``request_from_proto``, ``request_to_proto``,
+  contents: ``parse_request`` (bytes to message, or InvalidRequestError;
+  ``parse_message`` for any message type), ``request_from_proto``, ``request_to_proto``,
   ``response_from_proto``, ``response_to_proto``; model metadata and
   ``InferParameter`` values too.
 - REST JSON: ``request_from_json``, ``request_to_json``,
@@ -39,6 +40,8 @@ from meshserve.protocol.codecs._binary import (
     encode_binary_response,
 )
 from meshserve.protocol.codecs._grpc import (
+    parse_message,
+    parse_request,
     request_from_proto,
     request_to_proto,
     response_from_proto,
@@ -74,6 +77,8 @@ __all__ = [
     "parameter_to_proto",
     "parameters_from_proto",
     "parameters_to_proto",
+    "parse_message",
+    "parse_request",
     "request_from_json",
     "request_from_proto",
     "request_to_json",

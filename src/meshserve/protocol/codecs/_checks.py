@@ -18,6 +18,7 @@ from meshserve.protocol.inference import Tensor
 __all__ = [
     "FLOAT_DATATYPES",
     "INT_RANGES",
+    "MAX_RANK",
     "check_array",
     "check_unique_names",
     "element_count",
@@ -40,6 +41,10 @@ INT_RANGES: dict[Datatype, tuple[int, int]] = {
 }
 """The inclusive value range of each integer datatype."""
 
+MAX_RANK = 32
+"""The most dimensions a tensor may have: numpy's limit for the object
+arrays BYTES data is read into (numeric arrays allow 64)."""
+
 _KNOWN = ", ".join(d.value for d in Datatype)
 
 
@@ -60,10 +65,15 @@ def shape_text(shape: Iterable[int]) -> str:
 
 
 def element_count(name: str, shape: tuple[int, ...]) -> int:
-    """The number of elements of ``shape``; TensorError on a negative dimension.
+    """The number of elements of ``shape``; TensorError on a negative dimension
+    or more than :data:`MAX_RANK` dimensions.
 
     Python ints, so a hostile shape cannot overflow into a small count.
     """
+    if len(shape) > MAX_RANK:
+        raise TensorError(
+            name, f"shape has {len(shape)} dimensions; a tensor may have at most {MAX_RANK}"
+        )
     for dim in shape:
         if dim < 0:
             raise TensorError(

@@ -11,9 +11,10 @@ form every v2 peer can read.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from meshserve.errors import InvalidRequestError, TensorError
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as pb
@@ -37,6 +38,8 @@ from meshserve.protocol.inference import (
 )
 
 __all__ = [
+    "parse_message",
+    "parse_request",
     "request_from_proto",
     "request_to_proto",
     "response_from_proto",
@@ -70,6 +73,24 @@ _NARROW: dict[Datatype, np.dtype[np.generic]] = {
     Datatype.UINT16: np.dtype(np.uint32),
 }
 _RAW_ONLY = frozenset({Datatype.FP16, Datatype.BF16})
+
+_M = TypeVar("_M")
+
+
+def parse_message(parse: Callable[[bytes], _M], data: bytes) -> _M:
+    """``parse(data)`` (a message type's ``FromString``), with a body that is
+    not a valid message of that type (truncated, a string field that is not
+    UTF-8, nesting past protobuf's limit) reported as InvalidRequestError."""
+    try:
+        return parse(data)
+    except DecodeError as exc:
+        raise InvalidRequestError(f"request body is not a valid protobuf message: {exc}") from None
+
+
+def parse_request(body: bytes) -> pb.ModelInferRequest:
+    """The ModelInferRequest serialized in ``body`` (see :func:`parse_message`)."""
+    message: pb.ModelInferRequest = parse_message(pb.ModelInferRequest.FromString, body)
+    return message
 
 
 def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:

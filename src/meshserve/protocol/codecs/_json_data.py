@@ -7,7 +7,12 @@ JSON has no NaN or infinity. meshserve writes them as the strings "NaN",
 "Infinity" and "-Infinity" (numpy and tritonclient read those back as
 floats) and reads those strings, ``null`` (what orjson and JavaScript write
 for NaN) and the bare tokens Python's json module writes (via a fallback
-parser, see ``load_json``).
+parser, see ``load_json``), for the floating-point datatypes only. A finite
+number too large for its datatype (70000 as FP16) is refused rather than
+read as an infinity the client did not send.
+
+``data`` may nest no deeper than the shape has dimensions (flat is always
+fine), so that a hostile body cannot make numpy build a 1,000-level array.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def array_from_json(
     count = element_count(name, shape)
     if not isinstance(data, list):
         raise TensorError(name, f"data is a {_kind(data)}; expected a JSON array, flat or nested")
+    _check_depth(name, data, shape)
     if datatype is Datatype.BYTES:
         array = _bytes_array(name, data)
     elif datatype is Datatype.BOOL:
@@ -83,6 +89,21 @@ def json_from_array(
         return np.ascontiguousarray(flat, dtype=numpy_dtype(datatype))
     values: list[Any] = flat.tolist()
     return values
+
+
+def _check_depth(name: str, data: list[Any], shape: tuple[int, ...]) -> None:
+    # The first elements' chain is as deep as numpy can find dimensions:
+    # data nested deeper elsewhere is ragged, which numpy reports itself.
+    allowed = max(1, len(shape))
+    depth, item = 1, data
+    while item and isinstance(item[0], list):
+        depth, item = depth + 1, item[0]
+        if depth > allowed:
+            raise TensorError(
+                name,
+                f"data nests deeper than shape {shape_text(shape)} has dimensions; "
+                "expected it flat or nested to match the shape",
+            )
 
 
 def _fit(name: str, array: np.ndarray, shape: tuple[int, ...], count: int) -> np.ndarray:
@@ -148,7 +169,8 @@ def _check_range(name: str, datatype: Datatype, values: list[Any]) -> None:
         if not low <= value <= high:
             raise TensorError(
                 name,
-                f"element {index} is {value}, out of range for {datatype} [{low}, {high}]",
+                f"element {index} is {quote_client_value(value)}, "
+                f"out of range for {datatype} [{low}, {high}]",
             )
 
 
@@ -166,22 +188,43 @@ def _bool_array(name: str, data: list[Any]) -> np.ndarray:
 
 
 def _float_array(name: str, datatype: Datatype, data: list[Any]) -> np.ndarray:
-    target = numpy_dtype(datatype)
     inferred = _infer(data)
     if inferred is not None and (inferred.dtype.kind in "iuf" or inferred.size == 0):
-        with np.errstate(over="ignore"):
-            return inferred.astype(target)
+        return _narrowed(name, datatype, inferred)
     objects = _objects(name, data)
     values = [_float_in(name, datatype, i, v) for i, v in enumerate(objects.ravel().tolist())]
-    with np.errstate(over="ignore"):
-        return np.array(values, dtype=np.float64).astype(target).reshape(objects.shape)
+    wide = np.array(values, dtype=np.float64).reshape(objects.shape)
+    return _narrowed(name, datatype, wide)
+
+
+def _narrowed(name: str, datatype: Datatype, wide: np.ndarray) -> np.ndarray:
+    """``wide`` as ``datatype``; TensorError for a finite value that only
+    an infinity could hold there."""
+    target = numpy_dtype(datatype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        narrow = wide.astype(target)
+    if narrow.size and not bool(np.isfinite(narrow).all()):
+        overflowed = np.flatnonzero(np.isfinite(wide) & ~np.isfinite(narrow))
+        if overflowed.size:
+            index = int(overflowed[0])
+            raise TensorError(
+                name,
+                f"element {index} is {quote_client_value(wide.flat[index].item())}, too large for "
+                f"{datatype}: it would be read as an infinity",
+            )
+    return narrow
 
 
 def _float_in(name: str, datatype: Datatype, index: int, value: object) -> float:
     if isinstance(value, bool):
         pass
     elif isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise TensorError(
+                name, f"element {index} is {quote_client_value(value)}, out of range of any float"
+            ) from None
     elif value is None:
         return float("nan")
     elif isinstance(value, str) and value in _NON_FINITE_IN:
@@ -212,7 +255,14 @@ def _bytes_array(name: str, data: list[Any]) -> np.ndarray:
                 name,
                 f"element {index} is {quote_client_value(value)}; BYTES data must be JSON strings",
             )
-        flat[index] = value.encode("utf-8")
+        try:
+            flat[index] = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TensorError(
+                name,
+                f"element {index} is not valid Unicode (a lone surrogate); BYTES data "
+                "in JSON must be UTF-8 text: send other bytes as binary data",
+            ) from None
     return flat.reshape(objects.shape)
 
 

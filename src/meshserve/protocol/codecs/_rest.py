@@ -117,22 +117,65 @@ def load_json(body: JsonBody, *, what: str) -> dict[str, Any]:
     """A JSON object from a body, or InvalidRequestError.
 
     orjson first; Python's json module when that fails, because it accepts
-    the NaN/Infinity tokens that Python clients (tritonclient) send.
+    the NaN/Infinity tokens that Python clients (tritonclient) send. Either
+    way the body is refused when it nests deeper than orjson's 1024 levels,
+    holds a string that is not Unicode (a lone surrogate escape such as
+    ``"\\ud800"``) or a number too large for a 64-bit float.
     """
     if isinstance(body, dict):
         return body
     try:
         loaded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:
-            loaded = json.loads(bytes(body) if isinstance(body, memoryview) else body)
-        except ValueError:
-            raise InvalidRequestError(f"{what} body is not valid JSON: {exc}") from None
+        loaded = _python_json(body, what=what, orjson_error=exc)
     if not isinstance(loaded, dict):
         raise InvalidRequestError(
             f"{what} body is a JSON {type(loaded).__name__}; expected an object"
         )
     return loaded
+
+
+def _python_json(
+    body: bytes | bytearray | memoryview | str, *, what: str, orjson_error: Exception
+) -> Any:
+    """What Python's json module reads from a body orjson refused, holding
+    only what orjson would accept besides the non-finite tokens."""
+    text = bytes(body) if isinstance(body, memoryview) else body
+    try:
+        loaded = json.loads(text, parse_float=_finite_float, parse_int=_float_sized_int)
+        # Its C encoder refuses a lone surrogate the decoder let through.
+        json.dumps(loaded, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        # Raised by the C scanner before it goes deeper; nothing is left half-done.
+        raise InvalidRequestError(
+            f"{what} body nests too deeply; JSON values may nest at most 1024 levels"
+        ) from None
+    except UnicodeError:
+        raise InvalidRequestError(
+            f"{what} body is not valid UTF-8 JSON: it holds bytes that are not UTF-8 "
+            "or a string with a lone surrogate escape"
+        ) from None
+    except ValueError:
+        raise InvalidRequestError(f"{what} body is not valid JSON: {orjson_error}") from None
+    return loaded
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InvalidRequestError(
+            f"number {quote_client_value(text, limit=40)} is out of range of a 64-bit float; "
+            'give infinities as "Infinity" or "-Infinity"'
+        )
+    return value
+
+
+def _float_sized_int(text: str) -> int | float:
+    # As orjson does: an integer outside 64 bits is read as a float.
+    value = int(text) if len(text) <= 20 else None
+    if value is not None and -(2**63) <= value < 2**64:
+        return value
+    return _finite_float(text)
 
 
 def request_from_obj(

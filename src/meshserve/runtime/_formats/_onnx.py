@@ -28,7 +28,6 @@ import numpy as np
 
 from meshserve.errors import (
     CorruptModelError,
-    InferenceError,
     TensorError,
     UnsupportedModelError,
 )
@@ -36,6 +35,7 @@ from meshserve.protocol.datatypes import Datatype, numpy_dtype
 from meshserve.protocol.inference import Tensor, TensorMetadata
 from meshserve.runtime._formats import _sizing
 from meshserve.runtime._formats._artifact import Artifact
+from meshserve.runtime._formats._failure import predict_failure
 from meshserve.runtime._formats._imports import require
 from meshserve.runtime._formats._tabular import select_outputs
 from meshserve.runtime._formats._text import bytes_array, quoted
@@ -139,7 +139,7 @@ class OnnxModel:
         try:
             results = self.session.run(names, feed)
         except Exception as exc:
-            raise InferenceError(f"onnxruntime run failed: {exc}") from exc
+            raise predict_failure("onnxruntime", exc) from exc
         return [_tensor(by_name[name], value) for name, value in zip(names, results, strict=True)]
 
     def _feed(self, inputs: Sequence[Tensor]) -> dict[str, np.ndarray]:

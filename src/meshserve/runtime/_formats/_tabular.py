@@ -13,9 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from meshserve.errors import InferenceError, InvalidRequestError, TensorError
+from meshserve.errors import InvalidRequestError, TensorError
 from meshserve.protocol.datatypes import Datatype, numpy_dtype
 from meshserve.protocol.inference import Tensor, TensorMetadata
+from meshserve.runtime._formats._failure import predict_failure
 from meshserve.runtime._formats._text import bytes_array, quoted
 
 __all__ = [
@@ -101,7 +102,7 @@ class TabularModel:
         try:
             arrays = self.estimator.compute(matrix, names)
         except Exception as exc:
-            raise InferenceError(f"{self.library} predict failed: {exc}") from exc
+            raise predict_failure(self.library, exc) from exc
         return [_tensor(by_name[name], arrays[name]) for name in names]
 
     def _matrix(self, tensor: Tensor) -> np.ndarray:
