@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -47,7 +48,9 @@ __all__ = [
     "iris_http_input",
     "make_forest",
     "make_slow_onnx",
+    "metric_total",
     "run_up",
+    "served_through",
     "wait_until",
 ]
 
@@ -285,6 +288,31 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def metric_total(metrics_url: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples over every label set."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name}{{", f"{name} "))
+    )
+
+
+def served_through(infer_once: Callable[[], object], *, metrics_url: str, tries: int = 40) -> int:
+    """Call ``infer_once`` (each call on a new connection to a port several
+    instances share) until the instance at ``metrics_url`` has taken one of
+    the requests; how many calls that took. With no copy of the model there,
+    that instance forwarded the request (the caller checks it ran none)."""
+    taken = "modelmesh_api_request_milliseconds_count"
+    before = metric_total(metrics_url, taken)
+    for call in range(1, tries + 1):
+        infer_once()
+        if metric_total(metrics_url, taken) > before:
+            return call
+    raise AssertionError(f"{tries} new connections never reached the instance at {metrics_url}")
 
 
 def input_name(name: str) -> str:
