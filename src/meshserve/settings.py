@@ -165,7 +165,8 @@ class ServerSettings(_Group):
     """Let several instances on one machine listen on the same gRPC and REST
     ports (SO_REUSEPORT; ``meshserve up --instances N`` sets it). Off
     otherwise, so that a second server on a taken port fails loudly instead
-    of silently taking half the traffic."""
+    of silently taking half the traffic. An instance sharing the gRPC port
+    also serves it on a free port of its own, listed in endpoints.json."""
 
 
 class CacheSettings(_Group):

@@ -50,7 +50,6 @@ __all__ = [
     "make_slow_onnx",
     "metric_total",
     "run_up",
-    "served_through",
     "wait_until",
 ]
 
@@ -299,20 +298,6 @@ def metric_total(metrics_url: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith((f"{name}{{", f"{name} "))
     )
-
-
-def served_through(infer_once: Callable[[], object], *, metrics_url: str, tries: int = 40) -> int:
-    """Call ``infer_once`` (each call on a new connection to a port several
-    instances share) until the instance at ``metrics_url`` has taken one of
-    the requests; how many calls that took. With no copy of the model there,
-    that instance forwarded the request (the caller checks it ran none)."""
-    taken = "modelmesh_api_request_milliseconds_count"
-    before = metric_total(metrics_url, taken)
-    for call in range(1, tries + 1):
-        infer_once()
-        if metric_total(metrics_url, taken) > before:
-            return call
-    raise AssertionError(f"{tries} new connections never reached the instance at {metrics_url}")
 
 
 def input_name(name: str) -> str:

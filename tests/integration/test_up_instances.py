@@ -61,14 +61,16 @@ def test_up_runs_n_instances_behind_one_address_and_stops_them_all(
         endpoints = json.loads((data / "endpoints.json").read_text())
         instances = endpoints["instances"]
         assert len(instances) == 2
-        # Each has its own internal port; the public one they share.
+        assert instances[0]["grpc"] != instances[1]["grpc"]
         assert instances[0]["internal"] != instances[1]["internal"]
-        assert instances[0]["grpc"] == instances[1]["grpc"] == endpoints["grpc"]
+        assert endpoints["grpc"] not in {entry["grpc"] for entry in instances}
         assert endpoints["store"].startswith("etcd://127.0.0.1:")
         # Every model answers through the shared address (new connections
-        # land on either instance).
+        # land on either instance) and through each instance's own.
         for i in range(4):
             assert _infer(endpoints["grpc"], f"m{i}").shape == (1,)
+        for entry in instances:
+            assert _infer(entry["grpc"], "m0").shape == (1,)
         ready = httpx.get(f"{endpoints['rest']}/v2/health/ready", timeout=10)
         assert ready.status_code == 200
         for entry in instances:

@@ -123,13 +123,16 @@ class Endpoints:
     internal: str = ""
     """The internal port other instances forward to (it serves only them:
     see ``server._internal_port``)."""
+    own_grpc: str = ""
+    """When ``grpc`` is shared with other instances: a public gRPC address
+    of this instance alone (same services, same checks)."""
     metrics: str | None = None
     pid: int = field(default_factory=os.getpid)
 
     def entry(self) -> dict[str, Any]:
         return {
             "id": self.instance_id,
-            "grpc": self.grpc,
+            "grpc": self.own_grpc or self.grpc,
             "internal": self.internal,
             "rest": self.rest,
             "metrics": self.metrics,
@@ -349,6 +352,18 @@ async def serve_instance(
         settings.server.grpc_port,
         credentials=grpc_server_credentials(tls) if tls is not None else None,
     )
+    # Sharing its port, an instance also listens on one of its own, so that
+    # it can be addressed alone (SO_REUSEPORT picks an instance at random).
+    own_grpc_port = (
+        _bind(
+            public,
+            settings.server.host,
+            0,
+            credentials=grpc_server_credentials(tls) if tls is not None else None,
+        )
+        if settings.server.share_ports
+        else None
+    )
     metrics_server: MetricsServer | None = None
     rest: RestServer | None = None
 
@@ -435,6 +450,7 @@ async def serve_instance(
                 grpc=address(settings.server.host, grpc_port),
                 rest=rest_url,
                 internal=internal_address,
+                own_grpc=address(settings.server.host, own_grpc_port) if own_grpc_port else "",
                 metrics=metrics_url,
                 store=store_url(settings),
             )
