@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -165,7 +165,8 @@ class ServerSettings(_Group):
     """Let several instances on one machine listen on the same gRPC and REST
     ports (SO_REUSEPORT; ``meshserve up --instances N`` sets it). Off
     otherwise, so that a second server on a taken port fails loudly instead
-    of silently taking half the traffic."""
+    of silently taking half the traffic. An instance sharing the gRPC port
+    also serves it on a free port of its own, listed in endpoints.json."""
 
     max_inflight_decode_bytes: int = Field(default=64 * MIB, ge=0)
     """Bytes of inference request bodies (REST and gRPC ModelInfer) one
@@ -478,6 +479,14 @@ class MeshSettings(_Group):
     internal_port: int = Field(default=0, ge=0, le=65535)
     """Internal gRPC port (0 picks a free one; it is published in the store)."""
 
+    secret_file: pathlib.Path | None = None
+    """File holding the mesh secret (at least 32 characters, e.g. ``openssl
+    rand -hex 32``; mode 0600 or stricter): the internal port serves only
+    calls that prove they hold it, and every instance of a mesh needs the
+    same one. None: ``meshserve up`` makes ``<data_dir>/mesh.secret`` (with
+    its own store); other instances share one kept in the store, created by
+    the first, as readable as the store is."""
+
     labels: tuple[str, ...] = ()
     """Extra placement labels this instance offers (``rt:<runtime>`` and
     ``mt:<format>`` for its runtime's formats are always there)."""
@@ -718,13 +727,27 @@ def _refuse_mixed_shapes(config_file: pathlib.Path, loaded: dict[str, Any]) -> N
         )
 
 
-def _snake_keys(values: dict[str, Any]) -> dict[str, Any]:
-    """Config files may use ModelMesh's camelCase; merging needs one spelling."""
+def _snake_keys(values: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """Config files may use ModelMesh's camelCase; merging needs one spelling.
+
+    Only setting names are respelled: the keys of a mapping-valued setting
+    (``auth.mtlsIdentities``' certificate names, ``runtime.commandEnv``'s
+    variables) are data and stay as written."""
+    fields = (model or Settings).model_fields
     out: dict[str, Any] = {}
     for key, value in values.items():
         name = _ALIASES.get(key, to_snake(key))
-        out[name] = _snake_keys(value) if isinstance(value, dict) else value
+        group = _group_of(fields[name].annotation) if name in fields else None
+        out[name] = _snake_keys(value, group) if isinstance(value, dict) and group else value
     return out
+
+
+def _group_of(annotation: Any) -> type[BaseModel] | None:
+    """The settings group a field holds (``TlsSettings | None`` too), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 # camelCase names that do not convert mechanically to the field name.

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -47,6 +48,7 @@ __all__ = [
     "iris_http_input",
     "make_forest",
     "make_slow_onnx",
+    "metric_total",
     "run_up",
     "wait_until",
 ]
@@ -285,6 +287,17 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def metric_total(metrics_url: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples over every label set."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name}{{", f"{name} "))
+    )
 
 
 def input_name(name: str) -> str:

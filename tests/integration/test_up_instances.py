@@ -62,6 +62,8 @@ def test_up_runs_n_instances_behind_one_address_and_stops_them_all(
         instances = endpoints["instances"]
         assert len(instances) == 2
         assert instances[0]["grpc"] != instances[1]["grpc"]
+        assert instances[0]["internal"] != instances[1]["internal"]
+        assert endpoints["grpc"] not in {entry["grpc"] for entry in instances}
         assert endpoints["store"].startswith("etcd://127.0.0.1:")
         # Every model answers through the shared address (new connections
         # land on either instance) and through each instance's own.

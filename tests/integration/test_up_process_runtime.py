@@ -100,7 +100,7 @@ def test_runtime_child_listens_on_no_tcp_port(
     instance = endpoints["instances"][0]
     ports = {int(up.grpc.rsplit(":", 1)[1]), int(up.rest.rsplit(":", 1)[1])}
     ports |= {
-        int(instance["grpc"].rsplit(":", 1)[1]),
+        int(instance["internal"].rsplit(":", 1)[1]),
         urllib.parse.urlsplit(instance["metrics"]).port,
     }
     assert set(listening_tcp_ports(up.pid)) == ports

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
@@ -24,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests._processes import meshserve, wait_for_line
 from tests.integration._mesh import make_model
-from tests.integration._up import Up, run_up
+from tests.integration._up import Up, metric_total, run_up
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -182,40 +183,55 @@ def test_required_client_certificates(
         assert served.shape == (1,)
 
 
-def test_instances_forward_to_each_other_over_mutual_tls(
+def test_instances_forward_to_each_other_over_mutual_tls_and_the_mesh_secret(
     pki: Pki, model: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     cert, key = pki.issue("mesh", "127.0.0.1", "localhost")
+    # A client's certificate from the same CA, as any client under
+    # clientAuth require holds one.
+    client_cert, client_key = pki.issue("client", "client@example.test")
     data = tmp_path / "data"
     args = ["up", "--instances", "2", "--data-dir", str(data), "--grpc-port", "0"]
     args += ["--rest-port", "0", "--metrics-port", "0", *_tls_args(pki, cert, key)]
+    args += ["--tls-client-auth", "require"]
     with meshserve(args) as proc:
         wait_for_line(proc, r"meshserve up: ready", timeout=120)
-        instances = json.loads((data / "endpoints.json").read_text())["instances"]
-        first, second = instances[0]["grpc"], instances[1]["grpc"]
-        # Each instance's own address is its internal port: mutual TLS only,
-        # so the test presents a certificate from the mesh's CA.
-        peer_cert, peer_key = pki.issue("peer", "127.0.0.1")
-        with pytest.raises(InferenceServerException):
-            _infer(first, "anything", ca=pki.ca_file)
-        tls = [
-            "--tls-ca",
-            str(pki.ca_file),
-            "--tls-cert",
-            str(peer_cert),
-            "--tls-key",
-            str(peer_key),
-        ]
+        endpoints = json.loads((data / "endpoints.json").read_text())
+        shared, instances = endpoints["grpc"], endpoints["instances"]
+        client = {"ca": pki.ca_file, "cert": client_cert, "key": client_key}
+        # On the internal ports the CA's certificate is not enough: peers
+        # also prove they hold the mesh secret.
+        for entry in instances:
+            with pytest.raises(InferenceServerException) as refused:
+                _infer(entry["internal"], "anything", **client)
+            assert refused.value.status() == "StatusCode.UNAUTHENTICATED"
+            assert "only other instances of this mesh" in str(refused.value)
+        tls = ["--tls-ca", str(pki.ca_file), "--tls-cert", str(client_cert)]
+        tls += ["--tls-key", str(client_key)]
         done = _cli(
             "models", "register", "shared", "--type", "sklearn", "--path", str(model),
-            "--load-now", "--sync", "--endpoint", first, *tls,
+            "--load-now", "--sync", "--endpoint", shared, *tls,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        status = _cli("models", "status", "shared", "-o", "json", "--endpoint", first, *tls)
+        status = _cli("models", "status", "shared", "-o", "json", "--endpoint", shared, *tls)
         (holder,) = [c["location"] for c in json.loads(status.stdout)["modelCopyInfos"]]
-        other = second if holder == instances[0]["id"] else first
+        (other,) = [entry for entry in instances if entry["id"] != holder]
         # Served by the instance holding the copy, through the other one.
-        served = _infer(other, "shared", ca=pki.ca_file, cert=peer_cert, key=peer_key)
-        assert served.shape == (1,)
-        status = _cli("models", "status", "shared", "-o", "json", "--endpoint", other, *tls)
-        assert [c["location"] for c in json.loads(status.stdout)["modelCopyInfos"]] == [holder]
+        assert _infer(other["grpc"], "shared", **client).shape == (1,)
+        assert metric_total(other["metrics"], "modelmesh_invoke_model_milliseconds_count") == 0
+
+
+def test_starting_with_an_expired_certificate_warns_naming_the_file_and_the_date(
+    pki: Pki, tmp_path: pathlib.Path
+) -> None:
+    expired = pki.ca.issue_cert(
+        "127.0.0.1",
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2021, 6, 7, 8, 9, tzinfo=UTC),
+    )
+    cert, key = tmp_path / "expired.crt", tmp_path / "expired.key"
+    write_leaf(expired, cert, key)
+    with run_up(tmp_path / "data", args=_tls_args(pki, cert, key)) as up:
+        log = up.log.read_text()
+    assert f"TLS certificate {cert} expired on 2021-06-07 08:09 UTC" in log
+    assert "PRIVATE KEY" not in log

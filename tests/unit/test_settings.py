@@ -73,3 +73,51 @@ def test_every_setting_in_the_readme_exists_and_every_setting_is_documented() ->
         for key in documented
     }
     assert as_fields == known
+
+
+_DOCUMENTED_AUTH = """
+auth:
+  enabled: true
+  tokensFile: /etc/meshserve/tokens.yaml
+  mtlsIdentities:          # client certificate CN -> principal name
+    billing-svc: billing
+  reloadIntervalS: 5
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _DOCUMENTED_AUTH,
+        _DOCUMENTED_AUTH.replace("mtlsIdentities", "mtls_identities").replace(
+            "billing-svc: billing\n",
+            "billing-svc: billing\n    BillingSvc: b2\n    billing_svc: b3\n",
+        ),
+    ],
+    ids=["docs-example", "snake-case-and-look-alikes"],
+)
+def test_mapping_settings_keep_their_keys_as_written_in_a_file(
+    tmp_path: pathlib.Path, text: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(text + "runtime:\n  commandEnv:\n    MY_VAR: a\n    someVar: b\n")
+    settings = load_settings(config_file=config)
+    assert settings.auth.mtls_identities["billing-svc"] == "billing"
+    if "BillingSvc" in text:
+        assert settings.auth.mtls_identities == {
+            "billing-svc": "billing",
+            "BillingSvc": "b2",
+            "billing_svc": "b3",
+        }
+    assert settings.runtime.command_env == {"MY_VAR": "a", "someVar": "b"}
+    assert settings.auth.reload_interval_s == 5  # setting names are still respelled
+
+
+def test_mapping_settings_keep_their_keys_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "MESHSERVE_AUTH__MTLS_IDENTITIES", '{"billing-svc": "billing", "Payments.CN": "pay"}'
+    )
+    settings = load_settings()
+    assert settings.auth.mtls_identities == {"billing-svc": "billing", "Payments.CN": "pay"}

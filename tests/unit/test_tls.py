@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pathlib
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 import grpc.aio
@@ -32,6 +34,7 @@ from starlette.routing import Route
 from meshserve.security import (
     ClientAuth,
     TlsSettings,
+    certificate_date_problem,
     grpc_channel_credentials,
     grpc_server_credentials,
     rest_ssl_context,
@@ -466,3 +469,57 @@ async def test_uvicorn_serves_with_the_context_and_picks_up_a_rotation(pki: Pki)
         server.should_exit = True
         await serving
         sock.close()
+
+
+# -- certificate dates -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("not_before", "not_after", "expected"),
+    [
+        (datetime(2020, 1, 1, tzinfo=UTC), datetime(2021, 3, 4, 5, 6, tzinfo=UTC),
+         "expired on 2021-03-04 05:06 UTC"),
+        (datetime(2999, 1, 2, 3, 4, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC),
+         "is not valid before 2999-01-02 03:04 UTC"),
+    ],
+    ids=["expired", "not-yet-valid"],
+)  # fmt: skip
+def test_an_out_of_date_certificate_is_named_with_its_date(
+    pki: Pki, not_before: datetime, not_after: datetime, expected: str
+) -> None:
+    pki.install_server_cert(
+        pki.ca.issue_cert("127.0.0.1", not_before=not_before, not_after=not_after)
+    )
+    cert_file = pki.server_settings().cert_file
+    problem = certificate_date_problem(cert_file)
+    assert problem == f"TLS certificate {cert_file} {expected}"
+
+
+def test_a_certificate_in_date_or_unreadable_has_no_date_problem(pki: Pki) -> None:
+    assert certificate_date_problem(pki.server_settings().cert_file) is None
+    assert certificate_date_problem(pki.directory / "missing.crt") is None
+    # Checked against the time given (trustme's certificates last until 3000).
+    later = datetime(3001, 1, 1, tzinfo=UTC)
+    assert "expired on" in (
+        certificate_date_problem(pki.server_settings().cert_file, now=later) or ""
+    )
+
+
+async def test_a_rotation_to_an_expired_certificate_is_served_with_a_warning(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _grpc_server(grpc_server_credentials(pki.server_settings())) as port:
+        expired = pki.ca.issue_cert(
+            "127.0.0.1",
+            not_before=datetime(2020, 1, 1, tzinfo=UTC),
+            not_after=datetime(2021, 1, 1, tzinfo=UTC),
+        )
+        pki.install_server_cert(expired)
+        with caplog.at_level(logging.WARNING, logger="meshserve.security._tls"):
+            async with _channel(port, _channel_credentials(pki, pki.client)) as channel:
+                # The client refuses the expired certificate; the server warned.
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await _call(channel)
+    (warning,) = [r.getMessage() for r in caplog.records if "expired on" in r.getMessage()]
+    assert str(pki.server_settings().cert_file) in warning and "(reloaded)" in warning
+    assert "PRIVATE KEY" not in caplog.text

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from meshserve.cli._mesh_secret import with_mesh_secret
 from meshserve.cli._options import stop_on_signals
 from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
@@ -63,5 +64,6 @@ def instance(
         ),
         create=False,
     )
+    settings = with_mesh_secret(settings, create=False)
     warn_if_root("instance")
     serve(_run(settings, register_entries(register_file)))

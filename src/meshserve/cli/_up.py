@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from meshserve.cli._mesh_secret import with_mesh_secret
 from meshserve.cli._options import stop_on_signals
 from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
@@ -28,7 +29,7 @@ def _announce(endpoints: Endpoints | ClusterEndpoints) -> None:
         click.echo(f"meshserve up: REST {endpoints.rest}/v2")
     if isinstance(endpoints, ClusterEndpoints):
         for entry in endpoints.instances:
-            click.echo(f"meshserve up: instance {entry['id']} at {entry['grpc']}")
+            click.echo(f"meshserve up: instance {entry['id']} (internal port {entry['internal']})")
     click.echo("meshserve up: ready", nl=True)
 
 
@@ -67,6 +68,8 @@ def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None
     and their runtimes. Ready when /v2/health/ready answers 200."""
     # A key for the Secrets `apply` seals, made once in the data dir if none is given.
     settings = with_sealing_key(settings_from_flags(**flags), create=True)
+    # The secret its instances (pools, --instances) prove to each other.
+    settings = with_mesh_secret(settings, create=True)
     register = register_entries(register_file)
     warn_if_root("up")
     if instances == 1:

@@ -4,6 +4,10 @@ Inference bodies travel as the client sent them (identity serializers), with
 the hop headers that keep forwarding bounded. A peer that does not answer is
 reported as ``PeerUnreachableError`` so the caller can try another instance;
 any other error comes back as the type the peer raised.
+
+Each call carries the mesh secret's token (``MESH_AUTH_HEADER``): the
+internal port serves only callers that hold it, and only the methods in
+``PEER_METHODS``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,17 @@ from meshserve.protocol.inference import InferenceRequest, InferenceResponse, Mo
 from meshserve.protocol.routing import Metadata
 from meshserve.protocol.status import ERROR_TYPE_KEY, error_from_rpc
 
-__all__ = ["PeerClient"]
+__all__ = ["MESH_AUTH_HEADER", "PEER_METHODS", "PeerClient"]
 
 _INFER = "/inference.GRPCInferenceService/ModelInfer"
 _METADATA = "/inference.GRPCInferenceService/ModelMetadata"
 _ENSURE_LOADED = "/mmesh.ModelMesh/ensureLoaded"
+
+PEER_METHODS = frozenset({_INFER, _METADATA, _ENSURE_LOADED})
+"""What instances call on each other's internal port: all it serves."""
+
+MESH_AUTH_HEADER = "meshserve-mesh-auth"
+"""Call metadata carrying the mesh secret's token."""
 
 # Codes a peer that is gone or stuck produces on its own, without having
 # decided anything about the request.
@@ -40,14 +50,17 @@ class PeerClient:
         *,
         max_message_bytes: int,
         timeout_s: float,
+        mesh_token: str,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """``mesh_token``: the mesh secret's token, sent with every call."""
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self._timeout_s = timeout_s
         self._credentials = credentials
+        self._auth = ((MESH_AUTH_HEADER, mesh_token),)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _channel(self, address: str) -> grpc.aio.Channel:
@@ -77,7 +90,7 @@ class PeerClient:
         call = self._channel(address).unary_unary(method)
         try:
             response: bytes = await call(
-                body, metadata=tuple(metadata), timeout=timeout_s or self._timeout_s
+                body, metadata=(*metadata, *self._auth), timeout=timeout_s or self._timeout_s
             )
         except grpc.aio.AioRpcError as exc:
             raise _error(address, exc) from None
@@ -114,6 +127,13 @@ class PeerClient:
 
 def _error(address: str, exc: grpc.aio.AioRpcError) -> MeshServeError:
     trailers = tuple(exc.trailing_metadata() or ())
+    if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+        # Only the mesh secret is checked there: the client's credential was
+        # accepted on the way in, so this is the mesh's configuration.
+        return PeerUnreachableError(
+            f"instance at {address} refused this instance's mesh secret (every instance "
+            "of a mesh needs the same mesh.secretFile, or none to share the store's)"
+        )
     from_meshserve = any(key == ERROR_TYPE_KEY for key, _ in trailers)
     if exc.code() in _TRANSPORT_CODES and not from_meshserve:
         return PeerUnreachableError(

@@ -9,7 +9,7 @@ be forwarded to another process as the client sent it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import grpc
@@ -124,27 +124,28 @@ def _unary(method: Callable[..., Any], request: Any = None, response: Any = None
     )
 
 
-def v2_handler(backend: V2Backend, *, internal: bool = False) -> grpc.GenericRpcHandler:
+def v2_handler(
+    backend: V2Backend, *, internal: bool = False, methods: Collection[str] | None = None
+) -> grpc.GenericRpcHandler:
     """A handler serving ``inference.GRPCInferenceService`` from ``backend``.
 
     ``internal``: the handler serves the instance-to-instance port, so the
-    hop headers are passed on to the backend.
+    hop headers are passed on to the backend. ``methods``: serve only these
+    (short names, e.g. ``ModelInfer``); None: all.
     """
     service = _V2Service(backend, internal=internal)
-    return grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService",
-        {
-            "ServerLive": _unary(service.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
-            "ServerReady": _unary(
-                service.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse
-            ),
-            "ModelReady": _unary(service.ModelReady, v2.ModelReadyRequest, v2.ModelReadyResponse),
-            "ServerMetadata": _unary(
-                service.ServerMetadata, v2.ServerMetadataRequest, v2.ServerMetadataResponse
-            ),
-            "ModelMetadata": _unary(
-                service.ModelMetadata, v2.ModelMetadataRequest, v2.ModelMetadataResponse
-            ),
-            "ModelInfer": _unary(service.ModelInfer),
-        },
-    )
+    handlers = {
+        "ServerLive": _unary(service.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
+        "ServerReady": _unary(service.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse),
+        "ModelReady": _unary(service.ModelReady, v2.ModelReadyRequest, v2.ModelReadyResponse),
+        "ServerMetadata": _unary(
+            service.ServerMetadata, v2.ServerMetadataRequest, v2.ServerMetadataResponse
+        ),
+        "ModelMetadata": _unary(
+            service.ModelMetadata, v2.ModelMetadataRequest, v2.ModelMetadataResponse
+        ),
+        "ModelInfer": _unary(service.ModelInfer),
+    }
+    if methods is not None:
+        handlers = {name: handler for name, handler in handlers.items() if name in methods}
+    return grpc.method_handlers_generic_handler("inference.GRPCInferenceService", handlers)

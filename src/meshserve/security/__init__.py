@@ -12,6 +12,8 @@ who may call what.
   to namespaces and models; :func:`check_inference` for the model a request
   resolved to, :func:`check_action` for a namespace a request's payload
   names. The framework adapters live in ``meshserve.server``.
+- :class:`MeshSecret`: what instances of one mesh prove to each other on
+  the internal port (``mesh.secretFile``, or one kept in the store).
 - :class:`RateLimiter`: a token bucket per caller (``limits.requestsPerSecond``).
 - :class:`SealingKey`, :func:`load_sealing_key`: AES-256-GCM sealing of
   Secret values before they reach the store, bound to the Secret's
@@ -38,6 +40,12 @@ from meshserve.security._auth import (
     parse_bearer,
     token_sha256,
 )
+from meshserve.security._mesh_secret import (
+    MESH_SECRET_FILE,
+    MeshSecret,
+    MeshSecretError,
+    new_mesh_secret_text,
+)
 from meshserve.security._privileges import (
     PrivilegeDropError,
     capabilities,
@@ -59,6 +67,7 @@ from meshserve.security._sealing import (
 from meshserve.security._tls import (
     ClientAuth,
     TlsSettings,
+    certificate_date_problem,
     grpc_channel_credentials,
     grpc_server_credentials,
     rest_ssl_context,
@@ -73,6 +82,7 @@ from meshserve.security._tokens import (
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "MESH_SECRET_FILE",
     "SEALING_KEY_FILE",
     "Action",
     "AuthSettings",
@@ -80,6 +90,8 @@ __all__ = [
     "ClientAuth",
     "DenialKind",
     "DeniedHook",
+    "MeshSecret",
+    "MeshSecretError",
     "NamespaceOf",
     "Principal",
     "PrincipalSource",
@@ -99,6 +111,7 @@ __all__ = [
     "acting_as",
     "authorize",
     "capabilities",
+    "certificate_date_problem",
     "check_action",
     "check_inference",
     "current_principal",
@@ -109,6 +122,7 @@ __all__ = [
     "may_see",
     "may_see_namespace",
     "namespace_of",
+    "new_mesh_secret_text",
     "parse_bearer",
     "rate_limiter",
     "resolve_user",

@@ -23,15 +23,14 @@ import binascii
 import contextlib
 import hashlib
 import json
-import os
 import pathlib
 import secrets
-import stat
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from meshserve.security._key_files import create_key_file, read_key_file
 from meshserve.settings import SecuritySettings
 
 __all__ = [
@@ -107,22 +106,7 @@ class SealingKey:
     @classmethod
     def from_file(cls, path: pathlib.Path) -> SealingKey:
         """Read a key file; refuse one that others than its owner may read."""
-        try:
-            info = path.stat()
-        except OSError as exc:
-            raise SealingKeyError(f"sealing key file {path}: {exc.strerror}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise SealingKeyError(f"sealing key file {path} is not a regular file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise SealingKeyError(
-                f"sealing key file {path} has mode {mode:04o}; it must be 0600 or stricter "
-                f"(chmod 600 {path})"
-            )
-        try:
-            text = path.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SealingKeyError(f"sealing key file {path} is unreadable: {exc}") from None
+        text = read_key_file(path, what="sealing key file", error=SealingKeyError)
         return cls.from_text(text, source=f"sealing key file {path}")
 
     @property
@@ -219,26 +203,7 @@ def load_sealing_key(
         return SealingKey.from_file(settings.sealing_key_file)
     path = data_dir / SEALING_KEY_FILE
     if create:
-        _create_key_file(path)
+        create_key_file(path, lambda: secrets.token_bytes(KEY_BYTES).hex() + "\n")
     if not path.exists():
         return None
     return SealingKey.from_file(path)
-
-
-def _create_key_file(path: pathlib.Path) -> None:
-    """Write a new key to ``path`` unless one is there; several processes
-    racing get one key (the first link wins) and never a partial file."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as out:
-            out.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -17,6 +17,10 @@ answers from a cache that re-reads the files only when they changed:
   same one, because the latter only adds CAs: a CA removed from the file
   would stay trusted until a restart.
 
+A certificate that has expired, or is not valid yet, is still served (the
+operator may be about to replace it), with a warning naming the file and
+the date, at start and at each reload.
+
 Open connections keep the certificate they were set up with. A half-written
 rotation (certificate replaced, key not yet) is detected because the key
 does not match the certificate; the previous pair stays in use until both
@@ -33,6 +37,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import grpc
 from cryptography import x509
@@ -43,6 +48,7 @@ from meshserve.settings import ClientAuth, TlsSettings
 __all__ = [
     "ClientAuth",
     "TlsSettings",
+    "certificate_date_problem",
     "grpc_channel_credentials",
     "grpc_server_credentials",
     "rest_ssl_context",
@@ -81,6 +87,30 @@ def _read_material(settings: TlsSettings) -> _Material:
     ):
         raise ValueError(f"{settings.key_file} is not the key of {settings.cert_file}")
     return _Material(cert_chain=cert_chain, private_key=private_key, ca=ca)
+
+
+def _date_problem(leaf: x509.Certificate, cert_file: pathlib.Path, now: datetime) -> str | None:
+    if now > leaf.not_valid_after_utc:
+        return (
+            f"TLS certificate {cert_file} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if now < leaf.not_valid_before_utc:
+        return (
+            f"TLS certificate {cert_file} is not valid before "
+            f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    return None
+
+
+def certificate_date_problem(cert_file: pathlib.Path, *, now: datetime | None = None) -> str | None:
+    """Why the (leaf) certificate in ``cert_file`` is out of date at ``now``
+    (default: the current time), naming the file and the date; None when it
+    is in date, or unreadable (using it fails with its own error)."""
+    try:
+        leaf = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
+    except (OSError, ValueError):
+        return None
+    return _date_problem(leaf, cert_file, now or datetime.now(UTC))
 
 
 class _CertificateFiles:
@@ -140,6 +170,9 @@ class _CertificateFiles:
             self.current = material
             self.generation += 1
             log.info("TLS certificate reloaded from %s", self._settings.cert_file)
+            problem = certificate_date_problem(self._settings.cert_file)
+            if problem is not None:
+                log.warning("%s (reloaded)", problem)
             return material
 
 

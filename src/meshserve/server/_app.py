@@ -40,6 +40,8 @@ from meshserve.runtime import (
 )
 from meshserve.security import (
     Authenticator,
+    MeshSecret,
+    certificate_date_problem,
     grpc_channel_credentials,
     grpc_server_credentials,
     load_sealing_key,
@@ -50,6 +52,11 @@ from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._budget import DecodeBudget
 from meshserve.server._grpc_guard import RequestDecodingInterceptor
 from meshserve.server._grpc_management import AdminService, ModelMeshService
+from meshserve.server._internal_port import (
+    InternalPortGuard,
+    internal_handlers,
+    secret_from_store,
+)
 from meshserve.server._limits import (
     GrpcDecodeBudgetInterceptor,
     GrpcRateLimitInterceptor,
@@ -60,7 +67,7 @@ from meshserve.server._limits import (
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._ports import address, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
-from meshserve.settings import Settings, StoreSettings
+from meshserve.settings import Settings, StoreSettings, TlsSettings
 from meshserve.storage import Puller, PullProgress
 from meshserve.store import EtcdSettings, PrefixedStore, SqliteStore, Store
 
@@ -122,15 +129,19 @@ class Endpoints:
     grpc: str
     rest: str | None
     internal: str = ""
-    """The instance's own gRPC address (the internal port other instances
-    forward to; it serves the same v2 and mmesh services)."""
+    """The internal port other instances forward to (it serves only them:
+    see ``server._internal_port``)."""
+    own_grpc: str = ""
+    """When ``grpc`` is shared with other instances: a public gRPC address
+    of this instance alone (same services, same checks)."""
     metrics: str | None = None
     pid: int = field(default_factory=os.getpid)
 
     def entry(self) -> dict[str, Any]:
         return {
             "id": self.instance_id,
-            "grpc": self.internal or self.grpc,
+            "grpc": self.own_grpc or self.grpc,
+            "internal": self.internal,
             "rest": self.rest,
             "metrics": self.metrics,
             "pid": self.pid,
@@ -266,11 +277,9 @@ def _bind(
     return bound
 
 
-def _add_services(
-    server: grpc.aio.Server, instance: Instance, *, resources: ResourceStore, internal: bool
-) -> None:
-    server.add_generic_rpc_handlers((v2_handler(instance, internal=internal),))
-    mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance, internal=internal), server)
+def _add_services(server: grpc.aio.Server, instance: Instance, *, resources: ResourceStore) -> None:
+    server.add_generic_rpc_handlers((v2_handler(instance),))
+    mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), server)
     admin_grpc.add_AdminServicer_to_server(AdminService(instance, resources=resources), server)
 
 
@@ -307,13 +316,22 @@ async def serve_instance(
 
     metrics = Metrics()
     tls = settings.tls
-    # With TLS, instance-to-instance links are always mutual TLS.
+    if tls is not None:
+        _warn_if_out_of_date(tls)
+    # The internal port serves only callers holding the mesh secret, and with
+    # TLS only over mutual TLS as well.
+    secret = await _mesh_secret(settings)
     peers = PeerClient(
         max_message_bytes=settings.server.grpc_max_message_size_bytes,
         timeout_s=settings.mesh.forward_timeout_s,
+        mesh_token=secret.token,
         credentials=grpc_channel_credentials(tls) if tls is not None else None,
     )
-    internal = _grpc_server(settings, reuse_port=False)
+    internal = _grpc_server(
+        settings,
+        reuse_port=False,
+        interceptors=[InternalPortGuard(secret=secret, on_denied=metrics.auth_denied)],
+    )
     internal_address = address(
         settings.mesh.internal_host,
         _bind(
@@ -324,7 +342,7 @@ async def serve_instance(
         ),
     )
     # Callers of the public ports prove who they are when auth is on; the
-    # internal port trusts its peers' certificates (mutual TLS) instead.
+    # internal port's callers prove they are instances of this mesh instead.
     authenticator = Authenticator.from_settings(settings.auth) if settings.auth.enabled else None
     interceptors: list[grpc.aio.ServerInterceptor] = (
         [GrpcAuthInterceptor(authenticator=authenticator, on_denied=metrics.auth_denied)]
@@ -349,6 +367,18 @@ async def serve_instance(
         settings.server.host,
         settings.server.grpc_port,
         credentials=grpc_server_credentials(tls) if tls is not None else None,
+    )
+    # Sharing its port, an instance also listens on one of its own, so that
+    # it can be addressed alone (SO_REUSEPORT picks an instance at random).
+    own_grpc_port = (
+        _bind(
+            public,
+            settings.server.host,
+            0,
+            credentials=grpc_server_credentials(tls) if tls is not None else None,
+        )
+        if settings.server.share_ports
+        else None
     )
     metrics_server: MetricsServer | None = None
     rest: RestServer | None = None
@@ -386,9 +416,9 @@ async def serve_instance(
             # `meshserve apply` writes through the admin API: Secrets are
             # sealed here, with this instance's key.
             resources = ResourceStore(store, sealing_key=sealing_key)
-            _add_services(internal, instance, resources=resources, internal=True)
+            internal.add_generic_rpc_handlers(internal_handlers(instance))
             await internal.start()
-            _add_services(public, instance, resources=resources, internal=False)
+            _add_services(public, instance, resources=resources)
             await public.start()
             rest_url = None
             if settings.server.rest_enabled:
@@ -439,6 +469,7 @@ async def serve_instance(
                 grpc=address(settings.server.host, grpc_port),
                 rest=rest_url,
                 internal=internal_address,
+                own_grpc=address(settings.server.host, own_grpc_port) if own_grpc_port else "",
                 metrics=metrics_url,
                 store=store_url(settings),
             )
@@ -481,6 +512,20 @@ async def serve_instance(
         if metrics_server is not None:
             await metrics_server.stop()
         await peers.close()
+
+
+async def _mesh_secret(settings: Settings) -> MeshSecret:
+    """``mesh.secretFile``'s secret, else the one the store keeps."""
+    if settings.mesh.secret_file is not None:
+        return MeshSecret.from_file(settings.mesh.secret_file)
+    async with open_store(settings) as store:
+        return await secret_from_store(store)
+
+
+def _warn_if_out_of_date(tls: TlsSettings) -> None:
+    problem = certificate_date_problem(tls.cert_file)
+    if problem is not None:
+        log.warning("%s: clients will refuse this server's TLS handshakes", problem)
 
 
 # Time for the other instances' watches to see this one leave before its
