@@ -53,7 +53,7 @@ from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._ports import address, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings
-from meshserve.storage import Puller, PullProgress
+from meshserve.storage import LocalRoots, Puller, PullProgress
 from meshserve.store import EtcdSettings, PrefixedStore, SqliteStore, Store
 
 __all__ = [
@@ -350,6 +350,9 @@ async def serve_instance(
                 data_dir=settings.data_dir,
                 secrets=SealedSecrets(ResourceStore(store), sealing_key=sealing_key),
                 progress=on_pull_progress,
+                local_roots=LocalRoots.from_settings(
+                    settings.storage, auth_enabled=settings.auth.enabled
+                ),
             ) as puller,
             _make_runtime(settings, on_restart) as runtime,
             Instance.open(
