@@ -36,6 +36,7 @@ from meshserve.runtime import (
     InProcessRuntime,
     ProcessRuntime,
     Runtime,
+    runtime_user,
     supported_model_types,
 )
 from meshserve.security import (
@@ -47,6 +48,7 @@ from meshserve.security import (
     rest_ssl_context,
 )
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
+from meshserve.server._data_dir import prepare_data_dir
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._limits import GrpcRateLimitInterceptor, RestRateLimitMiddleware
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
@@ -284,7 +286,7 @@ async def serve_instance(
 
     With ``pools``, this instance's controller (when elected) also sizes
     the runtime pools they run."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     instance_id = settings.mesh.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     holder: dict[str, Instance] = {}
     # Unseals the storage-config Secrets pulls read, and seals those applied
