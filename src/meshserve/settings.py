@@ -311,6 +311,18 @@ class StorageSettings(_Group):
     """``pvc://NAME/path`` resolves to ``<pvc_root>/NAME/path`` (ModelMesh
     Serving mounts claims under /pvc_mounts). None: pvc URIs are refused."""
 
+    local_roots: tuple[pathlib.Path, ...] | None = None
+    """Directories a model given by a plain local path (``models register
+    --path``, registerModel's ``path`` with no storage, a Predictor path with
+    no storage) must lie under, resolved, besides the pvc root. None: any
+    path while auth is off (every caller may do anything then), only the pvc
+    root when ``auth.enabled``, so an editor cannot load the server's files."""
+
+    namespace_local_roots: dict[str, tuple[pathlib.Path, ...]] = Field(default_factory=dict)
+    """Per namespace, its own directories for local paths, used instead of
+    ``local_roots`` and the pvc root for that namespace's models (whether or
+    not auth is on), so one namespace cannot load another's files by path."""
+
     models_dir: pathlib.Path | None = None
     """Pulled models live in ``<models_dir>/<model id>/``. None: ``models``
     under the instance's data dir."""

@@ -49,7 +49,10 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         " namespaces: [team-a]}\n"
     )
     config = work / "config.yaml"
-    config.write_text(f"auth:\n  enabled: true\n  tokensFile: {tokens}\n")
+    # With auth on, local model paths must lie under storage.localRoots.
+    config.write_text(
+        f"auth:\n  enabled: true\n  tokensFile: {tokens}\nstorage:\n  localRoots: [{work}]\n"
+    )
     register = work / "models.yaml"
     register.write_text(
         f"models:\n  - {{name: m-a, type: sklearn, path: {model}}}\n"
@@ -100,7 +103,8 @@ def test_roles_and_model_scopes(up: Up) -> None:
     with pytest.raises(InferenceServerException, match="PERMISSION_DENIED"):
         _infer(up, "m-b", LIMITED)
     # A viewer cannot register; an admin can.
-    register = ["models", "register", "m-c", "--type", "sklearn", "--path", "/nonexistent"]
+    missing = str(up.data_dir.parent / "nonexistent")
+    register = ["models", "register", "m-c", "--type", "sklearn", "--path", missing]
     denied = _cli(up, *register, token=VIEWER)
     assert denied.returncode == 1
     assert "PERMISSION_DENIED" in denied.stderr

@@ -130,7 +130,10 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         f"principals:\n  - {{name: root, tokenSha256: {digest}, role: admin, namespaces: ['*']}}\n"
     )
     config = work / "config.yaml"
-    config.write_text(f"auth:\n  enabled: true\n  tokensFile: {tokens}\n")
+    # With auth on, local model paths must lie under storage.localRoots.
+    config.write_text(
+        f"auth:\n  enabled: true\n  tokensFile: {tokens}\nstorage:\n  localRoots: [{work}]\n"
+    )
     register = work / "models.yaml"
     register.write_text(f"models:\n  - {{name: m, type: sklearn, path: {model}, loadNow: true}}\n")
     with run_up(

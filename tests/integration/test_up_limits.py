@@ -67,6 +67,8 @@ def rated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     config.write_text(
         f"auth:\n  enabled: true\n  tokensFile: {tokens}\n"
         f"limits:\n  requestsPerSecond: {RATE}\n  requestBurst: 2\n"
+        # With auth on, local model paths must lie under storage.localRoots.
+        f"storage:\n  localRoots: [{work}]\n"
     )
     registration = Registration(name="m", type="sklearn", path=model, load_now=True)
     with run_up(work / "data", register=[registration], args=["--config", str(config)]) as up:

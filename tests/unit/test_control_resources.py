@@ -211,3 +211,53 @@ def test_errors_name_the_document_and_field(
 def test_empty_text_is_no_resources() -> None:
     assert load_documents("") == []
     assert load_documents("---\n# nothing\n---\n") == []
+
+
+_SECRET = "S3CR3Tvalue"
+
+
+@pytest.mark.parametrize(
+    ("block", "field"),
+    [
+        (
+            f"model: {{modelFormat: {{name: sklearn}}, storageUri: 's3://K:{_SECRET}@b/m'}}",
+            "spec.predictor.model.storageUri",
+        ),
+        (
+            f"sklearn: {{storageUri: 'https://h.test/m?X-Amz-Signature={_SECRET}'}}",
+            "spec.predictor.sklearn.storageUri",
+        ),
+        (
+            "model: {modelFormat: {name: sklearn}, storage: "
+            f"{{key: k, path: 'https://h.test/m#access_token={_SECRET}'}}}}",
+            "spec.predictor.model.storage.path",
+        ),
+        (
+            "model: {modelFormat: {name: sklearn}, storage: "
+            f"{{path: m, parameters: {{type: http, url: 'https://u:{_SECRET}@h.test/m'}}}}}}",
+            "spec.predictor.model.storage.parameters.url",
+        ),
+    ],
+)
+def test_a_location_carrying_a_credential_is_refused_when_parsed(block: str, field: str) -> None:
+    text = (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        "metadata: {name: x, annotations: {serving.kserve.io/deploymentMode: ModelMesh}}\n"
+        f"spec: {{predictor: {{{block}}}}}\n"
+    )
+    with pytest.raises(InvalidResourceError) as info:
+        load_documents(text)
+    assert info.value.field == field
+    assert "credential" in str(info.value) or "fragment" in str(info.value)
+    assert _SECRET not in str(info.value)
+
+
+def test_a_predictor_path_carrying_a_credential_is_refused_when_parsed() -> None:
+    text = (
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: Predictor\nmetadata: {name: p}\n"
+        f"spec: {{modelType: {{name: sklearn}}, path: 'https://u:{_SECRET}@h.test/m'}}\n"
+    )
+    with pytest.raises(InvalidResourceError, match="user credentials") as info:
+        load_documents(text)
+    assert info.value.field == "spec.path"
+    assert _SECRET not in str(info.value)

@@ -16,6 +16,7 @@ import pytest
 from meshserve.errors import (
     ArtifactNotFoundError,
     ArtifactRejectedError,
+    InvalidRequestError,
     StorageAccessDeniedError,
     StorageConfigError,
     StorageUnavailableError,
@@ -23,6 +24,7 @@ from meshserve.errors import (
 from meshserve.storage import (
     FileSink,
     Listing,
+    LocalRoots,
     ProviderConfig,
     Puller,
     PullProgress,
@@ -389,3 +391,102 @@ async def test_pvc_paths_are_used_in_place_and_checked(tmp_path: pathlib.Path) -
             await puller.pull(model_id="n", model_path="pvc://nope/m", model_key="")
         await puller.release("m")
     assert (claim / "m" / "model.onnx").exists()
+
+
+async def test_a_claim_that_is_itself_a_symlink_out_of_the_pvc_root_is_refused(
+    tmp_path: pathlib.Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "m").mkdir(parents=True)
+    (elsewhere / "m" / "model.onnx").write_bytes(b"not yours")
+    (tmp_path / "pvc").mkdir()
+    (tmp_path / "pvc" / "escape").symlink_to(elsewhere)
+    async with _puller(tmp_path, FakeStore()) as puller:
+        for path, key in (
+            ("pvc://escape/m/model.onnx", ""),
+            ("m/model.onnx", build_model_key(storage_params={"type": "pvc", "name": "escape"})),
+        ):
+            with pytest.raises(ArtifactRejectedError, match="resolves outside the pvc root"):
+                await puller.pull(model_id="x", model_path=path, model_key=key)
+
+
+async def test_local_paths_outside_the_allowed_roots_are_refused(tmp_path: pathlib.Path) -> None:
+    shared = tmp_path / "shared"
+    team_b = tmp_path / "team-b"
+    for root in (shared, team_b, tmp_path / "pvc" / "claim"):
+        root.mkdir(parents=True)
+        (root / "model.onnx").write_bytes(b"abc")
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "listing-me").write_text("x")
+    (shared / "escape").symlink_to(tmp_path / "private")
+    puller = _puller(
+        tmp_path,
+        FakeStore(),
+        local_roots=[str(shared)],
+        namespace_local_roots={"team-b": [str(team_b)]},
+    )
+    async with puller:
+        ok = await puller.pull(model_id="m", model_path=str(shared / "model.onnx"), model_key="")
+        assert ok.local_path == str(shared / "model.onnx")
+        # The pvc root is allowed with the shared roots.
+        puller.check_location(
+            model_id="m", model_path=str(tmp_path / "pvc" / "claim" / "model.onnx"), model_key=""
+        )
+        # team-b's own root is team-b's only: not the shared one, and no
+        # other namespace may use it.
+        puller.check_location(
+            model_id="team-b/m", model_path=str(team_b / "model.onnx"), model_key=""
+        )
+        refused = [
+            ("m", "/etc"),
+            ("m", str(shared / ".." / "private")),
+            ("m", str(shared / "escape" / "listing-me")),
+            ("m", "../../.."),
+            ("m", "relative/model.onnx"),
+            ("team-a/m", str(team_b / "model.onnx")),
+            ("team-b/m", str(shared / "model.onnx")),
+        ]
+        for model_id, path in refused:
+            with pytest.raises(InvalidRequestError) as info:
+                puller.check_location(model_id=model_id, model_path=path, model_key="")
+            assert "allowed roots" in str(info.value)
+            assert "listing-me" not in str(info.value)
+            with pytest.raises(ArtifactRejectedError, match="allowed roots"):
+                await puller.pull(model_id=model_id, model_path=path, model_key="")
+
+
+def test_with_auth_on_and_no_roots_set_only_the_pvc_root_is_allowed(
+    tmp_path: pathlib.Path,
+) -> None:
+    settings = StorageSettings(pvc_root=tmp_path / "pvc")
+    (tmp_path / "pvc").mkdir()
+    assert (
+        LocalRoots.from_settings(settings, auth_enabled=False).refusal("/etc", namespace="") is None
+    )
+    roots = LocalRoots.from_settings(settings, auth_enabled=True)
+    assert roots.refusal(str(tmp_path / "pvc" / "m"), namespace="") is None
+    assert "allowed roots" in (roots.refusal("/etc", namespace="") or "")
+    none = LocalRoots.from_settings(StorageSettings(), auth_enabled=True)
+    assert "no local paths are allowed" in (none.refusal("/etc", namespace="") or "")
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        (f"s3://AKIA:{SECRET}@bucket/m", ""),
+        (f"https://h.test/m?X-Amz-Signature={SECRET}", ""),
+        (f"ftp://u:{SECRET}@h.test/m", ""),
+        ("m", json.dumps({"storage_params": {"type": "http", "url": f"https://u:{SECRET}@h/m"}})),
+        ("m", json.dumps({"storage_params": {"type": "s3", "secret_access_key": SECRET}})),
+        ("m", json.dumps({"storage_key": "k", "extra": [{"u": f"https://h/m#token={SECRET}"}]})),
+        ("m", json.dumps({"disk_size_bytes": SECRET})),
+        ("m", "[" * 100_000),
+    ],
+)
+async def test_a_registration_carrying_a_credential_is_refused_without_echoing_it(
+    tmp_path: pathlib.Path, path: str, key: str
+) -> None:
+    async with _puller(tmp_path, FakeStore()) as puller:
+        with pytest.raises(InvalidRequestError) as info:
+            puller.check_location(model_id="m", model_path=path, model_key=key)
+    assert SECRET not in str(info.value)

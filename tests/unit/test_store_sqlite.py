@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
+import stat
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -332,3 +334,23 @@ def test_manual_clock_only_moves_forward() -> None:
 def test_public_names_exist() -> None:
     for name in meshserve.store.__all__:
         assert getattr(meshserve.store, name) is not None
+
+
+@pytest.mark.parametrize("existing", [False, True])
+async def test_the_database_and_its_companions_are_private(tmp_path: Path, existing: bool) -> None:
+    """The store holds every resource and sealed Secret: another user (the
+    runtime's) must not read it, whatever the umask or an older version left."""
+    path = tmp_path / "store.db"
+    if existing:
+        sqlite3.connect(path).close()
+        path.chmod(0o644)
+    previous = os.umask(0o022)
+    try:
+        async with SqliteStore.open(path, settings=FAST, clock=ManualClock()) as store:
+            await store.put("k", b"v")
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+            assert all(file.exists() for file in files)
+            for file in files:
+                assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    finally:
+        os.umask(previous)

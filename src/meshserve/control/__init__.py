@@ -44,7 +44,16 @@ from meshserve.control._resources import (
 )
 from meshserve.control._runtime_selection import FailureReason, RuntimeSelection, select_runtime
 from meshserve.control._target import FormatRef, ModelTarget, model_target
-from meshserve.control._uri import split_storage_uri
+from meshserve.control._uri import (
+    AZURE_BLOB_HOST_SUFFIX,
+    StorageLocation,
+    check_no_credentials,
+    is_storage_uri,
+    looks_like_uri,
+    parse_storage_uri,
+    redact_uri,
+    redact_uris,
+)
 from meshserve.control._validation import (
     BUILT_IN_SERVER_TYPES,
     RESERVED_CONTAINER_NAMES,
@@ -57,6 +66,7 @@ from meshserve.control._validation import (
 )
 
 __all__ = [
+    "AZURE_BLOB_HOST_SUFFIX",
     "BUILT_IN_SERVER_TYPES",
     "DEPLOYMENT_MODE_ANNOTATION",
     "FRAMEWORKS",
@@ -87,18 +97,24 @@ __all__ = [
     "Secret",
     "ServingRuntime",
     "ServingRuntimeSpec",
+    "StorageLocation",
     "SupportedModelFormat",
     "WarningKind",
+    "check_no_credentials",
     "go_json",
+    "is_storage_uri",
     "load_documents",
+    "looks_like_uri",
     "model_names",
     "model_target",
     "model_type_label",
     "parse_resource",
+    "parse_storage_uri",
+    "redact_uri",
+    "redact_uris",
     "registry_scope",
     "select_runtime",
     "spec_hash",
-    "split_storage_uri",
     "validate_inference_service",
     "validate_predictor",
     "validate_resource",

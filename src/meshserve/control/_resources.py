@@ -20,10 +20,11 @@ import datetime
 import enum
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,8 +34,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
-from meshserve.errors import InvalidResourceError
+from meshserve.control._uri import check_no_credentials
+from meshserve.errors import InvalidRequestError, InvalidResourceError
 
 __all__ = [
     "DEPLOYMENT_MODE_ANNOTATION",
@@ -409,6 +412,21 @@ class ClusterServingRuntime(_Resource):
 # --- Predictor (v1alpha1) -----------------------------------------------------
 
 
+def _no_credentials(text: str) -> str:
+    # Checked when the document is parsed, so a URI with a credential in it
+    # is refused before it is stored (and shown to every reader).
+    try:
+        check_no_credentials(text)
+    except InvalidRequestError as exc:
+        raise PydanticCustomError("credential_in_uri", exc.message) from None
+    return text
+
+
+_Location = Annotated[str, AfterValidator(_no_credentials)]
+"""A model location (``storageUri``, a path, a storage parameter): a URI in
+it may carry no credential."""
+
+
 class ModelFormat(_Schema):
     """A model format name and optional version (Predictor ``modelType``,
     InferenceService ``modelFormat``)."""
@@ -433,9 +451,9 @@ class S3Storage(_Schema):
 class PredictorStorage(_Schema):
     """Where a Predictor's model lives."""
 
-    path: str | None = None
+    path: _Location | None = None
     schema_path: str | None = None
-    parameters: dict[str, str] | None = None
+    parameters: dict[str, _Location] | None = None
     key: str | None = None
     s3: S3Storage | None = None
     # Never supported by ModelMesh Serving; kept so validation can say so.
@@ -448,7 +466,7 @@ class PredictorSpec(_Schema):
     ignored = frozenset({"gpu", "serviceAccountName"})
 
     model_type: ModelFormat | None = None
-    path: str = ""
+    path: _Location = ""
     schema_path: str | None = None
     storage: PredictorStorage | None = None
     runtime: RuntimeRef | None = None
@@ -486,9 +504,9 @@ _INLINE_CONTAINER_FIELDS = Container.ignored | {
 class ModelStorageSpec(_Schema):
     """The InferenceService ``storage`` block."""
 
-    path: str | None = None
+    path: _Location | None = None
     schema_path: str | None = None
-    parameters: dict[str, str] | None = None
+    parameters: dict[str, _Location] | None = None
     key: str | None = None
 
 
@@ -497,7 +515,7 @@ class FrameworkSpec(_Schema):
 
     ignored = frozenset({"runtimeVersion"}) | _INLINE_CONTAINER_FIELDS
 
-    storage_uri: str | None = None
+    storage_uri: _Location | None = None
     storage: ModelStorageSpec | None = None
     runtime_version: str | None = None
     protocol_version: str | None = None

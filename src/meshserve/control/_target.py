@@ -22,8 +22,11 @@ from meshserve.control._resources import (
     Predictor,
     PredictorSpec,
 )
-from meshserve.control._uri import split_storage_uri
-from meshserve.control._validation import validate_inference_service, validate_predictor
+from meshserve.control._validation import (
+    storage_uri_location,
+    validate_inference_service,
+    validate_predictor,
+)
 
 __all__ = ["FormatRef", "ModelTarget", "model_target"]
 
@@ -118,7 +121,8 @@ def _isvc_target(isvc: InferenceService) -> ModelTarget:
     storage = block.storage
     uri_params: dict[str, str] = {}
     if block.storage_uri is not None:
-        path, uri_params = split_storage_uri(block.storage_uri, field=f"{prefix}.storageUri")
+        location = storage_uri_location(block.storage_uri, field=f"{prefix}.storageUri")
+        path, uri_params = location.path, location.params
     else:
         assert storage is not None and storage.path is not None  # validated
         path = storage.path

@@ -25,14 +25,15 @@ from meshserve.control._resources import (
     Resource,
     ServingRuntime,
 )
-from meshserve.control._uri import split_storage_uri
-from meshserve.errors import ForeignResourceError, InvalidResourceError
+from meshserve.control._uri import StorageLocation, parse_storage_uri
+from meshserve.errors import ForeignResourceError, InvalidRequestError, InvalidResourceError
 
 __all__ = [
     "BUILT_IN_SERVER_TYPES",
     "RESERVED_CONTAINER_NAMES",
     "RESERVED_PORTS",
     "RESERVED_PORT_RANGE",
+    "storage_uri_location",
     "validate_inference_service",
     "validate_predictor",
     "validate_resource",
@@ -296,4 +297,13 @@ def _check_storage(block: FrameworkSpec, *, prefix: str) -> None:
             "storage.key and storage.path",
             field=f"{prefix}.storageUri",
         )
-    split_storage_uri(block.storage_uri, field=f"{prefix}.storageUri")
+    storage_uri_location(block.storage_uri, field=f"{prefix}.storageUri")
+
+
+def storage_uri_location(uri: str, *, field: str) -> StorageLocation:
+    """``uri`` parsed as :func:`parse_storage_uri` does; its refusal as an
+    InvalidResourceError at ``field``."""
+    try:
+        return parse_storage_uri(uri)
+    except InvalidRequestError as exc:
+        raise InvalidResourceError(exc.message, field=field) from None

@@ -38,6 +38,7 @@ from meshserve.control import (
     model_names,
     model_target,
     parse_resource,
+    redact_uris,
     select_runtime,
     validate_serving_runtime,
 )
@@ -364,7 +365,7 @@ def _failed(reason: FailureReason, message: str, generation: int) -> dict[str, A
         "transitionStatus": "InvalidSpec"
         if reason is FailureReason.INVALID_PREDICTOR_SPEC
         else "BlockedByFailedLoad",
-        "lastFailureInfo": {"reason": str(reason), "message": message},
+        "lastFailureInfo": {"reason": str(reason), "message": redact_uris(message)},
         "totalCopies": 0,
         "failedCopies": 0,
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from meshserve.control import FailureReason, ModelNames
+from meshserve.control import FailureReason, ModelNames, redact_uris
 from meshserve.mesh import Instance, ModelState, ModelStatus, VModelState
 
 __all__ = ["resource_status"]
@@ -58,7 +58,7 @@ def resource_status(
         status["lastFailureInfo"] = {
             "location": copy.location if copy is not None else "",
             "reason": str(FailureReason.MODEL_LOAD_FAILED),
-            "message": "; ".join(failing.errors),
+            "message": redact_uris("; ".join(failing.errors)),
             "modelId": failed_model,
             "time": _time(copy.time_ms) if copy is not None else "",
         }

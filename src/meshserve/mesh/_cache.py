@@ -17,6 +17,7 @@ from typing import Protocol
 
 from meshserve import _tasks
 from meshserve._clock import Clock
+from meshserve.control import redact_uris
 from meshserve.errors import (
     LoadTimeoutError,
     MeshServeError,
@@ -31,7 +32,7 @@ from meshserve.mesh._status import ModelState
 from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
 from meshserve.settings import CacheSettings
-from meshserve.storage import PulledModel, PullProgress
+from meshserve.storage import PulledModel, PullProgress, check_location
 
 __all__ = ["ArtifactPuller", "LoadFailure", "ModelCache", "ModelStats"]
 
@@ -60,6 +61,11 @@ class ModelStats:
 
 class ArtifactPuller(Protocol):
     """Fetches a model's artifact to local disk (``meshserve.storage.Puller``)."""
+
+    def check_location(self, *, model_id: str, model_path: str, model_key: str) -> None:
+        """InvalidRequestError for a location no pull would take (a
+        credential in it, a local path outside the allowed roots)."""
+        ...
 
     async def pull(self, *, model_id: str, model_path: str, model_key: str) -> PulledModel: ...
 
@@ -299,6 +305,17 @@ class ModelCache:
             with contextlib.suppress(UnavailableError):
                 await self._make_room(model_id, 0, older_than_ms=self.now_ms() + 1, keep=model_id)
 
+    def check_location(self, *, model_id: str, model_path: str, model_key: str) -> None:
+        """Refuse (InvalidRequestError) a registration's location: a
+        credential in its path or key, or (with a puller) a local path
+        outside the allowed roots."""
+        if self._puller is None:
+            check_location(model_path=model_path, model_key=model_key)
+        else:
+            self._puller.check_location(
+                model_id=model_id, model_path=model_path, model_key=model_key
+            )
+
     async def _pull(self, spec: ModelSpec) -> ModelSpec:
         """The spec with its artifact on local disk (pulled from storage if
         its path or key names a store)."""
@@ -335,7 +352,7 @@ class ModelCache:
                 log.warning("could not remove the pulled files of %s: %s", model_id, exc)
 
     def _record_failure(self, model_id: str, error: MeshServeError) -> None:
-        log.warning("load of %s failed: %s", model_id, error)
+        log.warning("load of %s failed: %s", model_id, redact_uris(str(error)))
         self._failures[model_id] = LoadFailure(error=error, time_s=self._clock.time())
         self._metrics.load_failed()
         self._changed(model_id, ModelState.LOADING_FAILED)

@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 
 from meshserve import __version__, _tasks
 from meshserve._clock import Clock, SystemClock
+from meshserve.control import redact_uri, redact_uris
 from meshserve.errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -276,7 +277,8 @@ class Instance:
             failure = self.cache.failure(model_id)
             if failure is None:
                 return None
-            error, error_type = str(failure.error), type(failure.error).__name__
+            # Published to every instance and shown in statuses.
+            error, error_type = redact_uris(str(failure.error)), type(failure.error).__name__
             time_ms = int(failure.time_s * 1000)
         elif copy_state is CopyState.LOADED:
             entry = self.cache.lru.get(model_id)
@@ -735,13 +737,19 @@ class Instance:
             raise InvalidRequestError(
                 f"model {quote_client_value(model_id)}: modelInfo.type must not be empty"
             )
+        try:
+            self.cache.check_location(model_id=model_id, model_path=path, model_key=key)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(
+                f"model {quote_client_value(model_id)}: {exc.message}"
+            ) from None
         existing = self._registry.model(model_id)
         if existing is not None:
             if not existing.same_model(type=type, path=path, key=key):
                 raise AlreadyExistsError(
                     f"model {quote_client_value(model_id)} is already registered with different "
                     "parameters "
-                    f"(type {existing.type!r}, path {existing.path!r})"
+                    f"(type {existing.type!r}, path {redact_uri(existing.path)!r})"
                 )
         else:
             self.quotas.check_registration(model_id)
@@ -761,7 +769,7 @@ class Instance:
                 return await self.register_model(
                     model_id, type=type, path=path, key=key, load_now=load_now, sync=sync
                 )
-            log.info("registered model %s (%s, %s)", model_id, type, path)
+            log.info("registered model %s (%s, %s)", model_id, type, redact_uri(path))
         if load_now:
             await self.load_now(model_id, sync=sync)
         return self.model_status(model_id)

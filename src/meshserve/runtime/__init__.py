@@ -21,7 +21,7 @@ from meshserve.runtime._mlserver_adapter import (
     MLServerAdapterConfig,
     mlserver_address,
 )
-from meshserve.runtime._process import HostState, ProcessRuntime
+from meshserve.runtime._process import HostState, ProcessRuntime, runtime_user
 from meshserve.runtime._records import (
     LoadResult,
     ModelKey,
@@ -54,6 +54,7 @@ __all__ = [
     "SupervisedCommand",
     "mlserver_address",
     "resolve_model_type",
+    "runtime_user",
     "supported_model_types",
     "with_parent",
 ]

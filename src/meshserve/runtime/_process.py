@@ -76,7 +76,7 @@ def settings_env(settings: RuntimeSettings) -> dict[str, str]:
     return env
 
 
-def _child_user(settings: RuntimeSettings) -> tuple[int, int] | None:
+def runtime_user(settings: RuntimeSettings) -> tuple[int, int] | None:
     """(uid, gid) the child must become, or None to keep ours (not root, or
     the drop is switched off)."""
     if os.geteuid() != 0 or not settings.run_as_user:
@@ -133,7 +133,7 @@ class ProcessRuntime(Runtime):
         os.chmod(self._dir, 0o700)
         self.state = HostState.STARTING
         try:
-            self._user = _child_user(self._settings)
+            self._user = runtime_user(self._settings)
             if self._user is not None:
                 # The child creates its sockets here after becoming the user;
                 # root (us) still reaches them.

@@ -36,6 +36,7 @@ from meshserve.runtime import (
     InProcessRuntime,
     ProcessRuntime,
     Runtime,
+    runtime_user,
     supported_model_types,
 )
 from meshserve.security import (
@@ -50,6 +51,7 @@ from meshserve.security import (
 )
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._budget import DecodeBudget
+from meshserve.server._data_dir import prepare_data_dir
 from meshserve.server._grpc_guard import RequestDecodingInterceptor
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._internal_port import (
@@ -68,7 +70,7 @@ from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._ports import address, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings, TlsSettings
-from meshserve.storage import Puller, PullProgress
+from meshserve.storage import LocalRoots, Puller, PullProgress
 from meshserve.store import EtcdSettings, PrefixedStore, SqliteStore, Store
 
 __all__ = [
@@ -303,7 +305,7 @@ async def serve_instance(
 
     With ``pools``, this instance's controller (when elected) also sizes
     the runtime pools they run."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     instance_id = settings.mesh.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     holder: dict[str, Instance] = {}
     # Unseals the storage-config Secrets pulls read, and seals those applied
@@ -396,6 +398,9 @@ async def serve_instance(
                 data_dir=settings.data_dir,
                 secrets=SealedSecrets(ResourceStore(store), sealing_key=sealing_key),
                 progress=on_pull_progress,
+                local_roots=LocalRoots.from_settings(
+                    settings.storage, auth_enabled=settings.auth.enabled
+                ),
             ) as puller,
             _make_runtime(settings, on_restart) as runtime,
             Instance.open(

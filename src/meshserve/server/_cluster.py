@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from meshserve.runtime import runtime_user
 from meshserve.server._children import InstanceChild
+from meshserve.server._data_dir import prepare_data_dir
 from meshserve.server._local_etcd import local_etcd
 from meshserve.server._ports import address, free_port, write_endpoints_file
 from meshserve.settings import Settings
@@ -86,7 +88,7 @@ async def run_cluster(
     on_ready: Callable[[ClusterEndpoints], None] | None = None,
 ) -> None:
     """Run ``instances`` instance processes until ``stop`` is set."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     host = settings.server.host
     grpc = settings.server.grpc_port or free_port(host)
     rest = settings.server.rest_port or free_port(host)

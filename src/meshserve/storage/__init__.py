@@ -17,6 +17,8 @@ name the storage key and path and never a credential.
 from meshserve.storage._cache import ArtifactCache, CachedArtifact
 from meshserve.storage._config import ResolvedStorage, StorageConfig
 from meshserve.storage._factory import SourceFactory, open_source
+from meshserve.storage._local_roots import LocalRoots
+from meshserve.storage._location import check_location
 from meshserve.storage._model_key import ModelKeyInfo, build_model_key
 from meshserve.storage._providers import (
     AzureConfig,
@@ -48,6 +50,7 @@ __all__ = [
     "GcsConfig",
     "HttpConfig",
     "Listing",
+    "LocalRoots",
     "ModelKeyInfo",
     "ProgressCallback",
     "ProviderConfig",
@@ -68,6 +71,7 @@ __all__ = [
     "StorageType",
     "TransientStorageError",
     "build_model_key",
+    "check_location",
     "is_storage_uri",
     "open_source",
     "parse_storage_uri",

@@ -8,6 +8,7 @@ import urllib.parse
 
 import httpx
 
+from meshserve import control
 from meshserve.errors import (
     ArtifactNotFoundError,
     StorageAccessDeniedError,
@@ -41,7 +42,9 @@ class HttpSource:
             raise StorageConfigError("'url' carries credentials; use 'headers' instead")
         self._url = url
         # Shown and stored without the query, which may hold a token.
-        self._location = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        self._location = control.redact_uri(
+            urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
+        )
         self._identity = f"http|{url}"
         self._name = posixpath.basename(urllib.parse.unquote(parts.path.rstrip("/"))) or "model"
         context: ssl.SSLContext = ssl_context(

@@ -17,7 +17,7 @@ from typing import Any
 from meshserve.errors import StorageConfigError
 from meshserve.storage._providers import CREDENTIAL_FIELDS
 
-__all__ = ["ModelKeyInfo", "build_model_key"]
+__all__ = ["ModelKeyInfo", "build_model_key", "refuse_credential_params"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,10 @@ class ModelKeyInfo:
         storage_key = raw.pop("storage_key", None)
         schema_path = raw.pop("schema_path", None)
         disk = raw.pop("disk_size_bytes", None)
+        try:
+            disk_size = int(disk) if disk is not None else None
+        except (TypeError, ValueError):
+            raise StorageConfigError("model key's disk_size_bytes must be an integer") from None
         # ModelMesh's deprecated top-level bucket.
         bucket = raw.pop("bucket", None)
         if bucket and "bucket" not in params:
@@ -71,7 +75,7 @@ class ModelKeyInfo:
             model_type=str(model_type.get("name") or ""),
             model_type_version=str(model_type.get("version") or ""),
             schema_path=str(schema_path) if schema_path else None,
-            disk_size_bytes=int(disk) if disk is not None else None,
+            disk_size_bytes=disk_size,
             extra=raw,
         )
 
@@ -105,12 +109,7 @@ def build_model_key(
     """A model key JSON for a registration (``models register``, the
     controller). Refuses credential fields in ``storage_params``."""
     params = {str(k): str(v) for k, v in (storage_params or {}).items()}
-    for name in params:
-        if name in CREDENTIAL_FIELDS:
-            raise StorageConfigError(
-                f"storage parameter '{name}' is a credential: put it in the storage "
-                "config and name its key, so it never travels in the model key"
-            )
+    refuse_credential_params(params)
     return ModelKeyInfo(
         storage_key=storage_key or None,
         storage_params=params,
@@ -118,3 +117,14 @@ def build_model_key(
         model_type_version=model_type_version,
         schema_path=schema_path or None,
     ).to_json()
+
+
+def refuse_credential_params(params: Mapping[str, str]) -> None:
+    """StorageConfigError if ``params`` (``storage_params``) has a field that
+    holds a credential: those come from the storage config only."""
+    for name in params:
+        if name in CREDENTIAL_FIELDS:
+            raise StorageConfigError(
+                f"storage parameter '{name}' is a credential: put it in the storage "
+                "config and name its key, so it never travels in the model key"
+            )

@@ -35,9 +35,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from meshserve import control
 from meshserve.errors import (
     ArtifactNotFoundError,
     ArtifactRejectedError,
+    InvalidRequestError,
     StorageConfigError,
     StorageError,
     StorageUnavailableError,
@@ -46,6 +48,8 @@ from meshserve.security import namespace_of
 from meshserve.storage._cache import ArtifactCache, cache_key, link_tree, remove_tree
 from meshserve.storage._config import ResolvedStorage, StorageConfig
 from meshserve.storage._factory import SourceFactory, open_source
+from meshserve.storage._local_roots import LocalRoots
+from meshserve.storage._location import check_location
 from meshserve.storage._model_key import ModelKeyInfo
 from meshserve.storage._paths import (
     check_no_escaping_symlinks,
@@ -135,12 +139,16 @@ class Puller:
         secrets: SecretReader | None = None,
         progress: ProgressCallback | None = None,
         source_factory: SourceFactory = open_source,
+        local_roots: LocalRoots | None = None,
     ) -> None:
         """``config`` defaults to ``settings.config_path`` (read on entering);
         ``secrets`` reads each namespace's ``settings.secret_name`` Secret,
         whose keys win over the config's; ``progress`` receives events of
-        pulls larger than ``settings.progress_bytes``, on the event loop."""
+        pulls larger than ``settings.progress_bytes``, on the event loop;
+        ``local_roots`` bounds plain local paths (default: the settings'
+        roots as if auth were off)."""
         self._settings = settings
+        self._local_roots = local_roots or LocalRoots.from_settings(settings, auth_enabled=False)
         self._models_dir = (settings.models_dir or data_dir / "models").absolute()
         self._cache = ArtifactCache(
             (settings.cache_dir or data_dir / "artifact-cache").absolute(),
@@ -191,6 +199,18 @@ class Puller:
                 remove_tree(child)
         self._cache.open()
 
+    def check_location(self, *, model_id: str, model_path: str, model_key: str) -> None:
+        """Refuse, as InvalidRequestError, a location no pull would take: a
+        credential in the path or key, an unusable storage URI, or a local
+        path outside the roots allowed for the model's namespace. Reads
+        nothing at the path beyond resolving it."""
+        check_location(model_path=model_path, model_key=model_key)
+        if is_storage_uri(model_path) or ModelKeyInfo.parse(model_key).uses_storage:
+            return
+        refusal = self._local_roots.refusal(model_path, namespace=namespace_of(model_id))
+        if refusal is not None:
+            raise InvalidRequestError(refusal)
+
     async def pull(self, *, model_id: str, model_path: str, model_key: str) -> PulledModel:
         """Pull the model at ``model_path`` as its key (ModelMesh's JSON)
         describes. Raises ``StorageError`` subclasses naming the storage key
@@ -201,6 +221,11 @@ class Puller:
         config = await self._config_for(model_id, model_path=model_path, model_key=model_key)
         plan = await asyncio.to_thread(self._plan, model_path, model_key, config)
         if plan is None:
+            # Also at load: a record may predate the roots (or come from a
+            # resource, which registerModel never saw).
+            refusal = self._local_roots.refusal(model_path, namespace=namespace_of(model_id))
+            if refusal is not None:
+                raise ArtifactRejectedError(refusal)
             size = await asyncio.to_thread(_size_if_exists, pathlib.Path(model_path))
             return PulledModel(local_path=model_path, bytes=size, seconds=0.0, from_cache=False)
         async with self._model_lock(model_id):
@@ -265,7 +290,10 @@ class Puller:
         if is_storage_uri(model_path):
             # A URI in the path: its parameters win, as ModelMesh Serving's
             # controller lets storageUri win over storage.parameters.
-            ref = parse_storage_uri(model_path)
+            try:
+                ref = parse_storage_uri(model_path)
+            except InvalidRequestError as exc:
+                raise StorageConfigError(exc.message) from None
             params.update(ref.params)
             path = ref.path
         elif not key.uses_storage:
@@ -497,6 +525,12 @@ class Puller:
             raise ArtifactNotFoundError(
                 f"{plan.where}: no claim '{config.name}' under the pvc root"
             )
+        if not within(claim_root, pvc_root):
+            # A claim that is itself a symlink out of the root: the checks
+            # below resolve the path and the claim alike, so they would pass.
+            raise ArtifactRejectedError(
+                f"{plan.where}: claim '{config.name}' resolves outside the pvc root; refused"
+            )
         target = claim_root / plan.path if plan.path else claim_root
         if not target.exists() and not target.is_symlink():
             raise ArtifactNotFoundError(f"{plan.where}: not found")
@@ -553,8 +587,7 @@ def _where(resolved: ResolvedStorage, path: str) -> str:
     elif isinstance(config, PvcConfig) and config.name:
         detail = f", claim '{config.name}'"
     elif isinstance(config, HttpConfig) and config.url:
-        # Without the query, which may hold a token.
-        detail = f", url '{config.url.split('?', 1)[0]}'"
+        detail = f", url '{control.redact_uri(config.url)}'"
     return f"{key} ({config.type}{detail}), path '{path}'"
 
 

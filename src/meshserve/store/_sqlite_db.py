@@ -19,7 +19,10 @@ Tables:
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +42,8 @@ from meshserve.store._types import (
 )
 
 __all__ = ["EventPage", "SqliteDb", "TxnOutcome"]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -123,6 +128,7 @@ class SqliteDb:
 
     @classmethod
     def connect(cls, path: str, *, busy_timeout: float) -> SqliteDb:
+        _make_private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -482,3 +488,29 @@ def _translate_errors() -> Iterator[None]:
         if "locked" in message or "busy" in message:
             raise _errors.StoreUnavailableError(f"store database busy: {message}") from exc
         raise
+
+
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+"""The database file and the files SQLite keeps beside it."""
+
+
+def _make_private(path: str) -> None:
+    """Create the database file 0600 if it is new, and take group and other
+    access off it and its companions if it is not. SQLite creates the WAL
+    and shared-memory files with the database file's mode, so a private
+    database keeps them private: the store holds every resource and sealed
+    Secret, and a runtime running as another user must not read it."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    # (No directory: sqlite3.connect says so, as it always did.)
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in _COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.stat(path + suffix).st_mode)
+            if mode & 0o077:
+                try:
+                    os.chmod(path + suffix, mode & 0o700)
+                except PermissionError:
+                    # Another user's store (a break-glass --store): theirs to fix.
+                    log.warning("cannot make %s private (mode %o)", path + suffix, mode)

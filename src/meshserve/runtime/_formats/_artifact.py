@@ -109,16 +109,16 @@ def _pick_in_directory(
         looks_right = [p for p in candidates if _looks_like(p, extensions[p.suffix.lower()])]
         if len(looks_right) == 1:
             return looks_right[0]
-        names = ", ".join(p.name for p in (looks_right or candidates))
+        # Counted, never named: the path may be any directory a caller
+        # points at, and an error must not list what is in it.
+        count = len(looks_right or candidates)
         raise UnsupportedModelError(
-            f"{model_type} model directory {directory} holds more than one candidate model "
-            f"file ({names}); leave one, or point the model path at the file"
+            f"{model_type} model directory {directory} holds {count} candidate model "
+            "files; leave one, or point the model path at the file"
         )
     if not candidates:
-        found = ", ".join(p.name for p in files) or "nothing"
         raise UnsupportedModelError(
-            f"{model_type} model directory {directory} has no file ending in "
-            f"{_listing(extensions)} (found: {found})"
+            f"{model_type} model directory {directory} has no file ending in {_listing(extensions)}"
         )
     return candidates[0]
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from meshserve.errors import CorruptModelError
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import TensorMetadata
 from meshserve.runtime._formats import _sizing
 from meshserve.runtime._formats._artifact import Artifact
 from meshserve.runtime._formats._imports import require
+from meshserve.runtime._formats._library_errors import load_failed
 from meshserve.runtime._formats._tabular import PREDICT, PREDICT_PROBA, TabularModel
 
 __all__ = ["load"]
@@ -48,9 +48,7 @@ def load(artifact: Artifact) -> TabularModel:
         n_classes = int(booster.num_model_per_iteration())
         n_features = int(booster.num_feature())
     except Exception as exc:
-        raise CorruptModelError(
-            f"lightgbm model {artifact.path} could not be loaded: {exc}"
-        ) from exc
+        raise load_failed("lightgbm", artifact.path, exc) from exc
     # The model file is LightGBM's own serialization of what it holds.
     size = _sizing.apply(_sizing.LIGHTGBM_RULE, artifact.disk_size)
     return TabularModel(

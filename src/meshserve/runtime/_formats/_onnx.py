@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from meshserve.errors import (
-    CorruptModelError,
     TensorError,
     UnsupportedModelError,
 )
@@ -35,8 +34,8 @@ from meshserve.protocol.datatypes import Datatype, numpy_dtype
 from meshserve.protocol.inference import Tensor, TensorMetadata
 from meshserve.runtime._formats import _sizing
 from meshserve.runtime._formats._artifact import Artifact
-from meshserve.runtime._formats._failure import predict_failure
 from meshserve.runtime._formats._imports import require
+from meshserve.runtime._formats._library_errors import load_failed, predict_failure
 from meshserve.runtime._formats._tabular import select_outputs
 from meshserve.runtime._formats._text import bytes_array, quoted
 
@@ -81,7 +80,7 @@ def load(artifact: Artifact) -> OnnxModel:
             str(artifact.path), sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
-        raise CorruptModelError(f"onnx model {artifact.path} could not be loaded: {exc}") from exc
+        raise load_failed("onnx", artifact.path, exc) from exc
     inputs = []
     for node in session.get_inputs():
         datatype = _TENSOR_TYPES.get(node.type)

@@ -21,6 +21,7 @@ from meshserve.protocol.inference import TensorMetadata
 from meshserve.runtime._formats import _sizing
 from meshserve.runtime._formats._artifact import Artifact, ModelFormat
 from meshserve.runtime._formats._imports import require
+from meshserve.runtime._formats._library_errors import load_failed
 from meshserve.runtime._formats._tabular import (
     PREDICT,
     PREDICT_PROBA,
@@ -60,7 +61,7 @@ def _load_skops(path: pathlib.Path, *, trusted_types: Sequence[str]) -> Any:
     try:
         untrusted: list[str] = sio.get_untrusted_types(file=path)
     except Exception as exc:
-        raise CorruptModelError(f"sklearn model {path} could not be loaded: {exc}") from exc
+        raise load_failed("sklearn", path, exc) from exc
     trusted = set(trusted_types)
     refused = [
         name
@@ -76,7 +77,7 @@ def _load_skops(path: pathlib.Path, *, trusted_types: Sequence[str]) -> Any:
     try:
         return sio.load(path, trusted=untrusted)
     except Exception as exc:
-        raise CorruptModelError(f"sklearn model {path} could not be loaded: {exc}") from exc
+        raise load_failed("sklearn", path, exc) from exc
 
 
 def _load_pickle(path: pathlib.Path, *, allow_pickle: bool) -> Any:
@@ -91,7 +92,7 @@ def _load_pickle(path: pathlib.Path, *, allow_pickle: bool) -> Any:
     try:
         return joblib.load(path)
     except Exception as exc:
-        raise CorruptModelError(f"sklearn model {path} could not be loaded: {exc}") from exc
+        raise load_failed("sklearn", path, exc) from exc
 
 
 def _outputs(model: Any) -> tuple[TensorMetadata, ...]:

@@ -16,7 +16,7 @@ import numpy as np
 from meshserve.errors import InvalidRequestError, TensorError
 from meshserve.protocol.datatypes import Datatype, numpy_dtype
 from meshserve.protocol.inference import Tensor, TensorMetadata
-from meshserve.runtime._formats._failure import predict_failure
+from meshserve.runtime._formats._library_errors import predict_failure
 from meshserve.runtime._formats._text import bytes_array, quoted
 
 __all__ = [

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from meshserve.errors import CorruptModelError
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import TensorMetadata
 from meshserve.runtime._formats import _sizing, _ubjson
 from meshserve.runtime._formats._artifact import Artifact, ModelFormat
 from meshserve.runtime._formats._imports import require
+from meshserve.runtime._formats._library_errors import load_failed
 from meshserve.runtime._formats._tabular import PREDICT, PREDICT_PROBA, TabularModel
 
 __all__ = ["load"]
@@ -51,9 +51,7 @@ def load(artifact: Artifact) -> TabularModel:
         n_features = int(booster.num_features())
         serialized = len(booster.save_raw(raw_format="ubj"))
     except Exception as exc:
-        raise CorruptModelError(
-            f"xgboost model {artifact.path} could not be loaded: {exc}"
-        ) from exc
+        raise load_failed("xgboost", artifact.path, exc) from exc
     return TabularModel(
         platform="xgboost",
         library="xgboost",
