@@ -39,11 +39,13 @@ from meshserve.security._auth import (
     token_sha256,
 )
 from meshserve.security._privileges import (
+    RUN_AS_USER_ADVICE,
     PrivilegeDropError,
     capabilities,
     drop_privileges,
     resolve_user,
     root_warning,
+    unreadable_after_drop,
 )
 from meshserve.security._ratelimit import RateLimiter, TokenBucket, rate_limiter
 from meshserve.security._sealing import (
@@ -73,6 +75,7 @@ from meshserve.security._tokens import (
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "RUN_AS_USER_ADVICE",
     "SEALING_KEY_FILE",
     "Action",
     "AuthSettings",
@@ -116,4 +119,5 @@ __all__ = [
     "root_warning",
     "sealed_size",
     "token_sha256",
+    "unreadable_after_drop",
 ]
