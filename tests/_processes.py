@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from typing import IO
 
 GRACE_S = 5.0
 
@@ -84,14 +85,22 @@ def wait_for_line(
 
 @contextlib.contextmanager
 def meshserve(
-    args: Sequence[str], *, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    stderr: IO[bytes] | None = None,
+    new_session: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``python -m meshserve ARGS``; stderr passes through, stdout is piped."""
+    """Run ``python -m meshserve ARGS``; stdout is piped, stderr passes
+    through (or goes to ``stderr``). ``new_session``: in a process group of
+    its own, so that a test can press Ctrl-C on it (``os.killpg``) alone."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshserve", *args],
         stdout=subprocess.PIPE,
+        stderr=stderr,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
+        start_new_session=new_session,
     )
     try:
         yield proc

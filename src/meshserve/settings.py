@@ -540,6 +540,12 @@ class MeshSettings(_Group):
     janitor_interval_s: float = Field(default=360.0, gt=0)
     """Every instance reconciles its cache with the registry this often."""
 
+    last_use_publish_interval_s: float = Field(default=10.0, gt=0)
+    """How often an instance writes the last use of its models into their
+    records, where a minute or more newer (the reaper reloads lost models
+    most recently used first, and ``models list`` shows the mesh's last use
+    from them). One write per used model per minute at most, so short."""
+
     reaper_interval_s: float = Field(default=420.0, gt=0)
     """The leader reloads models that lost their last copy this often."""
 

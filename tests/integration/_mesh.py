@@ -37,6 +37,7 @@ SETTINGS = {
         "publishIntervalS": 0.2,
         "rateCheckIntervalS": 0.5,
         "janitorIntervalS": 1,
+        "lastUsePublishIntervalS": 1,
         "reaperIntervalS": 1,
         "peerRetryS": 2,
         "drainDeadlineS": 15,

@@ -5,7 +5,8 @@ interpreter, its standard library and the installed packages to be readable
 by ``nobody``. On machines where the venv's Python lives under a private home
 (here: pyenv in /root, mode 0700), this builds a stand-in: the system Python
 of the same minor version, with a ``sitecustomize`` that adds the venv's
-site-packages (ABI-compatible: same major.minor).
+site-packages (ABI-compatible: same major.minor) and a readable copy of
+meshserve's source (the checkout may be private too).
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def readable_tree(path: pathlib.Path) -> None:
         del dirs  # walked by os.walk itself
 
 
+class NoInterpreterError(RuntimeError):
+    """No interpreter ``user`` can import meshserve with can be arranged here
+    (the installed packages themselves are out of its reach)."""
+
+
 def interpreter_for(user: str, scratch: pathlib.Path) -> Interpreter:
     """An interpreter ``user`` can import meshserve with; ``scratch`` must be
-    a directory the caller removes afterwards."""
+    a directory the caller removes afterwards. Raises NoInterpreterError
+    (saying why) when none can be arranged."""
     uid, gid = resolve_user(user)
     own = Interpreter(python=sys.executable)
     if _works_as(own, uid, gid):
@@ -66,15 +73,31 @@ def interpreter_for(user: str, scratch: pathlib.Path) -> Interpreter:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     system = shutil.which(version, path="/usr/bin:/usr/local/bin:/bin")
     if system is None:
-        raise RuntimeError(f"{user} cannot run {sys.executable} and there is no system {version}")
+        raise NoInterpreterError(
+            f"{user} cannot run {sys.executable} and there is no system {version}"
+        )
     shim = scratch / "shim"
     shim.mkdir()
-    site_dirs = [*site.getsitepackages(), os.path.dirname(os.path.dirname(meshserve.__file__))]
+    # meshserve's own source may sit in a private checkout (a clone in a 0700
+    # temporary directory): the stand-in imports a readable copy, first.
+    source = scratch / "src"
+    shutil.copytree(
+        pathlib.Path(meshserve.__file__).parent,
+        source / "meshserve",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    # Resolved: the venv may be a link from the private checkout to elsewhere.
+    site_dirs = [os.path.realpath(d) for d in site.getsitepackages()]
     (shim / "sitecustomize.py").write_text(
-        "import site\n" + "".join(f"site.addsitedir({d!r})\n" for d in site_dirs)
+        "import site, sys\n"
+        + "".join(f"site.addsitedir({d!r})\n" for d in site_dirs)
+        + f"sys.path.insert(0, {str(source)!r})\n"
     )
     readable_tree(scratch)
     stand_in = Interpreter(python=system, env={"PYTHONPATH": str(shim)})
     if not _works_as(stand_in, uid, gid):
-        raise RuntimeError(f"{user} can run neither {sys.executable} nor {system} with meshserve")
+        raise NoInterpreterError(
+            f"{user} can run neither {sys.executable} nor {system} with meshserve "
+            f"(are the installed packages at {', '.join(site_dirs)} out of its reach?)"
+        )
     return stand_in

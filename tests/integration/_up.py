@@ -211,7 +211,7 @@ def run_up(
     Its log (stderr) goes to ``data_dir/up-<n>.log``; a restart on the same
     data dir gets a new log file.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     command = [
         sys.executable,
         "-m",

@@ -183,7 +183,7 @@ def test_list_as_table_and_json(instance: Instance) -> None:
     )
     rows = table(ok(as_table))
     assert list(rows[0]) == [
-        "MODEL", "TYPE", "STATUS", "SIZE", "LOADS", "EVICTIONS", "LAST-USED", "PULL", "VMODELS"
+        "MODEL", "TYPE", "STATUS", "COPIES", "SIZE", "LAST-USED", "PULL", "VMODELS"
     ]  # fmt: skip
     by_name = {row["MODEL"]: row for row in rows}
     assert set(SERVED) <= set(by_name)
@@ -191,7 +191,7 @@ def test_list_as_table_and_json(instance: Instance) -> None:
     summaries = {m["modelId"]: m for m in json.loads(ok(as_json))["models"]}
     assert set(SERVED) <= set(summaries)
     assert set(summaries["lightgbm"]) == {
-        "modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime",
+        "modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime", "copies",
         "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds",
         "pullMillis", "pullBytes", "pullTotalBytes", "pulledFromCache",
     }  # fmt: skip

@@ -36,12 +36,13 @@ async def test_a_command_that_exits_fails_the_start_at_once(
         command=["/bin/false"],
         log_path=tmp_path / "runtime.log",
         address=f"unix:{socket}",
-        start_timeout_s=60,
+        start_timeout_s=3600,
     )
-    started = time.monotonic()
+    # At once, not after the whole start timeout: the deadline here is
+    # generous, and the start timeout far beyond it.
     with pytest.raises(errors.UnavailableError, match="exited with code 1 before it served"):
-        await runtime.start()
-    assert time.monotonic() - started < 10, "not the whole start timeout"
+        async with asyncio.timeout(60):
+            await runtime.start()
     assert runtime.pid is None
 
 

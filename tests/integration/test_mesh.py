@@ -220,7 +220,7 @@ def test_log_level_and_last_use_reach_every_instance(mesh: Mesh, etcd: EtcdServe
             now_ms - mesh.management(i).models()["alpha"].lastUsedTime < 60_000 for i in others
         )
 
-    # The holder's janitor writes the last use into the model record.
+    # The holder writes the last use into the model record.
     wait_until(recent_everywhere, 10, "last use published to the registry")
 
 

@@ -274,7 +274,6 @@ def test_a_killed_mlserver_is_restarted_and_models_load_again(setup: Setup, mode
     _register(setup.up, "before", model.path)
     (first,) = setup.adapter.mlserver_pids()
     os.kill(first, signal.SIGKILL)
-    started = time.monotonic()
     wait_until(
         lambda: (pids := setup.adapter.mlserver_pids()) and pids != [first],
         timeout=RESTART_TIMEOUT_S,
@@ -298,7 +297,6 @@ def test_a_killed_mlserver_is_restarted_and_models_load_again(setup: Setup, mode
     np.testing.assert_array_equal(
         _infer_grpc(setup.up.grpc, "after", rows), other.estimator.predict(rows)
     )
-    assert time.monotonic() - started < RESTART_TIMEOUT_S
 
 
 def test_a_non_loopback_mlserver_is_refused(tmp_path: pathlib.Path) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -21,13 +22,23 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+import meshserve
+from meshserve.errors import PreconditionFailedError
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import InferenceRequest, Tensor
 from meshserve.runtime import ModelSpec, ProcessRuntime
 from meshserve.security import capabilities
 from meshserve.settings import RuntimeSettings
 from tests._examples import assert_outputs_match, iris_rows, library_predictions
-from tests.integration._unprivileged import Interpreter, interpreter_for, readable_tree
+from tests.integration._mesh import make_model
+from tests.integration._resources import ISVC_ON_RUNTIME, apply, wait_status
+from tests.integration._unprivileged import (
+    Interpreter,
+    NoInterpreterError,
+    interpreter_for,
+    readable_tree,
+)
+from tests.integration._up import run_up
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +117,22 @@ def scratch() -> Iterator[pathlib.Path]:
 def interpreter(scratch: pathlib.Path) -> Interpreter:
     if not AS_ROOT:
         return Interpreter(python=sys.executable)
-    return interpreter_for("nobody", scratch)
+    try:
+        return interpreter_for("nobody", scratch)
+    except NoInterpreterError as exc:
+        # The environment itself is private (a venv in a 0700 directory):
+        # what the runtime then says is checked below, whatever the machine.
+        pytest.skip(f"no interpreter nobody can run here: {exc}")
+
+
+@pytest.fixture
+def private_meshserve(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A directory only root can enter, from which meshserve imports (as a
+    clone in a 0700 temporary directory would): for PYTHONPATH."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "meshserve").symlink_to(pathlib.Path(meshserve.__file__).parent)
+    return private
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +184,59 @@ async def test_the_runtime_child_runs_unprivileged_and_still_serves(
     )
     got = {tensor.name: np.asarray(tensor.data) for tensor in response.outputs}
     assert_outputs_match(got, library_predictions(MODEL, readable_model, rows))
+
+
+async def test_a_user_that_cannot_read_the_environment_is_named_with_what_to_do(
+    private_meshserve: pathlib.Path,
+) -> None:
+    host = ProcessRuntime(
+        settings=RuntimeSettings(preload_libraries=False),
+        extra_env={"PYTHONPATH": str(private_meshserve)},
+    )
+    if not AS_ROOT:  # nothing is dropped, so nothing goes out of reach
+        async with host:
+            assert host.pid is not None
+        return
+    with pytest.raises(PreconditionFailedError) as refused:
+        async with host:
+            pass
+    message = str(refused.value)
+    assert "runtime.runAsUser 'nobody'" in message, message
+    # What it cannot read (here the Python environment, or else meshserve).
+    assert re.search(r"cannot read (the Python standard library|the installed packages|"
+                     r"meshserve) at /", message), message  # fmt: skip
+    assert "set runtime.runAsUser to a user that can" in message, message
+    assert host.pid is None  # refused before any child ran
+
+
+@pytest.mark.timeout(240)
+def test_a_pool_whose_user_cannot_read_the_environment_reports_why(
+    private_meshserve: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    if not AS_ROOT:
+        pytest.skip("only root drops to runtime.runAsUser")
+    pvc = tmp_path / "pvc"
+    make_model(pvc / "claim" / "model.skops")
+    # `up` (root) imports meshserve from there; its pool instances' runtime
+    # children would become nobody, who cannot.
+    env = {
+        "PYTHONPATH": str(private_meshserve),
+        "MESHSERVE_CONTROL__PICKLE_NAMESPACES": '["default"]',
+        "MESHSERVE_CONTROL__RESTART_BACKOFF_INITIAL_S": "0.2",
+    }
+    with run_up(tmp_path / "data", args=["--pvc-root", str(pvc)], env=env) as up:
+        isvc = ISVC_ON_RUNTIME.format(
+            name="unreadable",
+            format="sklearn",
+            uri="pvc://claim/model.skops",
+            runtime="meshserve-pickle",
+        )
+        assert apply(up, isvc).returncode == 0
+        status = wait_status(up, "unreadable", timeout=120, activeModelState="FailedToLoad")
+        failure = status["lastFailureInfo"]
+        assert failure["reason"] == "RuntimeUnhealthy", status
+        assert "runtime.runAsUser 'nobody'" in failure["message"], failure
+        assert "cannot read" in failure["message"], failure
 
 
 async def test_an_empty_run_as_user_keeps_the_parents_user() -> None:

@@ -202,8 +202,11 @@ def test_load_outlasting_the_timeout_fails_and_the_instance_keeps_serving(
     waited = time.monotonic() - started
     assert error.status() == "StatusCode.DEADLINE_EXCEEDED"
     assert f"{LOAD_TIMEOUT_MS} ms" in error.message()
-    # It gave up at the timeout, not when the load finally ended (~8 s).
-    assert LOAD_TIMEOUT_MS / 1000 <= waited < LOAD_TIMEOUT_MS / 1000 + 3, waited
+    assert waited >= LOAD_TIMEOUT_MS / 1000, waited
+    # It gave up at the timeout, not when the load finally ended: the
+    # runtime has not finished loading it yet (a loaded machine only makes
+    # that load slower).
+    assert "loaded model slow (" not in failing.up.log.read_text()
 
     status = failing.up.management.status("slow")
     assert status.status == status.LOADING_FAILED, status

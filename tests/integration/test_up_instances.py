@@ -7,7 +7,10 @@ import json
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -112,3 +115,76 @@ def test_meshes_with_different_root_prefixes_on_one_etcd_do_not_see_each_other(
         green.register("only-blue", type="sklearn", path=model)
         wait_until(lambda: green.status_name("only-blue") == "NOT_LOADED", 10, "green registers")
         assert blue.status_name("only-blue") == "LOADED"
+
+
+def test_models_list_shows_the_mesh_view_from_every_instance(tmp_path: pathlib.Path) -> None:
+    model = make_model(tmp_path / "m.skops")
+    register = tmp_path / "models.yaml"
+    register.write_text(
+        "models:\n"
+        f"  - {{name: used, type: sklearn, path: {model}}}\n"
+        f"  - {{name: idle, type: sklearn, path: {model}, loadNow: true}}\n"
+        f"  - {{name: cold, type: sklearn, path: {model}}}\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("mesh:\n  lastUsePublishIntervalS: 0.5\n")
+    data = tmp_path / "data"
+    args = ["up", "--instances", "2", "--data-dir", str(data), "--grpc-port", "0"]
+    args += ["--rest-port", "0", "--metrics-port", "0", "--register", str(register)]
+    with meshserve([*args, "--config", str(config)]) as proc:
+        wait_for_line(proc, r"meshserve up: ready", timeout=120)
+        endpoints = json.loads((data / "endpoints.json").read_text())
+        addresses = [entry["grpc"] for entry in endpoints["instances"]]
+        assert _infer(endpoints["grpc"], "used").shape == (1,)
+        wait_until(
+            lambda: all("LOADED" in _list(a, "idle")["status"] for a in addresses),
+            60,
+            "idle loaded",
+        )
+
+        def mesh_views() -> list[dict[str, tuple[int, int, int]]]:
+            """Per instance: model -> (copies, size, last use)."""
+            return [
+                {
+                    name: (int(m["copies"]), int(m["sizeBytes"]), int(m["lastUsedTime"]))
+                    for name in ("used", "idle", "cold")
+                    if (m := _list(address, name))
+                }
+                for address in addresses
+            ]
+
+        def agreed() -> bool:
+            views = mesh_views()
+            used = views[0]["used"]
+            # The use is in the model's record, and every instance shows it.
+            return all(v == views[0] for v in views) and used[0] == 1 and used[2] > 0
+
+        wait_until(agreed, 30, "every instance shows the same copies, sizes and last use")
+        view = mesh_views()[0]
+        assert view["used"][1] > 0 and view["used"][1] == view["idle"][1]
+        assert view["idle"][0] == 1 and view["idle"][2] == 0  # loaded, never requested
+        assert view["cold"] == (0, 0, 0)
+        for address in addresses:
+            listed = subprocess.run(
+                [sys.executable, "-m", "meshserve", "models", "list", "--endpoint", address],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout  # fmt: skip
+            rows = {line.split()[0]: line.split() for line in listed.splitlines()[1:]}
+            # MODEL TYPE STATUS COPIES SIZE LAST-USED PULL VMODELS
+            assert rows["idle"][3] == "1" and rows["idle"][5] == "-", listed
+            assert rows["cold"][3:6] == ["0", "-", "-"], listed
+            assert rows["used"][5] != "-", listed
+
+
+def _list(address: str, name: str) -> dict[str, Any]:
+    """``models list -o json`` on one instance: the entry of model ``name``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "meshserve", "models", "list", "-o", "json", "--endpoint", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    models = json.loads(done.stdout)["models"]
+    found: dict[str, Any] = next(m for m in models if m["modelId"] == name)
+    return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -13,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import numpy as np
@@ -23,9 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tritonclient.utils import InferenceServerException
 
-from tests._processes import meshserve, wait_for_line
+from tests._processes import meshserve, read_until
 from tests.integration._mesh import make_model
-from tests.integration._up import Up, metric_total, run_up
+from tests.integration._resources import ISVC, cli
+from tests.integration._up import Up, metric_total, run_up, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -128,9 +132,21 @@ def tls_up(pki: Pki, model: pathlib.Path, tmp_path_factory: pytest.TempPathFacto
     config.write_text("tls:\n  reloadIntervalS: 0\n")
     register = data / "models.yaml"
     register.write_text(f"models:\n  - {{name: m, type: sklearn, path: {model}}}\n")
+    claim = data / "pvc" / "claim"
+    claim.mkdir(parents=True)
+    shutil.copy(model, claim / "m.skops")
     args = [*_tls_args(pki, cert, key), "--config", str(config), "--register", str(register)]
+    args += ["--pvc-root", str(data / "pvc")]
     with run_up(data / "data", args=args) as up:
         yield up
+
+
+def _request_file(directory: pathlib.Path) -> pathlib.Path:
+    """A v2 REST body for the test model (one row of 4 FP32 features)."""
+    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]}
+    path = directory / "request.json"
+    path.write_text(json.dumps(body))
+    return path
 
 
 def test_grpc_rest_and_the_cli_speak_tls(tls_up: Up, pki: Pki) -> None:
@@ -195,8 +211,10 @@ def test_instances_forward_to_each_other_over_mutual_tls_and_the_mesh_secret(
     args += ["--rest-port", "0", "--metrics-port", "0", *_tls_args(pki, cert, key)]
     args += ["--tls-client-auth", "require"]
     with meshserve(args) as proc:
-        wait_for_line(proc, r"meshserve up: ready", timeout=120)
+        announced = read_until(proc, r"meshserve up: ready", 120)
+        assert any(re.search(r"meshserve up: gRPC \S+ over TLS", line) for line in announced)
         endpoints = json.loads((data / "endpoints.json").read_text())
+        assert endpoints["rest"].startswith("https://"), endpoints
         shared, instances = endpoints["grpc"], endpoints["instances"]
         client = {"ca": pki.ca_file, "cert": client_cert, "key": client_key}
         # On the internal ports the CA's certificate is not enough: peers
@@ -235,3 +253,80 @@ def test_starting_with_an_expired_certificate_warns_naming_the_file_and_the_date
         log = up.log.read_text()
     assert f"TLS certificate {cert} expired on 2021-06-07 08:09 UTC" in log
     assert "PRIVATE KEY" not in log
+
+
+@pytest.mark.parametrize("command", ["up", "instance"])
+def test_a_certificate_without_a_ca_is_a_usage_error(
+    command: str, pki: Pki, tmp_path: pathlib.Path
+) -> None:
+    cert, key = pki.issue("no-ca", "127.0.0.1")
+    args = [command, "--data-dir", str(tmp_path), "--tls-cert", str(cert), "--tls-key", str(key)]
+    done = _cli(*args, "--grpc-port", "0", "--rest-port", "0", "--metrics-port", "0")
+    assert done.returncode == 2, done.stderr
+    assert "--tls-ca" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_infer_over_rest_uses_the_tls_options(tls_up: Up, pki: Pki, tmp_path: pathlib.Path) -> None:
+    rest = json.loads((tls_up.data_dir / "endpoints.json").read_text())["rest"]
+    request = str(_request_file(tmp_path))
+    infer = ("infer", "m", "--input", request, "--rest-url", rest)
+    served = _cli(*infer, "--tls-ca", str(pki.ca_file))
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["model_name"] == "m"
+    # The same request over gRPC prints the same thing.
+    over_grpc = _cli("infer", "m", "--input", request, "--endpoint", tls_up.grpc,
+                     "--tls-ca", str(pki.ca_file))  # fmt: skip
+    assert over_grpc.returncode == 0, over_grpc.stderr
+    assert json.loads(over_grpc.stdout)["outputs"] == json.loads(served.stdout)["outputs"]
+
+
+def test_a_client_is_told_when_tls_is_the_likely_problem(
+    tls_up: Up, pki: Pki, tmp_path: pathlib.Path
+) -> None:
+    stranger = tmp_path / "stranger-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    rest = json.loads((tls_up.data_dir / "endpoints.json").read_text())["rest"]
+    request = str(_request_file(tmp_path))
+    cases = {
+        # No CA: plaintext gRPC to a TLS port is closed during the handshake.
+        ("models", "list", "--endpoint", tls_up.grpc): "is the server using TLS? use --tls-ca",
+        ("models", "list", "--endpoint", tls_up.grpc, "--tls-ca", str(stranger)): (
+            f"not signed by --tls-ca {stranger}"
+        ),
+        ("infer", "m", "--input", request, "--rest-url", rest): "pass --tls-ca",
+        ("infer", "m", "--input", request, "--rest-url", rest.replace("https:", "http:")): (
+            "is the server using TLS? use an https:// URL and --tls-ca"
+        ),
+        ("infer", "m", "--input", request, "--rest-url", rest, "--tls-ca", str(stranger)): (
+            f"not signed by --tls-ca {stranger}"
+        ),
+    }
+    for args, hint in cases.items():
+        done = _cli(*args, "--timeout", "10")
+        assert done.returncode == 3, (args, done.stderr)
+        assert hint in done.stderr, (args, done.stderr)
+
+
+def test_status_urls_say_how_to_reach_a_tls_server(
+    tls_up: Up, pki: Pki, tmp_path: pathlib.Path
+) -> None:
+    """REST URLs are https://; gRPC endpoints stay grpc:// (as ModelMesh
+    Serving writes them, TLS or not: the client's channel decides TLS)."""
+    tls = ("--tls-ca", str(pki.ca_file))
+    document = ISVC.format(name="secure", format="sklearn", uri="pvc://claim/m.skops")
+    applied = cli(tls_up, "apply", "-f", "-", *tls, stdin=document)
+    assert applied.returncode == 0, applied.stderr
+
+    def loaded() -> dict[str, Any] | None:
+        got = cli(tls_up, "get", "isvc", "secure", "-o", "json", *tls)
+        assert got.returncode == 0, got.stderr
+        status: dict[str, Any] = json.loads(got.stdout).get("status", {})
+        return status if status.get("activeModelState") == "Loaded" else None
+
+    status = wait_until(loaded, timeout=60, what="the InferenceService loaded", interval=0.5)
+    assert status["restUrl"].startswith("https://"), status
+    assert status["grpcEndpoint"] == f"grpc://{tls_up.grpc}", status
+    trusting = ssl.create_default_context(cafile=str(pki.ca_file))
+    ready = httpx.get(status["restUrl"] + "/ready", verify=trusting, timeout=10)
+    assert ready.status_code == 200, ready.text

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -372,6 +373,20 @@ class StoreContract:
             assert await store.get("k") is not None
         assert lease.state is LeaseState.RELEASED
         assert await store.get("k") is None
+
+    async def test_a_kept_lease_its_owner_revokes_goes_quietly(
+        self, harness: StoreHarness, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        store = harness.store
+        async with store.lease(harness.ttl, refresh_interval=harness.refresh_interval) as lease:
+            await store.put("k", b"v", lease=lease.id)
+            await lease.revoke()
+            assert lease.state is LeaseState.RELEASED
+            assert await store.get("k") is None
+            # Refreshes that would have come find it released, not lost.
+            await asyncio.sleep(harness.refresh_interval * 3)
+            assert lease.state is LeaseState.RELEASED
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
     async def test_kept_lease_reports_loss(self, harness: StoreHarness) -> None:
         store = harness.store

@@ -463,7 +463,6 @@ async def test_trace_stops_starting_requests_at_the_time_limit() -> None:
         await server.stop(None)
     assert 0 < result.sent < 100_000
     assert result.completed == result.sent and result.error_count == 0
-    assert result.elapsed_s < 5.0
 
 
 def test_scrape_reads_totals_over_http() -> None:

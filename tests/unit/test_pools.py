@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import sys
 from typing import Any
 
@@ -17,6 +18,7 @@ from meshserve.controller import (
     expand_vars,
     pool_spec,
 )
+from meshserve.server._children import start_failure
 
 
 class _Clock:
@@ -197,3 +199,14 @@ def test_a_user_mlserver_runtime_keeps_its_own_mlserver_command() -> None:
 )
 def test_var_expansion_follows_kubernetes(text: str, expected: str) -> None:
     assert expand_vars(text, {"A": "1", "B": "two"}) == expected
+
+
+def test_a_child_that_failed_to_start_is_reported_with_its_last_error(
+    tmp_path: pathlib.Path,
+) -> None:
+    log = tmp_path / "instance.log"
+    assert start_failure(log) is None  # no log at all
+    log.write_text("2026-01-01 INFO starting\nError: UnavailableError: first\n" + "x" * 20_000)
+    assert start_failure(log) is None  # only the end of a long log is read
+    log.write_text("INFO starting\nError: UnavailableError: first\nError: Precondition: why\n")
+    assert start_failure(log) == "Precondition: why"

@@ -2,7 +2,7 @@ import asyncio
 import pathlib
 from collections.abc import Callable
 
-from meshserve.registry import ModelRecord, Registry, VModelRecord
+from meshserve.registry import CopyRecord, CopyState, ModelRecord, Registry, VModelRecord
 from meshserve.registry._records import decode_record, encode_record
 from meshserve.store import SqliteStore
 
@@ -43,3 +43,20 @@ async def test_mirror_follows_writes_from_another_client(tmp_path: pathlib.Path)
         assert await other.delete_vmodel("v", expected_revision=other.vmodels["v"].revision)
         await _until(lambda: registry.vmodel("v") is None)
         assert not await registry.create_model(ModelRecord(model_id="m", type="x"))
+
+
+def test_a_last_use_from_before_registration_is_no_request() -> None:
+    registered = ModelRecord(model_id="m", type="onnx", registered_ms=10_000, last_used_ms=4_000)
+    assert registered.last_requested_ms == 0  # the eviction priority given at registration
+    used = ModelRecord(model_id="m", type="onnx", registered_ms=10_000, last_used_ms=12_000)
+    assert used.last_requested_ms == 12_000
+
+
+def test_a_copy_record_carries_its_size() -> None:
+    copy = CopyRecord(
+        model_id="m", instance_id="i", state=CopyState.LOADED, time_ms=1, size_bytes=4096
+    )
+    assert decode_record(CopyRecord, encode_record(copy)) == copy
+    # One written before copies had sizes reads as size 0.
+    older = b'{"model_id": "m", "instance_id": "i", "state": "loaded", "time_ms": 1}'
+    assert decode_record(CopyRecord, older).size_bytes == 0

@@ -21,6 +21,7 @@ import enum
 import functools
 import json
 import pathlib
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ __all__ = [
     "EXIT_CODES_EPILOG",
     "CallOptions",
     "CannotConnectError",
+    "ClientTls",
     "Connection",
     "ExitCode",
     "ServerError",
@@ -47,6 +49,7 @@ __all__ = [
     "endpoints_file_entry",
     "pass_call_options",
     "pass_connection",
+    "tls_hint",
 ]
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:8033"
@@ -106,6 +109,64 @@ def endpoints_file_entry(key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientTls:
+    """The files a client connects with over TLS (--tls-ca, --tls-cert,
+    --tls-key), for gRPC and REST alike."""
+
+    ca: pathlib.Path
+    """The CA the server's certificate chains to."""
+    cert: pathlib.Path | None = None
+    """A client certificate, for servers that ask for one (with ``key``)."""
+    key: pathlib.Path | None = None
+
+    def grpc_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context for HTTPS: trusts ``ca`` only, presents ``cert``."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if self.cert is not None:
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def tls_hint(reason: str, *, tls: ClientTls | None, url: str | None = None) -> str:
+    """What a failure to connect (``reason``) likely says about TLS, to
+    append to its message ("" when nothing suggests TLS). ``url``: the REST
+    URL, when the failure was on REST."""
+    lowered = reason.lower()
+    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+        if tls is None:
+            return (
+                " (the server's certificate is not signed by a CA this machine trusts: "
+                "pass --tls-ca with the CA of its certificate)"
+            )
+        return f" (the server's certificate is not signed by --tls-ca {tls.ca})"
+    if any(sign in lowered for sign in _PLAINTEXT_TO_TLS):
+        if url is not None and url.startswith("http://"):
+            need = "an https:// URL" + (" and --tls-ca with its CA" if tls is None else "")
+        elif tls is None:
+            need = "--tls-ca with the CA of its certificate"
+        else:
+            return ""
+        return f" (the connection closed during the handshake: is the server using TLS? use {need})"
+    if tls is not None and any(sign in lowered for sign in _TLS_TO_PLAINTEXT):
+        return " (no TLS handshake from the server: is it serving plaintext? drop --tls-ca)"
+    return ""
+
+
+# What a plaintext client sees from a TLS server: gRPC's transport reports
+# the server hanging up on the HTTP/2 preface; http.client a connection
+# closed with no reply.
+_PLAINTEXT_TO_TLS = ("socket closed", "remote end closed connection", "connection reset")
+# And a TLS client from a plaintext server.
+_TLS_TO_PLAINTEXT = ("wrong_version_number", "wrong version number")
+
 _Rpc = Callable[..., Any]  # a unary method of a generated (untyped) stub
 
 
@@ -117,15 +178,18 @@ class Connection:
         *,
         endpoint: str,
         timeout_s: float,
-        credentials: grpc.ChannelCredentials | None = None,
+        tls: ClientTls | None = None,
         token: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self.tls = tls
+        """The TLS files the client connects with (None: plaintext), for
+        other transports to the same server (REST)."""
         self._channel = (
             grpc.insecure_channel(endpoint)
-            if credentials is None
-            else grpc.secure_channel(endpoint, credentials)
+            if tls is None
+            else grpc.secure_channel(endpoint, tls.grpc_credentials())
         )
         self.auth_metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -170,7 +234,7 @@ class Connection:
             return ServerError(message)
         if code is grpc.StatusCode.DEADLINE_EXCEEDED and self._reachable():
             return ServerError(message)  # connected, then the call outlasted --timeout
-        return CannotConnectError(self.endpoint, message)
+        return CannotConnectError(self.endpoint, message + tls_hint(message, tls=self.tls))
 
     def _reachable(self) -> bool:
         """Whether anything answers on the channel: a client-side deadline
@@ -193,15 +257,13 @@ def connect(
     *,
     endpoint: str | None,
     timeout_s: float,
-    credentials: grpc.ChannelCredentials | None = None,
+    tls: ClientTls | None = None,
     token: str | None = None,
 ) -> Iterator[Connection]:
     """A connection to ``endpoint``, or to the default one: the ``grpc`` entry
     of ./.meshserve/endpoints.json, else 127.0.0.1:8033."""
     target = endpoint or endpoints_file_entry("grpc") or DEFAULT_GRPC_ENDPOINT
-    connection = Connection(
-        endpoint=target, timeout_s=timeout_s, credentials=credentials, token=token
-    )
+    connection = Connection(endpoint=target, timeout_s=timeout_s, tls=tls, token=token)
     try:
         yield connection
     finally:
@@ -217,17 +279,12 @@ class CallOptions:
     TLS and the credential (--timeout, --tls-ca/--tls-cert/--tls-key, --token)."""
 
     timeout_s: float
-    credentials: grpc.ChannelCredentials | None = None
+    tls: ClientTls | None = None
     token: str | None = None
 
     def connect(self, endpoint: str | None) -> ContextManager[Connection]:
         """A connection to ``endpoint`` (None: the default one, see :func:`connect`)."""
-        return connect(
-            endpoint=endpoint,
-            timeout_s=self.timeout_s,
-            credentials=self.credentials,
-            token=self.token,
-        )
+        return connect(endpoint=endpoint, timeout_s=self.timeout_s, tls=self.tls, token=self.token)
 
 
 _CALL_OPTIONS = (
@@ -283,9 +340,7 @@ def pass_call_options(command: _Command) -> _Command:
         **kwargs: Any,
     ) -> None:
         options = CallOptions(
-            timeout_s=timeout,
-            credentials=_credentials(ca=tls_ca, cert=tls_cert, key=tls_key),
-            token=token,
+            timeout_s=timeout, tls=_client_tls(ca=tls_ca, cert=tls_cert, key=tls_key), token=token
         )
         command(*args, call_options=options, **kwargs)
 
@@ -317,19 +372,17 @@ def pass_connection(command: _Command) -> _Command:
     return cast(_Command, wrapper)
 
 
-def _credentials(
-    *, ca: str | None, cert: str | None, key: str | None
-) -> grpc.ChannelCredentials | None:
+def _client_tls(*, ca: str | None, cert: str | None, key: str | None) -> ClientTls | None:
     if (cert is None) != (key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if ca is None:
         if cert is not None:
             raise click.UsageError("--tls-cert needs --tls-ca (the server's CA)")
         return None
-    return grpc.ssl_channel_credentials(
-        root_certificates=pathlib.Path(ca).read_bytes(),
-        private_key=pathlib.Path(key).read_bytes() if key else None,
-        certificate_chain=pathlib.Path(cert).read_bytes() if cert else None,
+    return ClientTls(
+        ca=pathlib.Path(ca),
+        cert=pathlib.Path(cert) if cert else None,
+        key=pathlib.Path(key) if key else None,
     )
 
 

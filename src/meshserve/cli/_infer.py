@@ -14,10 +14,12 @@ import orjson
 from meshserve.cli._client import (
     EXIT_CODES_EPILOG,
     CannotConnectError,
+    ClientTls,
     Connection,
     ServerError,
     endpoints_file_entry,
     pass_connection,
+    tls_hint,
 )
 from meshserve.cli._output import print_json
 from meshserve.errors import InvalidRequestError
@@ -83,6 +85,7 @@ def infer(
             body=body,
             headers=headers + [("Authorization", v) for _, v in conn.auth_metadata],
             timeout_s=conn.timeout_s,
+            tls=conn.tls,
         )
     else:
         response = _infer_grpc(conn, request, headers=headers)
@@ -104,6 +107,7 @@ def _infer_rest(
     body: bytes,
     headers: list[tuple[str, str]],
     timeout_s: float,
+    tls: ClientTls | None,
 ) -> InferenceResponse:
     url = f"{base.rstrip('/')}/v2/models/{urllib.parse.quote(model_name, safe='')}/infer"
     request = urllib.request.Request(
@@ -112,17 +116,22 @@ def _infer_rest(
         headers={"Content-Type": "application/json", **dict(headers)},
         method="POST",
     )
+    # The same files as the gRPC channel (--tls-ca/--tls-cert/--tls-key);
+    # without them an https:// URL is checked against the system's CAs.
+    context = tls.ssl_context() if tls is not None else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as answer:
             payload: bytes = answer.read()
     except urllib.error.HTTPError as exc:
         raise ServerError(f"HTTP {_status_name(exc.code)}: {_rest_error(exc.read())}") from None
     except urllib.error.URLError as exc:
-        raise CannotConnectError(base, str(exc.reason)) from None
+        reason = str(exc.reason)
+        raise CannotConnectError(base, reason + tls_hint(reason, tls=tls, url=url)) from None
     except TimeoutError:
         raise ServerError(f"DEADLINE_EXCEEDED: no answer within {timeout_s} s") from None
     except ConnectionError as exc:
-        raise CannotConnectError(base, str(exc)) from None
+        reason = str(exc)
+        raise CannotConnectError(base, reason + tls_hint(reason, tls=tls, url=url)) from None
     return codecs.response_from_json(payload)
 
 

@@ -207,7 +207,17 @@ def unregister(conn: Connection, name: str) -> None:
 @output_option
 @pass_connection
 def list_models(conn: Connection, output: str) -> None:
-    """List registered models, their state and cache counters (Admin.ListModels)."""
+    """List registered models, their state and the mesh's view of them
+    (Admin.ListModels): the same from every instance of a mesh.
+
+    \b
+    COPIES     loaded copies in the mesh
+    SIZE       the size of a loaded copy
+    LAST-USED  the last request anywhere in the mesh, to within about a
+               minute ('-': never requested)
+    PULL       this instance's last pull from storage
+    The JSON adds this instance's own counters (loadCount, evictionCount,
+    lastLoadMillis)."""
     reply = conn.call(conn.admin.ListModels, admin.ListModelsRequest())
     emit(
         output,
@@ -217,9 +227,8 @@ def list_models(conn: Connection, output: str) -> None:
                 "MODEL",
                 "TYPE",
                 "STATUS",
+                "COPIES",
                 "SIZE",
-                "LOADS",
-                "EVICTIONS",
                 "LAST-USED",
                 "PULL",
                 "VMODELS",
@@ -229,9 +238,8 @@ def list_models(conn: Connection, output: str) -> None:
                     m.modelId,
                     m.type,
                     m.status,
+                    str(m.copies),
                     size(m.sizeBytes),
-                    str(m.loadCount),
-                    str(m.evictionCount),
                     age(m.lastUsedTime),
                     _pull_cell(m),
                     ",".join(m.vModelIds) or "-",

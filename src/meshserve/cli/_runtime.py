@@ -23,7 +23,7 @@ from meshserve.cli._options import (
 )
 from meshserve.errors import MeshServeError
 from meshserve.runtime import BuiltinRuntime, ListenAddress, ModelSpec, RuntimeServer
-from meshserve.security import PrivilegeDropError, drop_privileges
+from meshserve.security import RUN_AS_USER_ADVICE, PrivilegeDropError, drop_privileges
 from meshserve.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,7 @@ def _become(user: str) -> None:
         if not os.access(path, os.R_OK | os.X_OK):
             raise click.ClickException(
                 f"after becoming user {user!r} this process cannot read {what} at {path}; "
-                "install Python and meshserve where that user can read them, or pick "
-                "another runtime.runAsUser"
+                f"{RUN_AS_USER_ADVICE}"
             )
 
 

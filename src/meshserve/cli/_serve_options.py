@@ -119,7 +119,8 @@ _OPTIONS = (
         "--tls-ca",
         type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
         default=None,
-        help="CA that client and peer certificates chain to (instance links are mutual TLS).",
+        help="CA that client and peer certificates chain to; required with --tls-cert "
+        "(instance links are mutual TLS).",
     ),
     click.option(
         "--tls-client-auth",
@@ -189,6 +190,14 @@ def settings_with_sources_from_flags(
                 ListenAddress.parse(settings.runtime.external_data_address)
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--runtime-data-address") from None
+    if settings.tls is not None and settings.tls.ca_file is None:
+        # Every instance has an internal port for the links between
+        # instances (and the runtime pools `up` starts): mutual TLS, which
+        # needs the CA the certificates chain to.
+        raise click.UsageError(
+            "--tls-cert/--tls-key need --tls-ca (tls.caFile): the links between instances "
+            "are mutual TLS, verified against that CA"
+        )
     url = settings.store.url
     if url and not url.startswith(("etcd://", "sqlite:///")):
         raise click.BadParameter(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -23,14 +24,26 @@ from meshserve.server._pools import LocalPools
 from meshserve.settings import Settings
 
 
-def _announce(endpoints: Endpoints | ClusterEndpoints) -> None:
-    click.echo(f"meshserve up: gRPC {endpoints.grpc} (v2 inference, mmesh.ModelMesh management)")
-    if endpoints.rest:
-        click.echo(f"meshserve up: REST {endpoints.rest}/v2")
-    if isinstance(endpoints, ClusterEndpoints):
-        for entry in endpoints.instances:
-            click.echo(f"meshserve up: instance {entry['id']} (internal port {entry['internal']})")
-    click.echo("meshserve up: ready", nl=True)
+def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], None]:
+    """Prints where ``up`` answers; the gRPC address is bare ``host:port``
+    (what clients take), so the line says when it needs TLS."""
+    tls = " over TLS" if settings.tls is not None else ""
+
+    def announce(endpoints: Endpoints | ClusterEndpoints) -> None:
+        click.echo(
+            f"meshserve up: gRPC {endpoints.grpc}{tls} (v2 inference, mmesh.ModelMesh management)"
+        )
+        if endpoints.rest:
+            click.echo(f"meshserve up: REST {endpoints.rest}/v2")
+        if isinstance(endpoints, ClusterEndpoints):
+            for entry in endpoints.instances:
+                click.echo(
+                    f"meshserve up: instance {entry['id']} at {entry['grpc']} "
+                    f"(internal port {entry['internal']})"
+                )
+        click.echo("meshserve up: ready", nl=True)
+
+    return announce
 
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
@@ -38,7 +51,7 @@ async def _run(settings: Settings, register: list[ModelEntry]) -> None:
     pools = LocalPools(settings)
     try:
         await serve_instance(
-            settings, register=register, stop=stop, on_ready=_announce, pools=pools
+            settings, register=register, stop=stop, on_ready=_announcer(settings), pools=pools
         )
     finally:
         await pools.close()
@@ -49,7 +62,11 @@ async def _run_cluster(
 ) -> None:
     stop = stop_on_signals()
     await run_cluster(
-        settings, instances=instances, register=register, stop=stop, on_ready=_announce
+        settings,
+        instances=instances,
+        register=register,
+        stop=stop,
+        on_ready=_announcer(settings),
     )
 
 

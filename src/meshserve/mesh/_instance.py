@@ -272,6 +272,7 @@ class Instance:
             return None
         error = ""
         error_type = ""
+        size_bytes = 0
         time_ms = self.now_ms()
         if copy_state is CopyState.FAILED:
             failure = self.cache.failure(model_id)
@@ -284,6 +285,7 @@ class Instance:
             entry = self.cache.lru.get(model_id)
             if entry is not None and entry.loaded_at_ms:
                 time_ms = entry.loaded_at_ms
+            size_bytes = entry.size_bytes if entry is not None else 0
         return CopyRecord(
             model_id=model_id,
             instance_id=self.instance_id,
@@ -291,6 +293,7 @@ class Instance:
             time_ms=time_ms,
             error=error,
             error_type=error_type,
+            size_bytes=size_bytes,
         )
 
     def republish_copy(self, model_id: str, state: ModelState) -> None:
@@ -824,19 +827,23 @@ class Instance:
         return self.model_status(model_id)
 
     def list_models(self) -> list[ModelSummary]:
+        """Every registered model: the mesh's view of it (the same from
+        every instance: copies, size and last use come from the registry)
+        and this instance's own counters."""
         summaries = []
         for model_id, entry in sorted(self._registry.models.items()):
             record = entry.record
-            cached = self.cache.lru.get(model_id)
             stats = self.cache.stats.get(model_id)
+            copies = self.view.copies(model_id, states=LOADED)
             summaries.append(
                 ModelSummary(
                     model_id=model_id,
                     type=record.type,
                     path=record.path,
                     status=self.model_status(model_id),
-                    size_bytes=cached.size_bytes if cached is not None else 0,
-                    last_used_ms=cached.last_used_ms if cached is not None else record.last_used_ms,
+                    copies=len(copies),
+                    size_bytes=max((c.size_bytes for c in copies), default=0),
+                    last_used_ms=record.last_requested_ms,
                     load_count=stats.loads if stats else 0,
                     eviction_count=stats.evictions if stats else 0,
                     last_load_ms=stats.last_load_ms if stats else 0,
@@ -872,17 +879,34 @@ class Instance:
         ]
         if not movers:
             return
+        others = [
+            r
+            for r in self.live_instances()
+            if r.instance_id != self.instance_id and not r.shutting_down
+        ]
+        if not others:
+            log.info("drained: %d model(s) not moved: no other instance to take them", len(movers))
+            return
         log.info("draining: loading %d model(s) elsewhere", len(movers))
 
-        async def move(model_id: str) -> None:
-            with contextlib.suppress(MeshServeError):
-                await self.add_copy(model_id, sync=True)
+        async def move(model_id: str) -> bool:
+            """Whether a copy now loads elsewhere (False: no instance took it)."""
+            try:
+                return await self.add_copy(model_id, sync=True)
+            except MeshServeError:
+                return False
 
         tasks = [asyncio.ensure_future(move(m)) for m in movers]
         done, pending = await asyncio.wait(tasks, timeout=self.mesh_settings.drain_deadline_s)
         for task in pending:
             task.cancel()
-        log.info("drained: %d moved, %d not in time", len(done), len(pending))
+        moved = sum(1 for task in done if task.result())
+        log.info(
+            "drained: %d moved, %d not moved (no room or failed), %d not in time",
+            moved,
+            len(done) - moved,
+            len(pending),
+        )
 
 
 def _need(peers: PeerLink | None) -> PeerLink:

@@ -91,8 +91,8 @@ class Membership:
         self._leaving = True
         lease, self._lease = self._lease, None
         if lease is not None:
-            with contextlib.suppress(MeshServeError):
-                await self._store.revoke_lease(lease.id)
+            # Through the lease, so that its keeper knows the loss is ours.
+            await lease.revoke()
 
     async def _run(self) -> None:
         while not self._leaving:

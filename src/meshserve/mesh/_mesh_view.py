@@ -101,6 +101,17 @@ class MeshView:
         finally:
             self._forwarding[instance_id] -= 1
 
+    def copies(self, model_id: str, *, states: frozenset[CopyState]) -> list[CopyRecord]:
+        """Every live instance's copies of a model in one of ``states``, this
+        one's included, as the registry has them: the same from every
+        instance (unlike :meth:`remote_copies`, which skips peers this one
+        found unreachable)."""
+        return [
+            copy
+            for instance_id, copy in self._registry.copies(model_id).items()
+            if copy.state in states and instance_id in self._registry.instances
+        ]
+
     def remote_copies(self, model_id: str, *, states: frozenset[CopyState]) -> list[CopyRecord]:
         """Other live instances' copies of a model in one of ``states``."""
         now = self._clock.monotonic()

@@ -61,9 +61,15 @@ class ModelSummary:
     type: str
     path: str
     status: ModelStatus
+    copies: int = 0
+    """Loaded copies in the mesh."""
     size_bytes: int = 0
+    """The size of a loaded copy (0: none is loaded)."""
     last_used_ms: int = 0
+    """The last request anywhere in the mesh, as the model's record has it
+    (0: never requested)."""
     load_count: int = 0
+    """This instance's loads of it (and below, its evictions and last load)."""
     eviction_count: int = 0
     last_load_ms: int = 0
     """How long the last successful load took."""

@@ -8,6 +8,8 @@
 - Every ``janitor_interval_s``: the cache is reconciled with the registry
   (unregistered models unloaded, expired failures dropped, published copies
   rewritten if they drifted).
+- Every ``last_use_publish_interval_s``: the last use of the models loaded
+  here goes into their records, when a minute or more newer.
 - Every ``reaper_interval_s``, on the leader only: models that lost their
   last copy (their instance died) are loaded again, most recently used
   first; copy records of instances that are gone are deleted.
@@ -67,6 +69,7 @@ class Upkeep:
         loops = [
             self._every(settings.rate_check_interval_s, self.rates_pass, "rates"),
             self._every(settings.janitor_interval_s, self.janitor_pass, "janitor"),
+            self._every(settings.last_use_publish_interval_s, self.publish_last_use, "last-use"),
             self._every(settings.reaper_interval_s, self.reaper_pass, "reaper"),
         ]
         async with self._election:
@@ -207,7 +210,6 @@ class Upkeep:
                 log.info("janitor: %s is no longer registered; unloading it", model_id)
                 await cache.drop(model_id)
         cache.expire_failures()
-        await self._publish_last_use()
         published = {c.model_id: c for c in self._registry.copies_on(instance.instance_id)}
         for model_id in set(published) | set(self._registry.models):
             state = cache.state(model_id)
@@ -215,9 +217,10 @@ class Upkeep:
             if (copy.state if copy is not None else None) != instance.copy_state(state):
                 instance.republish_copy(model_id, state)
 
-    async def _publish_last_use(self) -> None:
-        """Keep model records' last use roughly current (the reaper reloads
-        lost models most recently used first, on any instance)."""
+    async def publish_last_use(self) -> None:
+        """Keep model records' last use roughly current: the reaper reloads
+        lost models most recently used first, on any instance, and every
+        instance's ``models list`` shows it."""
         for entry in self._instance.cache.lru.entries():
             versioned = self._registry.models.get(entry.model_id)
             if versioned is None:

@@ -36,6 +36,15 @@ class ModelRecord:
     def same_model(self, *, type: str, path: str, key: str) -> bool:
         return (self.type, self.path, self.key) == (type, path, key)
 
+    @property
+    def last_requested_ms(self) -> int:
+        """The last use, if it was a request (0: never requested).
+
+        A model registered without a last use gets one from before its
+        registration (an eviction priority: a model nobody asked for goes
+        first), which is no request; requests only move it later."""
+        return self.last_used_ms if self.last_used_ms > self.registered_ms else 0
+
 
 @dataclass(frozen=True, slots=True)
 class VModelRecord:
@@ -100,6 +109,8 @@ class CopyRecord:
     error: str = ""
     error_type: str = ""
     """The error's class name, so a peer can re-raise the same type."""
+    size_bytes: int = 0
+    """A loaded copy's size (0 otherwise), so every instance can show it."""
 
 
 Record = TypeVar("Record", ModelRecord, VModelRecord, InstanceRecord, CopyRecord)

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 import grpc
 import grpc.aio
 
-from meshserve.errors import MeshServeError, UnavailableError
+from meshserve.errors import MeshServeError, PreconditionFailedError, UnavailableError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import grpc_predict_v2_pb2_grpc as v2_grpc
@@ -46,7 +46,7 @@ from meshserve.runtime._spi import (
     predict_size_request,
     status_from_proto,
 )
-from meshserve.security import resolve_user
+from meshserve.security import RUN_AS_USER_ADVICE, resolve_user, unreadable_after_drop
 from meshserve.settings import RuntimeSettings
 
 __all__ = ["HostState", "ProcessRuntime", "settings_env"]
@@ -142,6 +142,7 @@ class ProcessRuntime(Runtime):
             await self.stop()
             raise UnavailableError(f"cannot prepare the runtime's user: {exc}") from None
         try:
+            await self._check_user_can_run()
             await self._spawn_until_ready()
         except BaseException:
             await self.stop()
@@ -165,11 +166,33 @@ class ProcessRuntime(Runtime):
 
     # -- child lifecycle -------------------------------------------------
 
+    def _child_env(self) -> dict[str, str]:
+        return {**os.environ, **settings_env(self._settings), **self._extra_env}
+
+    async def _check_user_can_run(self) -> None:
+        """Fail with what to do, rather than with the child's exit code, when
+        the user it drops to cannot read the Python environment (one under
+        root's home, or in a private temporary directory)."""
+        if self._user is None:
+            return
+        unreadable = await unreadable_after_drop(
+            python=self._python,
+            env=self._child_env(),
+            user=self._user,
+            timeout_s=self._settings.start_timeout_s,
+        )
+        if unreadable is not None:
+            raise PreconditionFailedError(
+                f"the runtime cannot run as runtime.runAsUser {self._settings.run_as_user!r} "
+                f"(uid {self._user[0]}): that user cannot read {unreadable}; "
+                f"{RUN_AS_USER_ADVICE}"
+            )
+
     async def _spawn_until_ready(self) -> None:
         assert self._dir is not None
         socket = self._dir / "runtime.sock"
         socket.unlink(missing_ok=True)
-        env = {**os.environ, **settings_env(self._settings), **self._extra_env}
+        env = self._child_env()
         user = ["--user", str(self._user[0])] if self._user is not None else []
         self._proc = await asyncio.create_subprocess_exec(
             self._python,

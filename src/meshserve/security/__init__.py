@@ -47,11 +47,13 @@ from meshserve.security._mesh_secret import (
     new_mesh_secret_text,
 )
 from meshserve.security._privileges import (
+    RUN_AS_USER_ADVICE,
     PrivilegeDropError,
     capabilities,
     drop_privileges,
     resolve_user,
     root_warning,
+    unreadable_after_drop,
 )
 from meshserve.security._ratelimit import RateLimiter, TokenBucket, rate_limiter
 from meshserve.security._sealing import (
@@ -83,6 +85,7 @@ from meshserve.security._tokens import (
 __all__ = [
     "DEFAULT_NAMESPACE",
     "MESH_SECRET_FILE",
+    "RUN_AS_USER_ADVICE",
     "SEALING_KEY_FILE",
     "Action",
     "AuthSettings",
@@ -130,4 +133,5 @@ __all__ = [
     "root_warning",
     "sealed_size",
     "token_sha256",
+    "unreadable_after_drop",
 ]

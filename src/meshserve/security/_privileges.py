@@ -9,20 +9,31 @@ no more.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
 import pathlib
 import pwd
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 __all__ = [
+    "RUN_AS_USER_ADVICE",
     "PrivilegeDropError",
     "capabilities",
     "drop_privileges",
     "resolve_user",
     "root_warning",
+    "unreadable_after_drop",
 ]
+
+RUN_AS_USER_ADVICE = (
+    "install Python and meshserve where that user can read them (not under a private "
+    "directory such as /root or a 0700 temporary directory), or set runtime.runAsUser to "
+    'a user that can ("" keeps this process\'s user: as root, model code, pickles '
+    "included, then runs as root)"
+)
+"""What to do when the runtime's user cannot read the Python environment."""
 
 _Prctl = Callable[..., int]
 
@@ -151,3 +162,62 @@ def root_warning(euid: int | None = None) -> str | None:
         "a system user made with `useradd --system meshserve`, or a container with a "
         "non-root USER); it needs root for nothing."
     )
+
+
+# Run by the runtime's own interpreter and environment, as root, like the
+# runtime child: finds what that child still reads after it drops to the
+# user (the standard library and packages import lazily), drops the same
+# way, and prints the first it cannot read (exit 3).
+_ACCESS_PROBE = """\
+import importlib.util, os, sys, sysconfig
+def package_dir(name):
+    spec = importlib.util.find_spec(name)
+    return os.path.dirname(spec.origin) if spec is not None and spec.origin else ""
+needed = (
+    ("the Python standard library", sysconfig.get_path("stdlib")),
+    ("the installed packages", os.path.dirname(package_dir("grpc"))),
+    ("meshserve", package_dir("meshserve")),
+)
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
+for what, path in needed:
+    if not path or not os.access(path, os.R_OK | os.X_OK):
+        print(f"{what} at {path or '(not found)'}")
+        sys.exit(3)
+"""
+_UNREADABLE = 3
+
+
+async def unreadable_after_drop(
+    *, python: str, env: Mapping[str, str], user: tuple[int, int], timeout_s: float
+) -> str | None:
+    """What a runtime child started as ``python`` with ``env``, once it has
+    become ``user`` (uid, gid), could not read: "the Python standard
+    library at /root/..."; None if it can read all it needs.
+
+    Checked before the child starts, so that the instance can say what is
+    wrong and what to do instead of reporting an exit code. A probe that
+    fails in any other way (no such interpreter) is left to the real start
+    to report."""
+    process = await asyncio.create_subprocess_exec(
+        python,
+        "-c",
+        _ACCESS_PROBE,
+        str(user[0]),
+        str(user[1]),
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return None
+    if process.returncode != _UNREADABLE:
+        return None
+    return out.decode(errors="replace").strip() or "the Python environment"

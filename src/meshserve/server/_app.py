@@ -67,7 +67,7 @@ from meshserve.server._limits import (
     rest_connection_limits,
 )
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
-from meshserve.server._ports import address, write_endpoints_file
+from meshserve.server._ports import address, rest_base_url, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
 from meshserve.settings import Settings, StoreSettings, TlsSettings
 from meshserve.storage import LocalRoots, Puller, PullProgress
@@ -448,8 +448,7 @@ async def serve_instance(
                     limits=rest_connection_limits(settings.server),
                 )
                 await rest.start()
-                scheme = "https" if tls is not None else "http"
-                rest_url = f"{scheme}://{address(settings.server.host, rest.port)}"
+                rest_url = rest_base_url(settings.server.host, rest.port, tls=tls is not None)
             metrics_url = None
             if settings.metrics.enabled:
                 metrics_server = await start_metrics_server(

@@ -26,11 +26,32 @@ from meshserve.errors import UnavailableError
 from meshserve.runtime import with_parent
 from meshserve.settings import Settings
 
-__all__ = ["InstanceChild"]
+__all__ = ["InstanceChild", "start_failure"]
 
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 120.0
+
+
+# How much of the end of a child's log is searched for why it failed to start.
+_LOG_TAIL_BYTES = 16_384
+# How a command that fails to start says why (click's ClickException).
+_ERROR_PREFIX = "Error: "
+
+
+def start_failure(log_path: pathlib.Path) -> str | None:
+    """Why a ``meshserve`` child that exited at start gave up: the message of
+    its last ``Error: ...`` line (what it printed before exiting), if any."""
+    try:
+        with log_path.open("rb") as log_file:
+            log_file.seek(max(0, log_path.stat().st_size - _LOG_TAIL_BYTES))
+            tail = log_file.read().decode(errors="replace")
+    except OSError:
+        return None
+    errors = [line for line in tail.splitlines() if line.startswith(_ERROR_PREFIX)]
+    if not errors:
+        return None
+    return errors[-1].removeprefix(_ERROR_PREFIX).strip() or None
 
 
 class InstanceChild:
@@ -64,7 +85,7 @@ class InstanceChild:
         return path
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         endpoints = self.data_dir / "endpoints.json"
         endpoints.unlink(missing_ok=True)
         command = with_parent(
@@ -97,9 +118,12 @@ class InstanceChild:
         deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
         while not endpoints.exists():
             if self.process.returncode is not None:
+                log_path = self.data_dir / "instance.log"
+                reason = start_failure(log_path)
                 self.last_error = (
-                    f"exited with code {self.process.returncode} at start; see "
-                    f"{self.data_dir / 'instance.log'}"
+                    f"exited with code {self.process.returncode} at start"
+                    + (f": {reason}" if reason else "")
+                    + f"; see {log_path}"
                 )
                 raise UnavailableError(f"instance {self.name} {self.last_error}")
             if asyncio.get_running_loop().time() > deadline:

@@ -23,7 +23,7 @@ from meshserve.runtime import runtime_user
 from meshserve.server._children import InstanceChild
 from meshserve.server._data_dir import prepare_data_dir
 from meshserve.server._local_etcd import local_etcd
-from meshserve.server._ports import address, free_port, write_endpoints_file
+from meshserve.server._ports import address, free_port, rest_base_url, write_endpoints_file
 from meshserve.settings import Settings
 
 __all__ = ["ClusterEndpoints", "run_cluster"]
@@ -106,7 +106,11 @@ async def run_cluster(
         def write_endpoints() -> ClusterEndpoints:
             endpoints = ClusterEndpoints(
                 grpc=address(host, grpc),
-                rest=f"http://{address(host, rest)}" if settings.server.rest_enabled else None,
+                rest=(
+                    rest_base_url(host, rest, tls=settings.tls is not None)
+                    if settings.server.rest_enabled
+                    else None
+                ),
                 store=store,
                 instances=[c.endpoints for c in children if c.endpoints is not None],
             )

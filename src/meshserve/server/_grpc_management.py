@@ -164,6 +164,7 @@ class AdminService(admin_grpc.AdminServicer):
                     errors=list(m.status.errors),
                     sizeBytes=m.size_bytes,
                     lastUsedTime=max(m.last_used_ms, 0),
+                    copies=m.copies,
                     loadCount=m.load_count,
                     evictionCount=m.eviction_count,
                     lastLoadMillis=m.last_load_ms,

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 
 from meshserve.errors import UnavailableError
+from meshserve.runtime import with_parent
 from meshserve.server._ports import free_port
 
 __all__ = ["local_etcd"]
@@ -52,18 +53,24 @@ async def local_etcd(data_dir: pathlib.Path, *, stop_grace_s: float = 5.0) -> As
     client, peer = free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     log = (work / "etcd.log").open("ab")
+    command = with_parent(
+        [
+            _binary(),
+            "--name=meshserve",
+            f"--data-dir={work / 'data'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=meshserve={peer_url}",
+            "--listen-metrics-urls=",
+        ]
+    )
+    # A session of its own, like the instances: Ctrl-C in a terminal signals
+    # the whole foreground group, and etcd must outlive the instances' drain
+    # (it stops last, below). It still dies with us (with_parent).
     process = await asyncio.create_subprocess_exec(
-        _binary(),
-        "--name=meshserve",
-        f"--data-dir={work / 'data'}",
-        f"--listen-client-urls={client_url}",
-        f"--advertise-client-urls={client_url}",
-        f"--listen-peer-urls={peer_url}",
-        f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=meshserve={peer_url}",
-        "--listen-metrics-urls=",
-        stdout=log,
-        stderr=log,
+        *command, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
     )
     try:
         deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S

@@ -9,12 +9,21 @@ import pathlib
 import socket
 from typing import Any
 
-__all__ = ["address", "free_port", "write_endpoints_file"]
+__all__ = ["address", "free_port", "rest_base_url", "write_endpoints_file"]
 
 
 def address(host: str, port: int) -> str:
     """``host:port``, with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def rest_base_url(host: str, port: int, *, tls: bool) -> str:
+    """The base URL of a REST port: ``https://`` when it serves TLS.
+
+    (The gRPC addresses stay bare ``host:port``, and a resource's
+    ``grpcEndpoint`` says ``grpc://`` with or without TLS, as ModelMesh
+    Serving writes it: the client's channel, not the URL, decides TLS.)"""
+    return f"{'https' if tls else 'http'}://{address(host, port)}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -58,6 +58,17 @@ class KeptLease:
         """Return once the lease has expired or been revoked behind our back."""
         await self._lost.wait()
 
+    async def revoke(self) -> None:
+        """Give the lease up now (its keys go at once), as its owner: the
+        keeper stops refreshing it quietly, and leaving the ``async with``
+        block has nothing left to revoke. Best effort, like that block: if
+        the store is unreachable, the lease expires after its TTL."""
+        if self._state is not LeaseState.ALIVE:
+            return
+        self._mark(LeaseState.RELEASED)
+        with contextlib.suppress(_errors.StoreError, errors.UnavailableError):
+            await self._store.revoke_lease(self.id)
+
     def _mark(self, state: LeaseState) -> None:
         if self._state is LeaseState.ALIVE:
             self._state = state
@@ -70,9 +81,13 @@ class KeptLease:
         delay = self.refresh_interval
         while True:
             await asyncio.sleep(delay)
+            if self._state is not LeaseState.ALIVE:
+                return  # released by its owner (``revoke``)
             try:
                 await self._store.keepalive(self.id)
             except _errors.LeaseExpiredError:
+                if self._state is not LeaseState.ALIVE:
+                    return  # revoked by its owner while this refresh was on its way
                 _log.warning("lease %#x expired while kept alive", self.id)
                 self._mark(LeaseState.LOST)
                 return
@@ -105,9 +120,4 @@ async def keep_lease(
         yield kept
     finally:
         await _tasks.cancel_and_wait(keeper)
-        if kept.state is LeaseState.ALIVE:
-            kept._mark(LeaseState.RELEASED)
-            # Best effort: if the store is closed or unreachable, the lease
-            # simply expires after its TTL.
-            with contextlib.suppress(_errors.StoreError, errors.UnavailableError):
-                await store.revoke_lease(lease_id)
+        await kept.revoke()

@@ -11,7 +11,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelSummary(_message.Message):
-    __slots__ = ("modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime", "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds", "pullMillis", "pullBytes", "pullTotalBytes", "pulledFromCache")
+    __slots__ = ("modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime", "copies", "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds", "pullMillis", "pullBytes", "pullTotalBytes", "pulledFromCache")
     MODELID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class ModelSummary(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     SIZEBYTES_FIELD_NUMBER: _ClassVar[int]
     LASTUSEDTIME_FIELD_NUMBER: _ClassVar[int]
+    COPIES_FIELD_NUMBER: _ClassVar[int]
     LOADCOUNT_FIELD_NUMBER: _ClassVar[int]
     EVICTIONCOUNT_FIELD_NUMBER: _ClassVar[int]
     LASTLOADMILLIS_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +36,7 @@ class ModelSummary(_message.Message):
     errors: _containers.RepeatedScalarFieldContainer[str]
     sizeBytes: int
     lastUsedTime: int
+    copies: int
     loadCount: int
     evictionCount: int
     lastLoadMillis: int
@@ -44,7 +46,7 @@ class ModelSummary(_message.Message):
     pullBytes: int
     pullTotalBytes: int
     pulledFromCache: bool
-    def __init__(self, modelId: _Optional[str] = ..., type: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., sizeBytes: _Optional[int] = ..., lastUsedTime: _Optional[int] = ..., loadCount: _Optional[int] = ..., evictionCount: _Optional[int] = ..., lastLoadMillis: _Optional[int] = ..., autoDelete: _Optional[bool] = ..., vModelIds: _Optional[_Iterable[str]] = ..., pullMillis: _Optional[int] = ..., pullBytes: _Optional[int] = ..., pullTotalBytes: _Optional[int] = ..., pulledFromCache: _Optional[bool] = ...) -> None: ...
+    def __init__(self, modelId: _Optional[str] = ..., type: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., sizeBytes: _Optional[int] = ..., lastUsedTime: _Optional[int] = ..., copies: _Optional[int] = ..., loadCount: _Optional[int] = ..., evictionCount: _Optional[int] = ..., lastLoadMillis: _Optional[int] = ..., autoDelete: _Optional[bool] = ..., vModelIds: _Optional[_Iterable[str]] = ..., pullMillis: _Optional[int] = ..., pullBytes: _Optional[int] = ..., pullTotalBytes: _Optional[int] = ..., pulledFromCache: _Optional[bool] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
