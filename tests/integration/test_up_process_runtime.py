@@ -18,6 +18,7 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from tests._examples import assert_outputs_match, iris_rows, library_predictions
+from tests.integration._credentials import credential
 from tests.integration._proc import listening_tcp_ports, unix_socket_paths
 from tests.integration._up import (
     Registration,
@@ -33,6 +34,8 @@ from tests.integration._up import (
 pytestmark = pytest.mark.integration
 
 PICKLE = "sklearn-joblib"
+SEALING_KEY = "5ea1" * 16
+CLOUD_SECRET = "cloud-secret-for-pulls-only"
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +49,10 @@ def up(
     env = {
         "MESHSERVE_RUNTIME__RESTART_BACKOFF_INITIAL_S": "0.2",
         "MESHSERVE_RUNTIME__RUN_AS_USER": "",
+        # Secrets the instance holds in its environment, which the runtime
+        # (and a pickle it loads) must not inherit.
+        "MESHSERVE_SECURITY__SEALING_KEY": credential(SEALING_KEY),
+        "AWS_SECRET_ACCESS_KEY": credential(CLOUD_SECRET),
     }
     data_dir = tmp_path_factory.mktemp("up-process") / "data"
     with run_up(data_dir, register=register, args=args, env=env) as up:
@@ -104,6 +111,21 @@ def test_runtime_child_listens_on_no_tcp_port(
         urllib.parse.urlsplit(instance["metrics"]).port,
     }
     assert set(listening_tcp_ports(up.pid)) == ports
+
+
+def test_runtime_child_inherits_none_of_the_instances_secrets(
+    up: Up, grpc_client: triton_grpc.InferenceServerClient
+) -> None:
+    grpc_client.infer(PICKLE, [iris_grpc_input(PICKLE, iris_rows(1))])
+    environ = _runtime_child(up).environ()
+    assert psutil.Process(up.pid).environ()["MESHSERVE_SECURITY__SEALING_KEY"] == SEALING_KEY
+    assert "MESHSERVE_SECURITY__SEALING_KEY" not in environ
+    assert "AWS_SECRET_ACCESS_KEY" not in environ
+    assert not [
+        value for value in environ.values() if SEALING_KEY in value or CLOUD_SECRET in value
+    ]
+    # What the runtime needs still reaches it: its own settings.
+    assert environ["MESHSERVE_RUNTIME__RESTART_BACKOFF_INITIAL_S"] == "0.2"
 
 
 def test_killed_runtime_is_restarted_and_requests_succeed_again(

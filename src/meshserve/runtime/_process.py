@@ -46,7 +46,12 @@ from meshserve.runtime._spi import (
     predict_size_request,
     status_from_proto,
 )
-from meshserve.security import RUN_AS_USER_ADVICE, resolve_user, unreadable_after_drop
+from meshserve.security import (
+    RUN_AS_USER_ADVICE,
+    resolve_user,
+    runtime_environment,
+    unreadable_after_drop,
+)
 from meshserve.settings import RuntimeSettings
 
 __all__ = ["HostState", "ProcessRuntime", "settings_env"]
@@ -167,7 +172,12 @@ class ProcessRuntime(Runtime):
     # -- child lifecycle -------------------------------------------------
 
     def _child_env(self) -> dict[str, str]:
-        return {**os.environ, **settings_env(self._settings), **self._extra_env}
+        # The runtime may run a hostile artifact: none of our secrets go with it.
+        return {
+            **runtime_environment(os.environ),
+            **settings_env(self._settings),
+            **self._extra_env,
+        }
 
     async def _check_user_can_run(self) -> None:
         """Fail with what to do, rather than with the child's exit code, when

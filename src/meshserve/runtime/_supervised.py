@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from meshserve.errors import UnavailableError
+from meshserve.security import runtime_environment
 
 __all__ = ["SupervisedCommand", "with_parent"]
 
@@ -48,7 +49,9 @@ def with_parent(argv: Sequence[str]) -> list[str]:
 
 class SupervisedCommand:
     """Runs ``argv`` (``argv[0]`` looked up on PATH) with ``env`` as this
-    process's environment plus those entries, until :meth:`stop`.
+    process's environment, less what a runtime must not see
+    (:func:`meshserve.security.runtime_environment`), plus those entries,
+    until :meth:`stop`.
 
     Parameters (keyword-only): ``name`` for logs; ``restart_backoff_initial_s``
     and ``restart_backoff_max_s``, the delay before a restart, doubling per
@@ -120,7 +123,7 @@ class SupervisedCommand:
                 self._process = await asyncio.create_subprocess_exec(
                     program,
                     *args,
-                    env={**os.environ, **self._env},
+                    env={**runtime_environment(os.environ), **self._env},
                     stdin=asyncio.subprocess.DEVNULL,
                     process_group=0,
                     **output,

@@ -40,6 +40,7 @@ from meshserve.security._auth import (
     parse_bearer,
     token_sha256,
 )
+from meshserve.security._environment import runtime_environment
 from meshserve.security._mesh_secret import (
     MESH_SECRET_FILE,
     MeshSecret,
@@ -131,6 +132,7 @@ __all__ = [
     "resolve_user",
     "rest_ssl_context",
     "root_warning",
+    "runtime_environment",
     "sealed_size",
     "token_sha256",
     "unreadable_after_drop",
