@@ -20,7 +20,8 @@ from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._pb import model_runtime_pb2 as spi
 from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
 from meshserve.runtime import ExternalRuntime, ExternalState, ListenAddress, ModelSpec
-from meshserve.runtime._external import INFER_METHOD, connect_address, id_injector
+from meshserve.runtime._external import INFER_METHOD, connect_address
+from meshserve.runtime._model_id import id_injector
 
 
 def _state(runtime: ExternalRuntime) -> ExternalState:

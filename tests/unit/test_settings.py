@@ -50,7 +50,7 @@ def test_every_setting_in_the_readme_exists_and_every_setting_is_documented() ->
     from pydantic import BaseModel
     from pydantic.alias_generators import to_snake
 
-    from meshserve.settings import _ALIASES
+    from meshserve.settings._loader import _ALIASES
 
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
     table = readme.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0]

@@ -27,9 +27,8 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
 
 import grpc
 import grpc.aio
@@ -40,9 +39,10 @@ from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import model_runtime_pb2 as spi
 from meshserve.protocol._pb import model_runtime_pb2_grpc as spi_grpc
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
-from meshserve.protocol.status import ERROR_TYPE_KEY, error_from_rpc
 from meshserve.runtime._address import ListenAddress
+from meshserve.runtime._call_errors import CallKind, call_error
 from meshserve.runtime._interface import Runtime
+from meshserve.runtime._model_id import id_injector, id_metadata
 from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeState, RuntimeStatus
 from meshserve.runtime._server import MODEL_ID_HEADER
 from meshserve.runtime._spi import (
@@ -57,7 +57,6 @@ __all__ = [
     "ExternalRuntime",
     "ExternalState",
     "connect_address",
-    "id_injector",
     "wait_while_ready",
 ]
 
@@ -86,15 +85,6 @@ class ExternalState(enum.Enum):
     STOPPING = "stopping"
 
 
-class _Call(enum.Enum):
-    """What a failed call was doing: a foreign runtime's bare status code
-    means different things for a load and for a prediction."""
-
-    LOAD = "load"
-    MANAGE = "manage"
-    INFER = "infer"
-
-
 async def wait_while_ready(channel: grpc.aio.Channel) -> grpc.ChannelConnectivity:
     """Return once ``channel``, connected now, is not any more (an idle
     connection is never closed by our side: a drop means the peer went);
@@ -113,61 +103,6 @@ def connect_address(address: str | ListenAddress) -> ListenAddress:
     if parsed.port == 0:
         raise ValueError(f"runtime address {address!s}: port 0 names no runtime to connect to")
     return parsed
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if not value:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def id_injector(path: Sequence[int], message: Any) -> Callable[[str], bytes] | None:
-    """What to append to a serialized message of type ``message`` (a
-    protobuf Descriptor; protobuf ships no type stubs) so that the string
-    field at ``path`` (field numbers, outermost first) reads as the model id.
-    None when the path does not lead through singular message fields to a
-    singular string field.
-
-    Appending works without decoding the body: a parser keeps the last value
-    of a singular string field and merges repeated occurrences of a singular
-    message field.
-    """
-    if not path:
-        return None
-    current = message
-    for depth, number in enumerate(path):
-        field = current.fields_by_number.get(number) if current is not None else None
-        if field is None or field.is_repeated:
-            return None
-        wanted = field.TYPE_STRING if depth == len(path) - 1 else field.TYPE_MESSAGE
-        if field.type != wanted:
-            return None
-        current = field.message_type
-    numbers = tuple(path)
-
-    def inject(model_id: str) -> bytes:
-        encoded = _length_delimited(numbers[-1], model_id.encode())
-        for number in reversed(numbers[:-1]):
-            encoded = _length_delimited(number, encoded)
-        return encoded
-
-    return inject
-
-
-def _id_metadata(model_id: str) -> tuple[tuple[str, str | bytes], ...]:
-    # Plain header values must be printable ASCII; the -bin form carries
-    # any UTF-8 (ModelMesh reads both).
-    if model_id.isascii() and model_id.isprintable():
-        return ((MODEL_ID_HEADER, model_id),)
-    return ((f"{MODEL_ID_HEADER}-bin", model_id.encode()),)
 
 
 class ExternalRuntime(Runtime):
@@ -433,39 +368,23 @@ class ExternalRuntime(Runtime):
         return self._spi
 
     @contextlib.contextmanager
-    def _errors(self, call: _Call, *, timeout_s: float | None = None) -> Iterator[None]:
+    def _errors(self, call: CallKind, *, timeout_s: float | None = None) -> Iterator[None]:
         try:
             yield
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, call, timeout_s) from None
 
     def _error(
-        self, exc: grpc.aio.AioRpcError, call: _Call, timeout_s: float | None
+        self, exc: grpc.aio.AioRpcError, call: CallKind, timeout_s: float | None
     ) -> errors.MeshServeError:
-        code, details = exc.code(), exc.details() or exc.code().name
-        trailers = tuple(exc.trailing_metadata() or ())
-        if any(key == ERROR_TYPE_KEY for key, _ in trailers):
-            # A meshserve runtime named the exact type.
-            return error_from_rpc(code, details, trailers)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            state = self.state.value if self.state is not ExternalState.READY else "not answering"
-            return errors.UnavailableError(f"the runtime at {self.address} is {state}: {details}")
-        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-            within = f"within {timeout_s} s" if timeout_s is not None else f"in time ({details})"
-            if call is _Call.LOAD:
-                return errors.LoadTimeoutError(f"the load did not finish {within}")
-            return errors.UnavailableError(f"the runtime at {self.address} did not answer {within}")
-        if call is _Call.LOAD:
-            # ModelMesh's SPI: these two say no load was attempted.
-            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                return errors.LoadNotAttemptedError(details)
-            return errors.ModelLoadError(details)
-        error = error_from_rpc(code, details)
-        if call is _Call.INFER and (
-            type(error) is errors.MeshServeError or isinstance(error, errors.ModelLoadError)
-        ):
-            return errors.InferenceError(details)
-        return error
+        state = self.state.value if self.state is not ExternalState.READY else "not answering"
+        return call_error(
+            exc,
+            call=call,
+            runtime=f"the runtime at {self.address}",
+            state=state,
+            timeout_s=timeout_s,
+        )
 
     async def status(self) -> RuntimeStatus:
         if self._reply is None:
@@ -479,7 +398,7 @@ class ExternalRuntime(Runtime):
         stub = self._ready()
         assert self._reply is not None
         timeout_s = self._reply.modelLoadingTimeoutMs / 1000 or None
-        with self._errors(_Call.LOAD, timeout_s=timeout_s):
+        with self._errors(CallKind.LOAD, timeout_s=timeout_s):
             reply = await stub.loadModel(
                 load_request(spec),
                 timeout=timeout_s,
@@ -489,7 +408,7 @@ class ExternalRuntime(Runtime):
 
     async def unload(self, model_id: str) -> None:
         stub = self._ready()
-        with self._errors(_Call.MANAGE, timeout_s=self._call_timeout_s):
+        with self._errors(CallKind.MANAGE, timeout_s=self._call_timeout_s):
             await stub.unloadModel(
                 spi.UnloadModelRequest(modelId=model_id), timeout=self._call_timeout_s
             )
@@ -497,7 +416,7 @@ class ExternalRuntime(Runtime):
 
     async def predict_size(self, spec: ModelSpec) -> int:
         stub = self._ready()
-        with self._errors(_Call.MANAGE, timeout_s=PREDICT_SIZE_TIMEOUT_S):
+        with self._errors(CallKind.MANAGE, timeout_s=PREDICT_SIZE_TIMEOUT_S):
             reply = await stub.predictModelSize(
                 predict_size_request(spec),
                 timeout=PREDICT_SIZE_TIMEOUT_S,
@@ -506,7 +425,7 @@ class ExternalRuntime(Runtime):
 
     async def model_size(self, model_id: str) -> int:
         stub = self._ready()
-        with self._errors(_Call.MANAGE, timeout_s=self._call_timeout_s):
+        with self._errors(CallKind.MANAGE, timeout_s=self._call_timeout_s):
             reply = await stub.modelSize(
                 spi.ModelSizeRequest(modelId=model_id), timeout=self._call_timeout_s
             )
@@ -516,9 +435,9 @@ class ExternalRuntime(Runtime):
         self._ready()
         assert self._metadata_call is not None
         body = v2.ModelMetadataRequest(name=model_id).SerializeToString()
-        with self._errors(_Call.MANAGE, timeout_s=self._call_timeout_s):
+        with self._errors(CallKind.MANAGE, timeout_s=self._call_timeout_s):
             reply: bytes = await self._metadata_call(
-                body, metadata=_id_metadata(model_id), timeout=self._call_timeout_s
+                body, metadata=id_metadata(model_id), timeout=self._call_timeout_s
             )
         return codecs.metadata_from_proto(v2.ModelMetadataResponse.FromString(reply))
 
@@ -530,8 +449,8 @@ class ExternalRuntime(Runtime):
         assert self._infer_call is not None
         if self._inject is not None:
             body += self._inject(model_id)
-        with self._errors(_Call.INFER, timeout_s=self._infer_timeout_s):
+        with self._errors(CallKind.INFER, timeout_s=self._infer_timeout_s):
             reply: bytes = await self._infer_call(
-                body, metadata=_id_metadata(model_id), timeout=self._infer_timeout_s
+                body, metadata=id_metadata(model_id), timeout=self._infer_timeout_s
             )
         return reply

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import pathlib
@@ -35,44 +34,34 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from meshserve import control
 from meshserve.errors import (
-    ArtifactNotFoundError,
     ArtifactRejectedError,
     InvalidRequestError,
-    StorageConfigError,
     StorageError,
     StorageUnavailableError,
 )
 from meshserve.security import namespace_of
 from meshserve.storage._cache import ArtifactCache, cache_key, link_tree, remove_tree
-from meshserve.storage._config import ResolvedStorage, StorageConfig
+from meshserve.storage._config import StorageConfig
 from meshserve.storage._factory import SourceFactory, open_source
 from meshserve.storage._local_roots import LocalRoots
 from meshserve.storage._location import check_location
 from meshserve.storage._model_key import ModelKeyInfo
 from meshserve.storage._paths import (
     check_no_escaping_symlinks,
-    check_remote_path,
     model_dir_name,
-    safe_relative_path,
     tree_size,
-    within,
 )
 from meshserve.storage._providers import (
-    AzureConfig,
-    GcsConfig,
-    HttpConfig,
     PvcConfig,
-    S3Config,
-    config_fingerprint,
-    secret_values,
 )
+from meshserve.storage._pull_plan import PullPlan, check_pin, plan_pull
+from meshserve.storage._pvc import resolve_pvc
 from meshserve.storage._secrets import SecretEntries, SecretReader
 from meshserve.storage._settings import StorageSettings
 from meshserve.storage._source import TransientStorageError
 from meshserve.storage._transfer import ProgressCallback, Transfer
-from meshserve.storage._uri import is_storage_uri, parse_storage_uri
+from meshserve.storage._uri import is_storage_uri
 
 __all__ = ["PulledModel", "Puller"]
 
@@ -94,19 +83,6 @@ class PulledModel:
     """Wall time of the pull, waiting for a shared download included."""
     from_cache: bool
     """Served by the artifact cache (no object was downloaded)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A pull, resolved: which config, which path, and how to name it."""
-
-    resolved: ResolvedStorage
-    path: str
-    where: str
-    """Storage key and path, for messages (never a credential)."""
-    sha256: str | None
-    secrets: tuple[str, ...]
-    fetch_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +195,7 @@ class Puller:
             raise RuntimeError("Puller used outside 'async with'")
         started = time.monotonic()
         config = await self._config_for(model_id, model_path=model_path, model_key=model_key)
-        plan = await asyncio.to_thread(self._plan, model_path, model_key, config)
+        plan = await asyncio.to_thread(plan_pull, model_path, model_key=model_key, config=config)
         if plan is None:
             # Also at load: a record may predate the roots (or come from a
             # resource, which registerModel never saw).
@@ -230,7 +206,12 @@ class Puller:
             return PulledModel(local_path=model_path, bytes=size, seconds=0.0, from_cache=False)
         async with self._model_lock(model_id):
             if isinstance(plan.resolved.config, PvcConfig):
-                local, size = await asyncio.to_thread(self._resolve_pvc, plan)
+                local, size = await asyncio.to_thread(
+                    resolve_pvc,
+                    plan,
+                    pvc_root=self._settings.pvc_root,
+                    max_bytes=self._settings.max_model_bytes,
+                )
                 return PulledModel(
                     local_path=str(local),
                     bytes=size,
@@ -283,42 +264,9 @@ class Puller:
             secret = SecretEntries(origin=f"secret '{namespace}/{name}' (absent)", values={})
         return self._config.overlaid(secret)
 
-    def _plan(self, model_path: str, model_key: str, config: StorageConfig) -> _Plan | None:
-        key = ModelKeyInfo.parse(model_key)
-        params = dict(key.storage_params)
-        path = model_path
-        if is_storage_uri(model_path):
-            # A URI in the path: its parameters win, as ModelMesh Serving's
-            # controller lets storageUri win over storage.parameters.
-            try:
-                ref = parse_storage_uri(model_path)
-            except InvalidRequestError as exc:
-                raise StorageConfigError(exc.message) from None
-            params.update(ref.params)
-            path = ref.path
-        elif not key.uses_storage:
-            return None
-        resolved = config.resolve(storage_key=key.storage_key, params=params)
-        where = _where(resolved, path)
-        path = check_remote_path(path, where=where)
-        sha256 = params.get("sha256", "").strip().lower() or None
-        if sha256 is not None and (
-            len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)
-        ):
-            raise StorageConfigError(f"{where}: 'sha256' is not a hex SHA-256 digest")
-        fingerprint = config_fingerprint(resolved.config)
-        return _Plan(
-            resolved=resolved,
-            path=path,
-            where=where,
-            sha256=sha256,
-            secrets=tuple(secret_values(resolved.config)),
-            fetch_key=hashlib.sha256(f"{fingerprint}|{path}".encode()).hexdigest(),
-        )
-
     # -- shared downloads ---------------------------------------------------
 
-    async def _acquire(self, plan: _Plan, model_id: str) -> tuple[_Shared, _Artifact]:
+    async def _acquire(self, plan: PullPlan, model_id: str) -> tuple[_Shared, _Artifact]:
         shared = self._inflight.get(plan.fetch_key)
         if shared is None:
             shared = _Shared()
@@ -355,7 +303,7 @@ class Puller:
         if task.exception() is None:
             await asyncio.to_thread(remove_tree, task.result().staging)
 
-    async def _fetch(self, plan: _Plan, model_id: str, shared: _Shared) -> _Artifact:
+    async def _fetch(self, plan: PullPlan, model_id: str, shared: _Shared) -> _Artifact:
         staging = self._models_dir / _STAGING / uuid.uuid4().hex
         transfer = Transfer(
             model_id=model_id,
@@ -412,7 +360,7 @@ class Puller:
         delay = min(base, self._settings.retry_max_backoff_s)
         return delay * (1 + random.uniform(0, 0.25))
 
-    def _fetch_once(self, plan: _Plan, staging: pathlib.Path, transfer: Transfer) -> _Artifact:
+    def _fetch_once(self, plan: PullPlan, staging: pathlib.Path, transfer: Transfer) -> _Artifact:
         """One attempt: list, then link from the cache or download (thread)."""
         remove_tree(staging)
         staging.mkdir(parents=True)
@@ -471,19 +419,12 @@ class Puller:
 
     # -- local side ---------------------------------------------------------
 
-    def _install(self, artifact: _Artifact, model_id: str, plan: _Plan) -> pathlib.Path:
+    def _install(self, artifact: _Artifact, model_id: str, plan: PullPlan) -> pathlib.Path:
         """Verify the pin, then place the artifact in the model's directory
         atomically (thread)."""
-        if plan.sha256 is not None:
-            if artifact.is_directory:
-                raise ArtifactRejectedError(
-                    f"{plan.where}: 'sha256' pins a single file, but the path is a directory"
-                )
-            actual = artifact.digests.get(artifact.name)
-            if actual != plan.sha256:
-                raise ArtifactRejectedError(
-                    f"{plan.where}: sha256 mismatch (expected {plan.sha256}, got {actual}); refused"
-                )
+        check_pin(
+            plan, is_directory=artifact.is_directory, digest=artifact.digests.get(artifact.name)
+        )
         name = model_dir_name(model_id)
         final = self._models_dir / name
         tmp = self._models_dir / f".tmp-{uuid.uuid4().hex}"
@@ -507,56 +448,6 @@ class Puller:
         os.rename(final, trash)
         remove_tree(trash)
 
-    def _resolve_pvc(self, plan: _Plan) -> tuple[pathlib.Path, int]:
-        """A pvc path, checked in place (thread): inside its claim, no
-        symlink out of it, within the size limit, matching its pin."""
-        config = plan.resolved.config
-        assert isinstance(config, PvcConfig)
-        pvc_root = self._settings.pvc_root
-        if pvc_root is None:
-            raise StorageConfigError(f"{plan.where}: pvc storage needs storage.pvcRoot set")
-        if not config.name:
-            raise StorageConfigError(f"{plan.where}: no claim name ('name')")
-        claim = safe_relative_path(config.name, where=plan.where)
-        if len(claim.parts) != 1:
-            raise ArtifactRejectedError(f"{plan.where}: claim name '{config.name}' refused")
-        claim_root = pvc_root / claim
-        if not claim_root.is_dir():
-            raise ArtifactNotFoundError(
-                f"{plan.where}: no claim '{config.name}' under the pvc root"
-            )
-        if not within(claim_root, pvc_root):
-            # A claim that is itself a symlink out of the root: the checks
-            # below resolve the path and the claim alike, so they would pass.
-            raise ArtifactRejectedError(
-                f"{plan.where}: claim '{config.name}' resolves outside the pvc root; refused"
-            )
-        target = claim_root / plan.path if plan.path else claim_root
-        if not target.exists() and not target.is_symlink():
-            raise ArtifactNotFoundError(f"{plan.where}: not found")
-        if not within(target, claim_root):
-            raise ArtifactRejectedError(
-                f"{plan.where}: the path resolves outside the claim through a symlink; refused"
-            )
-        check_no_escaping_symlinks(target, root=claim_root, where=plan.where)
-        size = tree_size(target)
-        limit = self._settings.max_model_bytes
-        if size > limit:
-            raise ArtifactRejectedError(
-                f"{plan.where}: {size} bytes, more than the {limit} a model may have; refused"
-            )
-        if plan.sha256 is not None:
-            if not target.is_file():
-                raise ArtifactRejectedError(
-                    f"{plan.where}: 'sha256' pins a single file, but the path is a directory"
-                )
-            actual = _file_sha256(target)
-            if actual != plan.sha256:
-                raise ArtifactRejectedError(
-                    f"{plan.where}: sha256 mismatch (expected {plan.sha256}, got {actual}); refused"
-                )
-        return target, size
-
     @contextlib.asynccontextmanager
     async def _model_lock(self, model_id: str) -> AsyncIterator[None]:
         """Pulls and releases of one model id, one at a time."""
@@ -571,24 +462,6 @@ class Puller:
                 del self._locks[model_id]
             else:
                 self._locks[model_id] = (lock, users - 1)
-
-
-def _where(resolved: ResolvedStorage, path: str) -> str:
-    """How messages name a pull: storage key, type, container, path."""
-    config = resolved.config
-    key = f"storage key '{resolved.key}'" if resolved.key else "no storage key"
-    detail = ""
-    if isinstance(config, S3Config) and config.bucket_name:
-        detail = f", bucket '{config.bucket_name}'"
-    elif isinstance(config, GcsConfig) and config.bucket:
-        detail = f", bucket '{config.bucket}'"
-    elif isinstance(config, AzureConfig) and config.container:
-        detail = f", container '{config.container}'"
-    elif isinstance(config, PvcConfig) and config.name:
-        detail = f", claim '{config.name}'"
-    elif isinstance(config, HttpConfig) and config.url:
-        detail = f", url '{control.redact_uri(config.url)}'"
-    return f"{key} ({config.type}{detail}), path '{path}'"
 
 
 def _prefixed(message: str, where: str) -> str:
@@ -608,11 +481,3 @@ def _size_if_exists(path: pathlib.Path) -> int:
         return tree_size(path) if path.exists() else 0
     except OSError:
         return 0
-
-
-def _file_sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()

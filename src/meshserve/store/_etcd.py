@@ -23,14 +23,12 @@ from etcd3aio import _protobuf as etcdpb
 from meshserve import _tasks
 from meshserve._clock import Clock, SystemClock
 from meshserve.store import _errors
+from meshserve.store import _etcd_wire as wire
 from meshserve.store._etcd_settings import EtcdSettings
 from meshserve.store._etcd_watch import EtcdWatch
 from meshserve.store._store import Store
 from meshserve.store._types import (
     Compare,
-    DeleteOp,
-    Event,
-    EventKind,
     KeyValue,
     LeaseId,
     Op,
@@ -40,7 +38,6 @@ from meshserve.store._types import (
     WatchStream,
     check_key,
     check_txn,
-    prefix_range_end,
 )
 
 __all__ = ["EtcdStore"]
@@ -48,32 +45,18 @@ __all__ = ["EtcdStore"]
 _log = logging.getLogger("meshserve.store")
 _T = TypeVar("_T")
 
-_RANGE_PAGE = 1000
-"""Keys read per Range call, so a large prefix never exceeds gRPC's 4 MiB
-default message limit in one response."""
 
 _LEASE_NOT_FOUND = "requested lease not found"
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
 _UNAVAILABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
 _WATCH_RETRY_DELAY = 0.25
-_DELETE_EVENT = 1
-"""mvccpb.Event.EventType.DELETE (etcd3aio does not export the enum)."""
 
 
 class EtcdStoreState(enum.Enum):
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
-
-
-class _RefusedError(_errors.StoreError):
-    """etcd answered with an error status that has no Store meaning of its own."""
-
-    def __init__(self, *, code: str, details: str) -> None:
-        super().__init__(f"etcd refused the request: {code}: {details}")
-        self.code = code
-        self.details = details
 
 
 class EtcdStore(Store):
@@ -203,13 +186,13 @@ class EtcdStore(Store):
             )
         if isinstance(exc, etcd3aio.EtcdError):
             return _errors.StoreError(f"etcd refused the request: {exc}")
-        status = _rpc_status(exc)
+        status = wire.rpc_status(exc)
         if status is None:
             return exc
         code, details = status
         if code in _UNAVAILABLE_CODES:
             return _errors.StoreUnavailableError(f"etcd is unavailable: {code}: {details}")
-        return _RefusedError(code=code, details=details)
+        return wire.RefusedError(code=code, details=details)
 
     @property
     def _timeout(self) -> float:
@@ -219,22 +202,22 @@ class EtcdStore(Store):
 
     async def get(self, key: str) -> KeyValue | None:
         check_key(key)
-        response = await self._rpc(lambda c: _kv(c).get(key, timeout=self._timeout))
-        return _key_value(response.kvs[0]) if response.kvs else None
+        response = await self._rpc(lambda c: wire.kv_service(c).get(key, timeout=self._timeout))
+        return wire.key_value(response.kvs[0]) if response.kvs else None
 
     async def range(self, prefix: str) -> RangeResult:
-        start, end = _prefix_range(prefix)
+        start, end = wire.prefix_range(prefix)
         kvs: list[KeyValue] = []
         revision = 0
         while True:
             response = await self._rpc(
                 functools.partial(
-                    _read_page, start=start, end=end, revision=revision, timeout=self._timeout
+                    wire.read_page, start=start, end=end, revision=revision, timeout=self._timeout
                 )
             )
             # Later pages read at the first page's revision: one snapshot.
             revision = revision or int(response.header.revision)
-            kvs.extend(_key_value(kv) for kv in response.kvs)
+            kvs.extend(wire.key_value(kv) for kv in response.kvs)
             if not response.more or not response.kvs:
                 return RangeResult(kvs=tuple(kvs), revision=revision)
             start = bytes(response.kvs[-1].key) + b"\0"
@@ -242,7 +225,7 @@ class EtcdStore(Store):
     async def current_revision(self) -> int:
         # An empty transaction: a linearizable read of the header that needs
         # no key permission, so a user granted only a prefix can open the store.
-        response = await self._rpc(lambda c: _kv(c).txn([], [], timeout=self._timeout))
+        response = await self._rpc(lambda c: wire.kv_service(c).txn([], [], timeout=self._timeout))
         return int(response.header.revision)
 
     # -- writes ----------------------------------------------------------------
@@ -251,11 +234,11 @@ class EtcdStore(Store):
         check_key(key)
         try:
             response = await self._rpc(
-                lambda c: _kv(c).put(
+                lambda c: wire.kv_service(c).put(
                     key.encode(), value, lease=lease or 0, timeout=self._timeout, max_attempts=1
                 )
             )
-        except _RefusedError as exc:
+        except wire.RefusedError as exc:
             if lease is not None and _LEASE_NOT_FOUND in exc.details:
                 raise _errors.LeaseExpiredError(lease) from exc
             raise
@@ -264,14 +247,14 @@ class EtcdStore(Store):
     async def delete(self, key: str) -> bool:
         check_key(key)
         response = await self._rpc(
-            lambda c: _kv(c).delete(key.encode(), timeout=self._timeout, max_attempts=1)
+            lambda c: wire.kv_service(c).delete(key.encode(), timeout=self._timeout, max_attempts=1)
         )
         return int(response.deleted) > 0
 
     async def delete_prefix(self, prefix: str) -> int:
-        start, end = _prefix_range(prefix)
+        start, end = wire.prefix_range(prefix)
         response = await self._rpc(
-            lambda c: _kv(c).delete(start, end, timeout=self._timeout, max_attempts=1)
+            lambda c: wire.kv_service(c).delete(start, end, timeout=self._timeout, max_attempts=1)
         )
         return int(response.deleted)
 
@@ -286,12 +269,14 @@ class EtcdStore(Store):
             )
             for c in compares
         ]
-        requests = [_request_op(op) for op in ops]
+        requests = [wire.request_op(op) for op in ops]
         try:
             response = await self._rpc(
-                lambda c: _kv(c).txn(guards, requests, timeout=self._timeout, max_attempts=1)
+                lambda c: wire.kv_service(c).txn(
+                    guards, requests, timeout=self._timeout, max_attempts=1
+                )
             )
-        except _RefusedError as exc:
+        except wire.RefusedError as exc:
             if _LEASE_NOT_FOUND in exc.details:
                 raise _errors.LeaseExpiredError(await self._dead_lease(ops)) from exc
             raise
@@ -301,7 +286,7 @@ class EtcdStore(Store):
         """Which lease of ``ops`` etcd did not find (etcd's error does not say)."""
         leases = list(dict.fromkeys(op.lease for op in ops if isinstance(op, PutOp) and op.lease))
         for lease in leases[:-1]:
-            probe = functools.partial(_time_to_live, lease=lease, timeout=self._timeout)
+            probe = functools.partial(wire.time_to_live, lease=lease, timeout=self._timeout)
             if await self._rpc(probe) < 0:
                 return lease
         return leases[-1] if leases else 0
@@ -310,8 +295,8 @@ class EtcdStore(Store):
         if revision < 1:
             raise ValueError("a compaction revision must be at least 1")
         try:
-            await self._rpc(lambda c: _kv(c).compact(revision, timeout=self._timeout))
-        except _RefusedError as exc:
+            await self._rpc(lambda c: wire.kv_service(c).compact(revision, timeout=self._timeout))
+        except wire.RefusedError as exc:
             if _FUTURE in exc.details:
                 raise ValueError(f"cannot compact future revision {revision}") from exc
             if _COMPACTED in exc.details:
@@ -327,13 +312,13 @@ class EtcdStore(Store):
         # (~2 s with default election settings) to that minimum itself.
         seconds = math.ceil(ttl)
         response = await self._rpc(
-            lambda c: _leases(c).grant(seconds, timeout=self._timeout, max_attempts=1)
+            lambda c: wire.lease_service(c).grant(seconds, timeout=self._timeout, max_attempts=1)
         )
         return LeaseId(int(response.ID))
 
     async def keepalive(self, lease: LeaseId) -> None:
         async def refresh(client: etcd3aio.Etcd3Client) -> int:
-            call = _leases(client).keep_alive(lease)
+            call = wire.lease_service(client).keep_alive(lease)
             try:
                 async with asyncio.timeout(self._timeout):
                     async for response in call:
@@ -348,9 +333,9 @@ class EtcdStore(Store):
     async def revoke_lease(self, lease: LeaseId) -> None:
         try:
             await self._rpc(
-                lambda c: _leases(c).revoke(lease, timeout=self._timeout, max_attempts=1)
+                lambda c: wire.lease_service(c).revoke(lease, timeout=self._timeout, max_attempts=1)
             )
-        except _RefusedError as exc:
+        except wire.RefusedError as exc:
             if _LEASE_NOT_FOUND not in exc.details:
                 raise
 
@@ -378,19 +363,19 @@ class EtcdStore(Store):
                 self._pumps.pop(watch, None)
                 await _tasks.cancel_and_wait(task)
         finally:
-            await _close_stream(watch)
+            await wire.close_stream(watch)
 
     async def _start_stream(self, watch: EtcdWatch) -> int:
         """(Re)open ``watch``'s etcd stream from its next revision; return the
         revision etcd created it at."""
-        await _close_stream(watch)
-        start, end = _prefix_range(watch.prefix)
+        await wire.close_stream(watch)
+        start, end = wire.prefix_range(watch.prefix)
         client = self._open_client()
-        stream = _watches(client).watch(
+        stream = wire.watch_service(client).watch(
             start, end, start_revision=watch.next_revision, prev_kv=True, progress_notify=True
         )
         watch.stream = stream
-        response = await self._rpc(lambda _: _first(stream, timeout=self._timeout))
+        response = await self._rpc(lambda _: wire.first(stream, timeout=self._timeout))
         if response.canceled:
             raise _errors.StoreError(f"etcd refused the watch: {response.cancel_reason}")
         return int(response.header.revision)
@@ -403,10 +388,10 @@ class EtcdStore(Store):
         tells the compaction revision; etcd sends it within ~100 ms.
         """
         requested = watch.next_revision
-        start, end = _prefix_range(watch.prefix)
+        start, end = wire.prefix_range(watch.prefix)
         try:
             await self._rpc(
-                lambda c: _kv(c).get(
+                lambda c: wire.kv_service(c).get(
                     start,
                     end,
                     revision=max(requested - 1, 1),
@@ -415,13 +400,13 @@ class EtcdStore(Store):
                 )
             )
             return
-        except _RefusedError as exc:
+        except wire.RefusedError as exc:
             if _COMPACTED not in exc.details:
                 raise
         compact_revision = requested
         assert watch.stream is not None
         with contextlib.suppress(TimeoutError, StopAsyncIteration):
-            response = await _first(watch.stream, timeout=self._timeout)
+            response = await wire.first(watch.stream, timeout=self._timeout)
             compact_revision = max(compact_revision, int(response.compact_revision))
         raise _errors.CompactedError(
             requested_revision=requested, compact_revision=compact_revision
@@ -435,7 +420,7 @@ class EtcdStore(Store):
             except _errors.StoreUnavailableError as exc:
                 _log.info("watch on %r broke, resuming: %s", watch.prefix, exc)
             except Exception as exc:
-                watch.fail(_as_store_error(self._translate(exc)))
+                watch.fail(wire.as_store_error(self._translate(exc)))
                 return
             await asyncio.sleep(_WATCH_RETRY_DELAY)
             while True:
@@ -446,7 +431,7 @@ class EtcdStore(Store):
                     _log.info("watch on %r cannot resume yet: %s", watch.prefix, exc)
                     await asyncio.sleep(_WATCH_RETRY_DELAY)
                 except Exception as exc:
-                    watch.fail(_as_store_error(self._translate(exc)))
+                    watch.fail(wire.as_store_error(self._translate(exc)))
                     return
 
     async def _read_stream(self, watch: EtcdWatch) -> None:
@@ -469,41 +454,11 @@ class EtcdStore(Store):
                 if response.canceled:
                     raise _errors.StoreError(f"etcd cancelled the watch: {response.cancel_reason}")
                 if response.events:
-                    watch.deliver(tuple(_event(e) for e in response.events))
+                    watch.deliver(tuple(wire.event_of(e) for e in response.events))
                 else:
                     watch.caught_up(int(response.header.revision))
         except Exception as exc:
             raise self._translate(exc) from exc
-
-
-# -- conversions ------------------------------------------------------------------
-
-
-def _kv(client: etcd3aio.Etcd3Client) -> Any:
-    assert client.kv is not None
-    return client.kv
-
-
-def _leases(client: etcd3aio.Etcd3Client) -> Any:
-    assert client.lease is not None
-    return client.lease
-
-
-def _watches(client: etcd3aio.Etcd3Client) -> Any:
-    assert client.watch is not None
-    return client.watch
-
-
-async def _read_page(
-    client: etcd3aio.Etcd3Client, *, start: bytes, end: bytes, revision: int, timeout: float
-) -> Any:
-    return await _kv(client).get(start, end, revision=revision, limit=_RANGE_PAGE, timeout=timeout)
-
-
-async def _time_to_live(client: etcd3aio.Etcd3Client, *, lease: int, timeout: float) -> int:
-    """The lease's remaining seconds; -1 if it does not exist."""
-    response = await _leases(client).time_to_live(lease, timeout=timeout)
-    return int(response.TTL)
 
 
 def _read(path: str | os.PathLike[str] | None) -> bytes | None:
@@ -511,74 +466,3 @@ def _read(path: str | os.PathLike[str] | None) -> bytes | None:
         return None
     with open(path, "rb") as file:
         return file.read()
-
-
-def _prefix_range(prefix: str) -> tuple[bytes, bytes]:
-    """etcd's [key, range_end) for every key starting with ``prefix``."""
-    if not prefix:
-        # etcd refuses an empty key; "\0" up to "no end" selects every key.
-        return b"\0", b"\0"
-    start = prefix.encode()
-    end = prefix_range_end(start)
-    return start, b"\0" if end is None else end
-
-
-def _request_op(op: Op) -> Any:
-    if isinstance(op, PutOp):
-        return etcdpb.RequestOp(
-            request_put=etcdpb.PutRequest(key=op.key.encode(), value=op.value, lease=op.lease or 0)
-        )
-    if isinstance(op, DeleteOp):
-        return etcdpb.RequestOp(request_delete_range=etcdpb.DeleteRangeRequest(key=op.key.encode()))
-    start, end = _prefix_range(op.prefix)
-    return etcdpb.RequestOp(
-        request_delete_range=etcdpb.DeleteRangeRequest(key=start, range_end=end)
-    )
-
-
-def _key_value(kv: Any) -> KeyValue:
-    return KeyValue(
-        key=bytes(kv.key).decode(),
-        value=bytes(kv.value),
-        create_revision=int(kv.create_revision),
-        mod_revision=int(kv.mod_revision),
-        version=int(kv.version),
-        lease=LeaseId(int(kv.lease)) if kv.lease else None,
-    )
-
-
-def _event(event: Any) -> Event:
-    kind = EventKind.DELETE if event.type == _DELETE_EVENT else EventKind.PUT
-    prev = _key_value(event.prev_kv) if event.HasField("prev_kv") else None
-    return Event(kind=kind, kv=_key_value(event.kv), prev=prev)
-
-
-def _rpc_status(exc: Exception) -> tuple[str, str] | None:
-    """(status code name, details) of a gRPC error, read without importing
-    grpc (the store layer may not; etcd3aio raises grpc's errors as is)."""
-    if not type(exc).__module__.startswith("grpc"):
-        return None
-    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
-    if not callable(code) or not callable(details):
-        return None
-    status = code()
-    return str(getattr(status, "name", status)), str(details() or "")
-
-
-def _as_store_error(exc: Exception) -> _errors.StoreError | _errors.StoreUnavailableError:
-    if isinstance(exc, _errors.StoreError | _errors.StoreUnavailableError):
-        return exc
-    return _errors.StoreError(f"the watch failed: {exc!r}")
-
-
-async def _first(stream: AsyncIterator[Any], *, timeout: float) -> Any:
-    async with asyncio.timeout(timeout):
-        return await anext(stream)
-
-
-async def _close_stream(watch: EtcdWatch) -> None:
-    stream, watch.stream = watch.stream, None
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()

@@ -5,15 +5,7 @@ event loop. Each public method is one SQLite transaction; writes use
 ``BEGIN IMMEDIATE`` so that processes sharing the file serialise on the write
 lock instead of failing halfway through a read-modify-write.
 
-Tables:
-
-- ``kv``: the current keys (key as UTF-8 BLOB, so order and prefix ranges
-  are byte-wise, as in etcd);
-- ``events``: one row per change (kv after, kv before) keyed by
-  (revision, sub), read by watches and trimmed by compaction;
-- ``leases``: id, TTL and wall-clock expiry (wall clock because every
-  process on the machine must agree on it, and it survives restarts);
-- ``meta``: the current revision, the compacted revision, the schema version.
+The tables, and how their rows map to records, are in ``_sqlite_schema.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +19,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from meshserve.store import _errors
+from meshserve.store._sqlite_schema import (
+    EVENT_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    EventLog,
+    KvRow,
+    row_to_event,
+    row_to_kv,
+)
 from meshserve.store._types import (
     Compare,
     DeleteOp,
@@ -44,58 +45,6 @@ from meshserve.store._types import (
 __all__ = ["EventPage", "SqliteDb", "TxnOutcome"]
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS kv (
-    key             BLOB PRIMARY KEY,
-    value           BLOB NOT NULL,
-    create_revision INTEGER NOT NULL,
-    mod_revision    INTEGER NOT NULL,
-    version         INTEGER NOT NULL,
-    lease           INTEGER
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kv_by_lease ON kv (lease) WHERE lease IS NOT NULL;
-CREATE TABLE IF NOT EXISTS events (
-    revision             INTEGER NOT NULL,
-    sub                  INTEGER NOT NULL,
-    kind                 INTEGER NOT NULL,
-    key                  BLOB NOT NULL,
-    value                BLOB NOT NULL,
-    create_revision      INTEGER NOT NULL,
-    version              INTEGER NOT NULL,
-    lease                INTEGER,
-    prev_value           BLOB,
-    prev_create_revision INTEGER,
-    prev_mod_revision    INTEGER,
-    prev_version         INTEGER,
-    prev_lease           INTEGER,
-    ts                   REAL NOT NULL,
-    PRIMARY KEY (revision, sub)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    ttl        REAL NOT NULL,
-    expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases (expires_at);
-INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compact_revision', 0);
-"""
-
-_KIND_CODE = {EventKind.PUT: 0, EventKind.DELETE: 1}
-_KIND_OF_CODE = {code: kind for kind, code in _KIND_CODE.items()}
-
-_EVENT_COLUMNS = (
-    "revision, kind, key, value, create_revision, version, lease, prev_value, "
-    "prev_create_revision, prev_mod_revision, prev_version, prev_lease"
-)
-
-_KvRow = tuple[bytes, bytes, int, int, int, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +99,7 @@ class SqliteDb:
     def _create_schema(self) -> None:
         with self._write():
             # executescript would commit the open transaction first.
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
             self._conn.execute(
@@ -198,27 +147,27 @@ class SqliteDb:
     def get(self, key: str) -> KeyValue | None:
         with _translate_errors():
             row = self._select_kv(key.encode())
-        return None if row is None else _kv(row)
+        return None if row is None else row_to_kv(row)
 
     def range(self, prefix: str) -> RangeResult:
         with self._read():
             revision = self._meta("revision")
             rows = self._select_prefix(prefix.encode())
-        return RangeResult(kvs=tuple(_kv(r) for r in rows), revision=revision)
+        return RangeResult(kvs=tuple(row_to_kv(r) for r in rows), revision=revision)
 
     def current_revision(self) -> int:
         with _translate_errors():
             return self._meta("revision")
 
-    def _select_kv(self, key: bytes) -> _KvRow | None:
-        row: _KvRow | None = self._conn.execute(
+    def _select_kv(self, key: bytes) -> KvRow | None:
+        row: KvRow | None = self._conn.execute(
             "SELECT key, value, create_revision, mod_revision, version, lease FROM kv "
             "WHERE key = ?",
             (key,),
         ).fetchone()
         return row
 
-    def _select_prefix(self, prefix: bytes) -> list[_KvRow]:
+    def _select_prefix(self, prefix: bytes) -> list[KvRow]:
         end = prefix_range_end(prefix)
         sql = "SELECT key, value, create_revision, mod_revision, version, lease FROM kv "
         if end is None:
@@ -242,19 +191,19 @@ class SqliteDb:
                 if not self._lease_alive(lease, now):
                     # Commit the sweep anyway; only the ops are refused.
                     return TxnOutcome(False, revision, (), expired, dead_lease=lease)
-            log = _EventLog(self._conn, revision=revision + 1, ts=now)
+            log = EventLog(self._conn, revision=revision + 1, ts=now)
             deleted = tuple(self._apply(op, log) for op in ops)
             if log.changed:
                 revision += 1
                 self._set_meta("revision", revision)
         return TxnOutcome(True, revision, deleted, expired)
 
-    def _apply(self, op: Op, log: _EventLog) -> int:
+    def _apply(self, op: Op, log: EventLog) -> int:
         if isinstance(op, PutOp):
             key = op.key.encode()
             prev = self._select_kv(key)
             if prev is None:
-                row: _KvRow = (key, op.value, log.revision, log.revision, 1, op.lease)
+                row: KvRow = (key, op.value, log.revision, log.revision, 1, op.lease)
             else:
                 row = (key, op.value, prev[2], log.revision, prev[4] + 1, op.lease)
             self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?)", row)
@@ -269,7 +218,7 @@ class SqliteDb:
         self._delete_rows(rows, log)
         return len(rows)
 
-    def _delete_rows(self, rows: Sequence[_KvRow], log: _EventLog) -> None:
+    def _delete_rows(self, rows: Sequence[KvRow], log: EventLog) -> None:
         self._conn.executemany("DELETE FROM kv WHERE key = ?", [(r[0],) for r in rows])
         for row in rows:
             log.record(EventKind.DELETE, (row[0], b"", 0, log.revision, 0, None), row)
@@ -337,7 +286,7 @@ class SqliteDb:
         self._conn.execute("DELETE FROM leases WHERE id = ?", (lease,))
         if rows:
             revision = self._meta("revision") + 1
-            log = _EventLog(self._conn, revision=revision, ts=now)
+            log = EventLog(self._conn, revision=revision, ts=now)
             self._delete_rows(rows, log)
             self._set_meta("revision", revision)
 
@@ -350,19 +299,18 @@ class SqliteDb:
             compacted = self._meta("compact_revision")
             upto = min(current, after + max_revisions)
             rows = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE revision > ? AND revision <= ? "
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE revision > ? AND revision <= ? "
                 "ORDER BY revision, sub",
                 (after, upto),
             ).fetchall()
-        return EventPage(compacted, current, upto, tuple(_event(r) for r in rows))
+        return EventPage(compacted, current, upto, tuple(row_to_event(r) for r in rows))
 
     def replay(self, prefix: str, *, start: int, upto: int) -> EventPage:
         """Events under ``prefix`` with ``start <= revision <= upto``."""
         key = prefix.encode()
         end = prefix_range_end(key)
         sql = (
-            f"SELECT {_EVENT_COLUMNS} FROM events "
-            "WHERE revision >= ? AND revision <= ? AND key >= ?"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE revision >= ? AND revision <= ? AND key >= ?"
         )
         args: tuple[object, ...] = (start, upto, key)
         if end is not None:
@@ -372,7 +320,7 @@ class SqliteDb:
             current = self._meta("revision")
             compacted = self._meta("compact_revision")
             rows = self._conn.execute(sql + " ORDER BY revision, sub", args).fetchall()
-        return EventPage(compacted, current, upto, tuple(_event(r) for r in rows))
+        return EventPage(compacted, current, upto, tuple(row_to_event(r) for r in rows))
 
     def compact(self, revision: int) -> None:
         with self._write():
@@ -401,81 +349,6 @@ class SqliteDb:
             self._set_meta("compact_revision", revision)
             compacted = revision
         return compacted
-
-
-class _EventLog:
-    """Appends the events of one revision."""
-
-    def __init__(self, conn: sqlite3.Connection, *, revision: int, ts: float) -> None:
-        self._conn = conn
-        self.revision = revision
-        self._ts = ts
-        self._sub = 0
-
-    @property
-    def changed(self) -> bool:
-        return self._sub > 0
-
-    def record(self, kind: EventKind, row: _KvRow, prev: _KvRow | None) -> None:
-        key, value, create_revision, _, version, lease = row
-        prev_columns = (None,) * 5 if prev is None else prev[1:]
-        self._conn.execute(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.revision,
-                self._sub,
-                _KIND_CODE[kind],
-                key,
-                value,
-                create_revision,
-                version,
-                lease,
-                *prev_columns,
-                self._ts,
-            ),
-        )
-        self._sub += 1
-
-
-def _kv(row: _KvRow) -> KeyValue:
-    key, value, create_revision, mod_revision, version, lease = row
-    return KeyValue(
-        key=key.decode(),
-        value=bytes(value),
-        create_revision=create_revision,
-        mod_revision=mod_revision,
-        version=version,
-        lease=None if lease is None else LeaseId(lease),
-    )
-
-
-def _event(row: tuple[object, ...]) -> Event:
-    (
-        revision,
-        kind,
-        key,
-        value,
-        create_revision,
-        version,
-        lease,
-        prev_value,
-        prev_create,
-        prev_mod,
-        prev_version,
-        prev_lease,
-    ) = row
-    assert isinstance(key, bytes) and isinstance(value, bytes)
-    assert isinstance(revision, int) and isinstance(kind, int)
-    assert isinstance(create_revision, int) and isinstance(version, int)
-    assert lease is None or isinstance(lease, int)
-    kv = _kv((key, value, create_revision, revision, version, lease))
-    prev = None
-    if prev_mod is not None:
-        assert isinstance(prev_value, bytes) and isinstance(prev_create, int)
-        assert isinstance(prev_mod, int) and isinstance(prev_version, int)
-        assert prev_lease is None or isinstance(prev_lease, int)
-        prev = _kv((key, prev_value, prev_create, prev_mod, prev_version, prev_lease))
-    return Event(kind=_KIND_OF_CODE[kind], kv=kv, prev=prev)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,145 @@
+"""Settings of the front ends: ports, message sizes, limits and the metrics port."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meshserve.settings._group import MIB, Group
+
+__all__ = ["LimitsSettings", "MetricsSettings", "ServerSettings"]
+
+
+class ServerSettings(Group):
+    """The instance's front ends."""
+
+    host: str = "127.0.0.1"
+    """Address the gRPC and REST ports bind to. Loopback by default: opening
+    a model server to the network is a decision, not a default."""
+
+    grpc_port: int = Field(default=8033, ge=0, le=65535)
+    """Inference + management gRPC port (ModelMesh's 8033); 0 picks one."""
+
+    rest_port: int = Field(default=8008, ge=0, le=65535)
+    """v2 REST port (ModelMesh Serving's REST proxy uses 8008); 0 picks one."""
+
+    rest_enabled: bool = True
+    """Serve REST (model-serving-config: restProxy.enabled)."""
+
+    grpc_max_message_size_bytes: int = Field(default=16 * MIB, gt=0)
+    """Largest request or response accepted, gRPC and REST alike
+    (model-serving-config: grpcMaxMessageSizeBytes)."""
+
+    grace_period_s: float = Field(default=5.0, ge=0)
+    """How long in-flight requests may finish at shutdown."""
+
+    share_ports: bool = False
+    """Let several instances on one machine listen on the same gRPC and REST
+    ports (SO_REUSEPORT; ``meshserve up --instances N`` sets it). Off
+    otherwise, so that a second server on a taken port fails loudly instead
+    of silently taking half the traffic. An instance sharing the gRPC port
+    also serves it on a free port of its own, listed in endpoints.json."""
+
+    max_inflight_decode_bytes: int = Field(default=64 * MIB, ge=0)
+    """Bytes of inference request bodies (REST and gRPC ModelInfer) one
+    instance holds and decodes at once. A request that would go over is
+    refused with 429 / RESOURCE_EXHAUSTED (and counted as
+    ``meshserve_limit_rejected_total{limit="inflight_bytes"}``), except when
+    it is the only one: then it is served whatever its size. Decoding a JSON
+    body takes several times its size (8 bodies of 15 MB took 640 MB), so
+    this bounds the instance's memory under a flood of large requests. The
+    default lets four requests of the largest size
+    (``grpcMaxMessageSizeBytes``) in at once. 0: unlimited."""
+
+    offload_decode_bytes: int = Field(default=256 * 1024, ge=0)
+    """REST bodies larger than this are decoded (and their replies encoded)
+    on a worker thread, so that a large body does not stall every other
+    request on the event loop (15 MB of JSON takes ~0.25 s to decode).
+    Smaller ones are decoded inline, where a thread hop would cost more
+    than the decoding. 0: every body goes to a thread."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A client must send a request's headers within this many seconds of
+    connecting (or of starting the request, on a kept-alive connection);
+    otherwise the connection is closed (REST answers 408 when part of a
+    request came). On gRPC it bounds the connection handshake (TLS and the
+    HTTP/2 preface). Headers fit in one packet, so 10 s only cuts clients
+    that hold connections open on purpose (slowloris)."""
+
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    """A REST request body must arrive in full within this many seconds of
+    its headers; otherwise the server answers 408 and closes the connection.
+    60 s is 16 MiB (the largest body) at ~280 KB/s. (gRPC messages have no
+    such bound; ``grpcMaxConnectionAgeS`` bounds them.)"""
+
+    idle_timeout_s: int = Field(default=5, ge=1)
+    """A kept-alive REST connection with no request for this many seconds is
+    closed (uvicorn's default; it keeps no state, so clients reconnect
+    cheaply)."""
+
+    max_connections_per_client: int = Field(default=128, ge=0)
+    """Open REST connections one client IP address may have; beyond it a new
+    connection is answered 503 and closed. Counted per instance. A client's
+    connection pool rarely needs more than tens. 0: unlimited. (gRPC
+    multiplexes calls on one connection: see ``grpcMaxStreamsPerConnection``.)"""
+
+    grpc_max_connection_idle_s: float = Field(default=300.0, ge=0)
+    """A gRPC connection with no call for this long is closed (clients
+    reconnect on their next call). 0: never."""
+
+    grpc_max_connection_age_s: float = Field(default=3600.0, ge=0)
+    """A gRPC connection older than this is asked to go away (clients
+    reconnect transparently), and closed ``grpcMaxConnectionAgeGraceS``
+    later: the bound on a call whose message never finishes arriving. 0:
+    never."""
+
+    grpc_max_connection_age_grace_s: float = Field(default=300.0, ge=0)
+    """Calls in flight on a connection past its age get this long to finish.
+    Longer than a model load (``modelLoadingTimeoutMillis``, 90 s) plus an
+    inference, so that no legitimate call is cut."""
+
+    grpc_keepalive_time_s: float = Field(default=120.0, gt=0)
+    """The server pings a gRPC connection that has sent nothing for this
+    long, to find clients that vanished while a call was in flight."""
+
+    grpc_keepalive_timeout_s: float = Field(default=20.0, gt=0)
+    """A connection that does not answer the ping within this is closed."""
+
+    grpc_max_streams_per_connection: int = Field(default=128, ge=1)
+    """Calls one gRPC connection may have in flight at once (HTTP/2
+    ``SETTINGS_MAX_CONCURRENT_STREAMS``); a client's further calls wait on
+    its side."""
+
+
+class LimitsSettings(Group):
+    """What one caller or one namespace may use. 0 is unlimited throughout,
+    like ModelMesh, which has none of these limits."""
+
+    requests_per_second: float = Field(default=0.0, ge=0)
+    """Sustained requests per second one caller may send to the gRPC and REST
+    ports together (a token bucket per caller, per instance). The caller is
+    the principal when auth is enabled, otherwise the client's IP address.
+    Health probes are not counted. 0: unlimited."""
+
+    request_burst: int = Field(default=0, ge=0)
+    """Requests a caller may send at once after being idle (the bucket's
+    size). 0: one second's worth of ``requests_per_second``, at least 1."""
+
+    models_per_namespace: int = Field(default=0, ge=0)
+    """Models one namespace may have registered (the namespace of
+    ``team-a/fraud`` is ``team-a``; other ids are in ``default``). 0: unlimited."""
+
+    namespace_max_bytes: int = Field(default=0, ge=0)
+    """Bytes the models of one namespace may take together, counting each
+    model's size as last measured when loaded (0 for a model never loaded). A
+    load that would go over is refused. 0: unlimited."""
+
+
+class MetricsSettings(Group):
+    """Prometheus metrics (model-serving-config: metrics)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Address the metrics port binds to."""
+
+    port: int = Field(default=2112, ge=0, le=65535)
+    """ModelMesh's metrics port; 0 picks one."""
