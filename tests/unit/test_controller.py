@@ -277,6 +277,27 @@ async def _status(resources: ResourceStore, key: ResourceKey) -> dict[str, Any]:
     return status
 
 
+async def _applied(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, document: dict[str, Any]
+) -> str:
+    """Apply ``document`` and reconcile once: the model its vmodel targets."""
+    await resources.apply(document)
+    await controller.reconcile()
+    key = ResourceKey.of(document)
+    vmodel_id = key.name if key.namespace == "default" else f"{key.namespace}/{key.name}"
+    return mesh.vmodels[vmodel_id].target
+
+
+async def _served(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, document: dict[str, Any]
+) -> str:
+    """:func:`_applied`, then its model loads and the status says so."""
+    model_id = await _applied(controller, mesh, resources, document)
+    mesh.loaded(model_id)
+    await controller.reconcile()
+    return model_id
+
+
 async def test_an_inference_service_becomes_a_vmodel_and_reports_loaded(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
@@ -285,9 +306,7 @@ async def test_an_inference_service_becomes_a_vmodel_and_reports_loaded(
 
     (model_id,) = mesh.models
     assert model_id.startswith("iris__isvc-")
-    assert mesh.vmodels["iris"] == dataclasses.replace(
-        mesh.vmodels["iris"], active=model_id, target=model_id, owner="isvc"
-    )
+    assert mesh.vmodels["iris"] == _VModel(active=model_id, target=model_id, owner="isvc")
     model = mesh.models[model_id]
     assert (model.model_type, model.path, model.auto_delete) == ("mt:sklearn", "iris.skops", True)
     assert json.loads(model.key)["model_type"] == {"name": "sklearn"}
@@ -317,15 +336,9 @@ async def test_a_changed_spec_is_a_new_target_the_vmodel_moves_to_once_loaded(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
     key = _key("InferenceService", "iris")
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (first,) = mesh.models
-    mesh.loaded(first)
-    await controller.reconcile()
+    first = await _served(controller, mesh, resources, _isvc("iris"))
 
-    await resources.apply(_isvc("iris", uri="pvc://models/iris-v2.skops"))
-    await controller.reconcile()
-    second = mesh.vmodels["iris"].target
+    second = await _applied(controller, mesh, resources, _isvc("iris", uri="pvc://models/v2.skops"))
     assert second != first and second.startswith("iris__isvc-")
     moving = await _status(resources, key)
     assert moving["observedGeneration"] == 2
@@ -347,11 +360,7 @@ async def test_a_changed_spec_is_a_new_target_the_vmodel_moves_to_once_loaded(
 async def test_an_unchanged_spec_sets_nothing_again(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (model_id,) = mesh.models
-    mesh.loaded(model_id)
-    await controller.reconcile()
+    model_id = await _served(controller, mesh, resources, _isvc("iris"))
     await resources.apply(_isvc("iris"))  # the same spec: generation stays 1
     await controller.reconcile()
     assert list(mesh.models) == [model_id]
@@ -361,9 +370,7 @@ async def test_an_unchanged_spec_sets_nothing_again(
 async def test_a_model_waiting_for_a_placeable_instance_is_loaded_once_one_can_take_it(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (model_id,) = mesh.models
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
     mesh.models[model_id].state = ModelState.NOT_LOADED  # nowhere could take it
     mesh.placeable = False
     await controller.reconcile()
@@ -397,11 +404,7 @@ async def test_deleting_the_resource_deletes_its_vmodel_and_status(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
     key = _key("InferenceService", "iris")
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (model_id,) = mesh.models
-    mesh.loaded(model_id)
-    await controller.reconcile()
+    model_id = await _served(controller, mesh, resources, _isvc("iris"))
 
     assert await resources.delete(key)
     await controller.reconcile()
@@ -414,9 +417,7 @@ async def test_deleting_the_resource_deletes_its_vmodel_and_status(
 async def test_a_load_failure_is_failed_to_load_with_the_last_failure(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
 ) -> None:
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (model_id,) = mesh.models
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
     mesh.failed(model_id, "iris.skops: not a skops file", location="instance-b")
     clock.advance(30)
     await controller.reconcile()
@@ -437,14 +438,9 @@ async def test_a_load_failure_is_failed_to_load_with_the_last_failure(
 async def test_a_failed_new_target_blocks_the_transition_and_names_the_target(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (first,) = mesh.models
-    mesh.loaded(first)
-    await controller.reconcile()
-    await resources.apply(_isvc("iris", uri="pvc://models/broken.skops"))
-    await controller.reconcile()
-    second = mesh.vmodels["iris"].target
+    await _served(controller, mesh, resources, _isvc("iris"))
+    broken = _isvc("iris", uri="pvc://models/broken.skops")
+    second = await _applied(controller, mesh, resources, broken)
     mesh.failed(second, "broken")
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
@@ -458,9 +454,7 @@ async def test_a_failed_new_target_blocks_the_transition_and_names_the_target(
 async def test_a_failure_message_is_shown_with_uris_redacted(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
-    await resources.apply(_isvc("iris"))
-    await controller.reconcile()
-    (model_id,) = mesh.models
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
     mesh.failed(model_id, "cannot pull https://host/m.onnx?X-Amz-Signature=abc123secret")
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
