@@ -7,6 +7,8 @@ a resource maps to, and picks the runtime that serves it. The controller
 and the CLI build on it; nothing here talks to the mesh.
 """
 
+from meshserve.control._documents import Resource, load_documents, parse_resource
+from meshserve.control._inference_service import FRAMEWORKS, InferenceService
 from meshserve.control._naming import (
     INFERENCE_SERVICE_SOURCE,
     NO_RUNTIME_LABEL,
@@ -18,31 +20,27 @@ from meshserve.control._naming import (
     registry_scope,
     spec_hash,
 )
-from meshserve.control._resources import (
+from meshserve.control._predictor import Predictor
+from meshserve.control._runtime_selection import FailureReason, RuntimeSelection, select_runtime
+from meshserve.control._schema import (
     DEPLOYMENT_MODE_ANNOTATION,
-    FRAMEWORKS,
     MODELMESH_DEPLOYMENT_MODE,
     RUNTIME_ANNOTATION,
     SCHEMA_PATH_ANNOTATION,
-    SEALED_DATA_FIELD,
     SECRET_KEY_ANNOTATION,
+    FieldWarning,
+    ObjectMeta,
+    WarningKind,
+)
+from meshserve.control._secret import SEALED_DATA_FIELD, Secret
+from meshserve.control._serving_runtime import (
     BuiltInAdapter,
     ClusterServingRuntime,
     Container,
-    FieldWarning,
-    InferenceService,
-    ObjectMeta,
-    Predictor,
-    Resource,
-    Secret,
     ServingRuntime,
     ServingRuntimeSpec,
     SupportedModelFormat,
-    WarningKind,
-    load_documents,
-    parse_resource,
 )
-from meshserve.control._runtime_selection import FailureReason, RuntimeSelection, select_runtime
 from meshserve.control._target import FormatRef, ModelTarget, model_target
 from meshserve.control._uri import (
     AZURE_BLOB_HOST_SUFFIX,

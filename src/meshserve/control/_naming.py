@@ -25,7 +25,8 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from meshserve.control._resources import InferenceService, Predictor
+from meshserve.control._inference_service import InferenceService
+from meshserve.control._predictor import Predictor
 from meshserve.control._target import ModelTarget, model_target
 
 __all__ = [

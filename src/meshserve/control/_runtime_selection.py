@@ -22,7 +22,11 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
-from meshserve.control._resources import ClusterServingRuntime, ServingRuntime, ServingRuntimeSpec
+from meshserve.control._serving_runtime import (
+    ClusterServingRuntime,
+    ServingRuntime,
+    ServingRuntimeSpec,
+)
 from meshserve.control._target import FormatRef
 
 __all__ = ["FailureReason", "RuntimeSelection", "select_runtime"]

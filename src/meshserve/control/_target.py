@@ -12,15 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from meshserve.control._resources import (
+from meshserve.control._inference_service import FrameworkSpec, InferenceService
+from meshserve.control._predictor import Predictor, PredictorSpec
+from meshserve.control._schema import (
     RUNTIME_ANNOTATION,
     SCHEMA_PATH_ANNOTATION,
     SECRET_KEY_ANNOTATION,
-    FrameworkSpec,
-    InferenceService,
     ModelFormat,
-    Predictor,
-    PredictorSpec,
 )
 from meshserve.control._validation import (
     storage_uri_location,

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from meshserve.control._resources import (
+from meshserve.control._documents import Resource
+from meshserve.control._inference_service import FRAMEWORKS, FrameworkSpec, InferenceService
+from meshserve.control._predictor import Predictor
+from meshserve.control._schema import (
     DEPLOYMENT_MODE_ANNOTATION,
-    FRAMEWORKS,
     MODELMESH_DEPLOYMENT_MODE,
     RUNTIME_ANNOTATION,
-    ClusterServingRuntime,
-    Container,
-    FrameworkSpec,
-    InferenceService,
-    Predictor,
-    Resource,
-    ServingRuntime,
 )
+from meshserve.control._serving_runtime import ClusterServingRuntime, Container, ServingRuntime
 from meshserve.control._uri import StorageLocation, parse_storage_uri
 from meshserve.errors import ForeignResourceError, InvalidRequestError, InvalidResourceError
 

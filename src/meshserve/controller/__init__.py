@@ -2,8 +2,10 @@
 resources become vmodels in the mesh, and their status is written back.
 
 Resources live in the mesh's store (``meshserve apply`` writes them there);
-the elected controller (one per mesh) reconciles them, and sizes the runtime
-pools whoever runs processes provides (:class:`RuntimePools`).
+the elected controller (one per mesh) reconciles them into the mesh it is
+given (:class:`MeshPort`), writes their status (typed records serialised
+by :func:`status_document`), and sizes the runtime pools whoever runs
+processes provides (:class:`RuntimePools`).
 """
 
 from meshserve.controller._builtin_runtimes import (
@@ -22,6 +24,7 @@ from meshserve.controller._pools import (
     pool_spec,
     pool_variables,
 )
+from meshserve.controller._port import MeshPort
 from meshserve.controller._resource_store import (
     CLUSTER,
     ResourceKey,
@@ -30,6 +33,16 @@ from meshserve.controller._resource_store import (
     kind_of,
 )
 from meshserve.controller._secret_documents import redact_secret
+from meshserve.controller._status import (
+    LastFailureInfo,
+    ModelState,
+    PredictorStatus,
+    ResourceStatus,
+    RuntimeVerdict,
+    SkippedStatus,
+    TransitionStatus,
+    status_document,
+)
 
 __all__ = [
     "BUILTIN_RUNTIME",
@@ -37,17 +50,26 @@ __all__ = [
     "MLSERVER_RUNTIME",
     "PICKLE_RUNTIME",
     "Controller",
+    "LastFailureInfo",
+    "MeshPort",
+    "ModelState",
     "PoolPlan",
     "PoolPlanner",
     "PoolSpec",
+    "PredictorStatus",
     "ResourceKey",
+    "ResourceStatus",
     "ResourceStore",
     "RuntimePools",
+    "RuntimeVerdict",
     "SealedSecrets",
+    "SkippedStatus",
+    "TransitionStatus",
     "builtin_runtimes",
     "expand_vars",
     "kind_of",
     "pool_spec",
     "pool_variables",
     "redact_secret",
+    "status_document",
 ]

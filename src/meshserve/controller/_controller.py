@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from meshserve import _tasks
+from meshserve._clock import Clock, SystemClock
 from meshserve.control import (
     ClusterServingRuntime,
     FailureReason,
@@ -38,7 +39,6 @@ from meshserve.control import (
     model_names,
     model_target,
     parse_resource,
-    redact_uris,
     select_runtime,
     validate_serving_runtime,
 )
@@ -48,10 +48,17 @@ from meshserve.controller._builtin_runtimes import (
     builtin_runtimes,
 )
 from meshserve.controller._pools import PoolPlanner, RuntimePools
+from meshserve.controller._port import MeshPort
 from meshserve.controller._resource_store import ResourceKey, ResourceStore
-from meshserve.controller._status import resource_status
+from meshserve.controller._status import (
+    PredictorStatus,
+    RuntimeVerdict,
+    SkippedStatus,
+    predictor_status,
+    status_document,
+)
 from meshserve.errors import ForeignResourceError, InvalidResourceError, MeshServeError
-from meshserve.mesh import Instance, ModelState
+from meshserve.mesh import ModelState
 from meshserve.settings import ControlSettings
 from meshserve.storage import build_model_key
 from meshserve.store import Election, Store, StoreError
@@ -70,16 +77,21 @@ class Controller:
         self,
         *,
         store: Store,
-        instance: Instance,
+        mesh: MeshPort,
+        candidate_id: str,
+        lease_ttl_s: float,
         grpc_url: str,
         rest_url: str | None,
         interval_s: float = 1.0,
         control: ControlSettings | None = None,
         pools: RuntimePools | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``candidate_id`` and ``lease_ttl_s``: this instance's id and
+        lease in the election of the mesh's one controller."""
         self._store = store
         self._resources = ResourceStore(store)
-        self._instance = instance
+        self._mesh = mesh
         self._grpc_url = grpc_url
         self._rest_url = rest_url
         self._interval_s = interval_s
@@ -94,12 +106,13 @@ class Controller:
             mlserver_executable=control.mlserver_executable,
             # The instances of the mesh itself offer the built-in runtime.
             skip=(BUILTIN_RUNTIME,),
+            clock=(clock or SystemClock()).monotonic,
         )
         self._election = Election(
             store,
             name="controller",
-            candidate_id=instance.instance_id,
-            ttl=instance.mesh_settings.lease_ttl_s,
+            candidate_id=candidate_id,
+            ttl=lease_ttl_s,
         )
         # What this controller made of each resource, to clean up after it.
         self._applied: dict[ResourceKey, ModelNames] = {}
@@ -151,20 +164,18 @@ class Controller:
         runtimes, cluster_runtimes, verdicts = _runtimes(documents, self._allowed)
         seen: set[ResourceKey] = set()
         used: set[str] = set()
-        served: dict[ResourceKey, dict[str, Any]] = {}
+        served: dict[ResourceKey, PredictorStatus | SkippedStatus] = {}
         for key, document in sorted(documents.items()):
             if key.kind not in _SERVED:
                 continue
             seen.add(key)
             served[key] = await self._reconcile_one(key, document, runtimes, cluster_runtimes, used)
         if self._pools is not None:
-            await self._size_pools([*runtimes, *cluster_runtimes], used, verdicts)
-        for key, verdict in verdicts.items():
-            if statuses.get(key) != verdict:
-                await self._resources.put_status(key, verdict)
-        for key, status in served.items():
-            if statuses.get(key) != status:
-                await self._resources.put_status(key, status)
+            verdicts = await self._size_pools([*runtimes, *cluster_runtimes], used, verdicts)
+        for key, status in [*verdicts.items(), *served.items()]:
+            document = status_document(status)
+            if statuses.get(key) != document:
+                await self._resources.put_status(key, document)
         for key in [k for k in self._applied if k not in seen]:
             await self._remove(key)
         for key in statuses:
@@ -178,7 +189,7 @@ class Controller:
         runtimes: list[ServingRuntime],
         cluster_runtimes: list[ClusterServingRuntime],
         used: set[str],
-    ) -> dict[str, Any]:
+    ) -> PredictorStatus | SkippedStatus:
         generation = (document.get("metadata") or {}).get("generation", 1)
         try:
             resource = parse_resource(document)
@@ -186,9 +197,11 @@ class Controller:
             names = _scoped(model_names(resource))
             target = model_target(resource)
         except ForeignResourceError as exc:
-            return {"skipped": True, "message": str(exc), "observedGeneration": generation}
+            return SkippedStatus(observed_generation=generation, message=str(exc))
         except InvalidResourceError as exc:
-            return _failed(FailureReason.INVALID_PREDICTOR_SPEC, str(exc), generation)
+            return PredictorStatus.refused(
+                FailureReason.INVALID_PREDICTOR_SPEC, str(exc), generation=generation
+            )
         selection = select_runtime(
             model_format=target.model_format,
             runtime_name=target.runtime,
@@ -199,30 +212,34 @@ class Controller:
         )
         if selection.runtime is None:
             reason = selection.reason or FailureReason.NO_SUPPORTING_RUNTIME
-            return _failed(reason, selection.message, generation)
+            return PredictorStatus.refused(reason, selection.message, generation=generation)
         runtime = selection.runtime.name
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
-            return _failed(FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation)
+            return PredictorStatus.refused(
+                FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation=generation
+            )
         used.add(runtime)
         previous = self._applied.get(key)
-        vmodel = self._instance.vmodels.status(names.vmodel_id)
+        vmodel = self._mesh.vmodel_status(names.vmodel_id)
         if previous is None or vmodel.target_model_id != names.model_id:
             await self._apply(names, target_key=_model_key(target), path=target.path)
             self._applied[key] = names
         else:
             await self._load_if_waiting(names.model_id)
-        status = resource_status(
-            self._instance,
+        status = predictor_status(
+            self._mesh.vmodel_status(names.vmodel_id),
             names,
             generation=generation,
             grpc_url=self._grpc_url,
             rest_url=self._rest_url,
         )
         problem = self._pools.problem(runtime) if self._pools is not None else None
-        if problem is not None and not status["available"]:
-            return _failed(
-                FailureReason.RUNTIME_UNHEALTHY, f"runtime {runtime}: {problem}", generation
+        if problem is not None and not status.available:
+            return PredictorStatus.refused(
+                FailureReason.RUNTIME_UNHEALTHY,
+                f"runtime {runtime}: {problem}",
+                generation=generation,
             )
         return status
 
@@ -241,34 +258,39 @@ class Controller:
         self,
         runtimes: list[ServingRuntime | ClusterServingRuntime],
         used: set[str],
-        verdicts: dict[ResourceKey, dict[str, Any]],
-    ) -> None:
+        verdicts: dict[ResourceKey, RuntimeVerdict],
+    ) -> dict[ResourceKey, RuntimeVerdict]:
+        """Run the pools the accepted runtimes need; the verdicts with each
+        pool's size, or why it cannot run here."""
         assert self._pools is not None
         plan = self._planner.plan(runtimes, used)
         await self._pools.sync(plan.pools)
+        sized = dict(verdicts)
         for key, verdict in verdicts.items():
-            if not verdict["accepted"]:
+            if not verdict.accepted:
                 continue
             if key.name in plan.refused:
-                verdict["message"] = f"cannot run here: {plan.refused[key.name]}"
+                message = f"cannot run here: {plan.refused[key.name]}"
+                sized[key] = dataclasses.replace(verdict, message=message)
             elif key.name in plan.pools:
-                verdict["replicas"] = plan.pools[key.name].replicas
+                sized[key] = dataclasses.replace(verdict, replicas=plan.pools[key.name].replicas)
+        return sized
 
     async def _load_if_waiting(self, model_id: str) -> None:
         """Load a model that has no copy anywhere once an instance can take
         it: its runtime's pool was scaled to zero, or still starting, when
         the model was registered."""
-        if self._instance.model_status(model_id).state is not ModelState.NOT_LOADED:
+        if self._mesh.model_status(model_id).state is not ModelState.NOT_LOADED:
             return
-        if not self._instance.can_place(model_id):
+        if not self._mesh.can_place(model_id):
             return
         log.info("model %s: an instance can take it now; loading", model_id)
         with contextlib.suppress(MeshServeError):
-            await self._instance.ensure_available(model_id, sync=False)
+            await self._mesh.ensure_available(model_id, sync=False)
 
     async def _apply(self, names: ModelNames, *, target_key: str, path: str) -> None:
         log.info("resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label)
-        await self._instance.vmodels.set(
+        await self._mesh.set_vmodel(
             names.vmodel_id,
             target_model_id=names.model_id,
             owner=names.owner,
@@ -283,17 +305,17 @@ class Controller:
         names = self._applied.pop(key)
         log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
         with contextlib.suppress(MeshServeError):
-            await self._instance.vmodels.delete(names.vmodel_id, owner=names.owner)
+            await self._mesh.delete_vmodel(names.vmodel_id, owner=names.owner)
 
 
 def _runtimes(
     documents: dict[ResourceKey, dict[str, Any]], allowed: tuple[str, ...]
-) -> tuple[list[ServingRuntime], list[ClusterServingRuntime], dict[ResourceKey, dict[str, Any]]]:
+) -> tuple[list[ServingRuntime], list[ClusterServingRuntime], dict[ResourceKey, RuntimeVerdict]]:
     """The usable runtimes (the built-in one included), and each applied
     runtime's status: accepted, or why not."""
     runtimes: list[ServingRuntime] = []
     cluster: list[ClusterServingRuntime] = list(builtin_runtimes())
-    verdicts: dict[ResourceKey, dict[str, Any]] = {}
+    verdicts: dict[ResourceKey, RuntimeVerdict] = {}
     for key, document in sorted(documents.items()):
         if key.kind not in ("ServingRuntime", "ClusterServingRuntime"):
             continue
@@ -302,14 +324,14 @@ def _runtimes(
             assert isinstance(resource, ServingRuntime | ClusterServingRuntime)
             validate_serving_runtime(resource)
         except InvalidResourceError as exc:
-            verdicts[key] = {"accepted": False, "message": str(exc)}
+            verdicts[key] = RuntimeVerdict(accepted=False, message=str(exc))
             continue
         refusal = _not_allowed(resource, allowed)
         if refusal is not None:
             log.warning("runtime %s refused: %s", key.path(), refusal)
-            verdicts[key] = {"accepted": False, "message": refusal}
+            verdicts[key] = RuntimeVerdict(accepted=False, message=refusal)
             continue
-        verdicts[key] = {"accepted": True, "message": ""}
+        verdicts[key] = RuntimeVerdict(accepted=True)
         if isinstance(resource, ServingRuntime):
             runtimes.append(resource)
         else:
@@ -354,18 +376,3 @@ def _model_key(target: ModelTarget) -> str:
         storage_params=target.storage_params,
         schema_path=target.schema_path,
     )
-
-
-def _failed(reason: FailureReason, message: str, generation: int) -> dict[str, Any]:
-    return {
-        "observedGeneration": generation,
-        "available": False,
-        "activeModelState": "FailedToLoad",
-        "targetModelState": "",
-        "transitionStatus": "InvalidSpec"
-        if reason is FailureReason.INVALID_PREDICTOR_SPEC
-        else "BlockedByFailedLoad",
-        "lastFailureInfo": {"reason": str(reason), "message": redact_uris(message)},
-        "totalCopies": 0,
-        "failedCopies": 0,
-    }

@@ -9,6 +9,7 @@ reached at a loopback address over the same SPI (:class:`ExternalRuntime`),
 or started here from a ServingRuntime's command line (:class:`CommandRuntime`).
 """
 
+from meshserve.protocol.model_key import ModelKey
 from meshserve.runtime._address import ListenAddress
 from meshserve.runtime._builtin import BuiltinRuntime, resolve_model_type
 from meshserve.runtime._command import CommandRuntime
@@ -24,7 +25,6 @@ from meshserve.runtime._mlserver_adapter import (
 from meshserve.runtime._process import HostState, ProcessRuntime, runtime_user
 from meshserve.runtime._records import (
     LoadResult,
-    ModelKey,
     ModelSpec,
     RuntimeState,
     RuntimeStatus,

@@ -21,10 +21,10 @@ from meshserve.errors import (
     UnsupportedModelError,
 )
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.model_key import ModelKey
 from meshserve.runtime import _formats
 from meshserve.runtime._records import (
     LoadResult,
-    ModelKey,
     ModelSpec,
     RuntimeState,
     RuntimeStatus,
@@ -61,7 +61,7 @@ def resolve_model_type(spec: ModelSpec) -> str:
     (``model_type.name``); plain mmesh clients put it in modelType, possibly
     as a label such as ``mt:sklearn:1`` or ``mt:onnx|pv:grpc-v2``.
     """
-    key = ModelKey.parse(spec.model_key)
+    key = ModelKey.parse(spec.model_key, error=UnsupportedModelError)
     if key.model_type:
         return key.model_type.lower()
     label = spec.model_type.split("|", 1)[0].strip()

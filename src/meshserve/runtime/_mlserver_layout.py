@@ -28,9 +28,10 @@ from types import MappingProxyType
 from typing import Any
 
 from meshserve.errors import UnsupportedModelError
+from meshserve.protocol.model_key import ModelKey
 from meshserve.runtime._builtin import resolve_model_type
 from meshserve.runtime._formats import ModelFormat, find_artifact
-from meshserve.runtime._records import ModelKey, ModelSpec
+from meshserve.runtime._records import ModelSpec
 
 __all__ = [
     "DEFAULT_SIZE_MULTIPLIER",
@@ -112,7 +113,7 @@ def resolve_model(spec: ModelSpec) -> MLServerModel:
             f"{artifact.path}: MLServer's sklearn runtime loads joblib/pickle files "
             "(.joblib, .pkl, .pickle) only; serve this one with the built-in runtime"
         )
-    key = ModelKey.parse(spec.model_key)
+    key = ModelKey.parse(spec.model_key, error=UnsupportedModelError)
     disk = key.disk_size_bytes if key.disk_size_bytes is not None else artifact.disk_size
     return MLServerModel(
         model_id=spec.model_id,

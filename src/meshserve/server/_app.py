@@ -66,6 +66,7 @@ from meshserve.server._limits import (
     grpc_connection_options,
     rest_connection_limits,
 )
+from meshserve.server._mesh_port import InstanceMesh
 from meshserve.server._metrics_http import MetricsServer, start_metrics_server
 from meshserve.server._ports import address, rest_base_url, write_endpoints_file
 from meshserve.server._rest import RestServer, create_rest_app
@@ -480,7 +481,9 @@ async def serve_instance(
             write_endpoints_file(settings.data_dir, endpoints.to_json())
             controller = Controller(
                 store=store,
-                instance=instance,
+                mesh=InstanceMesh(instance),
+                candidate_id=instance.instance_id,
+                lease_ttl_s=settings.mesh.lease_ttl_s,
                 grpc_url=endpoints.grpc,
                 rest_url=rest_url,
                 interval_s=settings.mesh.publish_interval_s,

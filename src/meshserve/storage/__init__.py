@@ -19,7 +19,7 @@ from meshserve.storage._config import ResolvedStorage, StorageConfig
 from meshserve.storage._factory import SourceFactory, open_source
 from meshserve.storage._local_roots import LocalRoots
 from meshserve.storage._location import check_location
-from meshserve.storage._model_key import ModelKeyInfo, build_model_key
+from meshserve.storage._model_key import build_model_key
 from meshserve.storage._providers import (
     AzureConfig,
     GcsConfig,
@@ -51,7 +51,6 @@ __all__ = [
     "HttpConfig",
     "Listing",
     "LocalRoots",
-    "ModelKeyInfo",
     "ProgressCallback",
     "ProviderConfig",
     "PullProgress",

@@ -16,7 +16,8 @@ from typing import Any
 
 from meshserve import control
 from meshserve.errors import InvalidRequestError, StorageConfigError
-from meshserve.storage._model_key import ModelKeyInfo, refuse_credential_params
+from meshserve.protocol.model_key import ModelKey
+from meshserve.storage._model_key import refuse_credential_params
 
 __all__ = ["check_location"]
 
@@ -29,7 +30,7 @@ def check_location(*, model_path: str, model_key: str) -> None:
     else:
         control.check_no_credentials(model_path)
     try:
-        key = ModelKeyInfo.parse(model_key)
+        key = ModelKey.parse(model_key)
         refuse_credential_params(key.storage_params)
     except StorageConfigError as exc:
         raise InvalidRequestError(f"model key: {exc.message}") from None

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from meshserve import control
 from meshserve.errors import ArtifactRejectedError, InvalidRequestError, StorageConfigError
+from meshserve.protocol.model_key import ModelKey
 from meshserve.storage._config import ResolvedStorage, StorageConfig
-from meshserve.storage._model_key import ModelKeyInfo
 from meshserve.storage._paths import check_remote_path
 from meshserve.storage._providers import (
     AzureConfig,
@@ -43,7 +43,7 @@ class PullPlan:
 def plan_pull(model_path: str, *, model_key: str, config: StorageConfig) -> PullPlan | None:
     """What pulling ``model_path`` as ``model_key`` describes it takes, with
     ``config``'s storage keys; None for a plain local path (no storage)."""
-    key = ModelKeyInfo.parse(model_key)
+    key = ModelKey.parse(model_key)
     params = dict(key.storage_params)
     path = model_path
     if is_storage_uri(model_path):

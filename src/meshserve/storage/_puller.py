@@ -40,13 +40,13 @@ from meshserve.errors import (
     StorageError,
     StorageUnavailableError,
 )
+from meshserve.protocol.model_key import ModelKey
 from meshserve.security import namespace_of
 from meshserve.storage._cache import ArtifactCache, cache_key, link_tree, remove_tree
 from meshserve.storage._config import StorageConfig
 from meshserve.storage._factory import SourceFactory, open_source
 from meshserve.storage._local_roots import LocalRoots
 from meshserve.storage._location import check_location
-from meshserve.storage._model_key import ModelKeyInfo
 from meshserve.storage._paths import (
     check_no_escaping_symlinks,
     model_dir_name,
@@ -181,7 +181,7 @@ class Puller:
         path outside the roots allowed for the model's namespace. Reads
         nothing at the path beyond resolving it."""
         check_location(model_path=model_path, model_key=model_key)
-        if is_storage_uri(model_path) or ModelKeyInfo.parse(model_key).uses_storage:
+        if is_storage_uri(model_path) or ModelKey.parse(model_key).uses_storage:
             return
         refusal = self._local_roots.refusal(model_path, namespace=namespace_of(model_id))
         if refusal is not None:
@@ -255,7 +255,7 @@ class Puller:
         name = self._settings.secret_name
         if self._secrets is None or not name:
             return self._config
-        if not is_storage_uri(model_path) and not ModelKeyInfo.parse(model_key).uses_storage:
+        if not is_storage_uri(model_path) and not ModelKey.parse(model_key).uses_storage:
             return self._config
         namespace = namespace_of(model_id)
         secret = await self._secrets.read_secret(namespace=namespace, name=name)

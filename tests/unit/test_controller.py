@@ -1,0 +1,598 @@
+"""The controller's reconcile pass against a fake mesh (a MeshPort) over a
+real sqlite resource store, with a manual clock: no processes.
+
+The fake keeps vmodels and models as the mesh does (a vmodel moves to its
+target once the target is loaded; auto-delete models go when no vmodel uses
+them), and the tests script the loads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+
+from meshserve import errors
+from meshserve._clock import ManualClock
+from meshserve.controller import (
+    CLUSTER,
+    Controller,
+    MeshPort,
+    PoolSpec,
+    ResourceKey,
+    ResourceStore,
+)
+from meshserve.mesh import CopyInfo, ModelState, ModelStatus, VModelState, VModelStatus
+from meshserve.settings import ControlSettings
+from meshserve.store import SqliteStore
+
+START = 1_700_000_000.0
+START_TEXT = "2023-11-14T22:13:20Z"
+GRPC = "127.0.0.1:8033"
+REST = "http://127.0.0.1:8008"
+
+
+@dataclasses.dataclass
+class _Model:
+    model_type: str
+    path: str
+    key: str
+    auto_delete: bool
+    state: ModelState = ModelState.NOT_LOADED
+    errors: tuple[str, ...] = ()
+    copies: tuple[CopyInfo, ...] = ()
+
+
+@dataclasses.dataclass
+class _VModel:
+    active: str
+    target: str
+    owner: str
+
+
+class FakeMesh:
+    """A MeshPort with the mesh's vmodel rules; loads are scripted."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+        self.models: dict[str, _Model] = {}
+        self.vmodels: dict[str, _VModel] = {}
+        self.placeable = True
+        self.ensured: list[str] = []
+        self.deleted: list[tuple[str, str]] = []
+
+    # -- the port ----------------------------------------------------------
+
+    def vmodel_status(self, vmodel_id: str) -> VModelStatus:
+        vmodel = self.vmodels.get(vmodel_id)
+        if vmodel is None:
+            return VModelStatus(VModelState.NOT_FOUND)
+        active = self.model_status(vmodel.active)
+        if vmodel.active == vmodel.target:
+            return VModelStatus(
+                VModelState.DEFINED, vmodel.active, vmodel.target, active, None, vmodel.owner
+            )
+        target = self.model_status(vmodel.target)
+        state = (
+            VModelState.TRANSITION_FAILED
+            if target.state is ModelState.LOADING_FAILED
+            else VModelState.TRANSITIONING
+        )
+        return VModelStatus(state, vmodel.active, vmodel.target, active, target, vmodel.owner)
+
+    async def set_vmodel(
+        self,
+        vmodel_id: str,
+        *,
+        target_model_id: str,
+        owner: str,
+        model_type: str,
+        model_path: str,
+        model_key: str,
+        auto_delete_target: bool,
+        load_now: bool,
+    ) -> VModelStatus:
+        vmodel = self.vmodels.get(vmodel_id)
+        if vmodel is not None and vmodel.owner != owner:
+            # As VModelTable.set: another owner's vmodel is not touched.
+            raise errors.AlreadyExistsError(
+                f"vmodel '{vmodel_id}' exists with owner '{vmodel.owner}', not '{owner}'"
+            )
+        model = self.models.setdefault(
+            target_model_id, _Model(model_type, model_path, model_key, auto_delete_target)
+        )
+        if load_now and model.state is ModelState.NOT_LOADED:
+            model.state = ModelState.LOADING
+        if vmodel is None:
+            self.vmodels[vmodel_id] = _VModel(target_model_id, target_model_id, owner)
+        else:
+            vmodel.target = target_model_id
+        return self.vmodel_status(vmodel_id)
+
+    async def delete_vmodel(self, vmodel_id: str, *, owner: str) -> None:
+        self.deleted.append((vmodel_id, owner))
+        vmodel = self.vmodels.pop(vmodel_id, None)
+        if vmodel is not None:
+            self._collect(vmodel.active)
+            self._collect(vmodel.target)
+
+    def model_status(self, model_id: str) -> ModelStatus:
+        model = self.models.get(model_id)
+        if model is None:
+            return ModelStatus(ModelState.NOT_FOUND)
+        return ModelStatus(model.state, model.errors, model.copies)
+
+    def can_place(self, model_id: str) -> bool:
+        return self.placeable
+
+    async def ensure_available(self, model_id: str, *, sync: bool) -> None:
+        self.ensured.append(model_id)
+        self.models[model_id].state = ModelState.LOADING
+
+    # -- scripting -----------------------------------------------------------
+
+    def loaded(self, model_id: str, *, location: str = "instance-a") -> None:
+        """The model loaded; vmodels moving to it switch over."""
+        model = self.models[model_id]
+        model.state = ModelState.LOADED
+        model.copies = (CopyInfo(location, ModelState.LOADED, self._now_ms()),)
+        for vmodel in self.vmodels.values():
+            if vmodel.target == model_id and vmodel.active != model_id:
+                previous, vmodel.active = vmodel.active, model_id
+                self._collect(previous)
+
+    def failed(self, model_id: str, error: str, *, location: str = "instance-a") -> None:
+        model = self.models[model_id]
+        model.state = ModelState.LOADING_FAILED
+        model.errors = (error,)
+        model.copies = (CopyInfo(location, ModelState.LOADING_FAILED, self._now_ms()),)
+
+    def _collect(self, model_id: str) -> None:
+        model = self.models.get(model_id)
+        used = any(model_id in (v.active, v.target) for v in self.vmodels.values())
+        if model is not None and model.auto_delete and not used:
+            del self.models[model_id]
+
+    def _now_ms(self) -> int:
+        return int(self._clock.time() * 1000)
+
+
+class FakePools:
+    """RuntimePools that records what the controller asks to run."""
+
+    def __init__(self) -> None:
+        self.synced: dict[str, PoolSpec] = {}
+        self.problems: dict[str, str] = {}
+
+    async def sync(self, pools: Mapping[str, PoolSpec]) -> None:
+        self.synced = dict(pools)
+
+    def problem(self, name: str) -> str | None:
+        return self.problems.get(name)
+
+    async def close(self) -> None:
+        self.synced = {}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start_time=START)
+
+
+@pytest.fixture
+def mesh(clock: ManualClock) -> FakeMesh:
+    return FakeMesh(clock)
+
+
+@pytest.fixture
+async def store(tmp_path: pathlib.Path) -> AsyncIterator[SqliteStore]:
+    async with SqliteStore.open(tmp_path / "store.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def resources(store: SqliteStore) -> ResourceStore:
+    return ResourceStore(store)
+
+
+def _controller(
+    store: SqliteStore,
+    mesh: MeshPort,
+    clock: ManualClock,
+    *,
+    control: ControlSettings | None = None,
+    pools: FakePools | None = None,
+) -> Controller:
+    return Controller(
+        store=store,
+        mesh=mesh,
+        candidate_id="instance-a",
+        lease_ttl_s=10.0,
+        grpc_url=GRPC,
+        rest_url=REST,
+        control=control,
+        pools=pools,
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def controller(store: SqliteStore, mesh: FakeMesh, clock: ManualClock) -> Controller:
+    return _controller(store, mesh, clock)
+
+
+def _isvc(
+    name: str,
+    *,
+    uri: str = "pvc://models/iris.skops",
+    model_format: str = "sklearn",
+    runtime: str | None = None,
+    namespace: str = "default",
+    modelmesh: bool = True,
+) -> dict[str, Any]:
+    model: dict[str, Any] = {"modelFormat": {"name": model_format}, "storageUri": uri}
+    if runtime is not None:
+        model["runtime"] = runtime
+    annotations = {"serving.kserve.io/deploymentMode": "ModelMesh"} if modelmesh else {}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {"predictor": {"model": model}},
+    }
+
+
+def _predictor(name: str, *, path: str = "iris.skops") -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "Predictor",
+        "metadata": {"name": name},
+        "spec": {"modelType": {"name": "sklearn"}, "path": path, "storage": {"key": "local"}},
+    }
+
+
+def _runtime(name: str, *, command: str = "/opt/rt/serve") -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": name},
+        "spec": {
+            "multiModel": True,
+            "supportedModelFormats": [{"name": "tensorflow", "autoSelect": True}],
+            "containers": [{"name": "rt", "command": [command]}],
+        },
+    }
+
+
+def _key(kind: str, name: str, namespace: str = "default") -> ResourceKey:
+    return ResourceKey.named(kind, namespace, name)
+
+
+async def _status(resources: ResourceStore, key: ResourceKey) -> dict[str, Any]:
+    status = await resources.status(key)
+    assert status is not None, f"no status for {key.path()}"
+    return status
+
+
+async def _applied(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, document: dict[str, Any]
+) -> str:
+    """Apply ``document`` and reconcile once: the model its vmodel targets."""
+    await resources.apply(document)
+    await controller.reconcile()
+    key = ResourceKey.of(document)
+    vmodel_id = key.name if key.namespace == "default" else f"{key.namespace}/{key.name}"
+    return mesh.vmodels[vmodel_id].target
+
+
+async def _served(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, document: dict[str, Any]
+) -> str:
+    """:func:`_applied`, then its model loads and the status says so."""
+    model_id = await _applied(controller, mesh, resources, document)
+    mesh.loaded(model_id)
+    await controller.reconcile()
+    return model_id
+
+
+async def test_an_inference_service_becomes_a_vmodel_and_reports_loaded(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_isvc("iris"))
+    await controller.reconcile()
+
+    (model_id,) = mesh.models
+    assert model_id.startswith("iris__isvc-")
+    assert mesh.vmodels["iris"] == _VModel(active=model_id, target=model_id, owner="isvc")
+    model = mesh.models[model_id]
+    assert (model.model_type, model.path, model.auto_delete) == ("mt:sklearn", "iris.skops", True)
+    assert json.loads(model.key)["model_type"] == {"name": "sklearn"}
+    loading = await _status(resources, _key("InferenceService", "iris"))
+    assert loading["activeModelState"] == "Loading"
+    assert loading["available"] is False
+
+    mesh.loaded(model_id)
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    # The whole document, key order included: `get -o yaml` prints it as is.
+    assert list(status.items()) == [
+        ("observedGeneration", 1),
+        ("activeModelState", "Loaded"),
+        ("targetModelState", ""),
+        ("transitionStatus", "UpToDate"),
+        ("available", True),
+        ("totalCopies", 1),
+        ("failedCopies", 0),
+        ("grpcEndpoint", f"grpc://{GRPC}"),
+        ("modelId", model_id),
+        ("restUrl", f"{REST}/v2/models/iris"),
+    ]
+
+
+async def test_a_changed_spec_is_a_new_target_the_vmodel_moves_to_once_loaded(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    key = _key("InferenceService", "iris")
+    first = await _served(controller, mesh, resources, _isvc("iris"))
+
+    second = await _applied(controller, mesh, resources, _isvc("iris", uri="pvc://models/v2.skops"))
+    assert second != first and second.startswith("iris__isvc-")
+    moving = await _status(resources, key)
+    assert moving["observedGeneration"] == 2
+    assert moving["transitionStatus"] == "InProgress"
+    assert moving["activeModelState"] == "Loaded"
+    assert moving["targetModelState"] == "Loading"
+    assert moving["available"] is True, "the old model serves while the new one loads"
+    assert moving["modelId"] == second
+
+    mesh.loaded(second)
+    await controller.reconcile()
+    done = await _status(resources, key)
+    assert done["transitionStatus"] == "UpToDate"
+    assert done["targetModelState"] == ""
+    assert done["modelId"] == second
+    assert first not in mesh.models, "the old auto-delete model went"
+
+
+async def test_an_unchanged_spec_sets_nothing_again(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    model_id = await _served(controller, mesh, resources, _isvc("iris"))
+    await resources.apply(_isvc("iris"))  # the same spec: generation stays 1
+    await controller.reconcile()
+    assert list(mesh.models) == [model_id]
+    assert (await _status(resources, _key("InferenceService", "iris")))["observedGeneration"] == 1
+
+
+async def test_a_model_waiting_for_a_placeable_instance_is_loaded_once_one_can_take_it(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
+    mesh.models[model_id].state = ModelState.NOT_LOADED  # nowhere could take it
+    mesh.placeable = False
+    await controller.reconcile()
+    assert mesh.ensured == []
+    assert (await _status(resources, _key("InferenceService", "iris")))[
+        "activeModelState"
+    ] == "Standby"
+
+    mesh.placeable = True
+    await controller.reconcile()
+    assert mesh.ensured == [model_id]
+
+
+async def test_a_predictor_and_an_inference_service_of_one_name_conflict(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    # Today's behaviour, pinned: both map to vmodel "iris" with different
+    # owners; the InferenceService (first in key order) gets it, and the
+    # Predictor's set is refused, which ends the whole pass before any
+    # status is written (the loop logs it and tries again next pass).
+    await resources.apply(_isvc("iris"))
+    await resources.apply(_predictor("iris"))
+    with pytest.raises(errors.AlreadyExistsError, match="owner 'isvc', not 'ksp'"):
+        await controller.reconcile()
+    assert mesh.vmodels["iris"].owner == "isvc"
+    assert [m for m in mesh.models if "__ksp-" in m] == []
+    assert await resources.statuses() == {}
+
+
+async def test_deleting_the_resource_deletes_its_vmodel_and_status(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    key = _key("InferenceService", "iris")
+    model_id = await _served(controller, mesh, resources, _isvc("iris"))
+
+    assert await resources.delete(key)
+    await controller.reconcile()
+    assert mesh.deleted == [("iris", "isvc")]
+    assert "iris" not in mesh.vmodels
+    assert mesh.model_status(model_id).state is ModelState.NOT_FOUND
+    assert await resources.status(key) is None
+
+
+async def test_a_load_failure_is_failed_to_load_with_the_last_failure(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
+    mesh.failed(model_id, "iris.skops: not a skops file", location="instance-b")
+    clock.advance(30)
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert status["activeModelState"] == "FailedToLoad"
+    assert status["available"] is False
+    assert status["failedCopies"] == 1
+    assert list(status["lastFailureInfo"].items()) == [
+        ("location", "instance-b"),
+        ("reason", "ModelLoadFailed"),
+        ("message", "iris.skops: not a skops file"),
+        ("modelId", model_id),
+        ("time", START_TEXT),
+    ]
+    assert list(status)[-1] == "lastFailureInfo"
+
+
+async def test_a_failed_new_target_blocks_the_transition_and_names_the_target(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await _served(controller, mesh, resources, _isvc("iris"))
+    broken = _isvc("iris", uri="pvc://models/broken.skops")
+    second = await _applied(controller, mesh, resources, broken)
+    mesh.failed(second, "broken")
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert status["transitionStatus"] == "BlockedByFailedLoad"
+    assert status["activeModelState"] == "Loaded"
+    assert status["targetModelState"] == "FailedToLoad"
+    assert status["available"] is True
+    assert status["lastFailureInfo"]["modelId"] == second
+
+
+async def test_a_failure_message_is_shown_with_uris_redacted(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
+    mesh.failed(model_id, "cannot pull https://host/m.onnx?X-Amz-Signature=abc123secret")
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert "abc123secret" not in status["lastFailureInfo"]["message"]
+
+
+async def test_an_unknown_runtime_name_is_not_recognized(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_isvc("iris", runtime="no-such-runtime"))
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    # Refused before the mesh: the shorter document, in its own key order.
+    assert list(status) == [
+        "observedGeneration",
+        "available",
+        "activeModelState",
+        "targetModelState",
+        "transitionStatus",
+        "lastFailureInfo",
+        "totalCopies",
+        "failedCopies",
+    ]
+    assert status["activeModelState"] == "FailedToLoad"
+    assert status["transitionStatus"] == "BlockedByFailedLoad"
+    assert list(status["lastFailureInfo"]) == ["reason", "message"]
+    assert status["lastFailureInfo"]["reason"] == "RuntimeNotRecognized"
+    assert "no-such-runtime" in status["lastFailureInfo"]["message"]
+    assert mesh.vmodels == {}
+
+
+async def test_a_format_no_runtime_supports_has_no_supporting_runtime(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_isvc("tf", model_format="tensorflow"))
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "tf"))
+    assert status["lastFailureInfo"]["reason"] == "NoSupportingRuntime"
+    assert status["transitionStatus"] == "BlockedByFailedLoad"
+    assert mesh.vmodels == {}
+
+
+async def test_a_pickle_runtime_outside_the_allowed_namespaces_is_not_recognized(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    control = ControlSettings(pickle_namespaces=("trusted",))
+    controller = _controller(store, mesh, clock, control=control)
+    await resources.apply(_isvc("pickled", runtime="meshserve-pickle", namespace="team-a"))
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "pickled", "team-a"))
+    assert status["lastFailureInfo"]["reason"] == "RuntimeNotRecognized"
+    assert "control.pickleNamespaces (trusted)" in status["lastFailureInfo"]["message"]
+
+
+async def test_an_invalid_spec_is_invalid_spec(
+    controller: Controller, resources: ResourceStore
+) -> None:
+    document = _isvc("iris")
+    document["spec"]["predictor"]["model"]["storageUri"] = "nfs://server/model"
+    await resources.apply(document)
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert status["transitionStatus"] == "InvalidSpec"
+    assert status["lastFailureInfo"]["reason"] == "InvalidPredictorSpec"
+
+
+async def test_a_resource_for_another_controller_is_skipped(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_isvc("serverless", modelmesh=False))
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "serverless"))
+    assert list(status) == ["skipped", "message", "observedGeneration"]
+    assert status["skipped"] is True
+    assert mesh.vmodels == {}
+
+
+async def test_ids_outside_the_default_namespace_carry_it(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_isvc("iris", namespace="team-a"))
+    await controller.reconcile()
+    assert list(mesh.vmodels) == ["team-a/iris"]
+    (model_id,) = mesh.models
+    assert model_id.startswith("team-a/iris__isvc-")
+    status = await _status(resources, _key("InferenceService", "iris", "team-a"))
+    assert status["restUrl"] == f"{REST}/v2/models/team-a/iris"
+
+
+async def test_runtime_verdicts_and_pool_sizes_follow_use_and_the_grace_period(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    control = ControlSettings(
+        allowed_runtime_images=("/opt/rt/*",),
+        scale_to_zero_enabled=True,
+        scale_to_zero_grace_period_s=60,
+    )
+    pools = FakePools()
+    controller = _controller(store, mesh, clock, control=control, pools=pools)
+    await resources.apply(_runtime("tf-rt"))
+    await resources.apply(_runtime("refused-rt", command="/usr/bin/evil"))
+    await resources.apply(_isvc("tf", model_format="tensorflow"))
+    await controller.reconcile()
+
+    assert await _status(resources, _key("ServingRuntime", "tf-rt")) == {
+        "accepted": True,
+        "message": "",
+        "replicas": 2,  # control.podsPerRuntime
+    }
+    refused = await _status(resources, _key("ServingRuntime", "refused-rt"))
+    assert list(refused) == ["accepted", "message"]
+    assert refused["accepted"] is False
+    assert "/usr/bin/evil" in refused["message"]
+    assert pools.synced["tf-rt"].replicas == 2
+    assert mesh.vmodels["tf"].owner == "isvc"
+
+    await resources.delete(_key("InferenceService", "tf"))
+    clock.advance(59)
+    await controller.reconcile()
+    assert pools.synced["tf-rt"].replicas == 2, "kept through the grace period"
+    clock.advance(1)
+    await controller.reconcile()
+    assert pools.synced["tf-rt"].replicas == 0
+    assert (await _status(resources, _key("ServingRuntime", "tf-rt")))["replicas"] == 0
+
+
+async def test_an_unhealthy_runtime_pool_is_named_while_nothing_serves(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    pools = FakePools()
+    pools.problems["meshserve-pickle"] = "exited with status 1"
+    controller = _controller(store, mesh, clock, pools=pools)
+    await resources.apply(_isvc("pickled", runtime="meshserve-pickle"))
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "pickled"))
+    assert status["lastFailureInfo"] == {
+        "reason": "RuntimeUnhealthy",
+        "message": "runtime meshserve-pickle: exited with status 1",
+    }
+    shipped = ResourceKey.named("ClusterServingRuntime", CLUSTER, "meshserve-pickle")
+    assert await resources.status(shipped) is None, "shipped runtimes get no verdict"
