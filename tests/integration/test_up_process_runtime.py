@@ -158,3 +158,22 @@ def test_killed_runtime_is_restarted_and_requests_succeed_again(
     # Every model is served by the new child.
     _assert_every_example_answers(example_models, grpc_client, http_client)
     assert up.proc.poll() is None
+
+
+def test_a_restarted_runtime_announces_it_and_gets_its_models_back_unasked(
+    up: Up, grpc_client: triton_grpc.InferenceServerClient
+) -> None:
+    # The runtime announces its restart to the instance (an event the
+    # instance subscribes to), which reloads what it had: no request needed.
+    grpc_client.infer(PICKLE, [iris_grpc_input(PICKLE, iris_rows(1))])
+    loads_before = up.management.models()[PICKLE].loadCount
+    child = _runtime_child(up)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+
+    def reloaded() -> bool:
+        summary = up.management.models()[PICKLE]
+        return summary.loadCount > loads_before and summary.status == "LOADED"
+
+    wait_until(reloaded, timeout=60, what="the model to be reloaded after the runtime restart")
+    assert _runtime_child(up).pid != child.pid

@@ -18,7 +18,7 @@ from meshserve.controller import (
     expand_vars,
     pool_spec,
 )
-from meshserve.server._children import start_failure
+from meshserve.supervisor import start_failure
 
 
 class _Clock:

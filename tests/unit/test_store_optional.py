@@ -15,7 +15,7 @@ _WITHOUT_ETCD = textwrap.dedent(
     import asyncio, pathlib, sys
     sys.modules["etcd3aio"] = None
     from meshserve.errors import PreconditionFailedError
-    from meshserve.server import open_store
+    from meshserve.store import open_store
     from meshserve.settings import Settings
 
     async def main(url: str, data_dir: str) -> None:

@@ -15,8 +15,8 @@ import click
 from meshserve.cli._config_show import show
 from meshserve.cli._store_access import store_options, store_settings
 from meshserve.registry import Registry
-from meshserve.server import open_store
 from meshserve.settings import Settings
+from meshserve.store import open_store
 
 __all__ = ["DYNAMIC_KEYS", "config"]
 

@@ -30,8 +30,8 @@ from meshserve.cli._store_access import store_settings
 from meshserve.controller import ResourceKey, ResourceStore
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.security import SealingKey, SealingKeyError, load_sealing_key
-from meshserve.server import open_store
 from meshserve.settings import Settings, load_settings
+from meshserve.store import open_store
 
 __all__ = ["ResourceAccess", "ResourceTarget", "pass_resource_target"]
 

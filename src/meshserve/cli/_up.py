@@ -18,10 +18,9 @@ from meshserve.cli._serve_options import (
     settings_from_flags,
     warn_if_root,
 )
-from meshserve.server import Endpoints, ModelEntry, serve_instance
-from meshserve.server._cluster import ClusterEndpoints, run_cluster
-from meshserve.server._pools import LocalPools
+from meshserve.server import Endpoints, ModelEntry
 from meshserve.settings import Settings
+from meshserve.supervisor import ClusterEndpoints, run_cluster, run_with_pools
 
 
 def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], None]:
@@ -47,14 +46,9 @@ def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], N
 
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
-    stop = stop_on_signals()
-    pools = LocalPools(settings)
-    try:
-        await serve_instance(
-            settings, register=register, stop=stop, on_ready=_announcer(settings), pools=pools
-        )
-    finally:
-        await pools.close()
+    await run_with_pools(
+        settings, register=register, stop=stop_on_signals(), on_ready=_announcer(settings)
+    )
 
 
 async def _run_cluster(

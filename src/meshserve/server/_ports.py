@@ -1,15 +1,13 @@
-"""Addresses, free ports and the endpoints file, written one way for every
-server here."""
+"""Addresses and the endpoints file, written one way for every server here."""
 
 from __future__ import annotations
 
 import json
 import os
 import pathlib
-import socket
 from typing import Any
 
-__all__ = ["address", "free_port", "rest_base_url", "write_endpoints_file"]
+__all__ = ["address", "rest_base_url", "write_endpoints_file"]
 
 
 def address(host: str, port: int) -> str:
@@ -24,15 +22,6 @@ def rest_base_url(host: str, port: int, *, tls: bool) -> str:
     ``grpcEndpoint`` says ``grpc://`` with or without TLS, as ModelMesh
     Serving writes it: the client's channel, not the URL, decides TLS.)"""
     return f"{'https' if tls else 'http'}://{address(host, port)}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (for children that must be told one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_endpoints_file(data_dir: pathlib.Path, endpoints: dict[str, Any]) -> None:

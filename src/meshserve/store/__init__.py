@@ -3,7 +3,7 @@
 ``Store`` is the interface (revisions, compare-and-swap, leases, watches);
 ``SqliteStore`` the embedded backend for one machine; ``PrefixedStore``
 isolates meshes sharing a store under a root prefix; ``Election`` elects a
-leader on any of them.
+leader on any of them; ``open_store`` opens the one the settings name.
 
     async with SqliteStore.open(path) as store:
         revision = await store.put("a/x", b"1")
@@ -24,6 +24,7 @@ from meshserve.store._errors import (
     StoreUnavailableError,
 )
 from meshserve.store._etcd_settings import EtcdSettings
+from meshserve.store._factory import etcd_settings, open_store, store_url
 from meshserve.store._lease import KeptLease, LeaseState
 from meshserve.store._prefixed import PrefixedStore
 from meshserve.store._sqlite import SqliteStore, StoreState
@@ -80,6 +81,9 @@ __all__ = [
     "SystemClock",
     "TxnResult",
     "WatchStream",
+    "etcd_settings",
+    "open_store",
+    "store_url",
 ]
 
 

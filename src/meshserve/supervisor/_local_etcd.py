@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from meshserve.errors import UnavailableError
 from meshserve.runtime import with_parent
-from meshserve.server._ports import free_port
+from meshserve.supervisor._ports import free_port
 
 __all__ = ["local_etcd"]
 

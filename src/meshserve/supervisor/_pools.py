@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import pathlib
 import shutil
-import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 
 from meshserve.controller import PoolSpec, expand_vars, pool_variables
-from meshserve.server._app import store_url
-from meshserve.server._children import InstanceChild
-from meshserve.server._ports import free_port
+from meshserve.server import own_instance_id
 from meshserve.settings import Settings
+from meshserve.store import store_url
+from meshserve.supervisor._children import InstanceChild
+from meshserve.supervisor._ports import free_port
 
 __all__ = ["LocalPools"]
 
@@ -51,7 +50,7 @@ class LocalPools:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._store_url = store_url(settings)
-        self._owner = settings.mesh.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._owner = own_instance_id(settings)
         self._specs: dict[str, PoolSpec] = {}
         self._members: dict[str, list[_Member]] = {}
         self._stopping: set[asyncio.Task[None]] = set()

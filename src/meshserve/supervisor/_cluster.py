@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshserve.runtime import runtime_user
-from meshserve.server._children import InstanceChild
-from meshserve.server._data_dir import prepare_data_dir
-from meshserve.server._local_etcd import local_etcd
-from meshserve.server._ports import address, free_port, rest_base_url, write_endpoints_file
+from meshserve.server import address, prepare_data_dir, rest_base_url, write_endpoints_file
 from meshserve.settings import Settings
+from meshserve.supervisor._children import InstanceChild
+from meshserve.supervisor._local_etcd import local_etcd
+from meshserve.supervisor._ports import free_port
 
 __all__ = ["ClusterEndpoints", "run_cluster"]
 

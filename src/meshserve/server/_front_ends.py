@@ -1,0 +1,123 @@
+"""The ports of one instance, in the order they open and close.
+
+Bound before the instance exists (:meth:`FrontEnds.bind`: the internal
+address goes into the instance's record), started once it serves
+(:meth:`FrontEnds.start`), and stopped in the order a drain needs: the
+public ports first (:meth:`stop_public`), the internal port once the other
+instances stop routing here (:meth:`stop_internal`). :meth:`close` stops
+whatever is still open, whatever happened.
+"""
+
+from __future__ import annotations
+
+from meshserve.controller import ResourceStore
+from meshserve.mesh import Instance
+from meshserve.metrics import Metrics
+from meshserve.security import MeshSecret, rest_ssl_context
+from meshserve.server._endpoints import Endpoints
+from meshserve.server._grpc_ports import InternalPort, PublicPort
+from meshserve.server._limits import rest_connection_limits
+from meshserve.server._metrics_http import MetricsServer, start_metrics_server
+from meshserve.server._ports import address, rest_base_url
+from meshserve.server._public_guards import PublicGuards
+from meshserve.server._rest import RestServer, create_rest_app
+from meshserve.settings import Settings
+
+__all__ = ["FrontEnds"]
+
+
+class FrontEnds:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics,
+        guards: PublicGuards,
+        internal: InternalPort,
+        public: PublicPort,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._guards = guards
+        self.internal = internal
+        self.public = public
+        self._rest: RestServer | None = None
+        self._metrics_server: MetricsServer | None = None
+
+    @classmethod
+    def bind(cls, settings: Settings, *, secret: MeshSecret, metrics: Metrics) -> FrontEnds:
+        """Bind the gRPC ports (serving nothing yet)."""
+        internal = InternalPort.bind(settings, secret=secret, metrics=metrics)
+        guards = PublicGuards.from_settings(settings, metrics=metrics)
+        public = PublicPort.bind(settings, guards=guards)
+        return cls(settings, metrics=metrics, guards=guards, internal=internal, public=public)
+
+    async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
+        """Serve ``instance`` on every port the settings ask for."""
+        await self.internal.start(instance)
+        await self.public.start(instance, resources=resources)
+        if self._settings.server.rest_enabled:
+            self._rest = self._rest_server(instance)
+            await self._rest.start()
+        if self._settings.metrics.enabled:
+            self._metrics_server = await start_metrics_server(
+                self._metrics, host=self._settings.metrics.host, port=self._settings.metrics.port
+            )
+
+    def endpoints(self, *, instance_id: str, store: str) -> Endpoints:
+        """Where the started ports answer."""
+        server = self._settings.server
+        tls = self._settings.tls is not None
+        rest = self._rest
+        metrics = self._metrics_server
+        return Endpoints(
+            instance_id=instance_id,
+            grpc=address(server.host, self.public.port),
+            rest=rest_base_url(server.host, rest.port, tls=tls) if rest is not None else None,
+            internal=self.internal.address,
+            own_grpc=address(server.host, self.public.own_port) if self.public.own_port else "",
+            metrics=(
+                f"http://{address(self._settings.metrics.host, metrics.port)}/metrics"
+                if metrics is not None
+                else None
+            ),
+            store=store,
+        )
+
+    async def stop_public(self) -> None:
+        """Stop taking clients, letting calls in progress finish."""
+        await self.public.server.stop(self._settings.server.grace_period_s)
+        if self._rest is not None:
+            await self._rest.stop()
+
+    async def stop_internal(self) -> None:
+        await self.internal.server.stop(self._settings.server.grace_period_s)
+
+    async def close(self) -> None:
+        """Stop every port now (each stop is safe to repeat)."""
+        await self.public.server.stop(None)
+        await self.internal.server.stop(None)
+        if self._rest is not None:
+            await self._rest.stop()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+
+    def _rest_server(self, instance: Instance) -> RestServer:
+        settings = self._settings
+        app = create_rest_app(
+            backend=instance,
+            max_message_bytes=settings.server.grpc_max_message_size_bytes,
+            budget=self._guards.budget,
+            offload_bytes=settings.server.offload_decode_bytes,
+        )
+        tls = settings.tls
+        return RestServer(
+            app=self._guards.wrap_rest(app),
+            host=settings.server.host,
+            port=settings.server.rest_port,
+            reuse_port=settings.server.share_ports,
+            ssl_context=rest_ssl_context(tls) if tls is not None else None,
+            limits=rest_connection_limits(settings.server),
+        )

@@ -1,0 +1,144 @@
+"""The instance's gRPC servers: the internal port other instances forward
+to, and the public port clients call (v2 inference, ModelMesh management,
+the admin API). Built and bound before the instance exists, so that its
+address is known; started once it serves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+
+from meshserve.controller import ResourceStore
+from meshserve.mesh import Instance
+from meshserve.metrics import Metrics
+from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
+from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.peer import PeerClient
+from meshserve.protocol.service import v2_handler
+from meshserve.security import MeshSecret, grpc_channel_credentials, grpc_server_credentials
+from meshserve.server._grpc_guard import RequestDecodingInterceptor
+from meshserve.server._grpc_management import AdminService, ModelMeshService
+from meshserve.server._internal_port import InternalPortGuard, internal_handlers
+from meshserve.server._limits import grpc_connection_options
+from meshserve.server._ports import address
+from meshserve.server._public_guards import PublicGuards
+from meshserve.settings import Settings
+
+__all__ = ["InternalPort", "PublicPort", "peer_client"]
+
+
+def peer_client(settings: Settings, *, secret: MeshSecret) -> PeerClient:
+    """How this instance forwards to the others' internal ports."""
+    tls = settings.tls
+    return PeerClient(
+        max_message_bytes=settings.server.grpc_max_message_size_bytes,
+        timeout_s=settings.mesh.forward_timeout_s,
+        mesh_token=secret.token,
+        credentials=grpc_channel_credentials(tls) if tls is not None else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InternalPort:
+    """Serves only callers holding the mesh secret, and with TLS only over
+    mutual TLS as well."""
+
+    server: grpc.aio.Server
+    address: str
+
+    @classmethod
+    def bind(cls, settings: Settings, *, secret: MeshSecret, metrics: Metrics) -> InternalPort:
+        tls = settings.tls
+        server = _grpc_server(
+            settings,
+            reuse_port=False,
+            interceptors=[InternalPortGuard(secret=secret, on_denied=metrics.auth_denied)],
+        )
+        host = settings.mesh.internal_host
+        port = _bind(
+            server,
+            host,
+            settings.mesh.internal_port,
+            credentials=grpc_server_credentials(tls.for_mesh_links()) if tls else None,
+        )
+        return cls(server=server, address=address(host, port))
+
+    async def start(self, instance: Instance) -> None:
+        self.server.add_generic_rpc_handlers(internal_handlers(instance))
+        await self.server.start()
+
+
+@dataclass(frozen=True, slots=True)
+class PublicPort:
+    """The port clients call, behind the public guards."""
+
+    server: grpc.aio.Server
+    port: int
+    own_port: int | None
+    """With ``server.sharePorts``: a port of this instance alone, so that it
+    can be addressed alone (SO_REUSEPORT picks an instance at random)."""
+
+    @classmethod
+    def bind(cls, settings: Settings, *, guards: PublicGuards) -> PublicPort:
+        tls = settings.tls
+        share = settings.server.share_ports
+        server = _grpc_server(settings, reuse_port=share, interceptors=guards.grpc_interceptors())
+        host = settings.server.host
+
+        def credentials() -> grpc.ServerCredentials | None:
+            # One set per port: each watches the certificate files on its own.
+            return grpc_server_credentials(tls) if tls is not None else None
+
+        port = _bind(server, host, settings.server.grpc_port, credentials=credentials())
+        own_port = _bind(server, host, 0, credentials=credentials()) if share else None
+        return cls(server=server, port=port, own_port=own_port)
+
+    async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
+        self.server.add_generic_rpc_handlers((v2_handler(instance),))
+        mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), self.server)
+        admin_grpc.add_AdminServicer_to_server(
+            AdminService(instance, resources=resources), self.server
+        )
+        await self.server.start()
+
+
+def _grpc_server(
+    settings: Settings,
+    *,
+    reuse_port: bool,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> grpc.aio.Server:
+    limit = settings.server.grpc_max_message_size_bytes
+    return grpc.aio.server(
+        # Last, so that handlers decode their requests after every check.
+        interceptors=[*interceptors, RequestDecodingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            # Off unless instances share the port on purpose: otherwise a
+            # second server would silently take half the traffic.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *grpc_connection_options(settings.server),
+        ],
+    )
+
+
+def _bind(
+    server: grpc.aio.Server,
+    host: str,
+    port: int,
+    *,
+    credentials: grpc.ServerCredentials | None = None,
+) -> int:
+    target = address(host, port)
+    bound: int = (
+        server.add_insecure_port(target)
+        if credentials is None
+        else server.add_secure_port(target, credentials)
+    )
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {target}")
+    return bound
