@@ -206,7 +206,7 @@ class Controller:
             return _failed(FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation)
         used.add(runtime)
         previous = self._applied.get(key)
-        vmodel = self._instance.vmodels.status(names.vmodel_id)
+        vmodel = self._instance.vmodel_status(names.vmodel_id)
         if previous is None or vmodel.target_model_id != names.model_id:
             await self._apply(names, target_key=_model_key(target), path=target.path)
             self._applied[key] = names
@@ -268,7 +268,7 @@ class Controller:
 
     async def _apply(self, names: ModelNames, *, target_key: str, path: str) -> None:
         log.info("resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label)
-        await self._instance.vmodels.set(
+        await self._instance.set_vmodel(
             names.vmodel_id,
             target_model_id=names.model_id,
             owner=names.owner,
@@ -283,7 +283,7 @@ class Controller:
         names = self._applied.pop(key)
         log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
         with contextlib.suppress(MeshServeError):
-            await self._instance.vmodels.delete(names.vmodel_id, owner=names.owner)
+            await self._instance.delete_vmodel(names.vmodel_id, owner=names.owner)
 
 
 def _runtimes(

@@ -35,7 +35,7 @@ def resource_status(
     grpc_url: str,
     rest_url: str | None,
 ) -> dict[str, Any]:
-    vmodel = instance.vmodels.status(names.vmodel_id)
+    vmodel = instance.vmodel_status(names.vmodel_id)
     active = vmodel.active_status or ModelStatus(ModelState.NOT_FOUND)
     target = vmodel.target_status
     status: dict[str, Any] = {

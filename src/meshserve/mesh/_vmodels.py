@@ -25,19 +25,14 @@ from meshserve.errors import (
 )
 from meshserve.mesh._status import ModelState, ModelStatus, VModelState, VModelStatus
 from meshserve.registry import Registry, VModelRecord
-from meshserve.runtime import ModelSpec
 
-__all__ = ["ModelOps", "VModelTable"]
+__all__ = ["CopyOps", "ModelOps", "VModelTable"]
 
 log = logging.getLogger(__name__)
 
 
 class ModelOps(Protocol):
-    """What vmodels need from the instance's model operations."""
-
-    def now_ms(self) -> int: ...
-
-    def spec(self, model_id: str) -> ModelSpec: ...
+    """What vmodels need of model management (``_models.Models``)."""
 
     def model_status(self, model_id: str) -> ModelStatus: ...
 
@@ -58,6 +53,10 @@ class ModelOps(Protocol):
 
     async def delete_model(self, model_id: str) -> None: ...
 
+
+class CopyOps(Protocol):
+    """What vmodel transitions need of the mesh's copies (``_copies.Copies``)."""
+
     def mesh_failure(self, model_id: str) -> MeshServeError | None:
         """The model's unexpired load failure anywhere in the mesh."""
         ...
@@ -75,10 +74,16 @@ class VModelTable:
     """The instance's vmodel operations and their transitions."""
 
     def __init__(
-        self, *, registry: Registry, models: ModelOps, retire_delay_s: float = 0.0
+        self,
+        *,
+        registry: Registry,
+        models: ModelOps,
+        copies: CopyOps,
+        retire_delay_s: float = 0.0,
     ) -> None:
         self._registry = registry
         self._models = models
+        self._copies = copies
         self._retire_delay_s = retire_delay_s
         self._transitions: dict[str, asyncio.Task[None]] = {}
         self._retiring: dict[str, asyncio.Task[None]] = {}
@@ -261,7 +266,7 @@ class VModelTable:
         running = self._transitions.get(vmodel_id)
         if running is not None and not running.done():
             return
-        if self._models.mesh_failure(record.target_model_id) is not None:
+        if self._copies.mesh_failure(record.target_model_id) is not None:
             return  # TRANSITION_FAILED until the failure expires
         task = _tasks.start_supervised(
             self._transition(vmodel_id, load_now=load_now), name=f"transition:{vmodel_id}"
@@ -275,9 +280,9 @@ class VModelTable:
         if record is None or not record.transitioning:
             return
         target = record.target_model_id
-        if load_now or self._models.model_ready(record.active_model_id):
+        if load_now or self._copies.model_ready(record.active_model_id):
             try:
-                await self._models.ensure_available(target, sync=True)
+                await self._copies.ensure_available(target, sync=True)
             except MeshServeError as exc:
                 log.warning("vmodel %s: target %s failed to load: %s", vmodel_id, target, exc)
                 return

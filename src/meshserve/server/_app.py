@@ -387,7 +387,7 @@ async def serve_instance(
 
     def on_pull_progress(progress: PullProgress) -> None:
         if "instance" in holder:
-            holder["instance"].cache.on_pull_progress(progress)
+            holder["instance"].on_pull_progress(progress)
 
     try:
         async with (
@@ -505,7 +505,7 @@ async def serve_instance(
             await public.stop(settings.server.grace_period_s)
             if rest is not None:
                 await rest.stop()
-            await instance.membership.leave()
+            await instance.leave()
             await asyncio.sleep(_LEAVE_SETTLE_S)
             await internal.stop(settings.server.grace_period_s)
     finally:
