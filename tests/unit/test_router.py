@@ -185,7 +185,7 @@ async def test_a_request_placed_here_by_a_peer_is_loaded_and_served_here(
     routed: Routed,
 ) -> None:
     headers = RoutingHeaders(model_id="here", hops=1, exclude=(PEER,), dest="i-1")
-    assert await routed.router.infer_grpc("here", b"x", headers) == b"here:x"
+    assert await routed.router.infer_grpc("here", b"x", headers=headers) == b"here:x"
     assert routed.runtime.load_calls == ["here"]
     assert routed.peers.calls == []
     assert routed.router.model_ready("here")
@@ -206,7 +206,7 @@ async def test_a_forwarded_request_is_never_forwarded_past_the_hop_limit(
 ) -> None:
     headers = RoutingHeaders(model_id="there", hops=MeshSettings().max_attempts - 1, exclude=())
     with pytest.raises(errors.UnavailableError, match="hop limit"):
-        await routed.router.infer_grpc("there", b"x", headers)
+        await routed.router.infer_grpc("there", b"x", headers=headers)
     assert routed.peers.calls == []
 
 

@@ -157,7 +157,9 @@ class Copies:
         record = self._registry.model(model_id)
         if record is None:
             return False
-        holders = {c.instance_id for c in self._view.remote_copies(model_id, states=SERVING)}
+        holders: set[str] = {
+            c.instance_id for c in self._view.remote_copies(model_id, states=SERVING)
+        }
         if self.here(model_id) or self._lifecycle.leaving:
             holders.add(self._instance_id)
         target = self._view.place(record, holders)

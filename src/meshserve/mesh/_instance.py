@@ -284,14 +284,14 @@ class Instance:
         return self._router.resolve(name, headers)
 
     async def infer(
-        self, model_id: str, request: InferenceRequest, headers: RoutingHeaders = NO_HEADERS
+        self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
     ) -> InferenceResponse:
-        return await self._router.infer(model_id, request, headers)
+        return await self._router.infer(model_id, request, headers=headers)
 
     async def infer_grpc(
-        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+        self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
     ) -> bytes:
-        return await self._router.infer_grpc(model_id, body, headers)
+        return await self._router.infer_grpc(model_id, body, headers=headers)
 
     async def model_metadata(
         self, model_id: str, headers: RoutingHeaders = NO_HEADERS

@@ -11,6 +11,7 @@ import contextlib
 import logging
 
 from meshserve._clock import Clock
+from meshserve._ids import ModelId
 from meshserve.control import redact_uri
 from meshserve.errors import (
     AlreadyExistsError,
@@ -132,7 +133,7 @@ class Models:
             if not last_used_ms:
                 last_used_ms = now - (LOAD_NOW_AGE_MS if load_now else REGISTER_AGE_MS)
             record = ModelRecord(
-                model_id=model_id,
+                model_id=ModelId(model_id),
                 type=type,
                 path=path,
                 key=key,

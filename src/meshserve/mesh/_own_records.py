@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from meshserve import __version__
 from meshserve._clock import Clock
-from meshserve._ids import InstanceId
+from meshserve._ids import InstanceId, ModelId
 from meshserve.control import redact_uris
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._instance_state import Lifecycle
@@ -96,7 +96,7 @@ class OwnRecords:
                 time_ms = entry.loaded_at_ms
             size_bytes = entry.size_bytes if entry is not None else 0
         return CopyRecord(
-            model_id=model_id,
+            model_id=ModelId(model_id),
             instance_id=self.instance_id,
             state=published,
             time_ms=time_ms,

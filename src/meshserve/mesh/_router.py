@@ -135,7 +135,7 @@ class Router:
     # -- the v2 calls ----------------------------------------------------------
 
     async def infer(
-        self, model_id: str, request: InferenceRequest, headers: RoutingHeaders = NO_HEADERS
+        self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
     ) -> InferenceResponse:
         peers = self._peers
         return await self._measured(
@@ -151,7 +151,7 @@ class Router:
         )
 
     async def infer_grpc(
-        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+        self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
     ) -> bytes:
         peers = self._peers
         routed = self._route(

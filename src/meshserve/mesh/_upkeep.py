@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from meshserve import _tasks
 from meshserve._clock import Clock
-from meshserve._ids import InstanceId
+from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import MeshServeError
 from meshserve.mesh._background import Spawn
 from meshserve.mesh._cache import ModelCache
@@ -37,7 +37,7 @@ from meshserve.mesh._placement import required_label
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
-from meshserve.registry import CopyState, Registry
+from meshserve.registry import CopyRecord, CopyState, Registry
 from meshserve.settings import MeshSettings
 from meshserve.store import Election
 
@@ -241,7 +241,9 @@ class Upkeep:
                 log.info("janitor: %s is no longer registered; unloading it", model_id)
                 await cache.drop(model_id)
         cache.expire_failures()
-        published = {c.model_id: c for c in self._registry.copies_on(self._instance_id)}
+        published: dict[str, CopyRecord] = {
+            c.model_id: c for c in self._registry.copies_on(self._instance_id)
+        }
         for model_id in set(published) | set(self._registry.models):
             state = cache.state(model_id)
             copy = published.get(model_id)
@@ -275,7 +277,7 @@ class Upkeep:
         holders_now: dict[str, set[str]] = {}
         lost: list[tuple[int, str]] = []
         for model_id in list(self._registry.models):
-            holders = {
+            holders: set[str] = {
                 c.instance_id
                 for c in self._registry.copies(model_id).values()
                 if c.instance_id in live and c.state is not CopyState.FAILED
@@ -307,5 +309,7 @@ class Upkeep:
         for orphan in orphans & self._orphans:
             model_id, instance_id = orphan.split("\0")
             with contextlib.suppress(MeshServeError):
-                await self._registry.delete_copy(model_id=model_id, instance_id=instance_id)
+                await self._registry.delete_copy(
+                    model_id=ModelId(model_id), instance_id=InstanceId(instance_id)
+                )
         self._orphans = orphans - self._orphans

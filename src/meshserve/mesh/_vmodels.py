@@ -15,6 +15,7 @@ import logging
 from typing import Protocol
 
 from meshserve import _tasks
+from meshserve._ids import ModelId, VModelId
 from meshserve.errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -155,6 +156,8 @@ class VModelTable:
         """Create a vmodel or point it at a new target (ModelMesh's setVModel)."""
         if not vmodel_id or not target_model_id:
             raise InvalidRequestError("vModelId and targetModelId must not be empty")
+        # Named apart from here on: the alias, and the model it points at.
+        alias, target = VModelId(vmodel_id), ModelId(target_model_id)
         while True:
             entry = self._registry.vmodels.get(vmodel_id)
             record = entry.record if entry is not None else None
@@ -197,9 +200,9 @@ class VModelTable:
                 )
             if record is None:
                 created = VModelRecord(
-                    vmodel_id=vmodel_id,
-                    active_model_id=target_model_id,
-                    target_model_id=target_model_id,
+                    vmodel_id=alias,
+                    active_model_id=target,
+                    target_model_id=target,
                     owner=owner,
                 )
                 if not await self._registry.create_vmodel(created):
@@ -213,9 +216,9 @@ class VModelTable:
                 break
             previous_target = record.target_model_id
             updated = VModelRecord(
-                vmodel_id=vmodel_id,
-                active_model_id=target_model_id if force else record.active_model_id,
-                target_model_id=target_model_id,
+                vmodel_id=alias,
+                active_model_id=target if force else record.active_model_id,
+                target_model_id=target,
                 owner=record.owner,
                 extra=record.extra,
             )
@@ -291,7 +294,7 @@ class VModelTable:
             if current.target_model_id != target or not current.transitioning:
                 return
             switched = VModelRecord(
-                vmodel_id=vmodel_id,
+                vmodel_id=current.vmodel_id,
                 active_model_id=target,
                 target_model_id=target,
                 owner=current.owner,
