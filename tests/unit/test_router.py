@@ -1,5 +1,6 @@
-"""The router alone: built from its parts over a real SQLite registry, a
-scripted runtime and a fake peer link (no other instance runs)."""
+"""The router alone (not running: no membership, no upkeep), over a real
+SQLite registry, a scripted runtime and a fake peer link (no other
+instance runs)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,10 @@ import pytest
 
 from meshserve import errors
 from meshserve._clock import ManualClock
-from meshserve._ids import InstanceId
-from meshserve.mesh._background import Background
+from meshserve._ids import InstanceId, ModelId
 from meshserve.mesh._cache import ModelCache
-from meshserve.mesh._copies import Copies
 from meshserve.mesh._instance_state import InstanceState, Lifecycle
-from meshserve.mesh._mesh_view import MeshView
-from meshserve.mesh._own_records import OwnRecords
-from meshserve.mesh._rates import RateTracker
+from meshserve.mesh._parts import build_parts
 from meshserve.mesh._router import Router
 from meshserve.metrics import NullMetrics
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
@@ -28,7 +25,7 @@ from meshserve.settings import CacheSettings, MeshSettings
 from meshserve.store import SqliteStore
 from tests.fakes import FakeRuntime
 
-PEER = "i-2"
+PEER = InstanceId("i-2")
 PEER_ADDRESS = "127.0.0.1:1"
 LABELS = ("mt:fake",)
 
@@ -76,7 +73,6 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
     clock = ManualClock()
     runtime = FakeRuntime()
     peers = FakePeers()
-    mesh = MeshSettings()
     async with (
         SqliteStore.open(tmp_path / "store.db") as store,
         Registry.open(store) as registry,
@@ -91,65 +87,33 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
         )
         for model_id in ("here", "there"):
             await registry.create_model(
-                ModelRecord(model_id=model_id, type="fake", path=f"/{model_id}")
+                ModelRecord(model_id=ModelId(model_id), type="fake", path=f"/{model_id}")
             )
         await registry.put_copy(
-            CopyRecord(model_id="there", instance_id=PEER, state=CopyState.LOADED, time_ms=1),
+            CopyRecord(
+                model_id=ModelId("there"), instance_id=PEER, state=CopyState.LOADED, time_ms=1
+            ),
             lease=lease.id,
         )
-        instance_id = InstanceId("i-1")
-        lifecycle = Lifecycle(started_ms=0)
+        runtime_status = await runtime.status()
         cache = ModelCache(
-            runtime=runtime, status=await runtime.status(), settings=CacheSettings(), clock=clock
+            runtime=runtime, status=runtime_status, settings=CacheSettings(), clock=clock
         )
-        rates = RateTracker(clock=clock, window_s=60)
-        own = OwnRecords(
-            instance_id=instance_id,
-            address="127.0.0.1:0",
-            labels=LABELS,
-            registry=registry,
-            cache=cache,
-            rates=rates,
-            lifecycle=lifecycle,
-            clock=clock,
-        )
-        view = MeshView(
-            registry=registry,
-            instance_id=instance_id,
-            settings=mesh,
-            clock=clock,
-            describe=own.describe,
-            default_model_size=cache.default_size,
-        )
-        copies = Copies(
-            instance_id=instance_id,
-            registry=registry,
-            cache=cache,
-            view=view,
-            peers=peers,
-            lifecycle=lifecycle,
-            clock=clock,
-            cache_settings=CacheSettings(),
-            mesh_settings=mesh,
-        )
-        background = Background()
-        router = Router(
-            instance_id=instance_id,
+        parts = build_parts(
+            instance_id=InstanceId("i-1"),
             registry=registry,
             runtime=runtime,
             cache=cache,
-            copies=copies,
-            view=view,
-            peers=peers,
-            rates=rates,
-            metrics=NullMetrics(),
-            lifecycle=lifecycle,
+            settings=CacheSettings(),
+            mesh=MeshSettings(),
             clock=clock,
-            settings=mesh,
-            spawn=background.spawn,
+            metrics=NullMetrics(),
+            labels=LABELS,
+            peers=peers,
         )
+        background = parts.background
         try:
-            yield Routed(router, registry, runtime, peers, lifecycle)
+            yield Routed(parts.router, registry, runtime, peers, parts.lifecycle)
         finally:
             await background.close()
             await cache.close()

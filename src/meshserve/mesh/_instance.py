@@ -23,21 +23,12 @@ from collections.abc import AsyncIterator
 from meshserve._clock import Clock, SystemClock
 from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import MeshServeError
-from meshserve.mesh._background import Background
 from meshserve.mesh._cache import ArtifactPuller, ModelCache
-from meshserve.mesh._copies import Copies
-from meshserve.mesh._instance_state import InstanceState, Lifecycle
-from meshserve.mesh._membership import Membership
-from meshserve.mesh._mesh_view import MeshView
-from meshserve.mesh._models import Models
-from meshserve.mesh._own_records import OwnRecords
+from meshserve.mesh._instance_state import InstanceState
+from meshserve.mesh._parts import build_parts
 from meshserve.mesh._peers import PeerLink
-from meshserve.mesh._quotas import NamespaceQuotas
-from meshserve.mesh._rates import RateTracker
-from meshserve.mesh._router import Router
 from meshserve.mesh._status import ModelState, ModelStatus, ModelSummary, VModelStatus
 from meshserve.mesh._upkeep import Upkeep
-from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders, ServerInfo
@@ -69,88 +60,37 @@ class Instance:
         limits: LimitsSettings | None = None,
     ) -> None:
         """Build the parts; nothing runs until :meth:`running`."""
-        iid = InstanceId(instance_id)
-        self.instance_id = iid
+        self.instance_id = InstanceId(instance_id)
         self.mesh_settings = mesh
         self._registry = registry
         self._cache = cache
         self._metrics = metrics
         self._clock = clock
-        self._lifecycle = Lifecycle(started_ms=int(clock.time() * 1000))
-        self._background = Background()
-        self._rates = RateTracker(clock=clock, window_s=6 * mesh.rate_check_interval_s)
-        self._own = OwnRecords(
-            instance_id=iid,
-            address=address,
-            labels=labels,
-            registry=registry,
-            cache=cache,
-            rates=self._rates,
-            lifecycle=self._lifecycle,
-            clock=clock,
-        )
-        self._view = MeshView(
-            registry=registry,
-            instance_id=iid,
-            settings=mesh,
-            clock=clock,
-            describe=self._own.describe,
-            default_model_size=cache.default_size,
-        )
-        self._membership = Membership(
-            store=registry.store,
-            registry=registry,
-            instance_id=iid,
-            lease_ttl_s=mesh.lease_ttl_s,
-            publish_interval_s=mesh.publish_interval_s,
-            describe=self._own.describe,
-            current_copies=self._own.local_copies,
-        )
-        self._quotas = NamespaceQuotas(
-            registry=registry, limits=limits or LimitsSettings(), metrics=metrics
-        )
-        self._copies = Copies(
-            instance_id=iid,
-            registry=registry,
-            cache=cache,
-            view=self._view,
-            peers=peers,
-            lifecycle=self._lifecycle,
-            clock=clock,
-            cache_settings=settings,
-            mesh_settings=mesh,
-        )
-        self._models = Models(
-            registry=registry,
-            cache=cache,
-            copies=self._copies,
-            view=self._view,
-            own=self._own,
-            quotas=self._quotas,
-            clock=clock,
-            settings=settings,
-        )
-        self._vmodels = VModelTable(
-            registry=registry,
-            models=self._models,
-            copies=self._copies,
-            retire_delay_s=mesh.vmodel_retire_delay_s,
-        )
-        self._router = Router(
-            instance_id=iid,
+        parts = build_parts(
+            instance_id=self.instance_id,
             registry=registry,
             runtime=runtime,
             cache=cache,
-            copies=self._copies,
-            view=self._view,
-            peers=peers,
-            rates=self._rates,
-            metrics=metrics,
-            lifecycle=self._lifecycle,
+            settings=settings,
+            mesh=mesh,
             clock=clock,
-            settings=mesh,
-            spawn=self._background.spawn,
+            metrics=metrics,
+            address=address,
+            labels=labels,
+            peers=peers,
+            limits=limits,
         )
+        self._lifecycle = parts.lifecycle
+        self._background = parts.background
+        self._rates = parts.rates
+        self._own = parts.own
+        self._view = parts.view
+        self._membership = parts.membership
+        self._quotas = parts.quotas
+        self._copies = parts.copies
+        self._models = parts.models
+        self._vmodels = parts.vmodels
+        self._router = parts.router
 
     @classmethod
     @contextlib.asynccontextmanager
