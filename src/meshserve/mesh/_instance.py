@@ -25,7 +25,7 @@ from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import MeshServeError
 from meshserve.mesh._cache import ArtifactPuller, ModelCache
 from meshserve.mesh._instance_state import InstanceState
-from meshserve.mesh._parts import build_parts
+from meshserve.mesh._parts import Parts, build_parts
 from meshserve.mesh._peers import PeerLink
 from meshserve.mesh._status import ModelState, ModelStatus, ModelSummary, VModelStatus
 from meshserve.mesh._upkeep import Upkeep
@@ -46,40 +46,20 @@ class Instance:
     def __init__(
         self,
         *,
-        instance_id: str,
+        parts: Parts,
         registry: Registry,
-        runtime: Runtime,
         cache: ModelCache,
-        settings: CacheSettings,
         mesh: MeshSettings,
         clock: Clock,
         metrics: MetricsRecorder,
-        address: str = "",
-        labels: tuple[str, ...] = (),
-        peers: PeerLink | None = None,
-        limits: LimitsSettings | None = None,
     ) -> None:
-        """Build the parts; nothing runs until :meth:`running`."""
-        self.instance_id = InstanceId(instance_id)
+        """Over parts from :func:`build_parts`; nothing runs until :meth:`running`."""
+        self.instance_id = parts.own.instance_id
         self.mesh_settings = mesh
         self._registry = registry
         self._cache = cache
         self._metrics = metrics
         self._clock = clock
-        parts = build_parts(
-            instance_id=self.instance_id,
-            registry=registry,
-            runtime=runtime,
-            cache=cache,
-            settings=settings,
-            mesh=mesh,
-            clock=clock,
-            metrics=metrics,
-            address=address,
-            labels=labels,
-            peers=peers,
-            limits=limits,
-        )
         self._lifecycle = parts.lifecycle
         self._background = parts.background
         self._rates = parts.rates
@@ -122,19 +102,23 @@ class Instance:
             metrics=metrics,
             puller=puller,
         )
-        instance = cls(
-            instance_id=instance_id,
+        mesh = mesh or MeshSettings()
+        parts = build_parts(
+            instance_id=InstanceId(instance_id),
             registry=registry,
             runtime=runtime,
             cache=cache,
             settings=settings,
-            mesh=mesh or MeshSettings(),
+            mesh=mesh,
             clock=clock,
             metrics=metrics,
             address=address,
             labels=labels,
             peers=peers,
             limits=limits,
+        )
+        instance = cls(
+            parts=parts, registry=registry, cache=cache, mesh=mesh, clock=clock, metrics=metrics
         )
         async with instance.running():
             yield instance
