@@ -107,7 +107,7 @@ async def test_least_recently_used_models_are_evicted_for_space(
         await _infer(instance, "b")  # reload: c is now the least recent
         assert runtime.unload_calls == ["b", "c"]
         assert {s.model_id: s for s in instance.list_models()}["b"].load_count == 2
-        assert instance.cache.lru.used_bytes <= runtime.capacity
+        assert instance.describe().used_bytes <= runtime.capacity
 
 
 async def test_a_model_larger_than_the_capacity_fails_clearly(
@@ -133,7 +133,7 @@ async def test_a_model_measured_larger_than_capacity_is_unloaded(
         with pytest.raises(errors.ModelTooLargeError, match="measured"):
             await _infer(instance, "sneaky")
         assert runtime.unload_calls == ["sneaky"]
-        assert instance.cache.lru.used_bytes == 0
+        assert instance.describe().used_bytes == 0
 
 
 async def test_proactive_loads_never_displace_models_used_in_the_last_hour(
@@ -236,7 +236,7 @@ async def test_routing_prefers_headers_then_vmodels_then_models(
     async with open_instance() as instance:
         await instance.register_model("m1", type="fake", path="/1")
         await instance.register_model("m2", type="fake", path="/2")
-        await instance.vmodels.set("m2", target_model_id="m1")  # a vmodel named like a model
+        await instance.set_vmodel("m2", target_model_id="m1")  # a vmodel named like a model
         assert instance.resolve("m2", RoutingHeaders()) == "m1"
         assert instance.resolve("x", RoutingHeaders(model_id="m2")) == "m2"
         assert instance.resolve("x", RoutingHeaders(vmodel_id="m2")) == "m1"
@@ -254,7 +254,7 @@ async def test_vmodel_serves_the_active_model_until_the_target_loads(
     gate = asyncio.Event()
     runtime.models["/v2"] = FakeModel(gate=gate)
     async with open_instance() as instance:
-        status = await instance.vmodels.set(
+        status = await instance.set_vmodel(
             "v",
             target_model_id="v-1",
             model_type="fake",
@@ -265,7 +265,7 @@ async def test_vmodel_serves_the_active_model_until_the_target_loads(
         )
         assert status.state is VModelState.DEFINED
         assert await _infer(instance, "v") == "v-1"
-        status = await instance.vmodels.set(
+        status = await instance.set_vmodel(
             "v",
             target_model_id="v-2",
             model_type="fake",
@@ -277,10 +277,10 @@ async def test_vmodel_serves_the_active_model_until_the_target_loads(
         assert await _infer(instance, "v") == "v-1"  # still the old one
         gate.set()
         for _ in range(200):
-            if instance.vmodels.status("v").state is VModelState.DEFINED:
+            if instance.vmodel_status("v").state is VModelState.DEFINED:
                 break
             await asyncio.sleep(0.01)
-        assert instance.vmodels.status("v").active_model_id == "v-2"
+        assert instance.vmodel_status("v").active_model_id == "v-2"
         assert await _infer(instance, "v") == "v-2"
         # v-1 stays for the retire delay (requests already routed to it
         # finish), then goes, being auto-delete and referred to by nothing.
@@ -290,7 +290,7 @@ async def test_vmodel_serves_the_active_model_until_the_target_loads(
                 break
             await asyncio.sleep(0.01)
         assert instance.model_status("v-1").state is ModelState.NOT_FOUND
-        await instance.vmodels.delete("v")
+        await instance.delete_vmodel("v")
         assert instance.model_status("v-2").state is ModelState.NOT_FOUND
 
 
@@ -299,7 +299,7 @@ async def test_vmodel_transition_fails_when_the_target_cannot_load(
 ) -> None:
     runtime.models["/broken"] = FakeModel(fail=errors.CorruptModelError("broken artifact"))
     async with open_instance() as instance:
-        await instance.vmodels.set(
+        await instance.set_vmodel(
             "v",
             target_model_id="good",
             model_type="fake",
@@ -307,7 +307,7 @@ async def test_vmodel_transition_fails_when_the_target_cannot_load(
             load_now=True,
             sync=True,
         )
-        status = await instance.vmodels.set(
+        status = await instance.set_vmodel(
             "v", target_model_id="bad", model_type="fake", model_path="/broken", sync=True
         )
         assert status.state is VModelState.TRANSITION_FAILED
@@ -323,25 +323,25 @@ async def test_vmodel_owner_expected_target_and_update_only(
         await instance.register_model("a", type="fake", path="/a")
         await instance.register_model("b", type="fake", path="/b")
         with pytest.raises(errors.ModelNotFoundError, match="updateOnly"):
-            await instance.vmodels.set("v", target_model_id="a", update_only=True)
-        await instance.vmodels.set("v", target_model_id="a", owner="isvc")
+            await instance.set_vmodel("v", target_model_id="a", update_only=True)
+        await instance.set_vmodel("v", target_model_id="a", owner="isvc")
         with pytest.raises(errors.AlreadyExistsError, match="owner"):
-            await instance.vmodels.set("v", target_model_id="b", owner="ksp")
+            await instance.set_vmodel("v", target_model_id="b", owner="ksp")
         with pytest.raises(errors.PreconditionFailedError, match="expected"):
-            await instance.vmodels.set("v", target_model_id="b", expected_target_model_id="zzz")
+            await instance.set_vmodel("v", target_model_id="b", expected_target_model_id="zzz")
         # expected == target: succeeds only if absent or already there.
-        await instance.vmodels.set("v", target_model_id="a", expected_target_model_id="a")
+        await instance.set_vmodel("v", target_model_id="a", expected_target_model_id="a")
         with pytest.raises(errors.PreconditionFailedError):
-            await instance.vmodels.set("v", target_model_id="b", expected_target_model_id="b")
+            await instance.set_vmodel("v", target_model_id="b", expected_target_model_id="b")
         with pytest.raises(errors.ModelNotFoundError, match="no modelInfo"):
-            await instance.vmodels.set("v", target_model_id="ghost")
+            await instance.set_vmodel("v", target_model_id="ghost")
         with pytest.raises(errors.PreconditionFailedError, match="used by vmodel"):
             await instance.unregister_model("a")
-        assert instance.vmodels.status("v", owner="other").state is VModelState.NOT_FOUND
+        assert instance.vmodel_status("v", owner="other").state is VModelState.NOT_FOUND
         with pytest.raises(errors.PreconditionFailedError, match="owned by"):
-            await instance.vmodels.delete("v", owner="other")
-        status = await instance.vmodels.set("v", target_model_id="b", force=True)
+            await instance.delete_vmodel("v", owner="other")
+        status = await instance.set_vmodel("v", target_model_id="b", force=True)
         assert status.state is VModelState.DEFINED and status.active_model_id == "b"
-        await instance.vmodels.delete("v", owner="isvc")
-        assert instance.vmodels.status("v").state is VModelState.NOT_FOUND
+        await instance.delete_vmodel("v", owner="isvc")
+        assert instance.vmodel_status("v").state is VModelState.NOT_FOUND
         await instance.unregister_model("a")

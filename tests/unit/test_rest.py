@@ -99,7 +99,7 @@ class FakeBackend:
         )
 
     async def infer_grpc(
-        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+        self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
     ) -> bytes:
         request = codecs.request_from_proto(pb.ModelInferRequest.FromString(body))
         response = await self.infer(model_id, request)

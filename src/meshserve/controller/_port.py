@@ -1,7 +1,6 @@
 """What the controller needs of the mesh: a port, so that it runs against
-any mesh that offers these calls (the instance in this process through
-``meshserve.server``'s adapter; a fake in unit tests; a remote mesh for the
-operator).
+any mesh that offers these calls (the :class:`meshserve.mesh.Instance` of
+this process; a fake in unit tests; a remote mesh for the operator).
 
 The names are the management API's (ModelMesh's setVModel, deleteVModel,
 getVModelStatus, getModelStatus); the states are the mesh's own records.

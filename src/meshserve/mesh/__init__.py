@@ -3,6 +3,7 @@ models, loads and evictions, vmodels."""
 
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._instance import Instance
+from meshserve.mesh._instance_state import InstanceState
 from meshserve.mesh._lru import WeightedLru
 from meshserve.mesh._status import (
     CopyInfo,
@@ -16,6 +17,7 @@ from meshserve.mesh._status import (
 __all__ = [
     "CopyInfo",
     "Instance",
+    "InstanceState",
     "ModelCache",
     "ModelState",
     "ModelStatus",

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from meshserve import _tasks
+from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import MeshServeError
 from meshserve.registry import CopyRecord, InstanceRecord, Registry
 from meshserve.store import KeptLease, Store
@@ -35,7 +36,7 @@ class Membership:
         *,
         store: Store,
         registry: Registry,
-        instance_id: str,
+        instance_id: InstanceId,
         lease_ttl_s: float,
         publish_interval_s: float,
         describe: Callable[[], InstanceRecord],
@@ -139,7 +140,9 @@ class Membership:
             model_id = next(iter(self._pending))
             copy = self._pending[model_id]
             if copy is None:
-                await self._registry.delete_copy(model_id, self.instance_id)
+                await self._registry.delete_copy(
+                    model_id=ModelId(model_id), instance_id=self.instance_id
+                )
             else:
                 await self._registry.put_copy(copy, lease=lease.id)
             # Only drop it if no newer change arrived while writing.

@@ -59,9 +59,9 @@ class LoadQuota(Protocol):
 
 def check_model_count(
     registry: Registry,
+    *,
     limits: LimitsSettings,
     model_id: str,
-    *,
     namespace_of: NamespaceOf = namespace_of,
 ) -> None:
     """Raise QuotaExceededError if registering ``model_id`` (not registered
@@ -82,9 +82,9 @@ def check_model_count(
 
 def check_namespace_bytes(
     registry: Registry,
+    *,
     limits: LimitsSettings,
     model_id: str,
-    *,
     size_bytes: int,
     known_sizes: dict[str, int],
     namespace_of: NamespaceOf = namespace_of,
@@ -137,7 +137,10 @@ class NamespaceQuotas:
         namespace's model count."""
         try:
             check_model_count(
-                self._registry, self._limits, model_id, namespace_of=self._namespace_of
+                self._registry,
+                limits=self._limits,
+                model_id=model_id,
+                namespace_of=self._namespace_of,
             )
         except QuotaExceededError:
             self._metrics.limit_rejected("models_per_namespace")
@@ -149,8 +152,8 @@ class NamespaceQuotas:
         try:
             check_namespace_bytes(
                 self._registry,
-                self._limits,
-                model_id,
+                limits=self._limits,
+                model_id=model_id,
                 size_bytes=size_bytes,
                 known_sizes=await self._known_sizes(),
                 namespace_of=self._namespace_of,

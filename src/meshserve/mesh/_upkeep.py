@@ -22,16 +22,24 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from meshserve import _tasks
+from meshserve._clock import Clock
+from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import MeshServeError
+from meshserve.mesh._background import Spawn
+from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._copies import Copies
+from meshserve.mesh._membership import Membership
+from meshserve.mesh._mesh_view import LOADED, MeshView
+from meshserve.mesh._own_records import OwnRecords, copy_state
 from meshserve.mesh._placement import required_label
-from meshserve.registry import CopyState, Registry
+from meshserve.mesh._rates import RateTracker
+from meshserve.mesh._vmodels import VModelTable
+from meshserve.metrics import MetricsRecorder
+from meshserve.registry import CopyRecord, CopyState, Registry
+from meshserve.settings import MeshSettings
 from meshserve.store import Election
-
-if TYPE_CHECKING:
-    from meshserve.mesh._instance import Instance
 
 __all__ = ["Upkeep"]
 
@@ -48,15 +56,41 @@ _SCALE_DOWN_SHARE = 0.05
 class Upkeep:
     """The background loops of one instance."""
 
-    def __init__(self, *, instance: Instance, registry: Registry) -> None:
-        self._instance = instance
+    def __init__(
+        self,
+        *,
+        instance_id: InstanceId,
+        registry: Registry,
+        cache: ModelCache,
+        copies: Copies,
+        view: MeshView,
+        rates: RateTracker,
+        vmodels: VModelTable,
+        own: OwnRecords,
+        membership: Membership,
+        metrics: MetricsRecorder,
+        clock: Clock,
+        settings: MeshSettings,
+        spawn: Spawn,
+    ) -> None:
+        self._instance_id = instance_id
         self._registry = registry
-        self._settings = instance.mesh_settings
+        self._cache = cache
+        self._copies = copies
+        self._view = view
+        self._rates = rates
+        self._vmodels = vmodels
+        self._own = own
+        self._membership = membership
+        self._metrics = metrics
+        self._clock = clock
+        self._settings = settings
+        self._spawn = spawn
         self._election = Election(
             registry.store,
             name="reaper",
-            candidate_id=instance.instance_id,
-            ttl=self._settings.lease_ttl_s,
+            candidate_id=instance_id,
+            ttl=settings.lease_ttl_s,
         )
         self._scaling: set[str] = set()
         self._had_copies: dict[str, set[str]] = {}
@@ -106,18 +140,17 @@ class Upkeep:
     # -- rates and copies ----------------------------------------------------
 
     async def rates_pass(self) -> None:
-        instance = self._instance
         threshold = self.scaleup_threshold()
-        for model_id in instance.cache.loaded_ids():
-            if instance.rates.rpm(model_id) > threshold and model_id not in self._scaling:
+        for model_id in self._cache.loaded_ids():
+            if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
                 self._scale_up(model_id)
         await self._scale_down(threshold)
-        instance.membership.poke()
+        self._membership.poke()
         self._report()
         self._apply_logger_level()
         if self.is_leader:
             for vmodel_id in list(self._registry.vmodels):
-                instance.vmodels.kick_transition(vmodel_id)
+                self._vmodels.kick_transition(vmodel_id)
 
     def _apply_logger_level(self) -> None:
         """The ``logger_level`` config key sets meshserve's log level live."""
@@ -131,18 +164,19 @@ class Upkeep:
             target.setLevel(number)
 
     def _scale_up(self, model_id: str) -> None:
-        instance = self._instance
         record = self._registry.model(model_id)
         if record is None:
             return
         label = required_label(record.type.lower())
-        hosts = [r for r in instance.live_instances() if label in r.labels and not r.shutting_down]
-        if instance.copy_count(model_id) >= len(hosts):
+        hosts = [
+            r for r in self._view.live_instances() if label in r.labels and not r.shutting_down
+        ]
+        if self._copies.copy_count(model_id) >= len(hosts):
             return  # at most one copy per instance
 
         async def scale() -> None:
             try:
-                if await instance.add_copy(model_id):
+                if await self._copies.add_copy(model_id):
                     log.info("%s is hot: added a copy", model_id)
             except MeshServeError as exc:
                 log.info("could not add a copy of %s: %s", model_id, exc)
@@ -150,78 +184,77 @@ class Upkeep:
                 self._scaling.discard(model_id)
 
         self._scaling.add(model_id)
-        instance.spawn(scale(), name=f"scale-up:{model_id}")
+        self._spawn(scale(), name=f"scale-up:{model_id}")
 
     async def _scale_down(self, threshold: int) -> None:
         """Remove cold extra copies while the mesh is short of space."""
-        instance = self._instance
-        live = instance.live_instances()
+        live = self._view.live_instances()
         capacity = sum(r.capacity_bytes for r in live)
         free = sum(max(0, r.free_bytes) for r in live)
         if capacity <= 0 or free / capacity > self._settings.scale_down_free_fraction:
             return
-        budget = int(instance.cache.lru.capacity_bytes * _SCALE_DOWN_SHARE)
-        for model_id in reversed(instance.cache.loaded_ids()):  # least recently used first
+        budget = int(self._cache.lru.capacity_bytes * _SCALE_DOWN_SHARE)
+        for model_id in reversed(self._cache.loaded_ids()):  # least recently used first
             if budget <= 0:
                 return
-            if instance.rates.rpm(model_id) * 2 > threshold:
+            if self._rates.rpm(model_id) * 2 > threshold:
                 continue
-            others = instance.remote_copies(model_id, states=frozenset({CopyState.LOADED}))
+            others = self._view.remote_copies(model_id, states=LOADED)
             if not others:
                 continue
-            entry = instance.cache.lru.get(model_id)
+            entry = self._cache.lru.get(model_id)
             if entry is None or entry.inflight:
                 continue
-            mine = (entry.loaded_at_ms, instance.instance_id)
+            mine = (entry.loaded_at_ms, self._instance_id)
             if any((c.time_ms, c.instance_id) > mine for c in others):
                 continue  # a newer copy elsewhere removes itself instead
             log.info("mesh short of space: removing the extra copy of %s here", model_id)
             budget -= entry.size_bytes
-            await instance.cache.evict(entry)
+            await self._cache.evict(entry)
 
     def _report(self) -> None:
-        instance = self._instance
-        lru = instance.cache.lru
+        lru = self._cache.lru
         oldest = lru.oldest_last_used_ms()
-        instance.metrics.set_instance(
+        self._metrics.set_instance(
             capacity_bytes=lru.capacity_bytes,
             used_bytes=lru.used_bytes,
-            model_copies=len(instance.cache.loaded_ids()),
+            model_copies=len(self._cache.loaded_ids()),
             lru_last_used_ms=oldest or None,
-            now_ms=instance.now_ms(),
+            now_ms=int(self._clock.time() * 1000),
         )
         if self.is_leader:
             models = self._registry.models
-            loaded = sum(1 for m in models if instance.copy_count(m) > 0)
-            failed = sum(1 for m in models if instance.mesh_failure(m) is not None)
-            instance.metrics.set_cluster(
+            loaded = sum(1 for m in models if self._copies.copy_count(m) > 0)
+            failed = sum(1 for m in models if self._copies.mesh_failure(m) is not None)
+            self._metrics.set_cluster(
                 models_loaded=loaded, models_managed=len(models), models_with_failure=failed
             )
         else:
-            instance.metrics.clear_cluster()
+            self._metrics.clear_cluster()
 
     # -- janitor -------------------------------------------------------------
 
     async def janitor_pass(self) -> None:
-        instance = self._instance
-        cache = instance.cache
+        cache = self._cache
         for model_id in cache.loaded_ids():
             if self._registry.model(model_id) is None:
                 log.info("janitor: %s is no longer registered; unloading it", model_id)
                 await cache.drop(model_id)
         cache.expire_failures()
-        published = {c.model_id: c for c in self._registry.copies_on(instance.instance_id)}
+        published: dict[str, CopyRecord] = {
+            c.model_id: c for c in self._registry.copies_on(self._instance_id)
+        }
         for model_id in set(published) | set(self._registry.models):
             state = cache.state(model_id)
             copy = published.get(model_id)
-            if (copy.state if copy is not None else None) != instance.copy_state(state):
-                instance.republish_copy(model_id, state)
+            if (copy.state if copy is not None else None) != copy_state(state):
+                self._membership.copy_changed(model_id, self._own.copy_record(model_id, state))
 
     async def publish_last_use(self) -> None:
         """Keep model records' last use roughly current: the reaper reloads
         lost models most recently used first, on any instance, and every
         instance's ``models list`` shows it."""
-        for entry in self._instance.cache.lru.entries():
+        for entry in self._cache.lru.entries():
             versioned = self._registry.models.get(entry.model_id)
             if versioned is None:
                 continue
@@ -240,18 +273,17 @@ class Upkeep:
         if not self.is_leader:
             self._had_copies.clear()
             return
-        instance = self._instance
-        live = set(self._registry.instances) | {instance.instance_id}
+        live = set(self._registry.instances) | {self._instance_id}
         holders_now: dict[str, set[str]] = {}
         lost: list[tuple[int, str]] = []
         for model_id in list(self._registry.models):
-            holders = {
+            holders: set[str] = {
                 c.instance_id
                 for c in self._registry.copies(model_id).values()
                 if c.instance_id in live and c.state is not CopyState.FAILED
             }
-            if instance.cache.is_loaded(model_id) or instance.cache.is_loading(model_id):
-                holders.add(instance.instance_id)
+            if self._copies.here(model_id):
+                holders.add(self._instance_id)
             if holders:
                 holders_now[model_id] = holders
             elif self._had_copies.get(model_id, set()) - live:
@@ -261,7 +293,7 @@ class Upkeep:
         for _, model_id in sorted(lost, reverse=True):
             log.info("reaper: %s lost its last copy with its instance; loading it again", model_id)
             try:
-                await instance.ensure_available(model_id, sync=False)
+                await self._copies.ensure_available(model_id, sync=False)
             except MeshServeError as exc:
                 log.warning("reaper: cannot reload %s: %s", model_id, exc)
         await self._delete_orphans(live)
@@ -277,5 +309,7 @@ class Upkeep:
         for orphan in orphans & self._orphans:
             model_id, instance_id = orphan.split("\0")
             with contextlib.suppress(MeshServeError):
-                await self._registry.delete_copy(model_id, instance_id)
+                await self._registry.delete_copy(
+                    model_id=ModelId(model_id), instance_id=InstanceId(instance_id)
+                )
         self._orphans = orphans - self._orphans

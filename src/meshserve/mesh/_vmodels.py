@@ -15,6 +15,7 @@ import logging
 from typing import Protocol
 
 from meshserve import _tasks
+from meshserve._ids import ModelId, VModelId
 from meshserve.errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -25,19 +26,14 @@ from meshserve.errors import (
 )
 from meshserve.mesh._status import ModelState, ModelStatus, VModelState, VModelStatus
 from meshserve.registry import Registry, VModelRecord
-from meshserve.runtime import ModelSpec
 
-__all__ = ["ModelOps", "VModelTable"]
+__all__ = ["CopyOps", "ModelOps", "VModelTable"]
 
 log = logging.getLogger(__name__)
 
 
 class ModelOps(Protocol):
-    """What vmodels need from the instance's model operations."""
-
-    def now_ms(self) -> int: ...
-
-    def spec(self, model_id: str) -> ModelSpec: ...
+    """What vmodels need of model management (``_models.Models``)."""
 
     def model_status(self, model_id: str) -> ModelStatus: ...
 
@@ -58,6 +54,10 @@ class ModelOps(Protocol):
 
     async def delete_model(self, model_id: str) -> None: ...
 
+
+class CopyOps(Protocol):
+    """What vmodel transitions need of the mesh's copies (``_copies.Copies``)."""
+
     def mesh_failure(self, model_id: str) -> MeshServeError | None:
         """The model's unexpired load failure anywhere in the mesh."""
         ...
@@ -75,10 +75,16 @@ class VModelTable:
     """The instance's vmodel operations and their transitions."""
 
     def __init__(
-        self, *, registry: Registry, models: ModelOps, retire_delay_s: float = 0.0
+        self,
+        *,
+        registry: Registry,
+        models: ModelOps,
+        copies: CopyOps,
+        retire_delay_s: float = 0.0,
     ) -> None:
         self._registry = registry
         self._models = models
+        self._copies = copies
         self._retire_delay_s = retire_delay_s
         self._transitions: dict[str, asyncio.Task[None]] = {}
         self._retiring: dict[str, asyncio.Task[None]] = {}
@@ -150,6 +156,8 @@ class VModelTable:
         """Create a vmodel or point it at a new target (ModelMesh's setVModel)."""
         if not vmodel_id or not target_model_id:
             raise InvalidRequestError("vModelId and targetModelId must not be empty")
+        # Named apart from here on: the alias, and the model it points at.
+        alias, target = VModelId(vmodel_id), ModelId(target_model_id)
         while True:
             entry = self._registry.vmodels.get(vmodel_id)
             record = entry.record if entry is not None else None
@@ -192,9 +200,9 @@ class VModelTable:
                 )
             if record is None:
                 created = VModelRecord(
-                    vmodel_id=vmodel_id,
-                    active_model_id=target_model_id,
-                    target_model_id=target_model_id,
+                    vmodel_id=alias,
+                    active_model_id=target,
+                    target_model_id=target,
                     owner=owner,
                 )
                 if not await self._registry.create_vmodel(created):
@@ -208,9 +216,9 @@ class VModelTable:
                 break
             previous_target = record.target_model_id
             updated = VModelRecord(
-                vmodel_id=vmodel_id,
-                active_model_id=target_model_id if force else record.active_model_id,
-                target_model_id=target_model_id,
+                vmodel_id=alias,
+                active_model_id=target if force else record.active_model_id,
+                target_model_id=target,
                 owner=record.owner,
                 extra=record.extra,
             )
@@ -261,7 +269,7 @@ class VModelTable:
         running = self._transitions.get(vmodel_id)
         if running is not None and not running.done():
             return
-        if self._models.mesh_failure(record.target_model_id) is not None:
+        if self._copies.mesh_failure(record.target_model_id) is not None:
             return  # TRANSITION_FAILED until the failure expires
         task = _tasks.start_supervised(
             self._transition(vmodel_id, load_now=load_now), name=f"transition:{vmodel_id}"
@@ -275,9 +283,9 @@ class VModelTable:
         if record is None or not record.transitioning:
             return
         target = record.target_model_id
-        if load_now or self._models.model_ready(record.active_model_id):
+        if load_now or self._copies.model_ready(record.active_model_id):
             try:
-                await self._models.ensure_available(target, sync=True)
+                await self._copies.ensure_available(target, sync=True)
             except MeshServeError as exc:
                 log.warning("vmodel %s: target %s failed to load: %s", vmodel_id, target, exc)
                 return
@@ -286,7 +294,7 @@ class VModelTable:
             if current.target_model_id != target or not current.transitioning:
                 return
             switched = VModelRecord(
-                vmodel_id=vmodel_id,
+                vmodel_id=current.vmodel_id,
                 active_model_id=target,
                 target_model_id=target,
                 owner=current.owner,

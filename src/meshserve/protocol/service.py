@@ -39,7 +39,7 @@ class V2Backend(Protocol):
         ...
 
     async def infer_grpc(
-        self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
+        self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
     ) -> bytes:
         """Run a serialized ModelInferRequest; return a serialized response."""
         ...
@@ -112,7 +112,7 @@ class _V2Service:
         headers = self._headers(context)
         name = "" if headers.given else peek_model_name(request)
         model_id = self._backend.resolve(name, headers)
-        return await self._backend.infer_grpc(model_id, request, headers)
+        return await self._backend.infer_grpc(model_id, request, headers=headers)
 
 
 def _unary(method: Callable[..., Any], request: Any = None, response: Any = None) -> Any:

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from meshserve._ids import InstanceId, ModelId, VModelId
+
 __all__ = [
     "CopyRecord",
     "CopyState",
@@ -23,7 +25,7 @@ __all__ = [
 class ModelRecord:
     """A registered model: what to load and how recently it was wanted."""
 
-    model_id: str
+    model_id: ModelId
     type: str
     path: str = ""
     key: str = ""
@@ -51,9 +53,9 @@ class VModelRecord:
     """An alias whose requests go to ``active_model_id`` while it moves to
     ``target_model_id``."""
 
-    vmodel_id: str
-    active_model_id: str
-    target_model_id: str
+    vmodel_id: VModelId
+    active_model_id: ModelId
+    target_model_id: ModelId
     owner: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -66,7 +68,7 @@ class VModelRecord:
 class InstanceRecord:
     """A live instance, as the others see it (bound to its lease)."""
 
-    instance_id: str
+    instance_id: InstanceId
     address: str
     """Internal gRPC address other instances forward requests to."""
     capacity_bytes: int = 0
@@ -102,8 +104,8 @@ class CopyRecord:
     when, and goes when it expires or the instance does.
     """
 
-    model_id: str
-    instance_id: str
+    model_id: ModelId
+    instance_id: InstanceId
     state: CopyState
     time_ms: int
     error: str = ""

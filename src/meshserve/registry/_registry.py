@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from meshserve._ids import InstanceId, ModelId, VModelId
 from meshserve.registry._records import (
     CopyRecord,
     InstanceRecord,
@@ -235,11 +236,11 @@ class Registry:
         entry = self._vmodels.items.get(vmodel_id)
         return entry.record if entry is not None else None
 
-    def referencing_vmodels(self, model_id: str) -> list[str]:
+    def referencing_vmodels(self, model_id: str) -> list[VModelId]:
         """The vmodels whose active or target model is ``model_id``."""
         return sorted(
-            name
-            for name, entry in self._vmodels.items.items()
+            entry.record.vmodel_id
+            for entry in self._vmodels.items.values()
             if model_id in (entry.record.active_model_id, entry.record.target_model_id)
         )
 
@@ -317,7 +318,7 @@ class Registry:
     async def put_copy(self, record: CopyRecord, *, lease: LeaseId) -> None:
         await self._copies.put(_copy_name(record.model_id, record.instance_id), record, lease=lease)
 
-    async def delete_copy(self, model_id: str, instance_id: str) -> None:
+    async def delete_copy(self, *, model_id: ModelId, instance_id: InstanceId) -> None:
         await self._copies.remove(_copy_name(model_id, instance_id))
 
     async def set_config(self, key: str, value: str) -> None:

@@ -28,7 +28,6 @@ from meshserve.server._front_ends import FrontEnds
 from meshserve.server._grpc_ports import peer_client
 from meshserve.server._instance_stack import InstanceStack, open_instance_stack, own_instance_id
 from meshserve.server._internal_port import secret_from_store
-from meshserve.server._mesh_port import InstanceMesh
 from meshserve.server._ports import write_endpoints_file
 from meshserve.server._register_file import ModelEntry, register_models
 from meshserve.settings import Settings, TlsSettings
@@ -96,7 +95,7 @@ async def _serve(
     """Serve, with the controller running when enabled, until ``stop``."""
     controller = Controller(
         store=stack.store,
-        mesh=InstanceMesh(stack.instance),
+        mesh=stack.instance,
         candidate_id=stack.instance.instance_id,
         lease_ttl_s=settings.mesh.lease_ttl_s,
         grpc_url=endpoints.grpc,
@@ -124,7 +123,7 @@ async def _leave(stack: InstanceStack, *, fronts: FrontEnds, pools: RuntimePools
     # New clients go to the other instances sharing the ports; then the
     # others stop routing here, and only then does the internal port close.
     await fronts.stop_public()
-    await stack.instance.membership.leave()
+    await stack.instance.leave()
     await asyncio.sleep(_LEAVE_SETTLE_S)
     await fronts.stop_internal()
 

@@ -110,7 +110,7 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
         self, request: mm.SetVModelRequest, context: grpc.aio.ServicerContext
     ) -> mm.VModelStatusInfo:
         info = request.modelInfo if request.HasField("modelInfo") else None
-        status = await self._instance.vmodels.set(
+        status = await self._instance.set_vmodel(
             request.vModelId,
             target_model_id=request.targetModelId,
             owner=request.owner,
@@ -130,7 +130,7 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
     async def deleteVModel(
         self, request: mm.DeleteVModelRequest, context: grpc.aio.ServicerContext
     ) -> mm.DeleteVModelResponse:
-        await self._instance.vmodels.delete(request.vModelId, owner=request.owner)
+        await self._instance.delete_vmodel(request.vModelId, owner=request.owner)
         return mm.DeleteVModelResponse()
 
     @reports_errors
@@ -138,7 +138,7 @@ class ModelMeshService(mm_grpc.ModelMeshServicer):
         self, request: mm.GetVModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> mm.VModelStatusInfo:
         return vmodel_status_to_proto(
-            self._instance.vmodels.status(request.vModelId, owner=request.owner)
+            self._instance.vmodel_status(request.vModelId, owner=request.owner)
         )
 
 
@@ -193,7 +193,7 @@ class AdminService(admin_grpc.AdminServicer):
                     targetModelId=status.target_model_id,
                     owner=status.owner,
                 )
-                for name, status in self._instance.vmodels.list()
+                for name, status in self._instance.list_vmodels()
                 if _visible(name)
             ]
         )

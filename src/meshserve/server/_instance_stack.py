@@ -144,7 +144,7 @@ async def open_instance_stack(
         ) as instance,
     ):
         restarted.subscribe(instance.on_runtime_restart)
-        pull_progress.subscribe(instance.cache.on_pull_progress)
+        pull_progress.subscribe(instance.on_pull_progress)
         yield InstanceStack(
             instance=instance,
             store=store,

@@ -7,18 +7,30 @@ import contextlib
 import enum
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from meshserve import _tasks, errors
+from meshserve._clock import Clock
 from meshserve.store import _errors
 from meshserve.store._types import LeaseId
 
-if TYPE_CHECKING:
-    from meshserve.store._store import Store
-
-__all__ = ["KeptLease", "LeaseState", "keep_lease"]
+__all__ = ["KeptLease", "LeaseCalls", "LeaseState", "keep_lease"]
 
 _log = logging.getLogger("meshserve.store")
+
+
+class LeaseCalls(Protocol):
+    """The lease calls of a store (``Store`` has them), named here so that
+    this module need not import the store's."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def grant_lease(self, ttl: float) -> LeaseId: ...
+
+    async def keepalive(self, lease: LeaseId) -> None: ...
+
+    async def revoke_lease(self, lease: LeaseId) -> None: ...
 
 
 class LeaseState(enum.Enum):
@@ -37,7 +49,7 @@ class KeptLease:
     """
 
     def __init__(
-        self, *, store: Store, lease_id: LeaseId, ttl: float, refresh_interval: float
+        self, *, store: LeaseCalls, lease_id: LeaseId, ttl: float, refresh_interval: float
     ) -> None:
         self.id = lease_id
         self.ttl = ttl
@@ -107,7 +119,7 @@ class KeptLease:
 
 @contextlib.asynccontextmanager
 async def keep_lease(
-    store: Store, *, ttl: float, refresh_interval: float | None
+    store: LeaseCalls, *, ttl: float, refresh_interval: float | None
 ) -> AsyncIterator[KeptLease]:
     """The body of ``Store.lease`` (see there)."""
     interval = ttl / 3 if refresh_interval is None else refresh_interval

@@ -1,0 +1,311 @@
+"""The request path: which model a request means, and where it runs.
+
+``resolve`` turns a name (or the ``mm-model-id`` / ``mm-vmodel-id``
+headers) into a registered model id. ``infer``, ``infer_grpc`` and
+``model_metadata`` then route: a model loaded here is served here; one
+loaded on another instance is forwarded there (raw bytes, over that
+instance's internal port); one loaded nowhere goes where placement says,
+which loads it, then serves. Routing reads only the registry's in-memory
+mirror. Each request is metered (ModelMesh's api_request and invoke
+metrics) and counted for the scale-up rates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from meshserve import __version__
+from meshserve._clock import Clock
+from meshserve._ids import InstanceId, ModelId
+from meshserve.errors import (
+    InvalidRequestError,
+    MeshServeError,
+    ModelNotFoundError,
+    PeerUnreachableError,
+    UnavailableError,
+    quote_client_value,
+)
+from meshserve.mesh._background import Spawn
+from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._copies import Copies
+from meshserve.mesh._instance_state import Lifecycle
+from meshserve.mesh._mesh_view import MeshView
+from meshserve.mesh._peers import PeerLink, need_peers
+from meshserve.mesh._rates import RateTracker
+from meshserve.metrics import MetricsRecorder
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.routing import (
+    NO_HEADERS,
+    Metadata,
+    RoutingHeaders,
+    ServerInfo,
+    hop_metadata,
+)
+from meshserve.protocol.status import grpc_code
+from meshserve.registry import Registry
+from meshserve.runtime import Runtime
+from meshserve.security import check_inference
+from meshserve.settings import MeshSettings
+
+__all__ = ["Router"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SERVER_EXTENSIONS = ("binary_tensor_data", "model_repository")
+
+
+class Router:
+    """The front ends' backend (``server.InferenceBackend``): resolve, route,
+    serve here or forward, meter."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: InstanceId,
+        registry: Registry,
+        runtime: Runtime,
+        cache: ModelCache,
+        copies: Copies,
+        view: MeshView,
+        peers: PeerLink | None,
+        rates: RateTracker,
+        metrics: MetricsRecorder,
+        lifecycle: Lifecycle,
+        clock: Clock,
+        settings: MeshSettings,
+        spawn: Spawn,
+    ) -> None:
+        self._instance_id = instance_id
+        self._registry = registry
+        self._runtime = runtime
+        self._cache = cache
+        self._copies = copies
+        self._view = view
+        self._peers = peers
+        self._rates = rates
+        self._metrics = metrics
+        self._lifecycle = lifecycle
+        self._clock = clock
+        self._settings = settings
+        self._spawn = spawn
+
+    # -- which model -----------------------------------------------------------
+
+    def resolve(self, name: str, headers: RoutingHeaders) -> ModelId:
+        """The registered model a request means (headers win over ``name``)."""
+        model_id = self._resolve(name, headers)
+        # With authentication on, a credential limited to some models may
+        # use a vmodel only if it may use the model behind it too.
+        check_inference(model_id)
+        return model_id
+
+    def _resolve(self, name: str, headers: RoutingHeaders) -> ModelId:
+        if headers.model_id and headers.vmodel_id:
+            raise InvalidRequestError(
+                "give either the mm-model-id or the mm-vmodel-id header, not both"
+            )
+        if headers.vmodel_id:
+            vmodel = self._registry.vmodel(headers.vmodel_id)
+            if vmodel is None:
+                raise ModelNotFoundError(
+                    f"vmodel {quote_client_value(headers.vmodel_id)} is not registered"
+                )
+            return ModelId(vmodel.active_model_id)
+        if headers.model_id and headers.hops:
+            # Forwarded by another instance, which saw the registration; this
+            # mirror may not have yet (see Copies.await_record).
+            return ModelId(headers.model_id)
+        if headers.model_id:
+            if self._registry.model(headers.model_id) is None:
+                raise ModelNotFoundError(
+                    f"model {quote_client_value(headers.model_id)} is not registered"
+                )
+            return ModelId(headers.model_id)
+        vmodel = self._registry.vmodel(name)
+        if vmodel is not None:
+            return ModelId(vmodel.active_model_id)
+        if self._registry.model(name) is not None:
+            return ModelId(name)
+        raise ModelNotFoundError(f"model {quote_client_value(name)} is not registered")
+
+    # -- the v2 calls ----------------------------------------------------------
+
+    async def infer(
+        self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
+    ) -> InferenceResponse:
+        peers = self._peers
+        return await self._measured(
+            "ModelInfer",
+            self._route(
+                model_id,
+                headers,
+                local=lambda: self._runtime.infer(model_id, request),
+                remote=lambda address, metadata: need_peers(peers).infer_decoded(
+                    address, request, metadata
+                ),
+            ),
+        )
+
+    async def infer_grpc(
+        self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
+    ) -> bytes:
+        peers = self._peers
+        routed = self._route(
+            model_id,
+            headers,
+            local=lambda: self._runtime.infer_grpc(model_id, body),
+            remote=lambda address, metadata: need_peers(peers).infer(address, body, metadata),
+        )
+        if headers.hops:
+            return await routed  # metered by the instance that forwarded it
+        return await self._measured("ModelInfer", routed, size=len(body))
+
+    async def model_metadata(
+        self, model_id: str, headers: RoutingHeaders = NO_HEADERS
+    ) -> ModelMetadata:
+        peers = self._peers
+        return await self._route(
+            model_id,
+            headers,
+            local=lambda: self._runtime.metadata(model_id),
+            remote=lambda address, metadata: need_peers(peers).model_metadata(
+                address, model_id, metadata
+            ),
+        )
+
+    def model_ready(self, model_id: str) -> bool:
+        return self._copies.model_ready(model_id)
+
+    def server_ready(self) -> bool:
+        return self._lifecycle.ready
+
+    def server_info(self) -> ServerInfo:
+        return ServerInfo(name="meshserve", version=__version__, extensions=_SERVER_EXTENSIONS)
+
+    # -- where it runs ---------------------------------------------------------
+
+    async def _route(
+        self,
+        model_id: str,
+        headers: RoutingHeaders,
+        *,
+        local: Callable[[], Awaitable[T]],
+        remote: Callable[[str, Metadata], Awaitable[T]],
+    ) -> T:
+        """Serve here, forward to a copy elsewhere, or place a new copy."""
+        if headers.hops:
+            await self._copies.await_record(model_id)
+        if headers.dest is not None:
+            # Another instance chose this one to load and serve the model.
+            return await self._serve_here(model_id, local)
+        max_attempts = self._settings.max_attempts
+        exclude = set(headers.exclude)
+        tried: list[str] = []
+        for _ in range(max_attempts):
+            if self._instance_id not in exclude and self._copies.here(model_id):
+                return await self._serve_here(model_id, local)
+            target, dest = self._copies.next_target(model_id, exclude)
+            if target is None:
+                break
+            if target.instance_id == self._instance_id:
+                try:
+                    return await self._serve_here(model_id, local)
+                except UnavailableError as exc:
+                    # No room here after all: let placement try elsewhere.
+                    tried.append(f"{self._instance_id}: {exc}")
+                    exclude.add(self._instance_id)
+                    continue
+            hops = headers.hops + 1
+            if hops >= max_attempts:
+                tried.append(f"hop limit ({max_attempts}) reached")
+                break
+            metadata = hop_metadata(
+                model_id=model_id,
+                hops=hops,
+                exclude=sorted(exclude | {self._instance_id}),
+                dest=dest,
+            )
+            if dest is not None:
+                self._copies.note_placement(target.instance_id, model_id)
+            peer = target.instance_id
+            try:
+                with self._view.forwarding(peer):
+                    return await remote(target.address, metadata)
+            except PeerUnreachableError as exc:
+                self._view.mark_unreachable(peer)
+                tried.append(f"{peer}: {exc}")
+            except UnavailableError as exc:
+                tried.append(f"{peer}: {exc}")
+            exclude.add(peer)
+        detail = "; ".join(tried) if tried else "no instance can take it"
+        raise UnavailableError(
+            f"model {quote_client_value(model_id)} could not be served: {detail}"
+        )
+
+    async def _serve_here(self, model_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` on this instance's copy, loading it first if needed."""
+        cache = self._cache
+        for attempt in range(2):
+            previous_use = self._copies.last_used_ms(model_id)
+            if not cache.is_loaded(model_id):
+                started = self._clock.monotonic()
+                await cache.ensure_loaded(self._copies.spec(model_id), last_used_ms=self._now_ms())
+                self._metrics.observe_cache_miss((self._clock.monotonic() - started) * 1000)
+            try:
+                async with cache.in_use(model_id):
+                    started = self._clock.monotonic()
+                    result = await call()
+                    self._metrics.observe_invoke(
+                        (self._clock.monotonic() - started) * 1000, method="ModelInfer", code="OK"
+                    )
+            except ModelNotFoundError:
+                # Unregistered meanwhile: report that. Otherwise the runtime
+                # lost the model (it restarted): account for it and reload once.
+                if attempt or self._registry.model(model_id) is None:
+                    raise
+                log.warning("runtime no longer has %s; reloading it", model_id)
+                cache.forget(model_id)
+                continue
+            self._rates.count(model_id)
+            self._maybe_second_copy(model_id, previous_use)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _now_ms(self) -> int:
+        return int(self._clock.time() * 1000)
+
+    def _maybe_second_copy(self, model_id: str, previous_use_ms: int) -> None:
+        """ModelMesh's second copy: a single-copy model used again a while
+        (7 to 40 minutes) after its previous use."""
+        if not previous_use_ms:
+            return
+        age_s = (self._now_ms() - previous_use_ms) / 1000
+        settings = self._settings
+        if not settings.second_copy_min_age_s <= age_s <= settings.second_copy_max_age_s:
+            return
+        if self._copies.copy_count(model_id) == 1:
+            log.info("%s used again after %.0f s: adding a second copy", model_id, age_s)
+            self._spawn(self._copies.add_copy(model_id), name=f"second-copy:{model_id}")
+
+    async def _measured(self, method: str, work: Awaitable[T], *, size: int = 0) -> T:
+        """Run an API request, counting it (ModelMesh's api_request metrics)."""
+        started = self._clock.monotonic()
+        code = "OK"
+        try:
+            result = await work
+        except MeshServeError as exc:
+            code = grpc_code(exc).name
+            raise
+        finally:
+            self._metrics.observe_api_request(
+                (self._clock.monotonic() - started) * 1000, method=method, code=code
+            )
+            if size:
+                self._metrics.observe_request_size(size, method=method, code=code)
+        if isinstance(result, bytes):
+            self._metrics.observe_response_size(len(result), method=method, code=code)
+        return result

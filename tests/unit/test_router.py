@@ -1,0 +1,182 @@
+"""The router alone (not running: no membership, no upkeep), over a real
+SQLite registry, a scripted runtime and a fake peer link (no other
+instance runs)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from meshserve import errors
+from meshserve._clock import ManualClock
+from meshserve._ids import InstanceId, ModelId
+from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._instance_state import InstanceState, Lifecycle
+from meshserve.mesh._parts import build_parts
+from meshserve.mesh._router import Router
+from meshserve.metrics import NullMetrics
+from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.protocol.routing import Metadata, RoutingHeaders
+from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
+from meshserve.settings import CacheSettings, MeshSettings
+from meshserve.store import SqliteStore
+from tests.fakes import FakeRuntime
+
+PEER = InstanceId("i-2")
+PEER_ADDRESS = "127.0.0.1:1"
+LABELS = ("mt:fake",)
+
+
+@dataclass
+class FakePeers:
+    """A ``PeerLink`` that answers from memory, or refuses as unreachable."""
+
+    unreachable: bool = False
+    calls: list[tuple[str, bytes, dict[str, str | bytes]]] = field(default_factory=list)
+
+    async def infer(self, address: str, body: bytes, metadata: Metadata) -> bytes:
+        self.calls.append((address, body, dict(metadata)))
+        if self.unreachable:
+            raise errors.PeerUnreachableError(f"{address} did not answer")
+        return b"from-peer:" + body
+
+    async def infer_decoded(
+        self, address: str, request: InferenceRequest, metadata: Metadata
+    ) -> InferenceResponse:
+        raise AssertionError("not used here")
+
+    async def model_metadata(
+        self, address: str, model_id: str, metadata: Metadata
+    ) -> ModelMetadata:
+        raise AssertionError("not used here")
+
+    async def ensure_loaded(
+        self, address: str, model_id: str, metadata: Metadata, *, sync: bool, last_used_ms: int
+    ) -> None:
+        raise AssertionError("not used here")
+
+
+@dataclass
+class Routed:
+    router: Router
+    registry: Registry
+    runtime: FakeRuntime
+    peers: FakePeers
+    lifecycle: Lifecycle
+
+
+@pytest.fixture
+async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
+    clock = ManualClock()
+    runtime = FakeRuntime()
+    peers = FakePeers()
+    async with (
+        SqliteStore.open(tmp_path / "store.db") as store,
+        Registry.open(store) as registry,
+        store.lease(30.0) as lease,
+    ):
+        # The other instance, as its records would say: it holds "there".
+        await registry.put_instance(
+            InstanceRecord(
+                instance_id=PEER, address=PEER_ADDRESS, capacity_bytes=10**9, labels=LABELS
+            ),
+            lease=lease.id,
+        )
+        for model_id in ("here", "there"):
+            await registry.create_model(
+                ModelRecord(model_id=ModelId(model_id), type="fake", path=f"/{model_id}")
+            )
+        await registry.put_copy(
+            CopyRecord(
+                model_id=ModelId("there"), instance_id=PEER, state=CopyState.LOADED, time_ms=1
+            ),
+            lease=lease.id,
+        )
+        runtime_status = await runtime.status()
+        cache = ModelCache(
+            runtime=runtime, status=runtime_status, settings=CacheSettings(), clock=clock
+        )
+        parts = build_parts(
+            instance_id=InstanceId("i-1"),
+            registry=registry,
+            runtime=runtime,
+            cache=cache,
+            settings=CacheSettings(),
+            mesh=MeshSettings(),
+            clock=clock,
+            metrics=NullMetrics(),
+            labels=LABELS,
+            peers=peers,
+        )
+        background = parts.background
+        try:
+            yield Routed(parts.router, registry, runtime, peers, parts.lifecycle)
+        finally:
+            await background.close()
+            await cache.close()
+
+
+async def test_a_model_loaded_on_a_peer_is_forwarded_there_with_the_hop_state(
+    routed: Routed,
+) -> None:
+    model_id = routed.router.resolve("there", RoutingHeaders())
+    assert await routed.router.infer_grpc(model_id, b"body") == b"from-peer:body"
+    [(address, body, metadata)] = routed.peers.calls
+    assert (address, body) == (PEER_ADDRESS, b"body")
+    assert metadata["mm-model-id-bin"] == b"there"
+    assert metadata["mm-hops"] == "1"
+    assert metadata["mm-exclude"] == "i-1"
+    assert "mm-dest" not in metadata  # a copy exists there: nothing to place
+    assert routed.runtime.load_calls == []
+
+
+async def test_a_model_loaded_nowhere_is_placed_where_there_is_most_room(
+    routed: Routed,
+) -> None:
+    # The peer has a thousand times this instance's room: placement picks it,
+    # and the forwarded request tells it to load the model (mm-dest).
+    assert await routed.router.infer_grpc("here", b"x") == b"from-peer:x"
+    [(address, _, metadata)] = routed.peers.calls
+    assert address == PEER_ADDRESS
+    assert metadata["mm-dest"] == PEER
+    assert routed.runtime.load_calls == []
+
+
+async def test_a_request_placed_here_by_a_peer_is_loaded_and_served_here(
+    routed: Routed,
+) -> None:
+    headers = RoutingHeaders(model_id="here", hops=1, exclude=(PEER,), dest="i-1")
+    assert await routed.router.infer_grpc("here", b"x", headers=headers) == b"here:x"
+    assert routed.runtime.load_calls == ["here"]
+    assert routed.peers.calls == []
+    assert routed.router.model_ready("here")
+
+
+async def test_an_unreachable_peer_is_skipped_and_the_model_placed_here(routed: Routed) -> None:
+    routed.peers.unreachable = True
+    assert await routed.router.infer_grpc("there", b"x") == b"there:x"
+    assert len(routed.peers.calls) == 1
+    assert routed.runtime.load_calls == ["there"]
+    # Marked unreachable: the next request does not try it again.
+    assert await routed.router.infer_grpc("there", b"y") == b"there:y"
+    assert len(routed.peers.calls) == 1
+
+
+async def test_a_forwarded_request_is_never_forwarded_past_the_hop_limit(
+    routed: Routed,
+) -> None:
+    headers = RoutingHeaders(model_id="there", hops=MeshSettings().max_attempts - 1, exclude=())
+    with pytest.raises(errors.UnavailableError, match="hop limit"):
+        await routed.router.infer_grpc("there", b"x", headers=headers)
+    assert routed.peers.calls == []
+
+
+async def test_readiness_follows_the_lifecycle(routed: Routed) -> None:
+    assert not routed.router.server_ready()
+    routed.lifecycle.advance(InstanceState.SERVING)
+    assert routed.router.server_ready()
+    routed.lifecycle.advance(InstanceState.DRAINING)
+    assert not routed.router.server_ready()
