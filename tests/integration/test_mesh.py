@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 from tests._processes import meshserve
 from tests.integration._etcd import EtcdServer, run_etcd
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
-from tests.unit.test_metrics import CLUSTER_METRICS, MODELMESH_METRICS
+from tests.unit.metrics.test_metrics import CLUSTER_METRICS, MODELMESH_METRICS
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -19,7 +19,7 @@ from meshserve.store import (
     StoreUnavailableError,
 )
 from tests.integration._etcd import EtcdServer, free_port, run_etcd
-from tests.unit.store_contract import StoreContract, StoreHarness, collect_events
+from tests.unit.store.store_contract import StoreContract, StoreHarness, collect_events
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from meshserve.store import (
     StoreUnavailableError,
 )
 from tests.integration._etcd import EtcdServer, run_etcd
-from tests.unit.store_contract import collect_events
+from tests.unit.store.store_contract import collect_events
 
 pytestmark = pytest.mark.integration
 

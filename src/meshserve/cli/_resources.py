@@ -30,9 +30,9 @@ import yaml
 from meshserve.cli._client import ServerError
 from meshserve.cli._output import Table, emit
 from meshserve.cli._resource_access import Listing, ResourceTarget, pass_resource_target
-from meshserve.control import load_documents
 from meshserve.controller import ResourceKey, kind_of
 from meshserve.errors import InvalidResourceError
+from meshserve.resources import load_documents
 
 __all__ = ["apply", "delete", "describe", "get"]
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from meshserve.control import ClusterServingRuntime, parse_resource
 from meshserve.controller._pools import PICKLE_RUNTIME
+from meshserve.resources import ClusterServingRuntime, parse_resource
 
 __all__ = [
     "BUILTIN_RUNTIME",

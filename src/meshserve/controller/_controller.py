@@ -28,20 +28,6 @@ from typing import Any
 
 from meshserve import _tasks
 from meshserve._clock import Clock, SystemClock
-from meshserve.control import (
-    ClusterServingRuntime,
-    FailureReason,
-    InferenceService,
-    ModelNames,
-    ModelTarget,
-    Predictor,
-    ServingRuntime,
-    model_names,
-    model_target,
-    parse_resource,
-    select_runtime,
-    validate_serving_runtime,
-)
 from meshserve.controller._builtin_runtimes import (
     BUILTIN_RUNTIME,
     PICKLE_RUNTIMES,
@@ -59,6 +45,20 @@ from meshserve.controller._status import (
 )
 from meshserve.errors import ForeignResourceError, InvalidResourceError, MeshServeError
 from meshserve.mesh import ModelState
+from meshserve.resources import (
+    ClusterServingRuntime,
+    FailureReason,
+    InferenceService,
+    ModelNames,
+    ModelTarget,
+    Predictor,
+    ServingRuntime,
+    model_names,
+    model_target,
+    parse_resource,
+    select_runtime,
+    validate_serving_runtime,
+)
 from meshserve.settings import ControlSettings
 from meshserve.storage import build_model_key
 from meshserve.store import Election, Store, StoreError

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from meshserve.control import ClusterServingRuntime, Container, ServingRuntime
+from meshserve.resources import ClusterServingRuntime, Container, ServingRuntime
 
 __all__ = [
     "PICKLE_RUNTIME",

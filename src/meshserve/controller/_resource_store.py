@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from meshserve.control import SEALED_DATA_FIELD
 from meshserve.controller._builtin_runtimes import builtin_runtimes
 from meshserve.controller._secret_documents import redact_secret, seal_secret, unseal_secret
 from meshserve.errors import StorageUnavailableError
+from meshserve.resources import SEALED_DATA_FIELD
 from meshserve.security import SealingKey
 from meshserve.storage import SecretEntries
 from meshserve.store import Store, StoreError, WatchStream

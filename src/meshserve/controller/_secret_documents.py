@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshserve.control import SEALED_DATA_FIELD, Secret
+from meshserve.resources import SEALED_DATA_FIELD, Secret
 from meshserve.security import (
     SealContext,
     SealingKey,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from meshserve import mesh
-from meshserve.control import FailureReason, ModelNames, redact_uris
+from meshserve.resources import FailureReason, ModelNames, redact_uris
 
 __all__ = [
     "LastFailureInfo",

@@ -17,7 +17,6 @@ from typing import Protocol
 
 from meshserve import _tasks
 from meshserve._clock import Clock
-from meshserve.control import redact_uris
 from meshserve.errors import (
     LoadTimeoutError,
     MeshServeError,
@@ -30,6 +29,7 @@ from meshserve.mesh._lru import CacheEntry, EntryState, WeightedLru
 from meshserve.mesh._quotas import LoadQuota
 from meshserve.mesh._status import ModelState
 from meshserve.metrics import MetricsRecorder, NullMetrics
+from meshserve.resources import redact_uris
 from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
 from meshserve.settings import CacheSettings
 from meshserve.storage import PulledModel, PullProgress, check_location

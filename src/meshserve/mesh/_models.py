@@ -12,7 +12,6 @@ import logging
 
 from meshserve._clock import Clock
 from meshserve._ids import ModelId
-from meshserve.control import redact_uri
 from meshserve.errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -30,6 +29,7 @@ from meshserve.mesh._quotas import NamespaceQuotas
 from meshserve.mesh._status import CopyInfo, ModelState, ModelStatus, ModelSummary
 from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders
 from meshserve.registry import CopyState, ModelRecord, Registry
+from meshserve.resources import redact_uri
 from meshserve.settings import CacheSettings
 
 __all__ = ["LOAD_NOW_AGE_MS", "REGISTER_AGE_MS", "Models"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 from meshserve import __version__
 from meshserve._clock import Clock
 from meshserve._ids import InstanceId, ModelId
-from meshserve.control import redact_uris
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._instance_state import Lifecycle
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._status import ModelState
 from meshserve.registry import CopyRecord, CopyState, InstanceRecord, Registry
+from meshserve.resources import redact_uris
 
 __all__ = ["COPY_STATES", "MODEL_STATES", "OwnRecords", "copy_state"]
 

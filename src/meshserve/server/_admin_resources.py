@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 
 from meshserve import security
-from meshserve.control import parse_resource
 from meshserve.controller import CLUSTER, ResourceKey, ResourceStore, kind_of
 from meshserve.errors import InvalidRequestError, InvalidResourceError, PreconditionFailedError
+from meshserve.resources import parse_resource
 
 __all__ = [
     "apply_resources",

@@ -8,7 +8,7 @@ import urllib.parse
 
 import httpx
 
-from meshserve import control
+from meshserve import resources
 from meshserve.errors import (
     ArtifactNotFoundError,
     StorageAccessDeniedError,
@@ -42,7 +42,7 @@ class HttpSource:
             raise StorageConfigError("'url' carries credentials; use 'headers' instead")
         self._url = url
         # Shown and stored without the query, which may hold a token.
-        self._location = control.redact_uri(
+        self._location = resources.redact_uri(
             urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
         )
         self._identity = f"http|{url}"

@@ -2,7 +2,7 @@
 
 A model's path and key are stored and shown (``models status``, resource
 status), so neither may carry a credential: a URI in the path is parsed by
-the one storage-URI parser (:mod:`meshserve.control`), every URI anywhere in
+the one storage-URI parser (:mod:`meshserve.resources`), every URI anywhere in
 the model key JSON gets the same credential checks, and credential fields
 in ``storage_params`` are refused. Refusals are InvalidRequestError
 (INVALID_ARGUMENT / 400) and never quote the value.
@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from meshserve import control
+from meshserve import resources
 from meshserve.errors import InvalidRequestError, StorageConfigError
 from meshserve.protocol.model_key import ModelKey
 from meshserve.storage._model_key import refuse_credential_params
@@ -25,10 +25,10 @@ __all__ = ["check_location"]
 def check_location(*, model_path: str, model_key: str) -> None:
     """Raise InvalidRequestError if ``model_path`` or ``model_key`` carries a
     credential, or names an unusable storage URI."""
-    if control.is_storage_uri(model_path):
-        control.parse_storage_uri(model_path)
+    if resources.is_storage_uri(model_path):
+        resources.parse_storage_uri(model_path)
     else:
-        control.check_no_credentials(model_path)
+        resources.check_no_credentials(model_path)
     try:
         key = ModelKey.parse(model_key)
         refuse_credential_params(key.storage_params)
@@ -39,7 +39,7 @@ def check_location(*, model_path: str, model_key: str) -> None:
     if model_key.strip():
         for text in _strings(json.loads(model_key)):
             try:
-                control.check_no_credentials(text)
+                resources.check_no_credentials(text)
             except InvalidRequestError as exc:
                 raise InvalidRequestError(f"model key: {exc.message}") from None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from meshserve import control
+from meshserve import resources
 from meshserve.errors import ArtifactRejectedError, InvalidRequestError, StorageConfigError
 from meshserve.protocol.model_key import ModelKey
 from meshserve.storage._config import ResolvedStorage, StorageConfig
@@ -105,5 +105,5 @@ def where_of(resolved: ResolvedStorage, path: str) -> str:
     elif isinstance(config, PvcConfig) and config.name:
         detail = f", claim '{config.name}'"
     elif isinstance(config, HttpConfig) and config.url:
-        detail = f", url '{control.redact_uri(config.url)}'"
+        detail = f", url '{resources.redact_uri(config.url)}'"
     return f"{key} ({config.type}{detail}), path '{path}'"

@@ -1,4 +1,4 @@
-"""Storage URIs as the puller reads them: :mod:`meshserve.control`'s one
+"""Storage URIs as the puller reads them: :mod:`meshserve.resources`'s one
 parser (same rules and refusals as resource validation), typed with
 :class:`StorageType`."""
 
@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meshserve import control
+from meshserve import resources
 from meshserve.storage._providers import StorageType
 
 __all__ = ["StorageRef", "is_storage_uri", "parse_storage_uri"]
 
-is_storage_uri = control.is_storage_uri
+is_storage_uri = resources.is_storage_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,8 @@ class StorageRef:
 
 def parse_storage_uri(uri: str) -> StorageRef:
     """Split a storage URI into storage parameters and a path; raises
-    InvalidRequestError as :func:`meshserve.control.parse_storage_uri` does
+    InvalidRequestError as :func:`meshserve.resources.parse_storage_uri` does
     (credentials in the URI above all: they belong in the storage config,
     since the model key is stored and shown)."""
-    location = control.parse_storage_uri(uri)
+    location = resources.parse_storage_uri(uri)
     return StorageRef(StorageType(location.type), location.path, location.params)

@@ -28,7 +28,7 @@ class Store(abc.ABC):
     """A small key-value store with revisions, leases, watches and CAS.
 
     The semantics are etcd v3's, so that the embedded SQLite backend and the
-    etcd backend are interchangeable (``tests/unit/store_contract.py`` is the
+    etcd backend are interchangeable (``tests/unit/store/store_contract.py`` is the
     contract both pass):
 
     - one store-wide revision, bumped once per call that changes something
