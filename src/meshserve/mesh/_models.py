@@ -215,6 +215,10 @@ class Models:
             record = entry.record
             stats = self._cache.stats.get(model_id)
             copies = self._view.copies(model_id, states=LOADED)
+            # A copy loaded here is sized before its record reaches the
+            # registry (records are published in the background).
+            here = self._cache.lru.get(model_id) if self._cache.is_loaded(model_id) else None
+            sizes = [c.size_bytes for c in copies] + ([here.size_bytes] if here else [])
             summaries.append(
                 ModelSummary(
                     model_id=model_id,
@@ -222,7 +226,7 @@ class Models:
                     path=record.path,
                     status=self.model_status(model_id),
                     copies=len(copies),
-                    size_bytes=max((c.size_bytes for c in copies), default=0),
+                    size_bytes=max(sizes, default=0),
                     last_used_ms=record.last_requested_ms,
                     load_count=stats.loads if stats else 0,
                     eviction_count=stats.evictions if stats else 0,
