@@ -54,8 +54,9 @@ def library_predictions(name: str, path: pathlib.Path, rows: np.ndarray) -> dict
     if kind == "lightgbm":
         import lightgbm
 
+        # predict is the booster's own output, as MLServer's lightgbm runtime gives it.
         scores = np.asarray(lightgbm.Booster(model_file=str(path)).predict(rows.astype(np.float32)))
-        return {"predict": scores.argmax(axis=1), "predict_proba": scores}
+        return {"predict": scores, "predict_proba": scores}
     if kind == "onnx":
         import onnxruntime
 

@@ -86,6 +86,11 @@ def _rows(datatype: Datatype = Datatype.FP32, name: str = "input-0") -> Tensor:
     return _tensor(name, datatype, ROWS)
 
 
+def _classes(first: Tensor) -> np.ndarray:
+    """The class of each row from a first output of labels or (LightGBM's) probabilities."""
+    return first.data.argmax(axis=1) if first.data.ndim == 2 else first.data
+
+
 def _input_for(model: _formats.LoadedModel) -> Tensor:
     meta = model.metadata_inputs[0]
     return _rows(meta.datatype, meta.name)
@@ -114,7 +119,7 @@ def _lightgbm_reference(path: pathlib.Path) -> dict[str, np.ndarray]:
     import lightgbm
 
     proba = lightgbm.Booster(model_file=str(path)).predict(ROWS)
-    return {"predict": np.argmax(proba, axis=1), "predict_proba": proba}
+    return {"predict": proba, "predict_proba": proba}
 
 
 def _onnx_reference(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -142,7 +147,11 @@ EXPECTED_METADATA = {
     "sklearn-joblib": ("sklearn", Datatype.FP64, (LABEL, FP64_PROBA)),
     "xgboost-json": ("xgboost", Datatype.FP32, (LABEL, FP32_PROBA)),
     "xgboost-ubj": ("xgboost", Datatype.FP32, (LABEL, FP32_PROBA)),
-    "lightgbm": ("lightgbm", Datatype.FP32, (LABEL, FP64_PROBA)),
+    "lightgbm": (
+        "lightgbm",
+        Datatype.FP32,
+        (TensorMetadata("predict", Datatype.FP64, (-1, 3)), FP64_PROBA),
+    ),
     "onnx": (
         "onnxruntime_onnx",
         Datatype.FP32,
@@ -173,7 +182,7 @@ def test_example_model_predicts_like_its_library(
         np.testing.assert_allclose(tensor.data, expected[tensor.name], rtol=1e-6, atol=1e-7)
         assert tensor.data.dtype == numpy_dtype(tensor.datatype)
     # The three iris rows are one of each species.
-    np.testing.assert_array_equal(outputs[0].data, [0, 1, 2])
+    np.testing.assert_array_equal(_classes(outputs[0]), [0, 1, 2])
 
 
 @pytest.mark.parametrize("name", list(EXAMPLE_MODELS))
@@ -196,7 +205,7 @@ def test_committed_request_body_fits_its_model(models: dict[str, pathlib.Path], 
     model = _load(EXAMPLE_MODELS[name][0], models[name])
     assert spec["name"] == model.metadata_inputs[0].name
     outputs = model.predict([Tensor(spec["name"], datatype, data)])
-    np.testing.assert_array_equal(outputs[0].data, [0, 1, 2])
+    np.testing.assert_array_equal(_classes(outputs[0]), [0, 1, 2])
 
 
 def test_one_row_as_a_vector_is_one_row(models: dict[str, pathlib.Path]) -> None:
@@ -285,8 +294,115 @@ def test_missing_path(tmp_path: pathlib.Path) -> None:
 
 
 def test_file_of_another_type(models: dict[str, pathlib.Path]) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"not a xgboost model file.*\.json, \.ubj"):
+    with pytest.raises(UnsupportedModelError, match=r"not a xgboost model file.*JSON or UBJSON"):
         _formats.find_artifact(model_type="xgboost", model_path=models["onnx"])
+
+
+@pytest.mark.parametrize("file_name", ["mushroom.bst", "model", "weights.dat", "model.txt"])
+def test_lightgbm_text_is_known_by_content_under_any_name(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path, file_name: str
+) -> None:
+    path = tmp_path / file_name
+    path.write_bytes(models["lightgbm"].read_bytes())
+    (tmp_path / "model-settings.json").write_text('{"name": "mushroom"}')
+    (tmp_path / "README.md").write_text("tree\nnot a model\n")
+    for model_path in (path, tmp_path):
+        artifact = _formats.find_artifact(model_type="lightgbm", model_path=model_path)
+        assert (artifact.path, artifact.format) == (path, _formats.ModelFormat.LIGHTGBM_TXT)
+    model = _formats.load_model(artifact, allow_pickle=False)
+    np.testing.assert_array_equal(_classes(model.predict([_rows()])[0]), [0, 1, 2])
+
+
+@pytest.mark.parametrize("file_name", ["model.bst", "model.txt", "model.pkl"])
+@pytest.mark.parametrize("model_type", ["lightgbm", "xgboost"])
+def test_a_pickled_booster_is_refused_before_its_library_sees_it(
+    tmp_path: pathlib.Path, model_type: str, file_name: str
+) -> None:
+    import pickle
+
+    path = tmp_path / file_name
+    path.write_bytes(pickle.dumps({"booster": _FILE_SECRET}))
+    with pytest.raises(UnsupportedModelError, match=r"is a pickle.*booster\.save_model") as info:
+        _formats.find_artifact(model_type=model_type, model_path=path)
+    assert _FILE_SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "shape"),
+    [("lightgbm", "starts with a 'tree' line"), ("xgboost", "JSON or UBJSON")],
+)
+def test_a_binary_file_of_another_name_is_refused(
+    tmp_path: pathlib.Path, model_type: str, shape: str
+) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"binf\x00\x01SECRET" * 8)
+    with pytest.raises(UnsupportedModelError, match=re.escape(shape)) as info:
+        _formats.find_artifact(model_type=model_type, model_path=path)
+    assert "SECRET" not in str(info.value)
+    with pytest.raises(UnsupportedModelError, match=r"no file ending in .* nor any other"):
+        _formats.find_artifact(model_type=model_type, model_path=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["xgboost-json", "xgboost-ubj"])
+def test_xgboost_bst_is_read_by_content(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path, name: str
+) -> None:
+    """XGBoost 2.1+ writes UBJSON to model.bst; MLServer looks for that name."""
+    path = tmp_path / "model.bst"
+    path.write_bytes(models[name].read_bytes())
+    artifact = _formats.find_artifact(model_type="xgboost", model_path=tmp_path)
+    assert (artifact.path, artifact.format) == (path, EXAMPLE_MODELS[name][1])
+    model = _formats.load_model(artifact, allow_pickle=False)
+    expected = _xgboost_reference(models[name])
+    np.testing.assert_array_equal(model.predict([_rows()])[0].data, expected["predict"])
+
+
+def test_triton_layout_serves_the_highest_numbered_version(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\n')
+    for version in ("2", "9", "10"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "model.onnx").write_bytes(models["onnx"].read_bytes())
+    (tmp_path / "latest").mkdir()  # not a version
+    artifact = _formats.find_artifact(model_type="onnx", model_path=tmp_path)
+    assert artifact.path == tmp_path / "10" / "model.onnx"
+
+
+def test_triton_config_names_the_model_file(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "config.pbtxt").write_text(
+        'name: "iris"\nplatform: "onnxruntime_onnx"\ndefault_model_filename: "iris.onnx"\n'
+    )
+    (tmp_path / "1").mkdir()
+    for file_name in ("iris.onnx", "other.onnx"):
+        (tmp_path / "1" / file_name).write_bytes(models["onnx"].read_bytes())
+    artifact = _formats.find_artifact(model_type="onnx", model_path=tmp_path)
+    assert artifact.path == tmp_path / "1" / "iris.onnx"
+
+
+def test_a_model_beside_version_directories_wins(
+    models: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "model.onnx").write_bytes(models["onnx"].read_bytes())
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "model.onnx").write_bytes(models["onnx"].read_bytes())
+    assert _formats.find_artifact(model_type="onnx", model_path=tmp_path).path == (
+        tmp_path / "model.onnx"
+    )
+
+
+def test_triton_version_without_a_model(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\n')
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "notes-secret.txt").write_text("nothing")
+    (tmp_path / "3" / "deeper").mkdir()
+    with pytest.raises(
+        UnsupportedModelError, match=r"highest version directory of onnx model directory"
+    ) as info:
+        _formats.find_artifact(model_type="onnx", model_path=tmp_path)
+    assert "notes-secret" not in str(info.value)
 
 
 # --- refusals and corrupt files --------------------------------------------
@@ -299,6 +415,7 @@ def test_pickle_refused_unless_allowed(models: dict[str, pathlib.Path]) -> None:
     assert str(models["sklearn-joblib"]) in message
     assert "arbitrary code" in message
     assert "--allow-pickle" in message
+    assert "spec.predictor.model.runtime: meshserve-pickle" in message
     assert ".skops" in message
     served = _load("sklearn", models["sklearn-joblib"], allow_pickle=True)
     np.testing.assert_array_equal(served.predict([_rows()])[0].data, [0, 1, 2])
@@ -547,9 +664,11 @@ def test_binary_classifier_probabilities(tmp_path: pathlib.Path) -> None:
     gbm = lightgbm.LGBMClassifier(n_estimators=3, min_child_samples=2, verbose=-1).fit(x, y)
     gbm.booster_.save_model(tmp_path / "model.txt")
     model = _load("lightgbm", tmp_path)
-    label, proba = model.predict([_rows()])
+    predict, proba = model.predict([_rows()])
     np.testing.assert_allclose(proba.data, gbm.predict_proba(ROWS))
-    np.testing.assert_array_equal(label.data, gbm.predict(ROWS))
+    # predict is the booster's p(class 1), FP64, as MLServer gives it.
+    assert predict.datatype is Datatype.FP64
+    np.testing.assert_allclose(predict.data, gbm.predict_proba(ROWS)[:, 1])
 
 
 # --- onnx ------------------------------------------------------------------

@@ -1,15 +1,17 @@
-"""LightGBM models in LightGBM's text format.
+"""LightGBM models in LightGBM's text format, under any file name.
 
-As with XGBoost the objective decides the outputs, and a classifier's
-``predict`` is the class index (LightGBM keeps no labels):
+Outputs follow MLServer's lightgbm runtime (ModelMesh Serving's runtime for
+lightgbm), which answers every model with the booster's own prediction:
+``predict`` is ``Booster.predict``, FP64, whatever the objective. For
+classifiers ``predict_proba`` follows it, which MLServer does not offer:
 
-==============================  ===================  ===================
-objective                       predict              predict_proba
-==============================  ===================  ===================
-binary                          INT64, p > 0.5       FP64 [N, 2]
-multiclass, multiclassova       INT64, argmax        FP64 [N, K]
-anything else                   FP64                 -
-==============================  ===================  ===================
+==============================  ========================  ===================
+objective                       predict                   predict_proba
+==============================  ========================  ===================
+binary                          FP64 p(class 1) [N]       FP64 [N, 2]
+multiclass, multiclassova       FP64 [N, K]               FP64 [N, K]
+anything else                   FP64 [N]                  -
+==============================  ========================  ===================
 
 Rows are handed to LightGBM as float64: its thresholds are doubles, and
 float32 inputs convert exactly, so nothing is lost whatever is sent.
@@ -102,11 +104,17 @@ def _check_complete(path: pathlib.Path) -> None:
 
 
 def _outputs(objective: str, *, n_classes: int) -> tuple[TensorMetadata, ...]:
-    label = TensorMetadata(PREDICT, Datatype.INT64, (-1,))
     if objective == "binary":
-        return (label, TensorMetadata(PREDICT_PROBA, Datatype.FP64, (-1, 2)))
+        return (
+            TensorMetadata(PREDICT, Datatype.FP64, (-1,)),
+            TensorMetadata(PREDICT_PROBA, Datatype.FP64, (-1, 2)),
+        )
     if objective in _MULTICLASS:
-        return (label, TensorMetadata(PREDICT_PROBA, Datatype.FP64, (-1, n_classes)))
+        shape = (-1, n_classes)
+        return (
+            TensorMetadata(PREDICT, Datatype.FP64, shape),
+            TensorMetadata(PREDICT_PROBA, Datatype.FP64, shape),
+        )
     return (TensorMetadata(PREDICT, Datatype.FP64, (-1,)),)
 
 
@@ -117,14 +125,10 @@ class _LightGBMEstimator:
 
     def compute(self, matrix: np.ndarray, names: Sequence[str]) -> Mapping[str, np.ndarray]:
         raw = np.asarray(self._booster.predict(matrix))
-        results: dict[str, np.ndarray] = {}
-        if self._objective == "binary":
-            results[PREDICT] = (raw > 0.5).astype(np.int64)
-            if PREDICT_PROBA in names:
+        results: dict[str, np.ndarray] = {PREDICT: raw}
+        if PREDICT_PROBA in names:
+            if self._objective == "binary":
                 results[PREDICT_PROBA] = np.column_stack([1.0 - raw, raw])
-        elif self._objective in _MULTICLASS:
-            results[PREDICT] = np.argmax(raw, axis=1).astype(np.int64)
-            results[PREDICT_PROBA] = raw
-        else:
-            results[PREDICT] = raw
+            elif self._objective in _MULTICLASS:
+                results[PREDICT_PROBA] = raw
         return results

@@ -29,9 +29,14 @@ from meshserve.runtime._formats._tabular import (
     label_datatype,
 )
 
-__all__ = ["load"]
+__all__ = ["MLSERVER_RUNTIME", "PICKLE_RUNTIME", "load"]
 
 _TRUSTED_MODULES = ("sklearn", "numpy", "scipy")
+# The shipped runtimes that load pickles, as controller._builtin_runtimes
+# names them (the runtime layer cannot import the controller; a unit test
+# keeps the two equal).
+PICKLE_RUNTIME = "meshserve-pickle"
+MLSERVER_RUNTIME = "meshserve-mlserver"
 
 
 def load(artifact: Artifact, *, allow_pickle: bool, trusted_types: Sequence[str]) -> TabularModel:
@@ -83,10 +88,13 @@ def _load_skops(path: pathlib.Path, *, trusted_types: Sequence[str]) -> Any:
 def _load_pickle(path: pathlib.Path, *, allow_pickle: bool) -> Any:
     if not allow_pickle:
         raise PickleRefusedError(
-            f"sklearn model {path} is a pickle file, and loading a pickle can execute arbitrary "
-            "code. This runtime does not load pickles: serve it from a runtime started with "
-            "--allow-pickle (the out-of-process runtime), or convert it to .skops "
-            "(skops.io.dump(model, 'model.skops'))"
+            f"sklearn model {path} is a joblib/pickle file, and loading a pickle can execute "
+            "arbitrary code, so this runtime does not load it. To serve it, name a pickle "
+            f"runtime in the resource: InferenceService spec.predictor.model.runtime: "
+            f"{PICKLE_RUNTIME} (or {MLSERVER_RUNTIME}), Predictor spec.runtime.name: "
+            f"{PICKLE_RUNTIME}; without resources, run the runtime out of process with "
+            "--allow-pickle (meshserve up --runtime-host process --allow-pickle). Or convert "
+            "it to skops, which this runtime loads: skops.io.dump(model, 'model.skops')"
         )
     joblib = require("joblib", model_type="sklearn", extra="sklearn")
     try:

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from meshserve.errors import InvalidRequestError, TensorError
-from meshserve.protocol.datatypes import Datatype, numpy_dtype
+from meshserve.protocol.datatypes import Datatype, datatype_of, numpy_dtype
 from meshserve.protocol.inference import Tensor, TensorMetadata
 from meshserve.runtime._formats._library_errors import predict_failure
 from meshserve.runtime._formats._text import bytes_array, quoted
@@ -43,18 +43,12 @@ class Estimator(Protocol):
 
 
 def label_datatype(labels: np.ndarray) -> Datatype:
-    """The datatype class labels keep on the wire: strings become BYTES and
-    integers INT64, whatever their width."""
-    kind = labels.dtype.kind
-    if kind in ("U", "S", "O"):
-        return Datatype.BYTES
-    if kind in ("i", "u"):
-        return Datatype.INT64
-    if kind == "b":
-        return Datatype.BOOL
-    if labels.dtype == np.float32:
-        return Datatype.FP32
-    return Datatype.FP64
+    """The datatype of class labels on the wire, as MLServer's codec gives
+    it: the labels' own (INT32 labels stay INT32), strings as BYTES."""
+    try:
+        return datatype_of(labels)
+    except ValueError:  # complex, datetime...: the closest the wire carries
+        return Datatype.FP64
 
 
 def select_outputs(available: Sequence[str], requested: Sequence[str]) -> list[str]:
