@@ -11,6 +11,14 @@ Given :class:`RuntimePools` (``meshserve up`` gives them), the controller
 also sizes each ServingRuntime's pool of instances: ``podsPerRuntime`` while
 a resource uses it, none once nothing has for the scale-to-zero grace period.
 
+Each resource is reconciled on its own: what one raises (its vmodel name
+owned by a resource of the other kind, a mesh call that failed) becomes its
+failure status, it is tried again after a backoff that doubles per failure
+(``control.reconcileBackoff*``), and the others go on in the same pass. A
+model whose runtime (named or auto-selected) cannot run here is refused
+with the reason, never served by another runtime (:mod:`._runtime_catalog`).
+Refusals are logged when what is wrong changes, not every pass.
+
 Resources outside the ``default`` namespace map to ids ``<namespace>/<name>``
 (ModelMesh Serving gives each namespace a mesh of its own; here they share
 one, so the namespace becomes part of the id, as authorisation expects).
@@ -34,6 +42,7 @@ from meshserve._clock import Clock, SystemClock
 from meshserve.controller._backoff import Backoff
 from meshserve.controller._builtin_runtimes import BUILTIN_RUNTIME, PICKLE_RUNTIMES
 from meshserve.controller._change_log import ChangeLog
+from meshserve.controller._failures import failure_of, owned_elsewhere
 from meshserve.controller._pools import AnyRuntime, PoolPlanner, RuntimePools
 from meshserve.controller._port import MeshPort
 from meshserve.controller._resource_store import ResourceKey, ResourceStore
@@ -48,14 +57,11 @@ from meshserve.controller._status import (
 from meshserve.errors import (
     AlreadyExistsError,
     ForeignResourceError,
-    InvalidRequestError,
     InvalidResourceError,
     MeshServeError,
 )
-from meshserve.mesh import ModelState, VModelState
+from meshserve.mesh import ModelState, VModelStatus
 from meshserve.resources import (
-    INFERENCE_SERVICE_SOURCE,
-    PREDICTOR_SOURCE,
     FailureReason,
     InferenceService,
     ModelNames,
@@ -74,7 +80,6 @@ __all__ = ["Controller"]
 log = logging.getLogger(__name__)
 
 _SERVED = ("InferenceService", "Predictor")
-_OWNER_KINDS = {INFERENCE_SERVICE_SOURCE: "an InferenceService", PREDICTOR_SOURCE: "a Predictor"}
 
 ServedStatus = PredictorStatus | SkippedStatus
 
@@ -248,58 +253,35 @@ class Controller:
         self._backoff.succeeded(key)
         if runtime is not None:
             used.add(runtime)
+        refused = isinstance(status, PredictorStatus) and status.model_id is None
         failure = status.last_failure_info if isinstance(status, PredictorStatus) else None
-        if failure is not None and isinstance(status, PredictorStatus) and status.model_id is None:
-            self._refusals.log(
-                logging.WARNING,
-                key,
-                "resource %s refused (%s): %s",
-                key.path(),
-                failure.reason,
-                failure.message,
-            )
+        if refused and failure is not None:
+            self._log_refused(key, failure.reason, failure.message)
         else:
             self._refusals.forget(key)
         return status
 
     def _failure(self, key: ResourceKey, document: dict[str, Any], exc: Exception) -> ServedStatus:
         """The status of a resource whose reconcile raised ``exc`` (logged
-        once per change)."""
-        generation = _generation(document)
-        unexpected = not isinstance(exc, MeshServeError)
-        if isinstance(exc, AlreadyExistsError):
-            reason = FailureReason.INVALID_PREDICTOR_SPEC
-            message = self._owned_elsewhere(key, document) or str(exc)
-        elif isinstance(exc, InvalidRequestError):
-            reason, message = FailureReason.INVALID_PREDICTOR_SPEC, str(exc)
-        elif not unexpected:
-            reason, message = FailureReason.MODEL_LOAD_FAILED, f"could not register: {exc}"
-        else:
-            # A bug: the traceback goes to the log (once), not to the status.
-            reason = FailureReason.MODEL_LOAD_FAILED
-            message = f"internal error ({type(exc).__name__}); see the controller's log"
+        once per change; a bug with its traceback)."""
+        reason, message = failure_of(exc)
+        self._log_refused(
+            key, reason, message, bug=None if isinstance(exc, MeshServeError) else exc
+        )
+        return PredictorStatus.refused(reason, message, generation=_generation(document))
+
+    def _log_refused(
+        self, key: ResourceKey, reason: str, message: str, *, bug: Exception | None = None
+    ) -> None:
         self._refusals.log(
-            logging.ERROR if unexpected else logging.WARNING,
+            logging.WARNING if bug is None else logging.ERROR,
             key,
             "resource %s refused (%s): %s",
             key.path(),
             reason,
             message,
-            exc_info=exc if unexpected else None,
+            exc_info=bug,
         )
-        return PredictorStatus.refused(reason, message, generation=generation)
-
-    def _owned_elsewhere(self, key: ResourceKey, document: dict[str, Any]) -> str | None:
-        """Why the resource's vmodel name is not its to take: another
-        resource (or a management client) owns it. None: none does."""
-        try:
-            resource = parse_resource(document)
-            assert isinstance(resource, InferenceService | Predictor)
-            names = _scoped(model_names(resource))
-        except InvalidResourceError:
-            return None
-        vmodel = self._mesh.vmodel_status(names.vmodel_id)
-        return _conflict(key, names, vmodel.state, vmodel.owner)
 
     async def _reconcile_one(
         self, key: ResourceKey, document: dict[str, Any], catalog: RuntimeCatalog
@@ -328,14 +310,10 @@ class Controller:
             return PredictorStatus.refused(
                 FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation=generation
             ), None
-        vmodel = self._mesh.vmodel_status(names.vmodel_id)
-        conflict = _conflict(key, names, vmodel.state, vmodel.owner)
-        if conflict is not None:
-            # The first to come keeps the name; this one fails (with backoff).
-            raise AlreadyExistsError(conflict)
         previous = self._applied.get(key)
+        vmodel = self._mesh.vmodel_status(names.vmodel_id)
         if previous is None or vmodel.target_model_id != names.model_id:
-            await self._apply(names, target_key=_model_key(target), path=target.path)
+            await self._apply(key, names, target=target, vmodel=vmodel)
             self._applied[key] = names
         else:
             await self._load_if_waiting(names.model_id)
@@ -395,18 +373,35 @@ class Controller:
         with contextlib.suppress(MeshServeError):
             await self._mesh.ensure_available(model_id, sync=False)
 
-    async def _apply(self, names: ModelNames, *, target_key: str, path: str) -> None:
-        log.info("resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label)
-        await self._mesh.set_vmodel(
-            names.vmodel_id,
-            target_model_id=names.model_id,
-            owner=names.owner,
-            model_type=names.type_label,
-            model_path=path,
-            model_key=target_key,
-            auto_delete_target=True,
-            load_now=True,
-        )
+    async def _apply(
+        self, key: ResourceKey, names: ModelNames, *, target: ModelTarget, vmodel: VModelStatus
+    ) -> None:
+        """Point the resource's vmodel at its model; AlreadyExistsError
+        naming the holder when another owns the vmodel (the first to come
+        keeps it: this resource fails, and is tried again after a backoff)."""
+        conflict = owned_elsewhere(key, names, vmodel)
+        if conflict is None:
+            log.info(
+                "resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label
+            )
+            try:
+                await self._mesh.set_vmodel(
+                    names.vmodel_id,
+                    target_model_id=names.model_id,
+                    owner=names.owner,
+                    model_type=names.type_label,
+                    model_path=target.path,
+                    model_key=_model_key(target),
+                    auto_delete_target=True,
+                    load_now=True,
+                )
+                return
+            except AlreadyExistsError:
+                # Taken meanwhile (a management client): say by whom.
+                conflict = owned_elsewhere(key, names, self._mesh.vmodel_status(names.vmodel_id))
+                if conflict is None:
+                    raise
+        raise AlreadyExistsError(conflict)
 
     async def _remove(self, key: ResourceKey) -> None:
         names = self._applied.pop(key)
@@ -439,25 +434,6 @@ def _fingerprint(document: dict[str, Any]) -> str:
     """What tells a changed resource from the one that failed (any change:
     the spec, or an annotation that names its runtime)."""
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _conflict(key: ResourceKey, names: ModelNames, state: VModelState, owner: str) -> str | None:
-    """Why the vmodel ``names`` wants is not this resource's (None: it is
-    free, or this resource's own)."""
-    if state is VModelState.NOT_FOUND or owner == names.owner:
-        return None
-    holder = _OWNER_KINDS.get(owner)
-    where = f"vmodel {key.name} in namespace {key.namespace}"
-    if holder is None:
-        return (
-            f"{where} already exists with owner {owner!r} (set through the management API), "
-            f"so this {key.kind} cannot take it; delete that vmodel or rename this {key.kind}"
-        )
-    return (
-        f"{holder} named {key.name} already owns {where}: a Predictor and an InferenceService "
-        f"of one name are one vmodel, and the first applied keeps it; delete one of them or "
-        f"rename this {key.kind}"
-    )
 
 
 def _scoped(names: ModelNames) -> ModelNames:
