@@ -413,16 +413,10 @@ class Controller:
 def _first_come(
     documents: dict[ResourceKey, dict[str, Any]],
 ) -> list[tuple[ResourceKey, dict[str, Any]]]:
-    """The served resources, oldest first (then in key order): of two
-    resources that want one vmodel name, the first applied keeps it."""
-    served = [(key, document) for key, document in documents.items() if key.kind in _SERVED]
-    return sorted(
-        served,
-        key=lambda item: (
-            str((item[1].get("metadata") or {}).get("creationTimestamp", "")),
-            item[0],
-        ),
-    )
+    """The served resources in the order they were first applied (the
+    order :meth:`ResourceStore.list` gives): of two resources that want one
+    vmodel name, the first applied keeps it."""
+    return [(key, document) for key, document in documents.items() if key.kind in _SERVED]
 
 
 def _generation(document: dict[str, Any]) -> int:

@@ -650,8 +650,12 @@ async def test_a_predictor_and_an_inference_service_of_one_name_do_not_block_the
 async def test_the_first_come_keeps_the_vmodel_until_it_is_deleted(
     controller: Controller, mesh: FakeMesh, resources: ResourceStore
 ) -> None:
-    await _served(controller, mesh, resources, _predictor("iris"))
+    # Applied in one go, the Predictor first (though the InferenceService
+    # comes first in key order): the Predictor keeps the name.
+    await resources.apply(_predictor("iris"))
     await resources.apply(_isvc("iris"))
+    await controller.reconcile()
+    assert mesh.vmodels["iris"].owner == "ksp"
     await controller.reconcile()
     assert mesh.vmodels["iris"].owner == "ksp"
     refused = await _status(resources, _key("InferenceService", "iris"))
