@@ -13,7 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,12 +28,15 @@ __all__ = [
     "ISVC_ON_RUNTIME",
     "HasDataDir",
     "Serving",
+    "active_model_state",
     "apply",
     "cli",
     "infer",
     "isvc",
+    "last_failure",
     "serving_loop",
     "status",
+    "wait_for_status",
     "wait_status",
 ]
 
@@ -140,6 +143,45 @@ def status(target: HasDataDir, kind: str, name: str) -> dict[str, Any]:
     return found
 
 
+def active_model_state(found: dict[str, Any]) -> str | None:
+    """A status's active model state (None before one is written). Status
+    fields are read through these accessors, so a change of the status
+    document's shape is followed in one place."""
+    state: str | None = found.get("activeModelState")
+    return state
+
+
+def last_failure(found: dict[str, Any]) -> dict[str, Any]:
+    """A status's lastFailureInfo ({} when there is none)."""
+    failure: dict[str, Any] = found.get("lastFailureInfo") or {}
+    return failure
+
+
+def wait_for_status(
+    target: HasDataDir,
+    name: str,
+    check: Callable[[dict[str, Any]], bool],
+    what: str,
+    *,
+    kind: str = "isvc",
+    timeout: float = STATUS_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Wait until ``check`` holds for the status of ``kind``/``name``;
+    returns it. The failure names ``what`` and the last status seen."""
+    last: dict[str, Any] = {}
+
+    def matches() -> bool:
+        nonlocal last
+        last = status(target, kind, name)
+        return check(last)
+
+    try:
+        wait_until(matches, timeout, f"{kind}/{name}: {what}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last status: {last}") from None
+    return last
+
+
 def wait_status(
     target: HasDataDir,
     name: str,
@@ -150,18 +192,14 @@ def wait_status(
 ) -> dict[str, Any]:
     """Wait until the status of ``kind``/``name`` has every ``expected``
     field; returns it. The failure names the last status seen."""
-    last: dict[str, Any] = {}
-
-    def matches() -> bool:
-        nonlocal last
-        last = status(target, kind, name)
-        return all(last.get(k) == v for k, v in expected.items())
-
-    try:
-        wait_until(matches, timeout, f"{kind}/{name} status {expected}")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; last status: {last}") from None
-    return last
+    return wait_for_status(
+        target,
+        name,
+        lambda found: all(found.get(k) == v for k, v in expected.items()),
+        f"status {expected}",
+        kind=kind,
+        timeout=timeout,
+    )
 
 
 def infer(target: Serving, name: str, rows: np.ndarray | None = None) -> np.ndarray:

@@ -15,7 +15,17 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from tests.integration._mesh import make_model, wait_until
-from tests.integration._resources import ISVC, apply, cli, infer, serving_loop, wait_status
+from tests.integration._resources import (
+    ISVC,
+    active_model_state,
+    apply,
+    cli,
+    infer,
+    last_failure,
+    serving_loop,
+    wait_for_status,
+    wait_status,
+)
 from tests.integration._resources import status as status_of
 from tests.integration._up import Up, run_up
 
@@ -199,18 +209,90 @@ def test_runtimes_must_match_the_allowlist(up: Up) -> None:
     assert "docker.io/someone/srv:latest" in verdict("refused-rt")["message"]
     assert "allowedRuntimeImages" in verdict("refused-rt")["message"]
     wait_until(lambda: verdict("allowed-rt").get("accepted") is True, 30, "accepted")
-    # A resource naming the refused runtime says so.
-    uses = ISVC.format(name="uses-refused", format="sklearn", uri="pvc://claim/v1/model.skops")
-    done = apply(up, uses + "      runtime: refused-rt\n")
-    assert done.returncode == 0, done.stderr
-    wait_until(
-        lambda: (
-            (status_of(up, "isvc", "uses-refused").get("lastFailureInfo") or {}).get("reason")
-            == "RuntimeNotRecognized"
-        ),
-        30,
-        "a refused runtime is not used",
+    # A resource naming either says the runtime cannot run here, and why
+    # (not "not recognized": `get servingruntime` lists both); its model is
+    # never served by another runtime.
+    v1 = "pvc://claim/v1/model.skops"
+    whys = {
+        "refused-rt": "container 'server' image 'docker.io/someone/srv:latest' matches no "
+        "pattern of control.allowedRuntimeImages",
+        # Allowed, but an image-only container runs on Kubernetes, not here.
+        "allowed-rt": "exactly one container with a command",
+    }
+    for runtime in whys:
+        uses = ISVC.format(name=f"uses-{runtime}", format="sklearn", uri=v1)
+        done = apply(up, uses + f"      runtime: {runtime}\n")
+        assert done.returncode == 0, done.stderr
+    for runtime, why in whys.items():
+        found = wait_for_status(
+            up,
+            f"uses-{runtime}",
+            lambda s: last_failure(s).get("reason") == "RuntimeUnhealthy",
+            "the runtime cannot run here",
+        )
+        message = last_failure(found)["message"]
+        assert message.startswith(f"runtime {runtime} cannot run here: "), message
+        assert why in message, message
+        assert active_model_state(found) == "FailedToLoad"
+        assert not [m for m in up.management.models() if m.startswith(f"uses-{runtime}__")]
+    listed = cli(up, "get", "servingruntime").stdout
+    assert "refused-rt" in listed and "allowed-rt" in listed
+    # Logged once, not every pass of the controller.
+    time.sleep(3)
+    lines = up.log.read_text(errors="replace").splitlines()
+    assert (
+        len([line for line in lines if "ServingRuntime/default/refused-rt cannot run" in line]) == 1
     )
+    for runtime in whys:
+        assert cli(up, "delete", "isvc", f"uses-{runtime}").returncode == 0
+
+
+TWINS = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: Predictor
+metadata:
+  name: twin
+spec:
+  modelType:
+    name: sklearn
+  storage:
+    path: v1/model.skops
+    parameters:
+      type: pvc
+      name: claim
+---
+""" + "---".join(
+    ISVC.format(name=name, format="sklearn", uri="pvc://claim/v1/model.skops")
+    for name in ("twin", "neighbour-a", "neighbour-b")
+)
+
+
+def test_a_predictor_and_an_inference_service_of_one_name_block_nothing(up: Up) -> None:
+    done = apply(up, TWINS)
+    assert done.returncode == 0, done.stderr
+    for name in ("neighbour-a", "neighbour-b"):
+        wait_for_status(up, name, lambda s: active_model_state(s) == "Loaded", "Loaded")
+        assert infer(up, name).shape == (1,)
+    # The Predictor came first in the file: it keeps the vmodel name.
+    refused = wait_for_status(
+        up,
+        "twin",
+        lambda s: last_failure(s).get("reason") == "InvalidPredictorSpec",
+        "the conflict",
+    )
+    assert last_failure(refused)["message"].startswith(
+        "a Predictor named twin already owns vmodel twin in namespace default"
+    )
+    wait_for_status(
+        up, "twin", lambda s: active_model_state(s) == "Loaded", "Loaded", kind="predictor"
+    )
+    assert up.management.vmodel("twin", owner="ksp").targetModelId.startswith("twin__ksp-")
+    lines = up.log.read_text(errors="replace").splitlines()
+    assert len([line for line in lines if "InferenceService/default/twin refused" in line]) == 1
+    for kind, name in [("isvc", n) for n in ("twin", "neighbour-a", "neighbour-b")] + [
+        ("predictor", "twin")
+    ]:
+        assert cli(up, "delete", kind, name).returncode == 0
 
 
 def test_delete_removes_the_vmodel_and_unknown_names_fail(up: Up) -> None:

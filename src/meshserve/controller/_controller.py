@@ -11,6 +11,14 @@ Given :class:`RuntimePools` (``meshserve up`` gives them), the controller
 also sizes each ServingRuntime's pool of instances: ``podsPerRuntime`` while
 a resource uses it, none once nothing has for the scale-to-zero grace period.
 
+Each resource is reconciled on its own: what one raises (its vmodel name
+owned by a resource of the other kind, a mesh call that failed) becomes its
+failure status, it is tried again after a backoff that doubles per failure
+(``control.reconcileBackoff*``), and the others go on in the same pass. A
+model whose runtime (named or auto-selected) cannot run here is refused
+with the reason, never served by another runtime (:mod:`._runtime_catalog`).
+Refusals are logged when what is wrong changes, not every pass.
+
 Resources outside the ``default`` namespace map to ids ``<namespace>/<name>``
 (ModelMesh Serving gives each namespace a mesh of its own; here they share
 one, so the namespace becomes part of the id, as authorisation expects).
@@ -22,20 +30,23 @@ import asyncio
 import contextlib
 import dataclasses
 import fnmatch
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from meshserve import _tasks
 from meshserve._clock import Clock, SystemClock
-from meshserve.controller._builtin_runtimes import (
-    BUILTIN_RUNTIME,
-    PICKLE_RUNTIMES,
-    builtin_runtimes,
-)
-from meshserve.controller._pools import PoolPlanner, RuntimePools
+from meshserve.controller._backoff import Backoff
+from meshserve.controller._builtin_runtimes import BUILTIN_RUNTIME, PICKLE_RUNTIMES
+from meshserve.controller._change_log import ChangeLog
+from meshserve.controller._failures import failure_of, owned_elsewhere
+from meshserve.controller._pools import AnyRuntime, PoolPlanner, RuntimePools
 from meshserve.controller._port import MeshPort
 from meshserve.controller._resource_store import ResourceKey, ResourceStore
+from meshserve.controller._runtime_catalog import RuntimeCatalog, RuntimeRefusal, runtime_catalog
 from meshserve.controller._status import (
     PredictorStatus,
     RuntimeVerdict,
@@ -43,21 +54,22 @@ from meshserve.controller._status import (
     predictor_status,
     status_document,
 )
-from meshserve.errors import ForeignResourceError, InvalidResourceError, MeshServeError
-from meshserve.mesh import ModelState
+from meshserve.errors import (
+    AlreadyExistsError,
+    ForeignResourceError,
+    InvalidResourceError,
+    MeshServeError,
+)
+from meshserve.mesh import ModelState, VModelStatus
 from meshserve.resources import (
-    ClusterServingRuntime,
     FailureReason,
     InferenceService,
     ModelNames,
     ModelTarget,
     Predictor,
-    ServingRuntime,
     model_names,
     model_target,
     parse_resource,
-    select_runtime,
-    validate_serving_runtime,
 )
 from meshserve.settings import ControlSettings
 from meshserve.storage import build_model_key
@@ -68,6 +80,8 @@ __all__ = ["Controller"]
 log = logging.getLogger(__name__)
 
 _SERVED = ("InferenceService", "Predictor")
+
+ServedStatus = PredictorStatus | SkippedStatus
 
 
 class Controller:
@@ -96,6 +110,7 @@ class Controller:
         self._rest_url = rest_url
         self._interval_s = interval_s
         control = control or ControlSettings()
+        clock = clock or SystemClock()
         self._allowed = control.allowed_runtime_images
         self._pools = pools
         self._pickle_namespaces = control.pickle_namespaces
@@ -106,7 +121,7 @@ class Controller:
             mlserver_executable=control.mlserver_executable,
             # The instances of the mesh itself offer the built-in runtime.
             skip=(BUILTIN_RUNTIME,),
-            clock=(clock or SystemClock()).monotonic,
+            clock=clock.monotonic,
         )
         self._election = Election(
             store,
@@ -116,6 +131,15 @@ class Controller:
         )
         # What this controller made of each resource, to clean up after it.
         self._applied: dict[ResourceKey, ModelNames] = {}
+        # Resources whose reconcile failed wait before the next try; the
+        # others go on meanwhile.
+        self._backoff: Backoff[ResourceKey, ServedStatus] = Backoff(
+            initial_s=control.reconcile_backoff_initial_s,
+            max_s=control.reconcile_backoff_max_s,
+            clock=clock.monotonic,
+        )
+        # Refused resources and runtimes are logged when what is wrong changes.
+        self._refusals: ChangeLog[ResourceKey] = ChangeLog(log)
         self._wake = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -151,79 +175,145 @@ class Controller:
             try:
                 await self.reconcile()
             except MeshServeError as exc:
+                # The store itself failed (a resource's own failure is its
+                # status, see _reconcile_guarded): the whole pass again.
                 log.warning("reconcile failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
             self._wake.clear()
 
     async def reconcile(self) -> None:
-        """One pass: every served resource registered, every removed one
-        gone, every status current."""
+        """One pass: every removed resource gone, every served one
+        registered (each on its own: one that fails gets a failure status
+        and is tried again after a backoff, and the others go on), every
+        status current."""
         documents = await self._resources.list()
         statuses = await self._resources.statuses()
-        runtimes, cluster_runtimes, verdicts = _runtimes(documents, self._allowed)
-        seen: set[ResourceKey] = set()
+        catalog = runtime_catalog(
+            documents,
+            allowed=self._allowed,
+            cannot_run=self._planner.cannot_run if self._pools is not None else None,
+        )
+        self._log_runtimes(catalog)
+        served_keys = {key for key in documents if key.kind in _SERVED}
+        gone = [key for key in self._applied if key not in served_keys]
+        for key in gone:
+            await self._remove(key)
+        self._backoff.retain(served_keys)
+        self._refusals.retain([*served_keys, *catalog.cannot_run])
+        if gone:
+            # A deleted resource may have freed what a failing one waited
+            # for (its vmodel name): try those at once.
+            self._backoff.clear()
         used: set[str] = set()
-        served: dict[ResourceKey, PredictorStatus | SkippedStatus] = {}
-        for key, document in sorted(documents.items()):
-            if key.kind not in _SERVED:
-                continue
-            seen.add(key)
-            served[key] = await self._reconcile_one(key, document, runtimes, cluster_runtimes, used)
+        served: dict[ResourceKey, ServedStatus] = {}
+        for key, document in _first_come(documents):
+            served[key] = await self._reconcile_guarded(key, document, catalog, used)
+        verdicts = catalog.verdicts
         if self._pools is not None:
-            verdicts = await self._size_pools([*runtimes, *cluster_runtimes], used, verdicts)
+            verdicts = await self._size_pools(catalog.usable, used, verdicts)
         for key, status in [*verdicts.items(), *served.items()]:
             document = status_document(status)
             if statuses.get(key) != document:
                 await self._resources.put_status(key, document)
-        for key in [k for k in self._applied if k not in seen]:
-            await self._remove(key)
         for key in statuses:
             if key not in documents:
                 await self._resources.delete_status(key)
 
-    async def _reconcile_one(
+    def _log_runtimes(self, catalog: RuntimeCatalog) -> None:
+        for key, why in catalog.cannot_run.items():
+            self._refusals.log(
+                logging.WARNING, key, "runtime %s cannot run here: %s", key.path(), why
+            )
+        for key in catalog.verdicts:
+            if key not in catalog.cannot_run:
+                self._refusals.forget(key)
+
+    async def _reconcile_guarded(
         self,
         key: ResourceKey,
         document: dict[str, Any],
-        runtimes: list[ServingRuntime],
-        cluster_runtimes: list[ClusterServingRuntime],
+        catalog: RuntimeCatalog,
         used: set[str],
-    ) -> PredictorStatus | SkippedStatus:
-        generation = (document.get("metadata") or {}).get("generation", 1)
+    ) -> ServedStatus:
+        """:meth:`_reconcile_one`, with what it raised made this resource's
+        failure status (and a backoff before its next try), so that one bad
+        resource never stops the others."""
+        fingerprint = _fingerprint(document)
+        waiting = self._backoff.waiting(key, fingerprint)
+        if waiting is not None:
+            return waiting
+        try:
+            status, runtime = await self._reconcile_one(key, document, catalog)
+        except Exception as exc:  # any failure is this resource's alone
+            status = self._failure(key, document, exc)
+            delay = self._backoff.failed(key, fingerprint, status)
+            log.debug("resource %s: trying again in %.1f s", key.path(), delay)
+            return status
+        self._backoff.succeeded(key)
+        if runtime is not None:
+            used.add(runtime)
+        refused = isinstance(status, PredictorStatus) and status.model_id is None
+        failure = status.last_failure_info if isinstance(status, PredictorStatus) else None
+        if refused and failure is not None:
+            self._log_refused(key, failure.reason, failure.message)
+        else:
+            self._refusals.forget(key)
+        return status
+
+    def _failure(self, key: ResourceKey, document: dict[str, Any], exc: Exception) -> ServedStatus:
+        """The status of a resource whose reconcile raised ``exc`` (logged
+        once per change; a bug with its traceback)."""
+        reason, message = failure_of(exc)
+        self._log_refused(
+            key, reason, message, bug=None if isinstance(exc, MeshServeError) else exc
+        )
+        return PredictorStatus.refused(reason, message, generation=_generation(document))
+
+    def _log_refused(
+        self, key: ResourceKey, reason: str, message: str, *, bug: Exception | None = None
+    ) -> None:
+        self._refusals.log(
+            logging.WARNING if bug is None else logging.ERROR,
+            key,
+            "resource %s refused (%s): %s",
+            key.path(),
+            reason,
+            message,
+            exc_info=bug,
+        )
+
+    async def _reconcile_one(
+        self, key: ResourceKey, document: dict[str, Any], catalog: RuntimeCatalog
+    ) -> tuple[ServedStatus, str | None]:
+        """The resource's status, and the runtime it uses (None: none)."""
+        generation = _generation(document)
         try:
             resource = parse_resource(document)
             assert isinstance(resource, InferenceService | Predictor)
             names = _scoped(model_names(resource))
             target = model_target(resource)
         except ForeignResourceError as exc:
-            return SkippedStatus(observed_generation=generation, message=str(exc))
+            return SkippedStatus(observed_generation=generation, message=str(exc)), None
         except InvalidResourceError as exc:
             return PredictorStatus.refused(
                 FailureReason.INVALID_PREDICTOR_SPEC, str(exc), generation=generation
-            )
-        selection = select_runtime(
-            model_format=target.model_format,
-            runtime_name=target.runtime,
-            protocol_version=target.protocol_version,
-            namespace=key.namespace,
-            runtimes=runtimes,
-            cluster_runtimes=cluster_runtimes,
-        )
-        if selection.runtime is None:
-            reason = selection.reason or FailureReason.NO_SUPPORTING_RUNTIME
-            return PredictorStatus.refused(reason, selection.message, generation=generation)
-        runtime = selection.runtime.name
+            ), None
+        choice = catalog.choose(target, namespace=key.namespace)
+        if isinstance(choice, RuntimeRefusal):
+            return PredictorStatus.refused(
+                choice.reason, choice.message, generation=generation
+            ), None
+        runtime = choice.name
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
             return PredictorStatus.refused(
                 FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation=generation
-            )
-        used.add(runtime)
+            ), None
         previous = self._applied.get(key)
         vmodel = self._mesh.vmodel_status(names.vmodel_id)
         if previous is None or vmodel.target_model_id != names.model_id:
-            await self._apply(names, target_key=_model_key(target), path=target.path)
+            await self._apply(key, names, target=target, vmodel=vmodel)
             self._applied[key] = names
         else:
             await self._load_if_waiting(names.model_id)
@@ -240,8 +330,8 @@ class Controller:
                 FailureReason.RUNTIME_UNHEALTHY,
                 f"runtime {runtime}: {problem}",
                 generation=generation,
-            )
-        return status
+            ), runtime
+        return status, runtime
 
     def _pickle_refusal(self, runtime: str, namespace: str) -> str | None:
         if runtime not in PICKLE_RUNTIMES or any(
@@ -256,23 +346,18 @@ class Controller:
 
     async def _size_pools(
         self,
-        runtimes: list[ServingRuntime | ClusterServingRuntime],
+        runtimes: list[AnyRuntime],
         used: set[str],
         verdicts: dict[ResourceKey, RuntimeVerdict],
     ) -> dict[ResourceKey, RuntimeVerdict]:
-        """Run the pools the accepted runtimes need; the verdicts with each
-        pool's size, or why it cannot run here."""
+        """Run the pools the runtimes that can run here need; the verdicts
+        with each pool's size."""
         assert self._pools is not None
         plan = self._planner.plan(runtimes, used)
         await self._pools.sync(plan.pools)
         sized = dict(verdicts)
         for key, verdict in verdicts.items():
-            if not verdict.accepted:
-                continue
-            if key.name in plan.refused:
-                message = f"cannot run here: {plan.refused[key.name]}"
-                sized[key] = dataclasses.replace(verdict, message=message)
-            elif key.name in plan.pools:
+            if verdict.accepted and key.name in plan.pools:
                 sized[key] = dataclasses.replace(verdict, replicas=plan.pools[key.name].replicas)
         return sized
 
@@ -288,18 +373,35 @@ class Controller:
         with contextlib.suppress(MeshServeError):
             await self._mesh.ensure_available(model_id, sync=False)
 
-    async def _apply(self, names: ModelNames, *, target_key: str, path: str) -> None:
-        log.info("resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label)
-        await self._mesh.set_vmodel(
-            names.vmodel_id,
-            target_model_id=names.model_id,
-            owner=names.owner,
-            model_type=names.type_label,
-            model_path=path,
-            model_key=target_key,
-            auto_delete_target=True,
-            load_now=True,
-        )
+    async def _apply(
+        self, key: ResourceKey, names: ModelNames, *, target: ModelTarget, vmodel: VModelStatus
+    ) -> None:
+        """Point the resource's vmodel at its model; AlreadyExistsError
+        naming the holder when another owns the vmodel (the first to come
+        keeps it: this resource fails, and is tried again after a backoff)."""
+        conflict = owned_elsewhere(key, names, vmodel)
+        if conflict is None:
+            log.info(
+                "resource %s -> model %s (%s)", names.vmodel_id, names.model_id, names.type_label
+            )
+            try:
+                await self._mesh.set_vmodel(
+                    names.vmodel_id,
+                    target_model_id=names.model_id,
+                    owner=names.owner,
+                    model_type=names.type_label,
+                    model_path=target.path,
+                    model_key=_model_key(target),
+                    auto_delete_target=True,
+                    load_now=True,
+                )
+                return
+            except AlreadyExistsError:
+                # Taken meanwhile (a management client): say by whom.
+                conflict = owned_elsewhere(key, names, self._mesh.vmodel_status(names.vmodel_id))
+                if conflict is None:
+                    raise
+        raise AlreadyExistsError(conflict)
 
     async def _remove(self, key: ResourceKey) -> None:
         names = self._applied.pop(key)
@@ -308,53 +410,24 @@ class Controller:
             await self._mesh.delete_vmodel(names.vmodel_id, owner=names.owner)
 
 
-def _runtimes(
-    documents: dict[ResourceKey, dict[str, Any]], allowed: tuple[str, ...]
-) -> tuple[list[ServingRuntime], list[ClusterServingRuntime], dict[ResourceKey, RuntimeVerdict]]:
-    """The usable runtimes (the built-in one included), and each applied
-    runtime's status: accepted, or why not."""
-    runtimes: list[ServingRuntime] = []
-    cluster: list[ClusterServingRuntime] = list(builtin_runtimes())
-    verdicts: dict[ResourceKey, RuntimeVerdict] = {}
-    for key, document in sorted(documents.items()):
-        if key.kind not in ("ServingRuntime", "ClusterServingRuntime"):
-            continue
-        try:
-            resource = parse_resource(document)
-            assert isinstance(resource, ServingRuntime | ClusterServingRuntime)
-            validate_serving_runtime(resource)
-        except InvalidResourceError as exc:
-            verdicts[key] = RuntimeVerdict(accepted=False, message=str(exc))
-            continue
-        refusal = _not_allowed(resource, allowed)
-        if refusal is not None:
-            log.warning("runtime %s refused: %s", key.path(), refusal)
-            verdicts[key] = RuntimeVerdict(accepted=False, message=refusal)
-            continue
-        verdicts[key] = RuntimeVerdict(accepted=True)
-        if isinstance(resource, ServingRuntime):
-            runtimes.append(resource)
-        else:
-            cluster = [r for r in cluster if r.name != resource.name] + [resource]
-    return runtimes, cluster, verdicts
+def _first_come(
+    documents: dict[ResourceKey, dict[str, Any]],
+) -> list[tuple[ResourceKey, dict[str, Any]]]:
+    """The served resources in the order they were first applied (the
+    order :meth:`ResourceStore.list` gives): of two resources that want one
+    vmodel name, the first applied keeps it."""
+    return [(key, document) for key, document in documents.items() if key.kind in _SERVED]
 
 
-def _not_allowed(
-    runtime: ServingRuntime | ClusterServingRuntime, allowed: tuple[str, ...]
-) -> str | None:
-    """Why a runtime's containers are not allowed (None: they are)."""
-    for container in runtime.spec.containers:
-        wanted = [("image", container.image)] if container.image else []
-        if container.command:
-            wanted.append(("command", container.command[0]))
-        for what, value in wanted:
-            if not any(fnmatch.fnmatchcase(value, pattern) for pattern in allowed):
-                patterns = ", ".join(allowed) if allowed else "none configured"
-                return (
-                    f"container '{container.name}' {what} '{value}' matches no pattern of "
-                    f"control.allowedRuntimeImages ({patterns})"
-                )
-    return None
+def _generation(document: dict[str, Any]) -> int:
+    generation = (document.get("metadata") or {}).get("generation", 1)
+    return generation if isinstance(generation, int) else 1
+
+
+def _fingerprint(document: dict[str, Any]) -> str:
+    """What tells a changed resource from the one that failed (any change:
+    the spec, or an annotation that names its runtime)."""
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _scoped(names: ModelNames) -> ModelNames:

@@ -135,7 +135,7 @@ class PoolPlanner:
         plan = PoolPlan()
         for runtime in runtimes:
             name = runtime.name
-            if name in self._skip or runtime.spec.is_disabled or not runtime.spec.is_multi_model:
+            if not self._runs_pool(runtime):
                 continue
             wanted = self._pods if runtime.spec.replicas is None else runtime.spec.replicas
             if self._scale_to_zero:
@@ -148,6 +148,21 @@ class PoolPlanner:
             else:
                 plan.pools[name] = spec
         return plan
+
+    def cannot_run(self, runtime: AnyRuntime) -> str | None:
+        """Why ``runtime``'s instances cannot run here; None when they can,
+        or when it has no pool (skipped, disabled, not multiModel)."""
+        if not self._runs_pool(runtime):
+            return None
+        spec = pool_spec(runtime, replicas=0, mlserver_executable=self._mlserver)
+        return spec if isinstance(spec, str) else None
+
+    def _runs_pool(self, runtime: AnyRuntime) -> bool:
+        return (
+            runtime.name not in self._skip
+            and not runtime.spec.is_disabled
+            and runtime.spec.is_multi_model
+        )
 
 
 def pool_spec(

@@ -180,11 +180,14 @@ class ResourceStore:
         return None if kv is None else _document(kv.value)
 
     async def list(self, kind: str | None = None) -> dict[ResourceKey, dict[str, Any]]:
+        """The applied resources (of ``kind`` only, if given), in the order
+        they were first applied (the store's create revision: the
+        controller's first come, first served)."""
         prefix = RESOURCES_PREFIX + (f"{kind}/" if kind else "")
         result = await self._store.range(prefix)
         return {
             ResourceKey.parse(kv.key[len(RESOURCES_PREFIX) :]): _document(kv.value)
-            for kv in result.kvs
+            for kv in sorted(result.kvs, key=lambda kv: kv.create_revision)
         }
 
     async def status(self, key: ResourceKey) -> dict[str, Any] | None:

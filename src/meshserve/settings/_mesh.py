@@ -129,6 +129,18 @@ class ControlSettings(Group):
 
     restart_backoff_max_s: float = Field(default=30.0, gt=0)
 
+    reconcile_backoff_initial_s: float = Field(default=1.0, gt=0)
+    """First delay before the controller tries again a resource whose
+    reconcile failed (its vmodel name owned by another resource, a mesh call
+    that raised); it doubles per failure up to ``reconcile_backoff_max_s``,
+    and a change to the resource (or a deleted resource, which may free what
+    it waited for) tries it at once. Other resources never wait for it."""
+
+    reconcile_backoff_max_s: float = Field(default=60.0, gt=0)
+    """Longest such delay: a minute keeps a resource that stays broken from
+    costing a mesh call (and a log line) every pass, and still recovers
+    within a minute of what blocked it going."""
+
     mlserver_executable: str = "mlserver"
     """The ``mlserver`` command the shipped ``meshserve-mlserver`` runtime
     runs (a path, or a name looked up on PATH). MLServer needs a Python

@@ -63,6 +63,9 @@ class FakeMesh:
         self.placeable = True
         self.ensured: list[str] = []
         self.deleted: list[tuple[str, str]] = []
+        self.set_calls: list[str] = []
+        self.set_errors: dict[str, Exception] = {}
+        """What set_vmodel raises for a vmodel (a scripted failure)."""
 
     # -- the port ----------------------------------------------------------
 
@@ -95,6 +98,9 @@ class FakeMesh:
         auto_delete_target: bool,
         load_now: bool,
     ) -> VModelStatus:
+        self.set_calls.append(vmodel_id)
+        if vmodel_id in self.set_errors:
+            raise self.set_errors[vmodel_id]
         vmodel = self.vmodels.get(vmodel_id)
         if vmodel is not None and vmodel.owner != owner:
             # As VModelTable.set: another owner's vmodel is not touched.
@@ -254,16 +260,33 @@ def _predictor(name: str, *, path: str = "iris.skops") -> dict[str, Any]:
     }
 
 
-def _runtime(name: str, *, command: str = "/opt/rt/serve") -> dict[str, Any]:
+def _runtime(
+    name: str,
+    *,
+    command: str | None = "/opt/rt/serve",
+    image: str | None = None,
+    model_format: str = "tensorflow",
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """A ServingRuntime auto-selecting ``model_format``, run from ``command``
+    or only an ``image`` (with a ``builtInAdapter`` of type ``adapter``)."""
+    container: dict[str, Any] = {"name": adapter or "rt"}
+    if command is not None:
+        container["command"] = [command]
+    if image is not None:
+        container["image"] = image
+    spec: dict[str, Any] = {
+        "multiModel": True,
+        "supportedModelFormats": [{"name": model_format, "autoSelect": True}],
+        "containers": [container],
+    }
+    if adapter is not None:
+        spec["builtInAdapter"] = {"serverType": adapter}
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
         "metadata": {"name": name},
-        "spec": {
-            "multiModel": True,
-            "supportedModelFormats": [{"name": "tensorflow", "autoSelect": True}],
-            "containers": [{"name": "rt", "command": [command]}],
-        },
+        "spec": spec,
     }
 
 
@@ -275,6 +298,13 @@ async def _status(resources: ResourceStore, key: ResourceKey) -> dict[str, Any]:
     status = await resources.status(key)
     assert status is not None, f"no status for {key.path()}"
     return status
+
+
+def _failure(status: dict[str, Any]) -> dict[str, Any]:
+    """A status's lastFailureInfo ({} when none): read in one place, since
+    the status document's shape is KServe's to follow."""
+    failure: dict[str, Any] = status.get("lastFailureInfo") or {}
+    return failure
 
 
 async def _applied(
@@ -382,22 +412,6 @@ async def test_a_model_waiting_for_a_placeable_instance_is_loaded_once_one_can_t
     mesh.placeable = True
     await controller.reconcile()
     assert mesh.ensured == [model_id]
-
-
-async def test_a_predictor_and_an_inference_service_of_one_name_conflict(
-    controller: Controller, mesh: FakeMesh, resources: ResourceStore
-) -> None:
-    # Today's behaviour, pinned: both map to vmodel "iris" with different
-    # owners; the InferenceService (first in key order) gets it, and the
-    # Predictor's set is refused, which ends the whole pass before any
-    # status is written (the loop logs it and tries again next pass).
-    await resources.apply(_isvc("iris"))
-    await resources.apply(_predictor("iris"))
-    with pytest.raises(errors.AlreadyExistsError, match="owner 'isvc', not 'ksp'"):
-        await controller.reconcile()
-    assert mesh.vmodels["iris"].owner == "isvc"
-    assert [m for m in mesh.models if "__ksp-" in m] == []
-    assert await resources.statuses() == {}
 
 
 async def test_deleting_the_resource_deletes_its_vmodel_and_status(
@@ -555,7 +569,7 @@ async def test_runtime_verdicts_and_pool_sizes_follow_use_and_the_grace_period(
     pools = FakePools()
     controller = _controller(store, mesh, clock, control=control, pools=pools)
     await resources.apply(_runtime("tf-rt"))
-    await resources.apply(_runtime("refused-rt", command="/usr/bin/evil"))
+    await resources.apply(_runtime("refused-rt", command="/usr/bin/evil", model_format="keras"))
     await resources.apply(_isvc("tf", model_format="tensorflow"))
     await controller.reconcile()
 
@@ -596,3 +610,304 @@ async def test_an_unhealthy_runtime_pool_is_named_while_nothing_serves(
     }
     shipped = ResourceKey.named("ClusterServingRuntime", CLUSTER, "meshserve-pickle")
     assert await resources.status(shipped) is None, "shipped runtimes get no verdict"
+
+
+# -- one bad resource never blocks the others ---------------------------------
+
+
+async def test_a_predictor_and_an_inference_service_of_one_name_do_not_block_the_rest(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    # Both want vmodel "iris" (with different owners); the Predictor comes
+    # after the InferenceService, and "zz-other" after both in the pass.
+    await resources.apply(_isvc("iris"))
+    await resources.apply(_predictor("iris"))
+    await resources.apply(_predictor("zz-other", path="other.skops"))
+    await controller.reconcile()
+
+    assert mesh.vmodels["iris"].owner == "isvc", "the first keeps the vmodel"
+    assert [m for m in mesh.models if m.startswith("iris__ksp-")] == []
+    assert mesh.vmodels["zz-other"].owner == "ksp", "the one after the conflict is reconciled"
+    other = await _status(resources, _key("Predictor", "zz-other"))
+    assert other["activeModelState"] == "Loading"
+    assert (await _status(resources, _key("InferenceService", "iris")))[
+        "activeModelState"
+    ] == "Loading"
+    refused = await _status(resources, _key("Predictor", "iris"))
+    assert refused["transitionStatus"] == "InvalidSpec"
+    assert refused["activeModelState"] == "FailedToLoad"
+    assert _failure(refused)["reason"] == "InvalidPredictorSpec"
+    assert _failure(refused)["message"].startswith(
+        "an InferenceService named iris already owns vmodel iris in namespace default"
+    )
+
+    mesh.loaded(mesh.vmodels["zz-other"].target)
+    await controller.reconcile()
+    other = await _status(resources, _key("Predictor", "zz-other"))
+    assert other["available"] is True
+
+
+async def test_the_first_come_keeps_the_vmodel_until_it_is_deleted(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    # Applied in one go, the Predictor first (though the InferenceService
+    # comes first in key order): the Predictor keeps the name.
+    await resources.apply(_predictor("iris"))
+    await resources.apply(_isvc("iris"))
+    await controller.reconcile()
+    assert mesh.vmodels["iris"].owner == "ksp"
+    await controller.reconcile()
+    assert mesh.vmodels["iris"].owner == "ksp"
+    refused = await _status(resources, _key("InferenceService", "iris"))
+    assert _failure(refused)["message"].startswith(
+        "a Predictor named iris already owns vmodel iris in namespace default"
+    )
+
+    # Deleting the holder frees the name: the other takes it in that very
+    # pass, backoff or not.
+    await resources.delete(_key("Predictor", "iris"))
+    await controller.reconcile()
+    assert mesh.vmodels["iris"].owner == "isvc"
+    taken = await _status(resources, _key("InferenceService", "iris"))
+    assert _failure(taken) == {}
+    assert taken["activeModelState"] == "Loading"
+
+
+async def test_a_vmodel_of_a_management_client_is_named_as_such(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await mesh.set_vmodel(
+        "iris",
+        target_model_id="by-hand",
+        owner="",
+        model_type="mt:sklearn",
+        model_path="x",
+        model_key="{}",
+        auto_delete_target=False,
+        load_now=False,
+    )
+    await resources.apply(_isvc("iris", namespace="default"))
+    await controller.reconcile()
+    message = _failure(await _status(resources, _key("InferenceService", "iris")))["message"]
+    assert "vmodel iris in namespace default already exists with owner ''" in message
+    assert mesh.vmodels["iris"].target == "by-hand"
+
+
+def _backoff_control() -> ControlSettings:
+    return ControlSettings(reconcile_backoff_initial_s=1.0, reconcile_backoff_max_s=4.0)
+
+
+async def test_a_failing_resource_backs_off_and_a_change_tries_it_at_once(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    controller = _controller(store, mesh, clock, control=_backoff_control())
+    mesh.set_errors["iris"] = errors.UnavailableError("the registry is unreachable")
+    await resources.apply(_isvc("iris"))
+    await controller.reconcile()
+    assert mesh.set_calls == ["iris"]
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert _failure(status)["reason"] == "ModelLoadFailed"
+    assert "the registry is unreachable" in _failure(status)["message"]
+
+    # Tries at 1, 1+2, 1+2+4 and then every 4 s (the maximum); the passes
+    # in between leave it alone.
+    tries_at: list[int] = []
+    for second in range(1, 16):
+        clock.advance(1)
+        before = len(mesh.set_calls)
+        await controller.reconcile()
+        if len(mesh.set_calls) > before:
+            tries_at.append(second)
+    assert tries_at == [1, 3, 7, 11, 15]
+    assert (await _status(resources, _key("InferenceService", "iris"))) == status
+
+    # A changed resource is tried at once, and its backoff starts again.
+    await resources.apply(_isvc("iris", uri="pvc://models/v2.skops"))
+    await controller.reconcile()
+    assert len(mesh.set_calls) == 7
+    assert (await _status(resources, _key("InferenceService", "iris")))["observedGeneration"] == 2
+    del mesh.set_errors["iris"]
+    clock.advance(1)  # the initial delay again, not the maximum
+    await controller.reconcile()
+    assert mesh.vmodels["iris"].owner == "isvc"
+    assert _failure(await _status(resources, _key("InferenceService", "iris"))) == {}
+
+
+async def test_an_unexpected_error_is_the_resource_s_alone_with_one_traceback(
+    controller: Controller,
+    mesh: FakeMesh,
+    resources: ResourceStore,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mesh.set_errors["iris"] = RuntimeError("a bug")
+    await resources.apply(_isvc("iris"))
+    await resources.apply(_isvc("other"))
+    for _ in range(5):
+        await controller.reconcile()
+        clock.advance(120)
+    assert "other" in mesh.vmodels
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert "internal error (RuntimeError)" in _failure(status)["message"]
+    tracebacks = [
+        r for r in caplog.records if r.exc_info and "InferenceService/default/iris" in r.message
+    ]
+    assert len(tracebacks) == 1
+
+
+async def test_a_refused_resource_is_logged_once_per_change(
+    controller: Controller,
+    mesh: FakeMesh,
+    resources: ResourceStore,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def lines() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if "Predictor/default/iris" in r.getMessage()
+        ]
+
+    await resources.apply(_isvc("iris"))
+    await resources.apply(_predictor("iris"))
+    for _ in range(5):
+        await controller.reconcile()
+        clock.advance(120)  # past any backoff: each pass tries it again
+    assert len(lines()) == 1
+    assert "already owns vmodel iris" in lines()[0]
+
+    invalid = _predictor("iris")
+    invalid["spec"]["modelType"] = {"name": ""}
+    await resources.apply(invalid)
+    for _ in range(3):
+        await controller.reconcile()
+    assert len(lines()) == 2, "what is wrong changed: one more line"
+
+
+# -- runtimes that cannot run here ----------------------------------------------
+
+_ALLOW_ALL = ControlSettings(allowed_runtime_images=("*",))
+
+
+@pytest.mark.parametrize(
+    ("runtime", "why"),
+    [
+        (
+            _runtime(
+                "image-rt",
+                command=None,
+                image="kserve/sklearnserver:latest",
+                model_format="sklearn",
+            ),
+            "exactly one container with a command",
+        ),
+        (
+            _runtime(
+                "triton-rt",
+                command=None,
+                image="nvcr.io/triton:23",
+                adapter="triton",
+                model_format="sklearn",
+            ),
+            "builtInAdapter serverType 'triton' cannot run on this machine",
+        ),
+    ],
+    ids=["image-only", "triton-adapter"],
+)
+async def test_a_named_runtime_that_cannot_run_here_says_why_and_serves_nothing(
+    store: SqliteStore,
+    mesh: FakeMesh,
+    resources: ResourceStore,
+    clock: ManualClock,
+    runtime: dict[str, Any],
+    why: str,
+) -> None:
+    pools = FakePools()
+    controller = _controller(store, mesh, clock, control=_ALLOW_ALL, pools=pools)
+    name = runtime["metadata"]["name"]
+    await resources.apply(runtime)
+    await resources.apply(_isvc("iris", runtime=name))
+    await controller.reconcile()
+
+    status = await _status(resources, _key("InferenceService", "iris"))
+    assert _failure(status)["reason"] == "RuntimeUnhealthy"
+    assert _failure(status)["message"].startswith(f"runtime {name} cannot run here: ")
+    assert why in _failure(status)["message"]
+    assert mesh.vmodels == {} and mesh.models == {}, "never loaded on another runtime"
+    assert name not in pools.synced
+    verdict = await _status(resources, _key("ServingRuntime", name))
+    assert verdict["message"].startswith("cannot run here: ")
+
+
+async def test_a_named_runtime_the_allowlist_refuses_cannot_run_here_not_unrecognized(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_runtime("sk-rt", model_format="sklearn", command="/usr/bin/evil"))
+    await resources.apply(_isvc("iris", runtime="sk-rt"))
+    await controller.reconcile()
+    failure = _failure(await _status(resources, _key("InferenceService", "iris")))
+    assert failure["reason"] == "RuntimeUnhealthy"
+    assert failure["message"].startswith("runtime sk-rt cannot run here: container 'rt' command")
+    assert "control.allowedRuntimeImages" in failure["message"]
+    assert mesh.models == {}
+
+
+async def test_a_named_runtime_that_cannot_be_read_cannot_run_here(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    broken = _runtime("broken-rt", model_format="sklearn")
+    broken["spec"]["containers"] = "not a list"
+    await resources.apply(broken)
+    await resources.apply(_isvc("iris", runtime="broken-rt"))
+    await controller.reconcile()
+    failure = _failure(await _status(resources, _key("InferenceService", "iris")))
+    assert failure["reason"] == "RuntimeUnhealthy"
+    assert failure["message"].startswith("runtime broken-rt cannot run here: ")
+    assert mesh.models == {}
+
+
+async def test_an_auto_selected_runtime_that_cannot_run_here_is_not_replaced(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    # A namespace runtime auto-selecting onnx ranks before the shipped
+    # meshserve-builtin, which could serve onnx: the model is refused, not
+    # sent to meshserve-builtin behind the user's back.
+    pools = FakePools()
+    controller = _controller(store, mesh, clock, control=_ALLOW_ALL, pools=pools)
+    document = _runtime(
+        "triton-2.x", command=None, image="nvcr.io/triton:23", adapter="triton", model_format="onnx"
+    )
+    await resources.apply(document)
+    await resources.apply(_isvc("mnist", model_format="onnx", uri="pvc://models/mnist.onnx"))
+    await controller.reconcile()
+    failure = _failure(await _status(resources, _key("InferenceService", "mnist")))
+    assert failure["reason"] == "RuntimeUnhealthy"
+    assert failure["message"].startswith("runtime triton-2.x cannot run here: ")
+    assert "auto-selected for model format 'onnx'" in failure["message"]
+    assert "(meshserve-builtin)" in failure["message"], "names the runtime that could"
+    assert mesh.models == {}
+
+
+async def test_a_runtime_that_cannot_run_here_is_logged_once_per_change(
+    store: SqliteStore,
+    mesh: FakeMesh,
+    resources: ResourceStore,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def lines() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if "ServingRuntime/default/rt" in r.getMessage()
+        ]
+
+    controller = _controller(store, mesh, clock, pools=FakePools())
+    await resources.apply(_runtime("rt", command=None, image="docker.io/someone/srv:1"))
+    for _ in range(5):
+        await controller.reconcile()
+        clock.advance(1)
+    assert len(lines()) == 1
+    assert "cannot run here" in lines()[0] and "docker.io/someone/srv:1" in lines()[0]
+
+    await resources.apply(_runtime("rt", command=None, image="docker.io/someone/srv:2"))
+    for _ in range(3):
+        await controller.reconcile()
+    assert len(lines()) == 2
