@@ -260,7 +260,7 @@ def test_an_editor_changes_resources_in_its_namespace_only(up: Up) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "inferenceservice/mine created"
     again = _apply(up, _isvc("mine", "team-a"), token=EDITOR_A)
-    assert again.stdout.strip() == "inferenceservice/mine configured", again.stderr
+    assert again.stdout.strip() == "inferenceservice/mine unchanged", again.stderr
     # Refused per document, in the servicer; counted there too.
     _refused(
         _apply(up, _isvc("theirs", "team-b"), token=EDITOR_A),

@@ -20,6 +20,7 @@ import dataclasses
 import enum
 import functools
 import json
+import os
 import pathlib
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -99,14 +100,43 @@ class CannotConnectError(ServerError):
         super().__init__(f"cannot connect to {endpoint}: {reason}")
 
 
-def endpoints_file_entry(key: str) -> str | None:
-    """The ``key`` entry of ./.meshserve/endpoints.json, if that file has one."""
+def endpoints_file_entry(key: str, *, path: pathlib.Path = ENDPOINTS_FILE) -> str | None:
+    """The ``key`` entry of an endpoints file (./.meshserve/endpoints.json
+    by default), if that file has one. CannotConnectError if the file is
+    stale: the ``meshserve up`` that wrote it is no longer running."""
     try:
-        data = json.loads(ENDPOINTS_FILE.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    _refuse_stale(path, data)
+    value = data.get(key)
     return value if isinstance(value, str) and value else None
+
+
+def _refuse_stale(path: pathlib.Path, data: dict[str, Any]) -> None:
+    """An ``up`` killed (or crashed) leaves its endpoints file behind; its
+    recorded pid names it, so the failure says so rather than "connection
+    refused" at an address nothing serves."""
+    pid = data.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or _running(pid):
+        return
+    raise CannotConnectError(
+        str(data.get("grpc") or path),
+        f"the endpoints file {path} names a `meshserve up` (pid {pid}) that is no longer "
+        "running; start `meshserve up`, or pass --endpoint HOST:PORT",
+    )
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

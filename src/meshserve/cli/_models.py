@@ -9,6 +9,7 @@ import click
 import grpc
 
 from meshserve.cli._client import Connection, ServerError, client_command, pass_connection
+from meshserve.cli._namespaces import in_listing, in_namespace, namespace_option
 from meshserve.cli._output import Table, age, emit, output_option, proto_json, size
 from meshserve.errors import MeshServeError
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
@@ -130,11 +131,13 @@ def model_location(
 )
 @click.option("--load-now", is_flag=True, help="Start loading it now.")
 @click.option("--sync", is_flag=True, help="With --load-now: answer when the load has finished.")
+@namespace_option
 @output_option
 @pass_connection
 def register(
     conn: Connection,
     name: str,
+    namespace: str | None,
     model_type: str,
     path: str | None,
     uri: str | None,
@@ -147,6 +150,7 @@ def register(
     """Register model NAME (registerModel): a local file, or one in a store
     (--uri, or --storage-key with --path). Registering it again with the same
     type, path and key succeeds; with others it is ALREADY_EXISTS."""
+    name = in_namespace(name, namespace)
     model_path, key = model_location(
         model_type=model_type,
         path=path,
@@ -170,43 +174,78 @@ def register(
 
 @client_command(models)
 @click.argument("name")
+@namespace_option
 @output_option
 @pass_connection
-def status(conn: Connection, name: str, output: str) -> None:
+def status(conn: Connection, name: str, namespace: str | None, output: str) -> None:
     """Show the status of model NAME (getModelStatus); exit 1 if it is not
-    registered."""
+    registered. NAME may be an InferenceService's (or Predictor's): its
+    vmodel's model is shown (`vmodels status NAME` shows the vmodel)."""
+    name = in_namespace(name, namespace)
     reply = conn.call(conn.mm.getModelStatus, mm.GetStatusRequest(modelId=name))
+    if reply.status == _Status.NOT_FOUND:
+        name, reply = _model_of_vmodel(conn, name, reply)
     listed = conn.call(conn.admin.ListModels, admin.ListModelsRequest())
     summary = next((m for m in listed.models if m.modelId == name), None)
     _show_status(name, reply, output=output, sync=False, summary=summary)
 
 
+def _model_of_vmodel(
+    conn: Connection, name: str, reply: mm.ModelStatusInfo
+) -> tuple[str, mm.ModelStatusInfo]:
+    """For a NAME that is no model: the model of the vmodel NAME (what an
+    InferenceService or Predictor is served as), said on stderr; else NAME
+    and its NOT_FOUND as they are."""
+    vmodel = conn.call(conn.mm.getVModelStatus, mm.GetVModelStatusRequest(vModelId=name))
+    if vmodel.status == mm.VModelStatusInfo.VModelStatus.NOT_FOUND:
+        return name, reply
+    model = vmodel.activeModelId or vmodel.targetModelId
+    if not model:
+        raise ServerError(
+            f"NOT_FOUND: '{name}' is a vmodel with no model yet; see `meshserve vmodels status "
+            f"{name}`"
+        )
+    click.echo(
+        f"{name} is a vmodel (an InferenceService or Predictor); its model is {model} "
+        f"(`meshserve vmodels status {name}` shows the vmodel)",
+        err=True,
+    )
+    return model, conn.call(conn.mm.getModelStatus, mm.GetStatusRequest(modelId=model))
+
+
 @client_command(models)
 @click.argument("name")
 @click.option("--sync", is_flag=True, help="Answer when the load has finished.")
+@namespace_option
 @output_option
 @pass_connection
-def ensure_loaded(conn: Connection, name: str, sync: bool, output: str) -> None:
+def ensure_loaded(
+    conn: Connection, name: str, sync: bool, namespace: str | None, output: str
+) -> None:
     """Load model NAME unless a copy is loaded (ensureLoaded); exit 1 if it
     is not registered, or if --sync and the load failed."""
+    name = in_namespace(name, namespace)
     reply = conn.call(conn.mm.ensureLoaded, mm.EnsureLoadedRequest(modelId=name, sync=sync))
     _show_status(name, reply, output=output, sync=sync)
 
 
 @client_command(models)
 @click.argument("name")
+@namespace_option
 @pass_connection
-def unregister(conn: Connection, name: str) -> None:
+def unregister(conn: Connection, name: str, namespace: str | None) -> None:
     """Unregister model NAME (unregisterModel). Unknown names succeed (there
     is nothing to do); a model a vmodel uses is FAILED_PRECONDITION."""
+    name = in_namespace(name, namespace)
     conn.call(conn.mm.unregisterModel, mm.UnregisterModelRequest(modelId=name))
     click.echo(f"unregistered {name}")
 
 
 @client_command(models, "list")
+@namespace_option
 @output_option
 @pass_connection
-def list_models(conn: Connection, output: str) -> None:
+def list_models(conn: Connection, namespace: str | None, output: str) -> None:
     """List registered models, their state and the mesh's view of them
     (Admin.ListModels): the same from every instance of a mesh.
 
@@ -217,8 +256,11 @@ def list_models(conn: Connection, output: str) -> None:
                minute ('-': never requested)
     PULL       this instance's last pull from storage
     The JSON adds this instance's own counters (loadCount, evictionCount,
-    lastLoadMillis)."""
+    lastLoadMillis). -n: only the models of that namespace."""
     reply = conn.call(conn.admin.ListModels, admin.ListModelsRequest())
+    kept = [m for m in reply.models if in_listing(m.modelId, namespace)]
+    del reply.models[:]
+    reply.models.extend(kept)
     emit(
         output,
         data=proto_json(reply),

@@ -25,10 +25,18 @@ from typing import Any, Protocol, TypeVar, cast
 
 import click
 
-from meshserve.cli._client import CallOptions, CannotConnectError, Connection, pass_call_options
+from meshserve.cli._client import (
+    CallOptions,
+    CannotConnectError,
+    Connection,
+    endpoints_file_entry,
+    pass_call_options,
+)
 from meshserve.cli._store_access import store_settings
-from meshserve.controller import ResourceKey, ResourceStore
+from meshserve.controller import Applied, ResourceKey, ResourceStore
+from meshserve.errors import InvalidResourceError
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
+from meshserve.resources import parse_resource
 from meshserve.security import SealingKey, SealingKeyError, load_sealing_key
 from meshserve.settings import Settings, load_settings
 from meshserve.store import open_store
@@ -44,8 +52,8 @@ Listing = list[dict[str, Any]]
 class ResourceAccess(Protocol):
     """What the resource commands do, wherever the resources are."""
 
-    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, bool]]:
-        """Create or update each document; True for those created."""
+    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, Applied]]:
+        """Create or update each document; what that did to each."""
         ...
 
     def get(self, kind: str, *, namespace: str | None, name: str | None) -> Listing:
@@ -69,12 +77,12 @@ class ServerAccess:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, bool]]:
+    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, Applied]]:
         reply = self._conn.call(
             self._conn.admin.ApplyResources,
             admin.ApplyResourcesRequest(documents=[json.dumps(d) for d in documents]),
         )
-        return [(_key(entry.ref), entry.created) for entry in reply.applied]
+        return [(_key(entry.ref), _outcome(entry)) for entry in reply.applied]
 
     def get(self, kind: str, *, namespace: str | None, name: str | None) -> Listing:
         reply = self._conn.call(
@@ -94,6 +102,12 @@ class ServerAccess:
         request = admin.GetResourcesRequest(kind=kind, namespace=namespace or "")
         for reply in self._conn.stream(self._conn.admin.WatchResources, request):
             show([json.loads(document) for document in reply.documents])
+
+
+def _outcome(entry: admin.AppliedResource) -> Applied:
+    if entry.created:
+        return Applied.CREATED
+    return Applied.UNCHANGED if entry.unchanged else Applied.CONFIGURED
 
 
 def _key(ref: admin.ResourceRef) -> ResourceKey:
@@ -118,13 +132,21 @@ class StoreAccess:
 
         return asyncio.run(run())
 
-    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, bool]]:
+    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, Applied]]:
         secrets = [
             f"secret/{ResourceKey.of(d).name}" for d in documents if d.get("kind") == "Secret"
         ]
         sealing_key = self._sealing_key(secrets) if secrets else None
 
-        async def apply_all(resources: ResourceStore) -> list[tuple[ResourceKey, bool]]:
+        async def apply_all(resources: ResourceStore) -> list[tuple[ResourceKey, Applied]]:
+            # The storage checks the API makes, but for local roots: this
+            # store's server knows its own (its controller refuses those).
+            for document in documents:
+                try:
+                    resources.admit(parse_resource(document))
+                except InvalidResourceError as exc:
+                    key = ResourceKey.of(document)
+                    raise click.ClickException(f"{key.kind.lower()}/{key.name}: {exc}") from None
             return [(ResourceKey.of(d), await resources.apply(d)) for d in documents]
 
         return self._run(apply_all, sealing_key=sealing_key)
@@ -190,11 +212,8 @@ class ResourceTarget:
 
     def _up_address(self) -> str:
         data_dir = load_settings(overrides={"data_dir": self.data_dir}).data_dir
-        try:
-            address = json.loads((data_dir / "endpoints.json").read_text()).get("grpc")
-        except (OSError, ValueError):
-            address = None
-        if not isinstance(address, str) or not address:
+        address = endpoints_file_entry("grpc", path=data_dir / "endpoints.json")
+        if address is None:
             raise CannotConnectError(
                 f"the `meshserve up` of {data_dir}",
                 "it has no endpoints.json (is it running?); give the --data-dir of a running "
@@ -214,9 +233,11 @@ _TARGET_OPTIONS = (
         "--grpc",
         "--endpoint",
         "grpc",
+        envvar="MESHSERVE_ENDPOINT",
         default=None,
         metavar="HOST:PORT",
-        help="gRPC address of a server, in place of the --data-dir's.",
+        help="gRPC address of a server, in place of the --data-dir's (env MESHSERVE_ENDPOINT; "
+        "a --data-dir given on the command line wins over the env).",
     ),
     click.option(
         "--store",
@@ -227,6 +248,16 @@ _TARGET_OPTIONS = (
     ),
     click.option("--root-prefix", default=None, help="With --store: the namespace inside it."),
 )
+
+
+def _env_beaten_by_data_dir() -> bool:
+    """MESHSERVE_ENDPOINT set, and --data-dir on the command line: the
+    explicit option names the server (as --endpoint would beat the env)."""
+    context = click.get_current_context()
+    return (
+        context.get_parameter_source("grpc") is click.core.ParameterSource.ENVIRONMENT
+        and context.get_parameter_source("data_dir") is click.core.ParameterSource.COMMANDLINE
+    )
 
 
 def pass_resource_target(command: _Command) -> _Command:
@@ -249,7 +280,7 @@ def pass_resource_target(command: _Command) -> _Command:
             data_dir=data_dir,
             store=store,
             root_prefix=root_prefix,
-            grpc=grpc,
+            grpc=None if _env_beaten_by_data_dir() else grpc,
             call_options=call_options,
         )
         command(*args, target=target, **kwargs)

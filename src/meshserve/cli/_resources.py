@@ -32,7 +32,7 @@ from meshserve.cli._output import Table, emit
 from meshserve.cli._resource_access import Listing, ResourceTarget, pass_resource_target
 from meshserve.controller import ResourceKey, kind_of
 from meshserve.errors import InvalidResourceError
-from meshserve.resources import load_documents
+from meshserve.resources import load_documents, load_manifest
 
 __all__ = ["apply", "delete", "describe", "get"]
 
@@ -52,15 +52,23 @@ def _files(path: pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in path.iterdir() if p.suffix in _MANIFEST_SUFFIXES and p.is_file())
 
 
-def _documents(file: pathlib.Path) -> list[dict[str, Any]]:
-    """Parse and validate every document of a file or directory; warn about
-    fields meshserve keeps but does not act on."""
+def _documents(
+    file: pathlib.Path, *, namespace: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parse and validate every document of a file or directory, in
+    ``namespace`` (-n) when given; warn about fields meshserve keeps but
+    does not act on. Also the Kubernetes objects it does not manage
+    (``Kind/name``), which are skipped. A bad document exits 1 before
+    anything is sent."""
     resources = []
+    skipped = []
     for path in _files(file):
         try:
-            resources += load_documents(_read(path))
+            manifest = load_manifest(_read(path))
         except InvalidResourceError as exc:
-            raise click.BadParameter(f"{path}: {exc}", param_hint="-f") from None
+            raise click.ClickException(f"{path}: {exc}") from None
+        resources += manifest.resources
+        skipped += manifest.skipped
     documents = []
     for resource in resources:
         for warning in resource.ignored_fields():
@@ -68,23 +76,61 @@ def _documents(file: pathlib.Path) -> list[dict[str, Any]]:
                 f"warning: {resource.kind.lower()}/{resource.name}: {warning} (kept, not acted on)",
                 err=True,
             )
-        documents.append(resource.to_document())
-    return documents
+        documents.append(_in_namespace(resource.to_document(), namespace))
+    return documents, skipped
+
+
+def _in_namespace(document: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    """``document`` in ``namespace`` (-n), as kubectl does: one without a
+    namespace gets it; one with another is refused."""
+    if namespace is None or document.get("kind") == "ClusterServingRuntime":
+        return document
+    metadata = document.get("metadata") or {}
+    stated = metadata.get("namespace")
+    if stated is None:
+        return {**document, "metadata": {**metadata, "namespace": namespace}}
+    if stated != namespace:
+        raise click.ClickException(
+            f"the namespace of {str(document.get('kind')).lower()}/{metadata.get('name')} "
+            f"({stated!r}) does not match --namespace {namespace!r}; pass -n {stated} or "
+            "remove metadata.namespace from the file"
+        )
+    return document
+
+
+def _skipped_lines(skipped: list[str]) -> list[str]:
+    return [f"skipped: {name} (not managed by meshserve)" for name in skipped]
+
+
+_namespace_option = click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="The namespace of the resources [default: 'default', or each document's own].",
+)
 
 
 @click.command()
 @click.option("-f", "--filename", "file", required=True, type=click.Path(path_type=pathlib.Path))
+@_namespace_option
 @pass_resource_target
-def apply(file: pathlib.Path, target: ResourceTarget) -> None:
+def apply(file: pathlib.Path, namespace: str | None, target: ResourceTarget) -> None:
     """Create or update the resources in FILE (YAML, several documents or a
-    List; a directory: its .yaml/.yml/.json files; - reads stdin)."""
-    documents = _documents(file)
+    List; a directory: its .yaml/.yml/.json files; - reads stdin). Objects
+    of kinds meshserve does not manage (a Service, a Deployment...) are
+    skipped and listed. A document refused (invalid, or a storage location
+    that cannot be served) exits 1 with nothing applied."""
+    documents, skipped = _documents(file, namespace=namespace)
     if not documents:
-        raise click.BadParameter(f"{file}: no resources in it", param_hint="-f")
+        raise click.ClickException(
+            "\n".join([f"{file}: no resources meshserve manages in it", *_skipped_lines(skipped)])
+        )
     with target.open() as resources:
         applied = resources.apply(documents)
-    for key, created in applied:
-        click.echo(f"{key.kind.lower()}/{key.name} {'created' if created else 'configured'}")
+    for key, outcome in applied:
+        click.echo(f"{key.kind.lower()}/{key.name} {outcome.value}")
+    for line in _skipped_lines(skipped):
+        click.echo(line)
 
 
 @click.command()
@@ -266,21 +312,26 @@ def describe(kind: str, name: str, namespace: str, target: ResourceTarget) -> No
 @click.argument("kind", required=False)
 @click.argument("name", required=False)
 @click.option("-f", "--filename", "file", type=click.Path(path_type=pathlib.Path), default=None)
-@click.option("-n", "--namespace", default="default", show_default=True)
+@_namespace_option
 @pass_resource_target
 def delete(
     kind: str | None,
     name: str | None,
     file: pathlib.Path | None,
-    namespace: str,
+    namespace: str | None,
     target: ResourceTarget,
 ) -> None:
-    """Delete KIND NAME, or every resource in a file (-f). Unknown names
-    exit 1."""
+    """Delete KIND NAME, or every resource in a file (-f: the resources it
+    names, as for apply; objects meshserve does not manage are skipped).
+    Unknown names exit 1."""
+    skipped: list[str] = []
     if file is not None:
-        keys = [ResourceKey.of(d) for d in _documents(file)]
+        if kind is not None:
+            raise click.UsageError("give KIND NAME, or -f FILE, not both")
+        documents, skipped = _documents(file, namespace=namespace)
+        keys = [ResourceKey.of(d) for d in documents]
     elif kind is not None and name is not None:
-        keys = [ResourceKey.named(_kind(kind), namespace, name)]
+        keys = [ResourceKey.named(_kind(kind), namespace or "default", name)]
     else:
         raise click.UsageError("give KIND NAME, or -f FILE")
     with target.open() as resources:
@@ -291,6 +342,8 @@ def delete(
             click.echo(f"{key.kind.lower()}/{key.name} deleted")
         else:
             missing.append(key)
+    for line in _skipped_lines(skipped):
+        click.echo(line)
     if missing:
         names = ", ".join(f"{k.kind.lower()}/{k.name}" for k in missing)
         raise ServerError(f"NOT_FOUND: {names} not found")

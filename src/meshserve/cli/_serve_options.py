@@ -130,9 +130,11 @@ _OPTIONS = (
     ),
     click.option(
         "--pvc-root",
-        type=click.Path(file_okay=False, path_type=pathlib.Path),
-        default=None,
-        help="Where pvc://NAME/path resolves: <pvc-root>/NAME/path.",
+        "pvc_roots",
+        multiple=True,
+        metavar="DIR|NAME=DIR",
+        help="Where pvc://NAME/path resolves: DIR/NAME/path; NAME=DIR makes DIR the claim NAME "
+        "(pvc://NAME/path is DIR/path). Repeatable: one DIR, any number of NAME=DIR.",
     ),
 )
 
@@ -227,7 +229,7 @@ def overrides_from_flags(
     etcd_password: str | None,
     root_prefix: str | None,
     storage_config: pathlib.Path | None,
-    pvc_root: pathlib.Path | None,
+    pvc_roots: tuple[str, ...] | None,
     tls_cert: pathlib.Path | None,
     tls_key: pathlib.Path | None,
     tls_ca: pathlib.Path | None,
@@ -254,7 +256,7 @@ def overrides_from_flags(
             "etcd_password": etcd_password,
             "root_prefix": root_prefix,
         },
-        "storage": {"config_path": storage_config, "pvc_root": pvc_root},
+        "storage": {"config_path": storage_config, **_pvc_roots(pvc_roots)},
         "tls": {
             "cert_file": tls_cert,
             "key_file": tls_key,
@@ -262,6 +264,29 @@ def overrides_from_flags(
             "client_auth": tls_client_auth,
         },
     }
+
+
+def _pvc_roots(values: tuple[str, ...] | None) -> dict[str, Any]:
+    """``--pvc-root`` values as the storage settings they set: one DIR is
+    ``pvc_root``; each NAME=DIR a claim of ``pvc_claims`` (made absolute, so
+    an instance started elsewhere reads the same directory)."""
+    root: pathlib.Path | None = None
+    claims: dict[str, pathlib.Path] = {}
+    for value in values or ():
+        name, sep, directory = value.partition("=")
+        if not sep:
+            if root is not None:
+                raise click.BadParameter(
+                    "one DIR only (the root whose subdirectories are claims); name the "
+                    "others NAME=DIR",
+                    param_hint="--pvc-root",
+                )
+            root = pathlib.Path(value).absolute()
+            continue
+        if not name or "/" in name or name in (".", "..") or not directory:
+            raise click.BadParameter(f"{value!r}: expected NAME=DIR", param_hint="--pvc-root")
+        claims[name] = pathlib.Path(directory).absolute()
+    return {"pvc_root": root, "pvc_claims": claims or None}
 
 
 def register_entries(register_file: pathlib.Path | None) -> list[ModelEntry]:

@@ -9,6 +9,7 @@ import click
 
 from meshserve.cli._client import Connection, ServerError, client_command, pass_connection
 from meshserve.cli._models import MODEL_TYPES, check_model_status
+from meshserve.cli._namespaces import in_listing, in_namespace, namespace_option
 from meshserve.cli._output import Table, emit, output_option, proto_json
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import model_mesh_pb2 as mm
@@ -82,11 +83,13 @@ def _show_status(
     "--expected-target", default="", metavar="MODEL", help="Fail unless this is the target now."
 )
 @click.option("--update-only", is_flag=True, help="Fail if the vmodel does not exist.")
+@namespace_option
 @output_option
 @pass_connection
 def set_vmodel(
     conn: Connection,
     vname: str,
+    namespace: str | None,
     target: str,
     model_type: str | None,
     path: str | None,
@@ -99,7 +102,10 @@ def set_vmodel(
     output: str,
 ) -> None:
     """Create vmodel VNAME or point it at --target (setVModel). Until the
-    target is loaded the vmodel keeps serving its active model."""
+    target is loaded the vmodel keeps serving its active model. With -n,
+    VNAME, --target and --expected-target are ids of that namespace."""
+    vname, target = in_namespace(vname, namespace), in_namespace(target, namespace)
+    expected_target = in_namespace(expected_target, namespace)
     if (model_type is None) != (path is None):
         raise click.UsageError("--type and --path go together")
     request = mm.SetVModelRequest(
@@ -122,11 +128,13 @@ def set_vmodel(
 @client_command(vmodels)
 @click.argument("vname")
 @_owner_option
+@namespace_option
 @output_option
 @pass_connection
-def status(conn: Connection, vname: str, owner: str, output: str) -> None:
+def status(conn: Connection, vname: str, owner: str, namespace: str | None, output: str) -> None:
     """Show the status of vmodel VNAME (getVModelStatus); exit 1 if it does
     not exist (or has another owner than --owner)."""
+    vname = in_namespace(vname, namespace)
     reply = conn.call(
         conn.mm.getVModelStatus, mm.GetVModelStatusRequest(vModelId=vname, owner=owner)
     )
@@ -136,20 +144,27 @@ def status(conn: Connection, vname: str, owner: str, output: str) -> None:
 @client_command(vmodels)
 @click.argument("vname")
 @_owner_option
+@namespace_option
 @pass_connection
-def delete(conn: Connection, vname: str, owner: str) -> None:
+def delete(conn: Connection, vname: str, owner: str, namespace: str | None) -> None:
     """Delete vmodel VNAME (deleteVModel). Unknown names succeed; another
     owner than --owner is FAILED_PRECONDITION."""
+    vname = in_namespace(vname, namespace)
     conn.call(conn.mm.deleteVModel, mm.DeleteVModelRequest(vModelId=vname, owner=owner))
     click.echo(f"deleted {vname}")
 
 
 @client_command(vmodels, "list")
+@namespace_option
 @output_option
 @pass_connection
-def list_vmodels(conn: Connection, output: str) -> None:
-    """List vmodels and their active and target models (Admin.ListVModels)."""
+def list_vmodels(conn: Connection, namespace: str | None, output: str) -> None:
+    """List vmodels and their active and target models (Admin.ListVModels);
+    -n: only those of that namespace."""
     reply = conn.call(conn.admin.ListVModels, admin.ListVModelsRequest())
+    kept = [v for v in reply.vModels if in_listing(v.vModelId, namespace)]
+    del reply.vModels[:]
+    reply.vModels.extend(kept)
     emit(
         output,
         data=proto_json(reply),

@@ -27,6 +27,7 @@ from meshserve.controller._pools import (
 from meshserve.controller._port import MeshPort
 from meshserve.controller._resource_store import (
     CLUSTER,
+    Applied,
     ResourceKey,
     ResourceStore,
     SealedSecrets,
@@ -49,6 +50,7 @@ __all__ = [
     "CLUSTER",
     "MLSERVER_RUNTIME",
     "PICKLE_RUNTIME",
+    "Applied",
     "Controller",
     "LastFailureInfo",
     "MeshPort",

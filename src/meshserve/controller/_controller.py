@@ -72,7 +72,7 @@ from meshserve.resources import (
     parse_resource,
 )
 from meshserve.settings import ControlSettings
-from meshserve.storage import build_model_key
+from meshserve.storage import LocalRoots, build_model_key
 from meshserve.store import Election, Store, StoreError
 
 __all__ = ["Controller"]
@@ -100,11 +100,14 @@ class Controller:
         control: ControlSettings | None = None,
         pools: RuntimePools | None = None,
         clock: Clock | None = None,
+        local_roots: LocalRoots | None = None,
     ) -> None:
         """``candidate_id`` and ``lease_ttl_s``: this instance's id and
-        lease in the election of the mesh's one controller."""
+        lease in the election of the mesh's one controller. ``local_roots``:
+        where a resource's local model path may lie (a resource that got in
+        without the admin API's check, ``apply --store``, is refused here)."""
         self._store = store
-        self._resources = ResourceStore(store)
+        self._resources = ResourceStore(store, local_roots=local_roots)
         self._mesh = mesh
         self._grpc_url = grpc_url
         self._rest_url = rest_url
@@ -293,6 +296,7 @@ class Controller:
             assert isinstance(resource, InferenceService | Predictor)
             names = _scoped(model_names(resource))
             target = model_target(resource)
+            self._resources.admit(resource)
         except ForeignResourceError as exc:
             return SkippedStatus(observed_generation=generation, message=str(exc)), None
         except InvalidResourceError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import enum
 import hashlib
 import logging
 import uuid
@@ -24,13 +25,19 @@ import orjson
 
 from meshserve.controller._builtin_runtimes import builtin_runtimes
 from meshserve.controller._secret_documents import redact_secret, seal_secret, unseal_secret
-from meshserve.errors import StorageUnavailableError
-from meshserve.resources import SEALED_DATA_FIELD
+from meshserve.errors import InvalidResourceError, StorageUnavailableError
+from meshserve.resources import (
+    SEALED_DATA_FIELD,
+    InferenceService,
+    Predictor,
+    Resource,
+    model_location,
+)
 from meshserve.security import SealingKey
-from meshserve.storage import SecretEntries
+from meshserve.storage import LocalRoots, SecretEntries
 from meshserve.store import Store, StoreError, WatchStream
 
-__all__ = ["CLUSTER", "ResourceKey", "ResourceStore", "SealedSecrets", "kind_of"]
+__all__ = ["CLUSTER", "Applied", "ResourceKey", "ResourceStore", "SealedSecrets", "kind_of"]
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +101,50 @@ Listing = list[dict[str, Any]]
 """Resources as ``meshserve get`` shows them."""
 
 
+class Applied(enum.Enum):
+    """What applying a document did (``kubectl apply``'s words)."""
+
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+
+
 class ResourceStore:
     """Reads and writes applied resources and their status."""
 
-    def __init__(self, store: Store, *, sealing_key: SealingKey | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sealing_key: SealingKey | None = None,
+        local_roots: LocalRoots | None = None,
+    ) -> None:
         """``sealing_key`` seals the Secrets ``put`` writes; without one,
-        putting a Secret raises SealingKeyError."""
+        putting a Secret raises SealingKeyError. ``local_roots``: where the
+        local paths of the resources :meth:`admit` passes may lie (None:
+        not checked here)."""
         self._store = store
         self._sealing_key = sealing_key
+        self._local_roots = local_roots
 
     @property
     def can_seal(self) -> bool:
         """Whether Secrets may be written: there is a key to seal them with."""
         return self._sealing_key is not None
 
-    async def apply(self, document: dict[str, Any]) -> bool:
-        """Create or update a resource as ``kubectl apply`` does; True if it
-        was created. An update keeps the uid and creationTimestamp, and bumps
-        ``metadata.generation`` only when the spec changed (the controller
-        reports the generation it reconciled). ``document`` is left as it is."""
+    async def apply(self, document: dict[str, Any]) -> Applied:
+        """Create or update a resource as ``kubectl apply`` does. An update
+        keeps the uid and creationTimestamp, and bumps ``metadata.generation``
+        only when the spec changed (the controller reports the generation it
+        reconciled); a document the same as the one stored is not written
+        again (UNCHANGED; a Secret, stored sealed, is always CONFIGURED).
+        ``document`` is left as it is."""
         key = ResourceKey.of(document)
         existing = await self.get(key)
         metadata = dict(document.get("metadata") or {})
         if existing is not None:
+            if _as_applied(existing) == _as_applied(document):
+                return Applied.UNCHANGED
             previous = existing.get("metadata") or {}
             changed = existing.get("spec") != document.get("spec")
             metadata["generation"] = previous.get("generation", 1) + int(changed)
@@ -125,7 +153,21 @@ class ResourceStore:
         else:
             metadata.update(generation=1, uid=str(uuid.uuid4()), creationTimestamp=_now())
         await self.put({**document, "metadata": metadata})
-        return existing is None
+        return Applied.CREATED if existing is None else Applied.CONFIGURED
+
+    def admit(self, resource: Resource) -> None:
+        """Refuse (InvalidResourceError naming the field) a Predictor or
+        InferenceService whose model location is known bad before anything
+        runs: a bad storageUri, a path escaping its root with ``..``, a local
+        path outside the roots this store was given. Other kinds pass."""
+        if not isinstance(resource, Predictor | InferenceService):
+            return
+        location = model_location(resource)
+        if location is None or not location.local or self._local_roots is None:
+            return
+        refusal = self._local_roots.refusal(location.path, namespace=resource.namespace)
+        if refusal is not None:
+            raise InvalidResourceError(refusal, field=location.field)
 
     async def shown(
         self,
@@ -248,6 +290,16 @@ class ResourceStore:
                 for task in followers:
                     task.cancel()
                 await asyncio.gather(*followers, return_exceptions=True)
+
+
+# Set by the store on every write: not part of what was applied.
+_SERVER_METADATA = ("generation", "uid", "creationTimestamp")
+
+
+def _as_applied(document: dict[str, Any]) -> dict[str, Any]:
+    metadata = document.get("metadata") or {}
+    kept = {k: v for k, v in metadata.items() if k not in _SERVER_METADATA}
+    return {**document, "metadata": kept}
 
 
 def _now() -> str:

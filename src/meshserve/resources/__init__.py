@@ -7,8 +7,15 @@ a resource maps to, and picks the runtime that serves it. The controller
 and the CLI build on it; nothing here talks to the mesh.
 """
 
-from meshserve.resources._documents import Resource, load_documents, parse_resource
+from meshserve.resources._documents import (
+    Manifest,
+    Resource,
+    load_documents,
+    load_manifest,
+    parse_resource,
+)
 from meshserve.resources._inference_service import FRAMEWORKS, InferenceService
+from meshserve.resources._locations import ModelLocation, model_location
 from meshserve.resources._naming import (
     INFERENCE_SERVICE_SOURCE,
     NO_RUNTIME_LABEL,
@@ -86,6 +93,8 @@ __all__ = [
     "FieldWarning",
     "FormatRef",
     "InferenceService",
+    "Manifest",
+    "ModelLocation",
     "ModelNames",
     "ModelTarget",
     "ObjectMeta",
@@ -102,7 +111,9 @@ __all__ = [
     "go_json",
     "is_storage_uri",
     "load_documents",
+    "load_manifest",
     "looks_like_uri",
+    "model_location",
     "model_names",
     "model_target",
     "model_type_label",

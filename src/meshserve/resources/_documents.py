@@ -4,6 +4,7 @@ and errors that name the document and the field."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import yaml
@@ -15,7 +16,7 @@ from meshserve.resources._predictor import Predictor
 from meshserve.resources._secret import Secret
 from meshserve.resources._serving_runtime import ClusterServingRuntime, ServingRuntime
 
-__all__ = ["Resource", "load_documents", "parse_resource"]
+__all__ = ["Manifest", "Resource", "load_documents", "load_manifest", "parse_resource"]
 
 Resource: TypeAlias = ServingRuntime | ClusterServingRuntime | Predictor | InferenceService | Secret
 
@@ -26,6 +27,7 @@ _KINDS: dict[str, type[Resource]] = {
     "InferenceService": InferenceService,
     "Secret": Secret,
 }
+_GROUP = "serving.kserve.io"
 
 
 # --- parsing ------------------------------------------------------------------
@@ -61,6 +63,28 @@ def load_documents(text: str) -> list[Resource]:
     Empty documents are skipped; ``kind: List`` documents are flattened. Errors
     name the document's index in the file (and the item's, inside a List).
     """
+    return _load(text, skipped=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A file as ``kubectl apply -f`` reads it: the resources meshserve
+    manages, and the other Kubernetes objects in it (``Kind/name``)."""
+
+    resources: list[Resource]
+    skipped: list[str]
+
+
+def load_manifest(text: str) -> Manifest:
+    """:func:`load_documents`, except that objects meshserve does not manage
+    (a Service, a Deployment... of another API group than
+    serving.kserve.io) are listed in ``skipped`` instead of refused; an
+    unknown kind of serving.kserve.io is still an error."""
+    skipped: list[str] = []
+    return Manifest(_load(text, skipped=skipped), skipped)
+
+
+def _load(text: str, *, skipped: list[str] | None) -> list[Resource]:
     resources: list[Resource] = []
     for index, document in _yaml_documents(text):
         if document is None:
@@ -72,6 +96,9 @@ def load_documents(text: str) -> list[Resource]:
                     "a List must have a sequence of items", field="items", document=index
                 )
             for position, item in enumerate(items):
+                if skipped is not None and _foreign(item):
+                    skipped.append(_kind_name(item))
+                    continue
                 try:
                     resources.append(parse_resource(item, index=index))
                 except InvalidResourceError as error:
@@ -80,8 +107,28 @@ def load_documents(text: str) -> list[Resource]:
                     )
                     raise InvalidResourceError(error.problem, field=field, document=index) from None
             continue
+        if skipped is not None and _foreign(document):
+            skipped.append(_kind_name(document))
+            continue
         resources.append(parse_resource(document, index=index))
     return resources
+
+
+def _foreign(document: Any) -> bool:
+    """A Kubernetes object of a kind meshserve does not manage, outside
+    its API group (a typo of one of its kinds is not foreign)."""
+    if not isinstance(document, Mapping):
+        return False
+    kind, api_version = document.get("kind"), document.get("apiVersion")
+    if not isinstance(kind, str) or not kind or kind in _KINDS:
+        return False
+    return isinstance(api_version, str) and not api_version.startswith(_GROUP + "/")
+
+
+def _kind_name(document: Mapping[str, Any]) -> str:
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return f"{document['kind']}/{name or '?'}"
 
 
 def _yaml_documents(text: str) -> Iterator[tuple[int, Any]]:

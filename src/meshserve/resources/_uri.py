@@ -45,7 +45,10 @@ AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
 
 _OBJECT_SCHEMES = frozenset({"s3", "gs", "pvc"})
 _SCHEMES = _OBJECT_SCHEMES | {"http", "https"}
-_SUPPORTED = "s3://, gs://, pvc://, http(s)://"
+_SUPPORTED = (
+    "s3://<bucket>/<path>, gs://<bucket>/<path>, pvc://<claim>/<path>, "
+    f"https://<account>{AZURE_BLOB_HOST_SUFFIX}/<container>/<path>, http(s)://<host>/<path>"
+)
 
 _URI_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")

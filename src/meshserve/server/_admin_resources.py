@@ -14,7 +14,10 @@ Who may do what is decided per document or ref, in its namespace
   does); any reader sees them.
 
 Every document and ref is checked before anything is written, so a call
-either applies (or deletes) everything it names or nothing.
+either applies (or deletes) everything it names or nothing. A Predictor's
+or InferenceService's model location is checked too: a bad storageUri, a
+path escaping its root, a local path outside the roots the server allows
+resources are refused (INVALID_ARGUMENT) with nothing written.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import orjson
 
 from meshserve import security
-from meshserve.controller import CLUSTER, ResourceKey, ResourceStore, kind_of
+from meshserve.controller import CLUSTER, Applied, ResourceKey, ResourceStore, kind_of
 from meshserve.errors import InvalidRequestError, InvalidResourceError, PreconditionFailedError
 from meshserve.resources import parse_resource
 
@@ -68,16 +71,19 @@ def _check_change(key: ResourceKey) -> None:
         security.check_action(action, namespace=key.namespace)
 
 
-def _parse(text: str, *, index: int) -> dict[str, Any]:
+def _parse(resources: ResourceStore, text: str, *, index: int) -> dict[str, Any]:
     """One request document, validated as ``meshserve apply`` validates a
-    file's; InvalidResourceError names it by position (and kind/name when
-    it has them)."""
+    file's, and its model location checked (:meth:`ResourceStore.admit`);
+    InvalidResourceError names it by position (and kind/name when it has
+    them)."""
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidResourceError(f"not valid JSON: {exc}", document=index) from None
     try:
-        return parse_resource(document, index=index).to_document()
+        resource = parse_resource(document, index=index)
+        resources.admit(resource)
+        return resource.to_document()
     except InvalidResourceError as exc:
         metadata = document.get("metadata") if isinstance(document, dict) else None
         name = metadata.get("name") if isinstance(metadata, dict) else None
@@ -91,11 +97,11 @@ def _parse(text: str, *, index: int) -> dict[str, Any]:
 
 async def apply_resources(
     resources: ResourceStore, documents: Sequence[str]
-) -> list[tuple[ResourceKey, bool]]:
-    """Create or update every document (JSON); each key with True if it was
-    created. Nothing is written unless every document is valid, allowed,
+) -> list[tuple[ResourceKey, Applied]]:
+    """Create or update every document (JSON); each key with what applying
+    it did. Nothing is written unless every document is valid, allowed,
     and (for a Secret) can be sealed."""
-    parsed = [_parse(text, index=index) for index, text in enumerate(documents)]
+    parsed = [_parse(resources, text, index=index) for index, text in enumerate(documents)]
     keys = [ResourceKey.of(document) for document in parsed]
     for key in keys:
         _check_change(key)

@@ -31,6 +31,7 @@ from meshserve.server._internal_port import secret_from_store
 from meshserve.server._ports import write_endpoints_file
 from meshserve.server._register_file import ModelEntry, register_models
 from meshserve.settings import Settings, TlsSettings
+from meshserve.storage import LocalRoots
 from meshserve.store import open_store, store_url
 
 __all__ = ["serve_instance"]
@@ -103,6 +104,7 @@ async def _serve(
         interval_s=settings.mesh.publish_interval_s,
         control=settings.control,
         pools=pools,
+        local_roots=LocalRoots.for_resources(settings.storage),
     )
     async with contextlib.AsyncExitStack() as running:
         if settings.control.controller_enabled:

@@ -8,7 +8,7 @@ import contextlib
 import grpc.aio
 import orjson
 
-from meshserve.controller import CLUSTER, ResourceKey, ResourceStore
+from meshserve.controller import CLUSTER, Applied, ResourceKey, ResourceStore
 from meshserve.mesh import Instance, ModelStatus, VModelStatus
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
@@ -205,7 +205,12 @@ class AdminService(admin_grpc.AdminServicer):
         applied = await _admin_resources.apply_resources(self._resources, request.documents)
         return admin.ApplyResourcesResponse(
             applied=[
-                admin.AppliedResource(ref=_ref(key), created=created) for key, created in applied
+                admin.AppliedResource(
+                    ref=_ref(key),
+                    created=outcome is Applied.CREATED,
+                    unchanged=outcome is Applied.UNCHANGED,
+                )
+                for key, outcome in applied
             ]
         )
 

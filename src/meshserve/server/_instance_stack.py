@@ -97,7 +97,8 @@ class InstanceStack:
     store: Store
     resources: ResourceStore
     """The resources ``meshserve apply`` writes through the admin API;
-    Secrets are sealed here, with this instance's key."""
+    Secrets are sealed here, with this instance's key, and local model paths
+    must lie under the configured roots."""
 
 
 @contextlib.asynccontextmanager
@@ -148,5 +149,9 @@ async def open_instance_stack(
         yield InstanceStack(
             instance=instance,
             store=store,
-            resources=ResourceStore(store, sealing_key=sealing_key),
+            resources=ResourceStore(
+                store,
+                sealing_key=sealing_key,
+                local_roots=LocalRoots.for_resources(settings.storage),
+            ),
         )

@@ -70,6 +70,12 @@ class StorageSettings(Group):
     """``pvc://NAME/path`` resolves to ``<pvc_root>/NAME/path`` (ModelMesh
     Serving mounts claims under /pvc_mounts). None: pvc URIs are refused."""
 
+    pvc_claims: dict[str, pathlib.Path] = Field(default_factory=dict)
+    """Claims that are directories of their own: ``pvc://NAME/path``
+    resolves to ``<pvc_claims[NAME]>/path`` (before ``pvc_root``), so a
+    quick trial serves a local directory by name (``up --pvc-root
+    NAME=DIR``). Their directories are allowed roots as the pvc root is."""
+
     local_roots: tuple[pathlib.Path, ...] | None = None
     """Directories a model given by a plain local path (``models register
     --path``, registerModel's ``path`` with no storage, a Predictor path with

@@ -30,15 +30,23 @@ class LocalRoots:
 
     @classmethod
     def from_settings(cls, settings: StorageSettings, *, auth_enabled: bool) -> LocalRoots:
-        """The roots ``settings`` allow: ``local_roots`` (and the pvc root)
-        when set; with auth on and none set, the pvc root alone; else any."""
-        pvc = (settings.pvc_root,) if settings.pvc_root is not None else ()
+        """The roots ``settings`` allow: ``local_roots`` (and the pvc root
+        and claims) when set; with auth on and none set, the pvc root and
+        claims alone; else any."""
+        pvc = _pvc_dirs(settings)
         shared: tuple[pathlib.Path, ...] | None = None
         if settings.local_roots is not None:
             shared = (*settings.local_roots, *pvc)
         elif auth_enabled:
             shared = pvc
         return cls(shared=shared, per_namespace=dict(settings.namespace_local_roots))
+
+    @classmethod
+    def for_resources(cls, settings: StorageSettings) -> LocalRoots:
+        """The roots of a Predictor's or InferenceService's local path: the
+        configured ones only, auth or not (a resource never reads the
+        server's files outside ``local_roots``, the pvc root and claims)."""
+        return cls.from_settings(settings, auth_enabled=True)
 
     def roots_for(self, namespace: str) -> tuple[pathlib.Path, ...] | None:
         """The roots of ``namespace``'s local paths (None: any path)."""
@@ -50,7 +58,12 @@ class LocalRoots:
         roots = self.roots_for(namespace)
         if roots is None:
             return None
-        allowed = ", ".join(str(root) for root in roots) or "none (no local paths are allowed)"
+        if not roots:
+            return (
+                "no local paths are allowed: no storage.localRoots and no pvc root is "
+                "configured (`meshserve up --pvc-root DIR`); use a storage URI"
+            )
+        allowed = ", ".join(str(root) for root in roots)
         if "\x00" in path or not os.path.isabs(path):
             return (
                 "a local model path must be absolute and lie under the allowed roots "
@@ -59,3 +72,8 @@ class LocalRoots:
         if not any(within(pathlib.Path(path), root) for root in roots):
             return f"the local model path is outside the allowed roots ({allowed})"
         return None
+
+
+def _pvc_dirs(settings: StorageSettings) -> tuple[pathlib.Path, ...]:
+    root = (settings.pvc_root,) if settings.pvc_root is not None else ()
+    return (*root, *settings.pvc_claims.values())

@@ -210,6 +210,7 @@ class Puller:
                     resolve_pvc,
                     plan,
                     pvc_root=self._settings.pvc_root,
+                    claims=self._settings.pvc_claims,
                     max_bytes=self._settings.max_model_bytes,
                 )
                 return PulledModel(

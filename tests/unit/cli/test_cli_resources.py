@@ -47,11 +47,14 @@ def test_a_bad_file_in_a_directory_is_named_and_nothing_is_applied(
 ) -> None:
     manifests = tmp_path / "manifests"
     shutil.copytree(EXAMPLES, manifests)
-    (manifests / "zz-broken.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
+    # A typo of a meshserve kind (its API group) is an error, not skipped.
+    (manifests / "zz-broken.yaml").write_text(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceServce\nmetadata: {name: x}\n"
+    )
 
     result = CliRunner().invoke(apply, ["-f", str(manifests), *_store_args(tmp_path)])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "zz-broken.yaml" in result.output
     listed = CliRunner().invoke(get, ["isvc", *_store_args(tmp_path)])
     assert listed.output.splitlines()[1:] == []

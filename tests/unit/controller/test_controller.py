@@ -26,7 +26,8 @@ from meshserve.controller import (
     ResourceStore,
 )
 from meshserve.mesh import CopyInfo, ModelState, ModelStatus, VModelState, VModelStatus
-from meshserve.settings import ControlSettings
+from meshserve.settings import ControlSettings, StorageSettings
+from meshserve.storage import LocalRoots
 from meshserve.store import SqliteStore
 
 START = 1_700_000_000.0
@@ -911,3 +912,36 @@ async def test_a_runtime_that_cannot_run_here_is_logged_once_per_change(
     for _ in range(3):
         await controller.reconcile()
     assert len(lines()) == 2
+
+
+def _failure(status: dict[str, Any]) -> dict[str, Any]:
+    """lastFailureInfo wherever the status shape keeps it."""
+    found = status.get("lastFailureInfo") or status.get("modelStatus", {}).get("lastFailureInfo")
+    return found or {}
+
+
+async def test_a_local_path_outside_the_roots_is_refused_even_past_the_api(
+    store: SqliteStore,
+    mesh: FakeMesh,
+    clock: ManualClock,
+    resources: ResourceStore,
+    tmp_path: pathlib.Path,
+) -> None:
+    controller = Controller(
+        store=store,
+        mesh=mesh,
+        candidate_id="instance-a",
+        lease_ttl_s=10.0,
+        grpc_url=GRPC,
+        rest_url=REST,
+        clock=clock,
+        local_roots=LocalRoots.for_resources(StorageSettings(pvc_root=tmp_path)),
+    )
+    document = _predictor("outside", path="/etc/passwd")
+    del document["spec"]["storage"]
+    await resources.apply(document)  # as `apply --store` writes it: no API check
+    await controller.reconcile()
+    failure = _failure(await _status(resources, _key("Predictor", "outside")))
+    assert failure["reason"] == "InvalidPredictorSpec"
+    assert "outside the allowed roots" in failure["message"]
+    assert "outside" not in mesh.vmodels

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from meshserve import errors
-from meshserve.controller import ResourceKey, ResourceStore
+from meshserve.controller import Applied, ResourceKey, ResourceStore
 from meshserve.resources import SEALED_DATA_FIELD
 from meshserve.security import (
     Principal,
@@ -32,6 +32,8 @@ from meshserve.server._admin_resources import (
     resource_key,
     watch_resources,
 )
+from meshserve.settings import StorageSettings
+from meshserve.storage import LocalRoots
 from meshserve.store import SqliteStore
 
 SECRET_VALUE = "a-credential-that-must-not-leak"
@@ -111,15 +113,22 @@ async def test_apply_creates_then_configures_and_bumps_the_generation_on_spec_ch
     resources: ResourceStore,
 ) -> None:
     key = ResourceKey("InferenceService", "default", "a")
-    assert await apply_resources(resources, [_isvc("a")]) == [(key, True)]
+    assert await apply_resources(resources, [_isvc("a")]) == [(key, Applied.CREATED)]
     first = await resources.get(key)
     assert first is not None
     assert first["metadata"]["generation"] == 1
 
-    assert await apply_resources(resources, [_isvc("a")]) == [(key, False)]
+    assert await apply_resources(resources, [_isvc("a")]) == [(key, Applied.UNCHANGED)]
     same = await resources.get(key)
     assert same is not None
     assert same["metadata"] == first["metadata"]
+
+    labelled: dict[str, Any] = json.loads(_isvc("a"))
+    labelled["metadata"]["labels"] = {"team": "x"}
+    assert await apply_resources(resources, [json.dumps(labelled)]) == [(key, Applied.CONFIGURED)]
+    relabelled = await resources.get(key)
+    assert relabelled is not None
+    assert relabelled["metadata"]["generation"] == 1  # the spec did not change
 
     await apply_resources(resources, [_isvc("a", uri="pvc://c/other.skops")])
     changed = await resources.get(key)
@@ -295,3 +304,77 @@ def test_refs_that_name_no_resource_are_invalid(kind: str, namespace: str, name:
 def test_check_action_and_may_see_namespace_without_an_auth_layer() -> None:
     check_action("admin", namespace="anything")
     assert may_see_namespace("anything")
+
+
+# -- model locations known bad at apply time ------------------------------------------
+
+
+def _predictor(name: str, *, path: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "Predictor",
+            "metadata": {"name": name},
+            "spec": {"modelType": {"name": "sklearn"}, "path": path},
+        }
+    )
+
+
+def _isvc_at(name: str, path: str, **storage: Any) -> str:
+    document = json.loads(_isvc(name))
+    model = document["spec"]["predictor"]["model"]
+    del model["storageUri"]
+    model["storage"] = {"path": path, **storage}
+    return json.dumps(document)
+
+
+def _rooted(store: SqliteStore, tmp_path: pathlib.Path, **settings: Any) -> ResourceStore:
+    roots = LocalRoots.for_resources(StorageSettings(**settings))
+    return ResourceStore(store, sealing_key=SealingKey.generate(), local_roots=roots)
+
+
+@pytest.mark.parametrize(
+    ("document", "said"),
+    [
+        (_isvc("b", uri="models/m.skops"), "no scheme"),
+        (_isvc("b", uri="file:///etc/passwd"), "'file' is not supported"),
+        (_isvc("b", uri="pvc://c/../other/m.skops"), "escapes its root"),
+        (_isvc_at("b", "../m.skops", key="s3"), "escapes its root"),
+        (_predictor("b", path="/etc/passwd"), "outside the allowed roots"),
+        (_predictor("b", path="relative/m.skops"), "must be absolute"),
+        (_predictor("b", path="/pvc/../etc/passwd"), "escapes its root"),
+        (_isvc_at("b", "/etc/passwd"), "outside the allowed roots"),
+    ],
+)
+async def test_a_location_known_bad_is_refused_and_nothing_is_written(
+    store: SqliteStore, tmp_path: pathlib.Path, document: str, said: str
+) -> None:
+    resources = _rooted(store, tmp_path, pvc_root=tmp_path / "pvc")
+    with pytest.raises(errors.InvalidResourceError, match=said) as refused:
+        await apply_resources(resources, [_isvc("a"), document])
+    assert "(inferenceservice/b)" in str(refused.value) or "(predictor/b)" in str(refused.value)
+    assert await _stored(store) == b""
+
+
+async def test_a_local_path_is_served_only_under_the_configured_roots(
+    store: SqliteStore, tmp_path: pathlib.Path
+) -> None:
+    inside = str(tmp_path / "pvc" / "claim" / "m.skops")
+    claimed = str(tmp_path / "mine" / "m.skops")
+    nothing = _rooted(store, tmp_path)
+    with pytest.raises(errors.InvalidResourceError, match="no local paths are allowed"):
+        await apply_resources(nothing, [_predictor("a", path=inside)])
+
+    rooted = _rooted(
+        store, tmp_path, pvc_root=tmp_path / "pvc", pvc_claims={"m": tmp_path / "mine"}
+    )
+    applied = await apply_resources(rooted, [_predictor("a", path=inside), _isvc_at("b", claimed)])
+    assert [outcome for _, outcome in applied] == [Applied.CREATED, Applied.CREATED]
+
+
+async def test_an_inference_service_for_another_controller_is_not_checked(
+    resources: ResourceStore,
+) -> None:
+    document = json.loads(_isvc("kserve", uri="hf://org/model"))
+    del document["metadata"]["annotations"]
+    assert await apply_resources(resources, [json.dumps(document)])

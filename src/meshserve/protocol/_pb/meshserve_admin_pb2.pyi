@@ -95,12 +95,14 @@ class ApplyResourcesRequest(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AppliedResource(_message.Message):
-    __slots__ = ("ref", "created")
+    __slots__ = ("ref", "created", "unchanged")
     REF_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     ref: ResourceRef
     created: bool
-    def __init__(self, ref: _Optional[_Union[ResourceRef, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    unchanged: bool
+    def __init__(self, ref: _Optional[_Union[ResourceRef, _Mapping]] = ..., created: _Optional[bool] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class ApplyResourcesResponse(_message.Message):
     __slots__ = ("applied",)
