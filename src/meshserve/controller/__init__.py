@@ -34,6 +34,9 @@ from meshserve.controller._resource_store import (
 )
 from meshserve.controller._secret_documents import redact_secret
 from meshserve.controller._status import (
+    PREDICTOR_READY,
+    READY,
+    ConditionStatus,
     LastFailureInfo,
     ModelState,
     PredictorStatus,
@@ -41,6 +44,7 @@ from meshserve.controller._status import (
     RuntimeVerdict,
     SkippedStatus,
     TransitionStatus,
+    find_condition,
     status_document,
 )
 
@@ -49,6 +53,9 @@ __all__ = [
     "CLUSTER",
     "MLSERVER_RUNTIME",
     "PICKLE_RUNTIME",
+    "PREDICTOR_READY",
+    "READY",
+    "ConditionStatus",
     "Controller",
     "LastFailureInfo",
     "MeshPort",
@@ -67,6 +74,7 @@ __all__ = [
     "TransitionStatus",
     "builtin_runtimes",
     "expand_vars",
+    "find_condition",
     "kind_of",
     "pool_spec",
     "pool_variables",

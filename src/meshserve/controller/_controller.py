@@ -22,9 +22,12 @@ import asyncio
 import contextlib
 import dataclasses
 import fnmatch
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from meshserve import _tasks
 from meshserve._clock import Clock, SystemClock
@@ -46,6 +49,8 @@ from meshserve.controller._status import (
 from meshserve.errors import ForeignResourceError, InvalidResourceError, MeshServeError
 from meshserve.mesh import ModelState
 from meshserve.resources import (
+    INFERENCE_SERVICE_SOURCE,
+    PREDICTOR_SOURCE,
     ClusterServingRuntime,
     FailureReason,
     InferenceService,
@@ -99,6 +104,7 @@ class Controller:
         self._allowed = control.allowed_runtime_images
         self._pools = pools
         self._pickle_namespaces = control.pickle_namespaces
+        self._clock = clock or SystemClock()
         self._planner = PoolPlanner(
             pods_per_runtime=control.pods_per_runtime,
             scale_to_zero=control.scale_to_zero_enabled,
@@ -106,7 +112,7 @@ class Controller:
             mlserver_executable=control.mlserver_executable,
             # The instances of the mesh itself offer the built-in runtime.
             skip=(BUILTIN_RUNTIME,),
-            clock=(clock or SystemClock()).monotonic,
+            clock=self._clock.monotonic,
         )
         self._election = Election(
             store,
@@ -172,9 +178,11 @@ class Controller:
             served[key] = await self._reconcile_one(key, document, runtimes, cluster_runtimes, used)
         if self._pools is not None:
             verdicts = await self._size_pools([*runtimes, *cluster_runtimes], used, verdicts)
+        now_s = self._clock.time()
         for key, status in [*verdicts.items(), *served.items()]:
-            document = status_document(status)
-            if statuses.get(key) != document:
+            previous = statuses.get(key)
+            document = status_document(status, kind=key.kind, now_s=now_s, previous=previous)
+            if previous != document:
                 await self._resources.put_status(key, document)
         for key in [k for k in self._applied if k not in seen]:
             await self._remove(key)
@@ -200,7 +208,10 @@ class Controller:
             return SkippedStatus(observed_generation=generation, message=str(exc))
         except InvalidResourceError as exc:
             return PredictorStatus.refused(
-                FailureReason.INVALID_PREDICTOR_SPEC, str(exc), generation=generation
+                FailureReason.INVALID_PREDICTOR_SPEC,
+                str(exc),
+                generation=generation,
+                model_id=_unservable_model_id(key, document),
             )
         selection = select_runtime(
             model_format=target.model_format,
@@ -212,12 +223,17 @@ class Controller:
         )
         if selection.runtime is None:
             reason = selection.reason or FailureReason.NO_SUPPORTING_RUNTIME
-            return PredictorStatus.refused(reason, selection.message, generation=generation)
+            return PredictorStatus.refused(
+                reason, selection.message, generation=generation, model_id=names.model_id
+            )
         runtime = selection.runtime.name
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
             return PredictorStatus.refused(
-                FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation=generation
+                FailureReason.RUNTIME_NOT_RECOGNIZED,
+                refusal,
+                generation=generation,
+                model_id=names.model_id,
             )
         used.add(runtime)
         previous = self._applied.get(key)
@@ -240,6 +256,7 @@ class Controller:
                 FailureReason.RUNTIME_UNHEALTHY,
                 f"runtime {runtime}: {problem}",
                 generation=generation,
+                model_id=names.model_id,
             )
         return status
 
@@ -359,13 +376,26 @@ def _not_allowed(
 
 def _scoped(names: ModelNames) -> ModelNames:
     """Ids outside the default namespace carry it: ``<namespace>/<name>``."""
-    if names.namespace in ("", "default"):
-        return names
     return dataclasses.replace(
         names,
-        vmodel_id=f"{names.namespace}/{names.vmodel_id}",
-        model_id=f"{names.namespace}/{names.model_id}",
+        vmodel_id=_in_namespace(names.namespace, names.vmodel_id),
+        model_id=_in_namespace(names.namespace, names.model_id),
     )
+
+
+def _in_namespace(namespace: str, mesh_id: str) -> str:
+    return mesh_id if namespace in ("", "default") else f"{namespace}/{mesh_id}"
+
+
+def _unservable_model_id(key: ResourceKey, document: dict[str, Any]) -> str:
+    """The revision a spec that cannot be served names in its failure:
+    ``<name>__<source>-<hash>`` as a servable one's, the hash over the spec
+    as applied (there is no Predictor spec to hash), so that it changes
+    with the spec as upstream's modelRevisionName does."""
+    source = PREDICTOR_SOURCE if key.kind == "Predictor" else INFERENCE_SERVICE_SOURCE
+    spec = orjson.dumps(document.get("spec"), option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha1(spec).hexdigest()[:10]
+    return _in_namespace(key.namespace, f"{key.name}__{source}-{digest}")
 
 
 def _model_key(target: ModelTarget) -> str:
