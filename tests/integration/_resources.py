@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -32,8 +33,10 @@ __all__ = [
     "cli",
     "infer",
     "isvc",
+    "jsonpath",
     "serving_loop",
     "status",
+    "status_field",
     "wait_status",
 ]
 
@@ -140,6 +143,55 @@ def status(target: HasDataDir, kind: str, name: str) -> dict[str, Any]:
     return found
 
 
+_FILTER = re.compile(r"\[\?\(@\.(\w+)==['\"]([^'\"]*)['\"]\)\]")
+
+
+def jsonpath(document: Any, path: str) -> Any:
+    """What kubectl's ``-o jsonpath`` gives for the simple paths CRD printer
+    columns and scripts use: ``.a.b``, and list filters ``[?(@.k=='v')]``
+    (the first match). None where the path leads nowhere."""
+    found = document
+    for step in re.findall(r"\.\w+|\[\?\(@\.\w+==['\"][^'\"]*['\"]\)\]", path):
+        if step.startswith("."):
+            found = found.get(step[1:]) if isinstance(found, dict) else None
+            continue
+        match = _FILTER.fullmatch(step)
+        assert match is not None, step
+        key, value = match.groups()
+        items = found if isinstance(found, list) else []
+        found = next((i for i in items if isinstance(i, dict) and i.get(key) == value), None)
+    return found
+
+
+_FIELDS = {
+    "InferenceService": {
+        "ready": ".conditions[?(@.type=='Ready')].status",
+        "activeModelState": ".modelStatus.states.activeModelState",
+        "targetModelState": ".modelStatus.states.targetModelState",
+        "transitionStatus": ".modelStatus.transitionStatus",
+        "lastFailureInfo": ".modelStatus.lastFailureInfo",
+        "totalCopies": ".modelStatus.copies.totalCopies",
+        "failedCopies": ".modelStatus.copies.failedCopies",
+    },
+    "Predictor": {"ready": ".available"},
+}
+"""Where a status field is in each kind's status: an InferenceService's is
+KServe's v1beta1 shape; a Predictor's is flat (v1alpha1), ``ready`` being
+its ``available``."""
+
+_KINDS = {"isvc": "InferenceService", "inferenceservice": "InferenceService"}
+
+
+def status_field(found: dict[str, Any], field: str, *, kind: str = "isvc") -> Any:
+    """The ``field`` of a ``kind`` status (see ``_FIELDS``): ``ready`` is
+    True/False (Ready condition True/False; None while Unknown or absent)."""
+    resolved = _KINDS.get(kind.lower(), kind.capitalize())
+    value = jsonpath(found, _FIELDS.get(resolved, {}).get(field, f".{field}"))
+    if field == "ready" and isinstance(value, str):
+        return {"True": True, "False": False}.get(value)
+    return value
+
+
 def wait_status(
     target: HasDataDir,
     name: str,
@@ -149,13 +201,14 @@ def wait_status(
     **expected: Any,
 ) -> dict[str, Any]:
     """Wait until the status of ``kind``/``name`` has every ``expected``
-    field; returns it. The failure names the last status seen."""
+    field (:func:`status_field`: ``ready=True``, ``activeModelState=...``);
+    returns it. The failure names the last status seen."""
     last: dict[str, Any] = {}
 
     def matches() -> bool:
         nonlocal last
         last = status(target, kind, name)
-        return all(last.get(k) == v for k, v in expected.items())
+        return all(status_field(last, k, kind=kind) == v for k, v in expected.items())
 
     try:
         wait_until(matches, timeout, f"{kind}/{name} status {expected}")
