@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -33,9 +34,11 @@ __all__ = [
     "cli",
     "infer",
     "isvc",
+    "jsonpath",
     "last_failure",
     "serving_loop",
     "status",
+    "status_field",
     "wait_for_status",
     "wait_status",
 ]
@@ -143,17 +146,64 @@ def status(target: HasDataDir, kind: str, name: str) -> dict[str, Any]:
     return found
 
 
-def active_model_state(found: dict[str, Any]) -> str | None:
-    """A status's active model state (None before one is written). Status
-    fields are read through these accessors, so a change of the status
-    document's shape is followed in one place."""
-    state: str | None = found.get("activeModelState")
+_FILTER = re.compile(r"\[\?\(@\.(\w+)==['\"]([^'\"]*)['\"]\)\]")
+
+
+def jsonpath(document: Any, path: str) -> Any:
+    """What kubectl's ``-o jsonpath`` gives for the simple paths CRD printer
+    columns and scripts use: ``.a.b``, and list filters ``[?(@.k=='v')]``
+    (the first match). None where the path leads nowhere."""
+    found = document
+    for step in re.findall(r"\.\w+|\[\?\(@\.\w+==['\"][^'\"]*['\"]\)\]", path):
+        if step.startswith("."):
+            found = found.get(step[1:]) if isinstance(found, dict) else None
+            continue
+        match = _FILTER.fullmatch(step)
+        assert match is not None, step
+        key, value = match.groups()
+        items = found if isinstance(found, list) else []
+        found = next((i for i in items if isinstance(i, dict) and i.get(key) == value), None)
+    return found
+
+
+_FIELDS = {
+    "InferenceService": {
+        "ready": ".conditions[?(@.type=='Ready')].status",
+        "activeModelState": ".modelStatus.states.activeModelState",
+        "targetModelState": ".modelStatus.states.targetModelState",
+        "transitionStatus": ".modelStatus.transitionStatus",
+        "lastFailureInfo": ".modelStatus.lastFailureInfo",
+        "totalCopies": ".modelStatus.copies.totalCopies",
+        "failedCopies": ".modelStatus.copies.failedCopies",
+    },
+    "Predictor": {"ready": ".available"},
+}
+"""Where a status field is in each kind's status: an InferenceService's is
+KServe's v1beta1 shape; a Predictor's is flat (v1alpha1), ``ready`` being
+its ``available``."""
+
+_KINDS = {"isvc": "InferenceService", "inferenceservice": "InferenceService"}
+
+
+def status_field(found: dict[str, Any], field: str, *, kind: str = "isvc") -> Any:
+    """The ``field`` of a ``kind`` status (see ``_FIELDS``): ``ready`` is
+    True/False (Ready condition True/False; None while Unknown or absent)."""
+    resolved = _KINDS.get(kind.lower(), kind.capitalize())
+    value = jsonpath(found, _FIELDS.get(resolved, {}).get(field, f".{field}"))
+    if field == "ready" and isinstance(value, str):
+        return {"True": True, "False": False}.get(value)
+    return value
+
+
+def active_model_state(found: dict[str, Any], *, kind: str = "isvc") -> str | None:
+    """A status's active model state (None before one is written)."""
+    state: str | None = status_field(found, "activeModelState", kind=kind)
     return state
 
 
-def last_failure(found: dict[str, Any]) -> dict[str, Any]:
+def last_failure(found: dict[str, Any], *, kind: str = "isvc") -> dict[str, Any]:
     """A status's lastFailureInfo ({} when there is none)."""
-    failure: dict[str, Any] = found.get("lastFailureInfo") or {}
+    failure: dict[str, Any] = status_field(found, "lastFailureInfo", kind=kind) or {}
     return failure
 
 
@@ -191,11 +241,12 @@ def wait_status(
     **expected: Any,
 ) -> dict[str, Any]:
     """Wait until the status of ``kind``/``name`` has every ``expected``
-    field; returns it. The failure names the last status seen."""
+    field (:func:`status_field`: ``ready=True``, ``activeModelState=...``);
+    returns it. The failure names the last status seen."""
     return wait_for_status(
         target,
         name,
-        lambda found: all(found.get(k) == v for k, v in expected.items()),
+        lambda found: all(status_field(found, k, kind=kind) == v for k, v in expected.items()),
         f"status {expected}",
         kind=kind,
         timeout=timeout,

@@ -31,7 +31,7 @@ from meshserve.security import capabilities
 from meshserve.settings import RuntimeSettings
 from tests._examples import assert_outputs_match, iris_rows, library_predictions
 from tests.integration._mesh import make_model
-from tests.integration._resources import ISVC_ON_RUNTIME, apply, wait_status
+from tests.integration._resources import ISVC_ON_RUNTIME, apply, status_field, wait_status
 from tests.integration._unprivileged import (
     Interpreter,
     NoInterpreterError,
@@ -233,7 +233,7 @@ def test_a_pool_whose_user_cannot_read_the_environment_reports_why(
         )
         assert apply(up, isvc).returncode == 0
         status = wait_status(up, "unreadable", timeout=120, activeModelState="FailedToLoad")
-        failure = status["lastFailureInfo"]
+        failure = status_field(status, "lastFailureInfo")
         assert failure["reason"] == "RuntimeUnhealthy", status
         assert "runtime.runAsUser 'nobody'" in failure["message"], failure
         assert "cannot read" in failure["message"], failure

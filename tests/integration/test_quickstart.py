@@ -23,7 +23,7 @@ import yaml
 
 from tests._examples import ROOT, assert_outputs_match, iris_rows, library_predictions
 from tests._processes import read_until
-from tests.integration._resources import status, wait_status
+from tests.integration._resources import status, status_field, wait_status
 from tests.integration._up import grpc_outputs, iris_grpc_input
 
 pytestmark = pytest.mark.timeout(180)
@@ -161,11 +161,12 @@ def test_every_example_becomes_ready_and_answers_like_its_library(
         for document in documents:
             name, model = document["metadata"]["name"], _model_dir(document)
             kind = "predictor" if document["kind"] == "Predictor" else "isvc"
-            ready = wait_status(served, name, kind=kind, available=True)
-            assert ready["activeModelState"] == "Loaded", (name, ready)
-            assert ready["transitionStatus"] == "UpToDate", (name, ready)
+            ready = wait_status(served, name, kind=kind, ready=True)
+            assert status_field(ready, "activeModelState", kind=kind) == "Loaded", (name, ready)
+            assert status_field(ready, "transitionStatus", kind=kind) == "UpToDate", (name, ready)
             result = client.infer(name, [iris_grpc_input(model, rows)], client_timeout=30)
-            assert result.get_response().model_name == ready["modelId"]
+            source = "ksp" if kind == "predictor" else "isvc"
+            assert result.get_response().model_name.startswith(f"{name}__{source}-")
             (artifact,) = (pvc_root / "models" / model).iterdir()
             expected = library_predictions(model, artifact, rows)
             assert_outputs_match(grpc_outputs(result), expected)
@@ -176,8 +177,8 @@ def test_every_example_becomes_ready_and_answers_like_its_library(
 def test_get_isvc_lists_every_inference_service_ready(served: ServeExamples) -> None:
     names = sorted(d["metadata"]["name"] for d in _documents() if d["kind"] == "InferenceService")
     for name in names:
-        wait_status(served, name, available=True)
-    assert all(status(served, "isvc", name)["available"] for name in names)
+        wait_status(served, name, ready=True)
+    assert all(status_field(status(served, "isvc", name), "ready") for name in names)
 
 
 @pytest.mark.parametrize(

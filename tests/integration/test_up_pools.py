@@ -23,7 +23,15 @@ from sklearn.linear_model import LogisticRegression
 from tests.integration._etcd import run_etcd
 from tests.integration._mesh import make_model, wait_until
 from tests.integration._mlserver import mlserver_command
-from tests.integration._resources import ISVC, ISVC_ON_RUNTIME, apply, cli, infer, wait_status
+from tests.integration._resources import (
+    ISVC,
+    ISVC_ON_RUNTIME,
+    apply,
+    cli,
+    infer,
+    status_field,
+    wait_status,
+)
 from tests.integration._up import Up, run_up
 
 pytestmark = pytest.mark.timeout(240)
@@ -116,8 +124,8 @@ def test_a_pickle_model_is_refused_by_default_and_served_by_the_pickle_runtime(u
     uri = "pvc://claim/model.joblib"
     assert apply(up, ISVC.format(name="plain", format="sklearn", uri=uri)).returncode == 0
     refused = wait_status(up, "plain", activeModelState="FailedToLoad")
-    assert "pickle" in refused["lastFailureInfo"]["message"]
-    assert refused["lastFailureInfo"]["reason"] == "ModelLoadFailed"
+    assert "pickle" in status_field(refused, "lastFailureInfo")["message"]
+    assert status_field(refused, "lastFailureInfo")["reason"] == "ModelLoadFailed"
 
     applied = apply(
         up,
@@ -126,7 +134,7 @@ def test_a_pickle_model_is_refused_by_default_and_served_by_the_pickle_runtime(u
         ),
     )
     assert applied.returncode == 0, applied.stderr
-    wait_status(up, "pickled", timeout=90, available=True, activeModelState="Loaded")
+    wait_status(up, "pickled", timeout=90, ready=True, activeModelState="Loaded")
     np.testing.assert_array_equal(infer(up, "pickled", x), model.predict(x))
     # podsPerRuntime (2) instances, each offering the runtime only.
     wait_until(lambda: len(_pool_pids(up, "meshserve-pickle")) == 2, 60, "2 instances")
@@ -147,7 +155,7 @@ def test_the_mlserver_runtime_serves_a_joblib_model_through_the_mesh(up: Up) -> 
         runtime="meshserve-mlserver",
     )
     assert apply(up, isvc).returncode == 0
-    wait_status(up, "on-mlserver", timeout=120, available=True, activeModelState="Loaded")
+    wait_status(up, "on-mlserver", timeout=120, ready=True, activeModelState="Loaded")
     # Through `up`'s own address: the mesh forwards to the pool, whose
     # adapter loaded the model into a real MLServer.
     # MLServer answers [N, 1] where the built-in runtime answers [N].
@@ -179,7 +187,7 @@ def test_pickle_runtimes_are_refused_outside_the_allowed_namespaces(up: Up) -> N
     def failure() -> dict[str, Any]:
         done = cli(up, "get", "isvc", "elsewhere", "-n", "team-b", "-o", "json")
         found: dict[str, Any] = json.loads(done.stdout).get("status", {})
-        return found.get("lastFailureInfo") or {}
+        return status_field(found, "lastFailureInfo") or {}
 
     wait_until(lambda: failure().get("reason") == "RuntimeNotRecognized", 30, "the refusal")
     assert "control.pickleNamespaces" in failure()["message"]
@@ -189,7 +197,7 @@ def test_pickle_runtimes_are_refused_outside_the_allowed_namespaces(up: Up) -> N
 
 def test_a_crashed_pool_instance_is_restarted_with_backoff(up: Up) -> None:
     model, x = _fitted()
-    wait_status(up, "pickled", timeout=90, available=True)
+    wait_status(up, "pickled", timeout=90, ready=True)
     before = _pool_pids(up, "meshserve-pickle")
     assert len(before) == 2
     os.kill(before["0"], signal.SIGKILL)
@@ -213,7 +221,7 @@ def test_a_runtime_pool_scales_to_zero_after_the_grace_period_and_back(up: Up) -
         name="on-spi", format="sklearn", uri="pvc://claim/model.skops", runtime="spi-runtime"
     )
     assert apply(up, isvc).returncode == 0
-    wait_status(up, "on-spi", timeout=90, available=True)
+    wait_status(up, "on-spi", timeout=90, ready=True)
     assert infer(up, "on-spi").shape == (1,)
     pids = _pool_pids(up, "spi-runtime")
     assert list(pids) == ["0"], "replicas: 1"
@@ -236,7 +244,7 @@ def test_a_runtime_pool_scales_to_zero_after_the_grace_period_and_back(up: Up) -
         name="on-spi-again", format="sklearn", uri="pvc://claim/model.skops", runtime="spi-runtime"
     )
     assert apply(up, again).returncode == 0
-    wait_status(up, "on-spi-again", timeout=90, available=True)
+    wait_status(up, "on-spi-again", timeout=90, ready=True)
     assert infer(up, "on-spi-again").shape == (1,)
     assert len(_pool_pids(up, "spi-runtime")) == 1
     assert cli(up, "delete", "isvc", "on-spi-again").returncode == 0
@@ -254,7 +262,7 @@ def test_a_runtime_pool_used_again_within_the_grace_period_keeps_its_instances(
             name="on-spi", format="sklearn", uri="pvc://claim/model.skops", runtime="spi-runtime"
         )
         assert apply(up, isvc).returncode == 0
-        wait_status(up, "on-spi", timeout=90, available=True)
+        wait_status(up, "on-spi", timeout=90, ready=True)
         pids = _pool_pids(up, "spi-runtime")
         assert list(pids) == ["0"]
         # Unused for several controller passes (every 0.5 s here): kept.
@@ -263,7 +271,7 @@ def test_a_runtime_pool_used_again_within_the_grace_period_keeps_its_instances(
         assert _pool_pids(up, "spi-runtime") == pids
         # Used again: the same instance serves it, none was started.
         assert apply(up, isvc).returncode == 0
-        wait_status(up, "on-spi", timeout=60, available=True)
+        wait_status(up, "on-spi", timeout=60, ready=True)
         assert infer(up, "on-spi").shape == (1,)
         assert _pool_pids(up, "spi-runtime") == pids
 
@@ -274,11 +282,10 @@ def test_a_runtime_that_cannot_start_reports_runtime_unhealthy(up: Up) -> None:
         name="on-broken", format="sklearn", uri="pvc://claim/model.skops", runtime="broken-runtime"
     )
     assert apply(up, isvc).returncode == 0
-    status = wait_status(
-        up, "on-broken", timeout=90, available=False, activeModelState="FailedToLoad"
-    )
-    assert status["lastFailureInfo"]["reason"] == "RuntimeUnhealthy", status
-    assert "broken-runtime" in status["lastFailureInfo"]["message"]
+    status = wait_status(up, "on-broken", timeout=90, ready=False, activeModelState="FailedToLoad")
+    failure = status_field(status, "lastFailureInfo")
+    assert failure["reason"] == "RuntimeUnhealthy", status
+    assert "broken-runtime" in failure["message"]
     # The rest of the mesh keeps serving.
     client = up.grpc_client()
     try:
@@ -304,7 +311,7 @@ def test_two_supervisors_on_one_etcd_keep_one_controller(
         ):
             isvc = ISVC.format(name="shared", format="sklearn", uri="pvc://claim/model.skops")
             assert apply(first, isvc).returncode == 0
-            wait_status(second, "shared", available=True)
+            wait_status(second, "shared", ready=True)
             wait_until(
                 lambda: _leads_controller(first) or _leads_controller(second), 10, "a leader"
             )
@@ -316,5 +323,5 @@ def test_two_supervisors_on_one_etcd_keep_one_controller(
             wait_until(lambda: _leads_controller(other), 30, "the other supervisor to take over")
             later = ISVC.format(name="later", format="sklearn", uri="pvc://claim/model.skops")
             assert apply(other, later).returncode == 0
-            wait_status(other, "later", available=True)
+            wait_status(other, "later", ready=True)
             assert infer(other, "later").shape == (1,)

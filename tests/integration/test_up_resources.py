@@ -21,8 +21,11 @@ from tests.integration._resources import (
     apply,
     cli,
     infer,
+    isvc,
+    jsonpath,
     last_failure,
     serving_loop,
+    status_field,
     wait_for_status,
     wait_status,
 )
@@ -57,38 +60,38 @@ def test_an_inference_service_is_served_under_its_name(up: Up) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "inferenceservice/example created"
-    status = wait_status(up, "example", available=True)
-    assert status["activeModelState"] == "Loaded"
-    assert status["transitionStatus"] == "UpToDate"
-    assert status["totalCopies"] == 1
-    assert status["modelId"].startswith("example__isvc-")
+    status = wait_status(up, "example", ready=True)
+    assert status_field(status, "activeModelState") == "Loaded"
+    assert status_field(status, "transitionStatus") == "UpToDate"
+    assert status_field(status, "totalCopies") == 1
+    assert up.management.vmodel("example").activeModelId.startswith("example__isvc-")
     assert infer(up, "example").shape == (1,)
     table = cli(up, "get", "isvc")
     assert table.stdout.split("\n")[0].split() == [
         "NAME", "URL", "READY", "ACTIVEMODEL", "TARGETMODEL", "TRANSITION", "AGE"
     ]  # fmt: skip
-    assert table.stdout.split("\n")[1].split()[:3] == ["example", status["grpcEndpoint"], "True"]
+    row = table.stdout.split("\n")[1].split()
+    assert row[:4] == ["example", f"grpc://{up.grpc}", "True", "Loaded"]
+    assert status["url"] == f"grpc://{up.grpc}"
 
 
 def test_an_update_moves_to_the_new_model_without_failed_requests(up: Up) -> None:
-    wait_status(up, "example", available=True)
-    before = status_of(up, "isvc", "example")["modelId"]
+    wait_status(up, "example", ready=True)
+    before = up.management.vmodel("example").activeModelId
     with serving_loop(up, "example") as loop:
         done = apply(
             up, ISVC.format(name="example", format="sklearn", uri="pvc://claim/v2/model.skops")
         )
         assert done.stdout.strip() == "inferenceservice/example configured"
         status = wait_status(up, "example", transitionStatus="UpToDate", activeModelState="Loaded")
-        wait_until(lambda: status_of(up, "isvc", "example")["modelId"] != before, 30, "new model")
+        wait_until(lambda: up.management.vmodel("example").activeModelId != before, 30, "new model")
         time.sleep(0.5)
     assert loop.failures == []
     assert loop.served > 5
     assert status["observedGeneration"] == 2
     # The old model was auto-deleted once the vmodel moved on.
     wait_until(lambda: before not in up.management.models(), 30, "old model removed")
-    assert status["modelId"] in up.management.models() or any(
-        m.startswith("example__isvc-") for m in up.management.models()
-    )
+    assert up.management.vmodel("example").activeModelId in up.management.models()
 
 
 def test_failures_are_reported_with_modelmesh_reasons(up: Up) -> None:
@@ -122,12 +125,17 @@ def test_failures_are_reported_with_modelmesh_reasons(up: Up) -> None:
         def failed(name: str = name, reason: str = reason) -> bool:
             nonlocal status
             status = status_of(up, "isvc", name)
-            return (status.get("lastFailureInfo") or {}).get("reason") == reason
+            failure = status_field(status, "lastFailureInfo") or {}
+            return failure.get("reason") == reason
 
         wait_until(failed, 30, f"{name} fails with {reason}: {status}")
-        assert status["available"] is False
-        assert (status["lastFailureInfo"] or {}).get("message")
-    assert status_of(up, "isvc", "invalid")["transitionStatus"] == "InvalidSpec"
+        assert status_field(status, "ready") is False
+        failure = status_field(status, "lastFailureInfo")
+        assert failure["message"]
+        # As upstream: the revision it is about, and when.
+        assert failure["modelRevisionName"].startswith(f"{name}__isvc-"), failure
+        assert failure["time"].endswith("Z"), failure
+    assert status_field(status_of(up, "isvc", "invalid"), "transitionStatus") == "InvalidSpec"
     assert infer(up, "example").shape == (1,)  # the rest keeps serving
 
 
@@ -159,7 +167,7 @@ def test_the_framework_form_a_predictor_and_describe(up: Up) -> None:
     """
     done = apply(up, old_form)
     assert done.returncode == 0, done.stderr
-    wait_status(up, "old-form", available=True)
+    wait_status(up, "old-form", ready=True)
     assert infer(up, "old-form").shape == (1,)
     status = status_of(up, "predictor", "pred")
     wait_until(lambda: status_of(up, "predictor", "pred").get("available") is True, 30, "predictor")
@@ -167,6 +175,7 @@ def test_the_framework_form_a_predictor_and_describe(up: Up) -> None:
     described = cli(up, "describe", "isvc", "old-form")
     assert described.returncode == 0, described.stderr
     assert "activeModelState: Loaded" in described.stdout
+    assert "httpEndpoint: " in cli(up, "describe", "predictor", "pred").stdout
     assert status is not None
 
 
@@ -284,7 +293,11 @@ def test_a_predictor_and_an_inference_service_of_one_name_block_nothing(up: Up) 
         "a Predictor named twin already owns vmodel twin in namespace default"
     )
     wait_for_status(
-        up, "twin", lambda s: active_model_state(s) == "Loaded", "Loaded", kind="predictor"
+        up,
+        "twin",
+        lambda s: active_model_state(s, kind="predictor") == "Loaded",
+        "Loaded",
+        kind="predictor",
     )
     assert up.management.vmodel("twin", owner="ksp").targetModelId.startswith("twin__ksp-")
     lines = up.log.read_text(errors="replace").splitlines()
@@ -296,7 +309,7 @@ def test_a_predictor_and_an_inference_service_of_one_name_block_nothing(up: Up) 
 
 
 def test_delete_removes_the_vmodel_and_unknown_names_fail(up: Up) -> None:
-    wait_status(up, "example", available=True)
+    wait_status(up, "example", ready=True)
     done = cli(up, "delete", "isvc", "example")
     assert done.returncode == 0, done.stderr
 
@@ -356,3 +369,57 @@ def test_get_watch_prints_a_row_per_change_and_lists_shipped_runtimes(up: Up) ->
     names = [line.split()[0] for line in shipped.stdout.splitlines()[1:]]
     assert {"meshserve-builtin", "meshserve-pickle", "meshserve-mlserver"} <= set(names)
     assert cli(up, "delete", "isvc", "watched").returncode == 0
+
+
+def test_kserve_status_reads_and_wait_in_a_namespace(up: Up) -> None:
+    namespace = "modelmesh-serving"
+    at = ("-n", namespace)
+    served = isvc("in-ns", namespace=namespace, uri="pvc://claim/v1/model.skops")
+    assert apply(up, served).returncode == 0
+    waited = cli(
+        up, "wait", "--for=condition=Ready", "isvc/in-ns", *at, "--timeout", "60s",
+        "--endpoint", up.grpc,
+    )  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.strip() == "inferenceservice/in-ns condition met"
+
+    # What `kubectl get isvc -o jsonpath=...` reads, and KServe's printer columns.
+    shown = json.loads(cli(up, "get", "isvc", "in-ns", *at, "-o", "json").stdout)
+    url = f"grpc://{up.grpc}"
+    assert jsonpath(shown, ".status.modelStatus.states.activeModelState") == "Loaded"
+    assert jsonpath(shown, ".status.modelStatus.transitionStatus") == "UpToDate"
+    assert jsonpath(shown, ".status.modelStatus.copies.totalCopies") == 1
+    assert jsonpath(shown, ".status.url") == url
+    assert jsonpath(shown, ".status.address.url") == url
+    assert jsonpath(shown, ".status.components.predictor.grpcUrl") == url
+    assert jsonpath(shown, ".status.components.predictor.restUrl").startswith("http://")
+    assert jsonpath(shown, ".status.conditions[?(@.type=='Ready')].status") == "True"
+    assert jsonpath(shown, ".status.conditions[?(@.type=='PredictorReady')].status") == "True"
+    assert jsonpath(shown, ".status.conditions[?(@.type=='Ready')].lastTransitionTime")
+    assert jsonpath(shown, ".status.observedGeneration") == 1
+    table = cli(up, "get", "isvc", *at).stdout.splitlines()
+    assert table[1].split()[:4] == ["in-ns", url, "True", "Loaded"], table
+
+    # One that never becomes Ready: exit 1 once --timeout runs out, saying why.
+    never = isvc("never", namespace=namespace, format="tensorflow", uri="pvc://claim/v1/x")
+    assert apply(up, never).returncode == 0
+    timed_out = cli(up, "wait", "--for=condition=Ready", "isvc", "never", *at, "--timeout", "3s")
+    assert timed_out.returncode == 1, timed_out.stderr
+    assert "timed out waiting for condition Ready=True on inferenceservice/never" in (
+        timed_out.stderr
+    )
+    assert "NoSupportingRuntime" in timed_out.stderr
+    failed = cli(up, "wait", "--for=condition=Ready=false", "isvc/never", *at, "--timeout", "30")
+    assert failed.returncode == 0, failed.stderr
+    shown = json.loads(cli(up, "get", "isvc", "never", *at, "-o", "json").stdout)
+    failure = jsonpath(shown, ".status.modelStatus.lastFailureInfo")
+    assert failure["reason"] == "NoSupportingRuntime"
+    assert failure["modelRevisionName"].startswith(f"{namespace}/never__isvc-"), failure
+
+    # A name that is not there is exit 1 at once; --for=delete waits for the delete.
+    missing = cli(up, "wait", "--for=condition=Ready", "isvc/nothing", *at, "--timeout", "60s")
+    assert missing.returncode == 1
+    assert "NOT_FOUND" in missing.stderr
+    assert cli(up, "delete", "isvc", "never", *at).returncode == 0
+    gone = cli(up, "wait", "--for=delete", "isvc/never", *at, "--timeout", "30s")
+    assert gone.returncode == 0, gone.stderr

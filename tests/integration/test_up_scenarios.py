@@ -27,6 +27,7 @@ from tests.integration._resources import (
     isvc,
     serving_loop,
     status,
+    status_field,
     wait_status,
 )
 from tests.integration._up import Up, run_up
@@ -127,7 +128,7 @@ def test_a_modelmesh_serving_example_file_is_served_unchanged(up: Up) -> None:
     done = apply(up, MODELMESH_EXAMPLE)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no field of it is ignored
-    wait_status(up, "example-onnx-mnist", available=True, activeModelState="Loaded")
+    wait_status(up, "example-onnx-mnist", ready=True, activeModelState="Loaded")
     client = up.grpc_client()
     try:
         tensor = triton_grpc.InferInput("float_input", [2, 4], "FP32")
@@ -159,7 +160,7 @@ def test_created_models_go_from_loading_to_loaded_two_types_and_two_of_one_type(
             done = apply(up, _isvc(name, fmt, path))
             assert done.returncode == 0, done.stderr
         for name in ("iris-sk-1", "iris-sk-2", "iris-xgb"):
-            wait_status(up, name, available=True, activeModelState="Loaded")
+            wait_status(up, name, ready=True, activeModelState="Loaded")
     finally:
         time.sleep(1.0)
         watcher.terminate()
@@ -176,7 +177,7 @@ def test_created_models_go_from_loading_to_loaded_two_types_and_two_of_one_type(
     while text:
         document, end = decoder.raw_decode(text)
         text = text[end:].lstrip()
-        state = (document.get("status") or {}).get("activeModelState")
+        state = status_field(document.get("status") or {}, "activeModelState")
         if state is not None:
             seen.setdefault(document["metadata"]["name"], []).append(state)
     for name in ("iris-sk-1", "iris-sk-2", "iris-xgb"):
@@ -189,7 +190,8 @@ def test_an_update_changing_the_format_keeps_answering_through_the_transition(
 ) -> None:
     rows = iris_rows(5)
     assert apply(up, _isvc("iris-switch", "sklearn", "sklearn/iris.skops")).returncode == 0
-    first = wait_status(up, "iris-switch", available=True)
+    wait_status(up, "iris-switch", ready=True)
+    first = up.management.vmodel("iris-switch").activeModelId
     transitions: set[str] = set()
     with serving_loop(up, "iris-switch", rows.astype(np.float32)) as loop:
         time.sleep(0.3)
@@ -197,11 +199,11 @@ def test_an_update_changing_the_format_keeps_answering_through_the_transition(
 
         def settled() -> bool:
             found = status(up, "isvc", "iris-switch")
-            transitions.add(found.get("transitionStatus", ""))
+            transitions.add(status_field(found, "transitionStatus") or "")
             return (
-                found.get("modelId") != first["modelId"]
-                and found.get("transitionStatus") == "UpToDate"
-                and found.get("activeModelState") == "Loaded"
+                up.management.vmodel("iris-switch").activeModelId != first
+                and status_field(found, "transitionStatus") == "UpToDate"
+                and status_field(found, "activeModelState") == "Loaded"
             )
 
         wait_until(settled, 60, "the update to xgboost")
@@ -239,12 +241,12 @@ def test_an_invalid_path_bucket_or_storage_key_fails_with_location_and_time(up: 
     started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)
     for name, (_, named) in cases.items():
         found = wait_status(up, name, activeModelState="FailedToLoad")
-        failure: dict[str, Any] = found["lastFailureInfo"]
-        assert found["available"] is False
+        failure: dict[str, Any] = status_field(found, "lastFailureInfo")
+        assert status_field(found, "ready") is False
         assert failure["reason"] == "ModelLoadFailed", failure
         assert named in failure["message"], failure
         assert failure["location"], failure
-        assert failure["modelId"].startswith(f"{name}__isvc-")
+        assert failure["modelRevisionName"].startswith(f"{name}__isvc-")
         when = datetime.datetime.fromisoformat(failure["time"].replace("Z", "+00:00"))
         assert when >= started.replace(microsecond=0)
         assert "meshserve-test-secret" not in json.dumps(found)  # no credential in a status
@@ -265,9 +267,9 @@ def test_a_single_model_runtime_is_ignored(up: Up) -> None:
     named = _isvc("on-single", "sklearn", "sklearn/iris.skops", runtime="kserve-sklearnserver")
     assert apply(up, named).returncode == 0
     found = wait_status(up, "on-single", activeModelState="FailedToLoad")
-    assert found["lastFailureInfo"]["reason"] == "RuntimeNotRecognized"
+    assert status_field(found, "lastFailureInfo")["reason"] == "RuntimeNotRecognized"
     # A model selected by format is not placed on it either.
     assert apply(up, _isvc("by-format", "sklearn", "sklearn/iris.skops")).returncode == 0
-    wait_status(up, "by-format", available=True)
+    wait_status(up, "by-format", ready=True)
     done = cli(up, "get", "servingruntime")
     assert "kserve-sklearnserver" in done.stdout

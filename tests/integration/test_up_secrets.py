@@ -28,7 +28,7 @@ import yaml
 
 from tests.integration._mesh import make_model, wait_until
 from tests.integration._objstores import S3Server, run_seaweedfs
-from tests.integration._resources import cli, isvc
+from tests.integration._resources import cli, isvc, status_field
 from tests.integration._up import Up, run_up
 
 pytestmark = pytest.mark.timeout(240)
@@ -113,7 +113,9 @@ def _wait(up: Up, name: str, *, namespace: str, failed: bool = False) -> dict[st
     def settled() -> bool:
         nonlocal last
         last = _status(up, name, namespace=namespace)
-        return bool(last.get("lastFailureInfo")) if failed else last.get("available") is True
+        if failed:
+            return bool(status_field(last, "lastFailureInfo"))
+        return status_field(last, "ready") is True
 
     try:
         wait_until(settled, 60, f"{namespace}/{name} {'failing' if failed else 'available'}")
@@ -152,7 +154,7 @@ def test_a_sealed_secret_holds_the_credentials_an_inference_service_pulls_with(
     assert applied == "secret/storage-config created"
     _isvc(up, "secure", namespace="team-a", path=OBJECTS[0])
     status = _wait(up, "secure", namespace="team-a")
-    assert status["activeModelState"] == "Loaded"
+    assert status_field(status, "activeModelState") == "Loaded"
     assert _infer(up, "team-a/secure").shape == (2,)
     assert s3.request_count(key_substring=OBJECTS[0]) >= 1
 
@@ -187,7 +189,7 @@ def test_a_rotated_secret_is_used_by_the_next_pull(up: Up, s3: S3Server) -> None
         "secret/storage-config configured"
     )
     _isvc(up, "rotated", namespace="team-a", path=OBJECTS[1])
-    failure = _wait(up, "rotated", namespace="team-a", failed=True)["lastFailureInfo"]
+    failure = status_field(_wait(up, "rotated", namespace="team-a", failed=True), "lastFailureInfo")
     assert "storage key 's3'" in failure["message"]
     assert "access denied" in failure["message"]
     assert WRONG_SECRET not in json.dumps(failure)
@@ -211,7 +213,9 @@ def test_a_secret_sealed_with_another_key_fails_its_load_by_name(up: Up, s3: S3S
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "secret/storage-config created"
     _isvc(up, "other-key", namespace="team-b", path=OBJECTS[3])
-    failure = _wait(up, "other-key", namespace="team-b", failed=True)["lastFailureInfo"]
+    failure = status_field(
+        _wait(up, "other-key", namespace="team-b", failed=True), "lastFailureInfo"
+    )
     message = failure["message"]
     assert "key 's3' of secret 'team-b/storage-config'" in message, message
     assert "another sealing key" in message

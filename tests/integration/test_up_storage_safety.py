@@ -23,7 +23,7 @@ from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import model_mesh_pb2 as mm
 from tests.integration._credentials import credential
 from tests.integration._mesh import make_model
-from tests.integration._resources import cli, isvc, wait_status
+from tests.integration._resources import cli, isvc, status_field, wait_status
 from tests.integration._up import Up, run_up
 
 pytestmark = pytest.mark.timeout(180)
@@ -212,7 +212,7 @@ def test_a_claim_that_is_a_symlink_out_of_the_pvc_root_does_not_load(
     code, output = _cli(up, "apply", "-f", "-", stdin=isvc("escape", uri="pvc://escape/m.skops"))
     assert code == 0, output
     status = wait_status(up, "escape", activeModelState="FailedToLoad")
-    assert "outside the pvc root" in status["lastFailureInfo"]["message"]
+    assert "outside the pvc root" in status_field(status, "lastFailureInfo")["message"]
 
 
 def test_the_data_dir_and_the_store_are_private(up: Up) -> None:

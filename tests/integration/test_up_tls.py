@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests._processes import meshserve, read_until
 from tests.integration._mesh import make_model
-from tests.integration._resources import ISVC, cli
+from tests.integration._resources import ISVC, cli, status_field
 from tests.integration._up import Up, metric_total, run_up, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -322,11 +322,12 @@ def test_status_urls_say_how_to_reach_a_tls_server(
         got = cli(tls_up, "get", "isvc", "secure", "-o", "json", *tls)
         assert got.returncode == 0, got.stderr
         status: dict[str, Any] = json.loads(got.stdout).get("status", {})
-        return status if status.get("activeModelState") == "Loaded" else None
+        return status if status_field(status, "activeModelState") == "Loaded" else None
 
     status = wait_until(loaded, timeout=60, what="the InferenceService loaded", interval=0.5)
-    assert status["restUrl"].startswith("https://"), status
-    assert status["grpcEndpoint"] == f"grpc://{tls_up.grpc}", status
+    predictor = status["components"]["predictor"]
+    assert predictor["restUrl"].startswith("https://"), status
+    assert predictor["grpcUrl"] == status["url"] == f"grpc://{tls_up.grpc}", status
     trusting = ssl.create_default_context(cafile=str(pki.ca_file))
-    ready = httpx.get(status["restUrl"] + "/ready", verify=trusting, timeout=10)
+    ready = httpx.get(predictor["restUrl"] + "/ready", verify=trusting, timeout=10)
     assert ready.status_code == 200, ready.text

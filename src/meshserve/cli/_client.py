@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager as ContextManager
@@ -317,14 +318,39 @@ class CallOptions:
         return connect(endpoint=endpoint, timeout_s=self.timeout_s, tls=self.tls, token=self.token)
 
 
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class _Duration(click.ParamType[float]):
+    """Seconds: a number, or a number with a unit as kubectl takes it
+    (500ms, 30s, 2m, 1h)."""
+
+    name = "duration"
+    _FORM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            match = self._FORM.fullmatch(str(value).strip())
+            if match is None:
+                self.fail(f"{value!r} is not a duration (e.g. 30, 30s, 500ms, 2m)", param, ctx)
+            seconds = float(match[1]) * _UNIT_SECONDS[match[2] or "s"]
+        if seconds <= 0:
+            self.fail(f"{value!r}: must be more than 0", param, ctx)
+        return seconds
+
+
 _CALL_OPTIONS = (
     click.option(
         "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
+        type=_Duration(),
         default=DEFAULT_TIMEOUT_S,
         show_default=True,
-        metavar="SECONDS",
-        help="Deadline of each call (a --sync load must fit in it).",
+        metavar="DURATION",
+        help="Deadline of each call (a --sync load must fit in it); seconds, or 500ms, 30s, 2m.",
     ),
     click.option(
         "--tls-ca",

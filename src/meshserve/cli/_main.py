@@ -24,6 +24,7 @@ _COMMANDS = {
     "get": "_resources:get",
     "describe": "_resources:describe",
     "delete": "_resources:delete",
+    "wait": "_wait:wait",
     "runtime": "_runtime:runtime",
     "adapter": "_adapter:adapter",
     "models": "_models:models",

@@ -30,7 +30,7 @@ import yaml
 from meshserve.cli._client import ServerError
 from meshserve.cli._output import Table, emit
 from meshserve.cli._resource_access import Listing, ResourceTarget, pass_resource_target
-from meshserve.controller import ResourceKey, kind_of
+from meshserve.controller import READY, ResourceKey, find_condition, kind_of
 from meshserve.errors import InvalidResourceError
 from meshserve.resources import load_documents, load_manifest
 
@@ -257,25 +257,34 @@ def _table(kind: str, documents: list[dict[str, Any]]) -> Table:
         )
     rows = []
     for d in documents:
-        status = d.get("status", {})
-        models = (
-            status.get("activeModelState", "-"),
-            status.get("targetModelState", "") or "-",
-            status.get("transitionStatus", "-"),
-            _age(d),
-        )
+        status = d.get("status") or {}
         if kind == "Predictor":
+            # v1alpha1 Predictor's columns: its flat status.
             model_type = (d.get("spec", {}).get("modelType") or {}).get("name", "-")
-            rows.append((d["metadata"]["name"], model_type, _bool(status), *models))
+            second = (model_type, "True" if status.get("available") else "False")
+            model = status
         else:
-            url = status.get("grpcEndpoint", "-")
-            rows.append((d["metadata"]["name"], url, _bool(status), *models))
-    second = ("TYPE", "AVAILABLE") if kind == "Predictor" else ("URL", "READY")
-    return Table(("NAME", *second, "ACTIVEMODEL", "TARGETMODEL", "TRANSITION", "AGE"), rows)
-
-
-def _bool(status: dict[str, Any]) -> str:
-    return "True" if status.get("available") else "False"
+            # KServe's: .status.url, .status.conditions[?(@.type=='Ready')].status,
+            # and ModelMesh's .status.modelStatus.
+            ready = find_condition(status, READY) or {}
+            second = (status.get("url") or "-", ready.get("status") or "Unknown")
+            model_status = status.get("modelStatus") or {}
+            model = {
+                **(model_status.get("states") or {}),
+                "transitionStatus": model_status.get("transitionStatus"),
+            }
+        rows.append(
+            (
+                d["metadata"]["name"],
+                *second,
+                model.get("activeModelState") or "-",
+                model.get("targetModelState") or "-",
+                model.get("transitionStatus") or "-",
+                _age(d),
+            )
+        )
+    second_header = ("TYPE", "AVAILABLE") if kind == "Predictor" else ("URL", "READY")
+    return Table(("NAME", *second_header, "ACTIVEMODEL", "TARGETMODEL", "TRANSITION", "AGE"), rows)
 
 
 @click.command()

@@ -35,6 +35,9 @@ from meshserve.controller._resource_store import (
 )
 from meshserve.controller._secret_documents import redact_secret
 from meshserve.controller._status import (
+    PREDICTOR_READY,
+    READY,
+    ConditionStatus,
     LastFailureInfo,
     ModelState,
     PredictorStatus,
@@ -42,6 +45,7 @@ from meshserve.controller._status import (
     RuntimeVerdict,
     SkippedStatus,
     TransitionStatus,
+    find_condition,
     status_document,
 )
 
@@ -50,7 +54,10 @@ __all__ = [
     "CLUSTER",
     "MLSERVER_RUNTIME",
     "PICKLE_RUNTIME",
+    "PREDICTOR_READY",
+    "READY",
     "Applied",
+    "ConditionStatus",
     "Controller",
     "LastFailureInfo",
     "MeshPort",
@@ -69,6 +76,7 @@ __all__ = [
     "TransitionStatus",
     "builtin_runtimes",
     "expand_vars",
+    "find_condition",
     "kind_of",
     "pool_spec",
     "pool_variables",

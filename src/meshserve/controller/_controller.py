@@ -62,6 +62,8 @@ from meshserve.errors import (
 )
 from meshserve.mesh import ModelState, VModelStatus
 from meshserve.resources import (
+    INFERENCE_SERVICE_SOURCE,
+    PREDICTOR_SOURCE,
     FailureReason,
     InferenceService,
     ModelNames,
@@ -117,6 +119,7 @@ class Controller:
         self._allowed = control.allowed_runtime_images
         self._pools = pools
         self._pickle_namespaces = control.pickle_namespaces
+        self._clock = clock
         self._planner = PoolPlanner(
             pods_per_runtime=control.pods_per_runtime,
             scale_to_zero=control.scale_to_zero_enabled,
@@ -215,9 +218,11 @@ class Controller:
         verdicts = catalog.verdicts
         if self._pools is not None:
             verdicts = await self._size_pools(catalog.usable, used, verdicts)
+        now_s = self._clock.time()
         for key, status in [*verdicts.items(), *served.items()]:
-            document = status_document(status)
-            if statuses.get(key) != document:
+            previous = statuses.get(key)
+            document = status_document(status, kind=key.kind, now_s=now_s, previous=previous)
+            if previous != document:
                 await self._resources.put_status(key, document)
         for key in statuses:
             if key not in documents:
@@ -256,7 +261,7 @@ class Controller:
         self._backoff.succeeded(key)
         if runtime is not None:
             used.add(runtime)
-        refused = isinstance(status, PredictorStatus) and status.model_id is None
+        refused = isinstance(status, PredictorStatus) and not status.reached_mesh
         failure = status.last_failure_info if isinstance(status, PredictorStatus) else None
         if refused and failure is not None:
             self._log_refused(key, failure.reason, failure.message)
@@ -271,7 +276,9 @@ class Controller:
         self._log_refused(
             key, reason, message, bug=None if isinstance(exc, MeshServeError) else exc
         )
-        return PredictorStatus.refused(reason, message, generation=_generation(document))
+        return PredictorStatus.refused(
+            reason, message, generation=_generation(document), model_id=_revision(key, document)
+        )
 
     def _log_refused(
         self, key: ResourceKey, reason: str, message: str, *, bug: Exception | None = None
@@ -301,18 +308,24 @@ class Controller:
             return SkippedStatus(observed_generation=generation, message=str(exc)), None
         except InvalidResourceError as exc:
             return PredictorStatus.refused(
-                FailureReason.INVALID_PREDICTOR_SPEC, str(exc), generation=generation
+                FailureReason.INVALID_PREDICTOR_SPEC,
+                str(exc),
+                generation=generation,
+                model_id=_unservable_model_id(key, document),
             ), None
         choice = catalog.choose(target, namespace=key.namespace)
         if isinstance(choice, RuntimeRefusal):
             return PredictorStatus.refused(
-                choice.reason, choice.message, generation=generation
+                choice.reason, choice.message, generation=generation, model_id=names.model_id
             ), None
         runtime = choice.name
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
             return PredictorStatus.refused(
-                FailureReason.RUNTIME_NOT_RECOGNIZED, refusal, generation=generation
+                FailureReason.RUNTIME_NOT_RECOGNIZED,
+                refusal,
+                generation=generation,
+                model_id=names.model_id,
             ), None
         previous = self._applied.get(key)
         vmodel = self._mesh.vmodel_status(names.vmodel_id)
@@ -334,6 +347,7 @@ class Controller:
                 FailureReason.RUNTIME_UNHEALTHY,
                 f"runtime {runtime}: {problem}",
                 generation=generation,
+                model_id=names.model_id,
             ), runtime
         return status, runtime
 
@@ -436,13 +450,37 @@ def _fingerprint(document: dict[str, Any]) -> str:
 
 def _scoped(names: ModelNames) -> ModelNames:
     """Ids outside the default namespace carry it: ``<namespace>/<name>``."""
-    if names.namespace in ("", "default"):
-        return names
     return dataclasses.replace(
         names,
-        vmodel_id=f"{names.namespace}/{names.vmodel_id}",
-        model_id=f"{names.namespace}/{names.model_id}",
+        vmodel_id=_in_namespace(names.namespace, names.vmodel_id),
+        model_id=_in_namespace(names.namespace, names.model_id),
     )
+
+
+def _in_namespace(namespace: str, mesh_id: str) -> str:
+    return mesh_id if namespace in ("", "default") else f"{namespace}/{mesh_id}"
+
+
+def _revision(key: ResourceKey, document: dict[str, Any]) -> str:
+    """The model revision a resource's spec names, as its failure reports
+    it (:func:`_unservable_model_id` for a spec that cannot be read)."""
+    try:
+        resource = parse_resource(document)
+        assert isinstance(resource, InferenceService | Predictor)
+        return _scoped(model_names(resource)).model_id
+    except MeshServeError:
+        return _unservable_model_id(key, document)
+
+
+def _unservable_model_id(key: ResourceKey, document: dict[str, Any]) -> str:
+    """The revision a spec that cannot be served names in its failure:
+    ``<name>__<source>-<hash>`` as a servable one's, the hash over the spec
+    as applied (there is no Predictor spec to hash), so that it changes
+    with the spec as upstream's modelRevisionName does."""
+    source = PREDICTOR_SOURCE if key.kind == "Predictor" else INFERENCE_SERVICE_SOURCE
+    spec = orjson.dumps(document.get("spec"), option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha1(spec).hexdigest()[:10]
+    return _in_namespace(key.namespace, f"{key.name}__{source}-{digest}")
 
 
 def _model_key(target: ModelTarget) -> str:

@@ -302,10 +302,32 @@ async def _status(resources: ResourceStore, key: ResourceKey) -> dict[str, Any]:
 
 
 def _failure(status: dict[str, Any]) -> dict[str, Any]:
-    """A status's lastFailureInfo ({} when none): read in one place, since
-    the status document's shape is KServe's to follow."""
-    failure: dict[str, Any] = status.get("lastFailureInfo") or {}
+    """A status's lastFailureInfo ({} when none), in either kind's shape."""
+    failure: dict[str, Any] = (
+        status.get("lastFailureInfo") or status.get("modelStatus", {}).get("lastFailureInfo") or {}
+    )
     return failure
+
+
+def _active(status: dict[str, Any]) -> str | None:
+    """A status's active model state, in either kind's shape."""
+    states = status.get("modelStatus", {}).get("states", {})
+    state: str | None = states.get("activeModelState", status.get("activeModelState"))
+    return state
+
+
+def _transition(status: dict[str, Any]) -> str | None:
+    """A status's transition status, in either kind's shape."""
+    value: str | None = status.get("modelStatus", {}).get(
+        "transitionStatus", status.get("transitionStatus")
+    )
+    return value
+
+
+def _ready(status: dict[str, Any]) -> str:
+    """The status of the Ready condition (kubectl's printer column)."""
+    (ready,) = [c for c in status["conditions"] if c["type"] == "Ready"]
+    return str(ready["status"])
 
 
 async def _applied(
@@ -330,7 +352,7 @@ async def _served(
 
 
 async def test_an_inference_service_becomes_a_vmodel_and_reports_loaded(
-    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
 ) -> None:
     await resources.apply(_isvc("iris"))
     await controller.reconcile()
@@ -342,24 +364,43 @@ async def test_an_inference_service_becomes_a_vmodel_and_reports_loaded(
     assert (model.model_type, model.path, model.auto_delete) == ("mt:sklearn", "iris.skops", True)
     assert json.loads(model.key)["model_type"] == {"name": "sklearn"}
     loading = await _status(resources, _key("InferenceService", "iris"))
-    assert loading["activeModelState"] == "Loading"
-    assert loading["available"] is False
+    assert loading["modelStatus"]["states"]["activeModelState"] == "Loading"
+    assert _ready(loading) == "Unknown"
 
     mesh.loaded(model_id)
+    clock.advance(5)
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
     # The whole document, key order included: `get -o yaml` prints it as is.
-    assert list(status.items()) == [
-        ("observedGeneration", 1),
-        ("activeModelState", "Loaded"),
-        ("targetModelState", ""),
-        ("transitionStatus", "UpToDate"),
-        ("available", True),
-        ("totalCopies", 1),
-        ("failedCopies", 0),
-        ("grpcEndpoint", f"grpc://{GRPC}"),
-        ("modelId", model_id),
-        ("restUrl", f"{REST}/v2/models/iris"),
+    ready_at = "2023-11-14T22:13:25Z"
+    assert status == {
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "PredictorReady", "status": "True", "lastTransitionTime": ready_at},
+            {"type": "Ready", "status": "True", "lastTransitionTime": ready_at},
+        ],
+        "url": f"grpc://{GRPC}",
+        "address": {"url": f"grpc://{GRPC}"},
+        "components": {
+            "predictor": {
+                "grpcUrl": f"grpc://{GRPC}",
+                "restUrl": f"{REST}/v2/models/iris",
+                "url": f"grpc://{GRPC}",
+            }
+        },
+        "modelStatus": {
+            "transitionStatus": "UpToDate",
+            "states": {"activeModelState": "Loaded"},
+            "copies": {"failedCopies": 0, "totalCopies": 1},
+        },
+    }
+    assert list(status) == [
+        "observedGeneration",
+        "conditions",
+        "url",
+        "address",
+        "components",
+        "modelStatus",
     ]
 
 
@@ -373,18 +414,20 @@ async def test_a_changed_spec_is_a_new_target_the_vmodel_moves_to_once_loaded(
     assert second != first and second.startswith("iris__isvc-")
     moving = await _status(resources, key)
     assert moving["observedGeneration"] == 2
-    assert moving["transitionStatus"] == "InProgress"
-    assert moving["activeModelState"] == "Loaded"
-    assert moving["targetModelState"] == "Loading"
-    assert moving["available"] is True, "the old model serves while the new one loads"
-    assert moving["modelId"] == second
+    assert moving["modelStatus"]["transitionStatus"] == "InProgress"
+    assert moving["modelStatus"]["states"] == {
+        "activeModelState": "Loaded",
+        "targetModelState": "Loading",
+    }
+    assert _ready(moving) == "True", "the old model serves while the new one loads"
+    assert mesh.vmodels["iris"].target == second
 
     mesh.loaded(second)
     await controller.reconcile()
     done = await _status(resources, key)
-    assert done["transitionStatus"] == "UpToDate"
-    assert done["targetModelState"] == ""
-    assert done["modelId"] == second
+    assert done["modelStatus"]["transitionStatus"] == "UpToDate"
+    assert done["modelStatus"]["states"] == {"activeModelState": "Loaded"}
+    assert mesh.vmodels["iris"].active == second
     assert first not in mesh.models, "the old auto-delete model went"
 
 
@@ -406,9 +449,8 @@ async def test_a_model_waiting_for_a_placeable_instance_is_loaded_once_one_can_t
     mesh.placeable = False
     await controller.reconcile()
     assert mesh.ensured == []
-    assert (await _status(resources, _key("InferenceService", "iris")))[
-        "activeModelState"
-    ] == "Standby"
+    waiting = await _status(resources, _key("InferenceService", "iris"))
+    assert waiting["modelStatus"]["states"]["activeModelState"] == "Standby"
 
     mesh.placeable = True
     await controller.reconcile()
@@ -437,17 +479,19 @@ async def test_a_load_failure_is_failed_to_load_with_the_last_failure(
     clock.advance(30)
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
-    assert status["activeModelState"] == "FailedToLoad"
-    assert status["available"] is False
-    assert status["failedCopies"] == 1
-    assert list(status["lastFailureInfo"].items()) == [
+    model_status = status["modelStatus"]
+    assert model_status["states"]["activeModelState"] == "FailedToLoad"
+    assert _ready(status) == "False"
+    assert model_status["copies"]["failedCopies"] == 1
+    # The copy's failure time, not the pass's (30 s later).
+    assert list(model_status["lastFailureInfo"].items()) == [
         ("location", "instance-b"),
         ("reason", "ModelLoadFailed"),
         ("message", "iris.skops: not a skops file"),
-        ("modelId", model_id),
+        ("modelRevisionName", model_id),
         ("time", START_TEXT),
     ]
-    assert list(status)[-1] == "lastFailureInfo"
+    assert list(model_status) == ["transitionStatus", "states", "lastFailureInfo", "copies"]
 
 
 async def test_a_failed_new_target_blocks_the_transition_and_names_the_target(
@@ -459,11 +503,13 @@ async def test_a_failed_new_target_blocks_the_transition_and_names_the_target(
     mesh.failed(second, "broken")
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
-    assert status["transitionStatus"] == "BlockedByFailedLoad"
-    assert status["activeModelState"] == "Loaded"
-    assert status["targetModelState"] == "FailedToLoad"
-    assert status["available"] is True
-    assert status["lastFailureInfo"]["modelId"] == second
+    assert status["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
+    assert status["modelStatus"]["states"] == {
+        "activeModelState": "Loaded",
+        "targetModelState": "FailedToLoad",
+    }
+    assert _ready(status) == "True"
+    assert status["modelStatus"]["lastFailureInfo"]["modelRevisionName"] == second
 
 
 async def test_a_failure_message_is_shown_with_uris_redacted(
@@ -473,7 +519,8 @@ async def test_a_failure_message_is_shown_with_uris_redacted(
     mesh.failed(model_id, "cannot pull https://host/m.onnx?X-Amz-Signature=abc123secret")
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
-    assert "abc123secret" not in status["lastFailureInfo"]["message"]
+    assert "abc123secret" not in status["modelStatus"]["lastFailureInfo"]["message"]
+    assert "abc123secret" not in json.dumps(status["conditions"])
 
 
 async def test_an_unknown_runtime_name_is_not_recognized(
@@ -482,22 +529,17 @@ async def test_an_unknown_runtime_name_is_not_recognized(
     await resources.apply(_isvc("iris", runtime="no-such-runtime"))
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
-    # Refused before the mesh: the shorter document, in its own key order.
-    assert list(status) == [
-        "observedGeneration",
-        "available",
-        "activeModelState",
-        "targetModelState",
-        "transitionStatus",
-        "lastFailureInfo",
-        "totalCopies",
-        "failedCopies",
-    ]
-    assert status["activeModelState"] == "FailedToLoad"
-    assert status["transitionStatus"] == "BlockedByFailedLoad"
-    assert list(status["lastFailureInfo"]) == ["reason", "message"]
-    assert status["lastFailureInfo"]["reason"] == "RuntimeNotRecognized"
-    assert "no-such-runtime" in status["lastFailureInfo"]["message"]
+    # Refused before the mesh: no URLs.
+    assert list(status) == ["observedGeneration", "conditions", "modelStatus"]
+    model_status = status["modelStatus"]
+    assert model_status["states"] == {"activeModelState": "FailedToLoad"}
+    assert _transition(model_status) == "BlockedByFailedLoad"
+    failure = model_status["lastFailureInfo"]
+    assert list(failure) == ["reason", "message", "modelRevisionName", "time"]
+    assert failure["reason"] == "RuntimeNotRecognized"
+    assert failure["modelRevisionName"].startswith("iris__isvc-")
+    assert failure["time"] == START_TEXT
+    assert "no-such-runtime" in failure["message"]
     assert mesh.vmodels == {}
 
 
@@ -507,8 +549,8 @@ async def test_a_format_no_runtime_supports_has_no_supporting_runtime(
     await resources.apply(_isvc("tf", model_format="tensorflow"))
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "tf"))
-    assert status["lastFailureInfo"]["reason"] == "NoSupportingRuntime"
-    assert status["transitionStatus"] == "BlockedByFailedLoad"
+    assert status["modelStatus"]["lastFailureInfo"]["reason"] == "NoSupportingRuntime"
+    assert status["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
     assert mesh.vmodels == {}
 
 
@@ -520,8 +562,10 @@ async def test_a_pickle_runtime_outside_the_allowed_namespaces_is_not_recognized
     await resources.apply(_isvc("pickled", runtime="meshserve-pickle", namespace="team-a"))
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "pickled", "team-a"))
-    assert status["lastFailureInfo"]["reason"] == "RuntimeNotRecognized"
-    assert "control.pickleNamespaces (trusted)" in status["lastFailureInfo"]["message"]
+    failure = status["modelStatus"]["lastFailureInfo"]
+    assert failure["reason"] == "RuntimeNotRecognized"
+    assert "control.pickleNamespaces (trusted)" in failure["message"]
+    assert failure["modelRevisionName"].startswith("team-a/pickled__isvc-")
 
 
 async def test_an_invalid_spec_is_invalid_spec(
@@ -532,8 +576,20 @@ async def test_an_invalid_spec_is_invalid_spec(
     await resources.apply(document)
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris"))
-    assert status["transitionStatus"] == "InvalidSpec"
-    assert status["lastFailureInfo"]["reason"] == "InvalidPredictorSpec"
+    assert status["modelStatus"]["transitionStatus"] == "InvalidSpec"
+    failure = status["modelStatus"]["lastFailureInfo"]
+    assert failure["reason"] == "InvalidPredictorSpec"
+    assert failure["time"] == START_TEXT
+    first_revision = failure["modelRevisionName"]
+    assert first_revision.startswith("iris__isvc-")
+
+    # Another invalid spec is another revision.
+    document["spec"]["predictor"]["model"]["storageUri"] = "nfs://server/other"
+    await resources.apply(document)
+    await controller.reconcile()
+    status = await _status(resources, _key("InferenceService", "iris"))
+    revision = status["modelStatus"]["lastFailureInfo"]["modelRevisionName"]
+    assert revision.startswith("iris__isvc-") and revision != first_revision
 
 
 async def test_a_resource_for_another_controller_is_skipped(
@@ -555,8 +611,11 @@ async def test_ids_outside_the_default_namespace_carry_it(
     assert list(mesh.vmodels) == ["team-a/iris"]
     (model_id,) = mesh.models
     assert model_id.startswith("team-a/iris__isvc-")
+    mesh.loaded(model_id)
+    await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris", "team-a"))
-    assert status["restUrl"] == f"{REST}/v2/models/team-a/iris"
+    predictor = status["components"]["predictor"]
+    assert predictor["restUrl"] == f"{REST}/v2/models/team-a/iris"
 
 
 async def test_runtime_verdicts_and_pool_sizes_follow_use_and_the_grace_period(
@@ -605,9 +664,12 @@ async def test_an_unhealthy_runtime_pool_is_named_while_nothing_serves(
     await resources.apply(_isvc("pickled", runtime="meshserve-pickle"))
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "pickled"))
-    assert status["lastFailureInfo"] == {
+    failure = status["modelStatus"]["lastFailureInfo"]
+    assert failure == {
         "reason": "RuntimeUnhealthy",
         "message": "runtime meshserve-pickle: exited with status 1",
+        "modelRevisionName": mesh.vmodels["pickled"].target,
+        "time": START_TEXT,
     }
     shipped = ResourceKey.named("ClusterServingRuntime", CLUSTER, "meshserve-pickle")
     assert await resources.status(shipped) is None, "shipped runtimes get no verdict"
@@ -630,13 +692,11 @@ async def test_a_predictor_and_an_inference_service_of_one_name_do_not_block_the
     assert [m for m in mesh.models if m.startswith("iris__ksp-")] == []
     assert mesh.vmodels["zz-other"].owner == "ksp", "the one after the conflict is reconciled"
     other = await _status(resources, _key("Predictor", "zz-other"))
-    assert other["activeModelState"] == "Loading"
-    assert (await _status(resources, _key("InferenceService", "iris")))[
-        "activeModelState"
-    ] == "Loading"
+    assert _active(other) == "Loading"
+    assert _active(await _status(resources, _key("InferenceService", "iris"))) == "Loading"
     refused = await _status(resources, _key("Predictor", "iris"))
-    assert refused["transitionStatus"] == "InvalidSpec"
-    assert refused["activeModelState"] == "FailedToLoad"
+    assert _transition(refused) == "InvalidSpec"
+    assert _active(refused) == "FailedToLoad"
     assert _failure(refused)["reason"] == "InvalidPredictorSpec"
     assert _failure(refused)["message"].startswith(
         "an InferenceService named iris already owns vmodel iris in namespace default"
@@ -671,7 +731,7 @@ async def test_the_first_come_keeps_the_vmodel_until_it_is_deleted(
     assert mesh.vmodels["iris"].owner == "isvc"
     taken = await _status(resources, _key("InferenceService", "iris"))
     assert _failure(taken) == {}
-    assert taken["activeModelState"] == "Loading"
+    assert _active(taken) == "Loading"
 
 
 async def test_a_vmodel_of_a_management_client_is_named_as_such(
@@ -945,3 +1005,36 @@ async def test_a_local_path_outside_the_roots_is_refused_even_past_the_api(
     assert failure["reason"] == "InvalidPredictorSpec"
     assert "outside the allowed roots" in failure["message"]
     assert "outside" not in mesh.vmodels
+
+
+async def test_a_predictor_reports_its_flat_v1alpha1_status(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    model_id = await _served(controller, mesh, resources, _predictor("iris"))
+    assert model_id.startswith("iris__ksp-")
+    status = await _status(resources, _key("Predictor", "iris"))
+    assert status == {
+        "observedGeneration": 1,
+        "available": True,
+        "transitionStatus": "UpToDate",
+        "activeModelState": "Loaded",
+        "targetModelState": "",
+        "httpEndpoint": f"{REST}/v2/models/iris",
+        "grpcEndpoint": f"grpc://{GRPC}",
+        "totalCopies": 1,
+        "failedCopies": 0,
+    }
+
+
+async def test_later_passes_keep_the_times_of_an_unchanged_status(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    await resources.apply(_isvc("tf", model_format="tensorflow"))
+    await controller.reconcile()
+    key = _key("InferenceService", "tf")
+    first = await _status(resources, key)
+    clock.advance(120)
+    await controller.reconcile()
+    assert await _status(resources, key) == first
+    assert first["modelStatus"]["lastFailureInfo"]["time"] == START_TEXT
+    assert {c["lastTransitionTime"] for c in first["conditions"]} == {START_TEXT}
