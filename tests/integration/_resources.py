@@ -256,16 +256,26 @@ def wait_status(
 def infer(target: Serving, name: str, rows: np.ndarray | None = None) -> np.ndarray:
     """The ``predict`` output of a tabular model for ``rows`` (default: one
     row of ones, FP32), over tritonclient gRPC; input ``input-0``."""
+    output: np.ndarray | None = infer_result(target.grpc, name, rows).as_numpy("predict")
+    assert output is not None
+    return output
+
+
+def infer_result(
+    address: str,
+    name: str,
+    rows: np.ndarray | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> triton_grpc.InferResult:
+    """tritonclient gRPC's result for ``rows`` (as :func:`infer`) sent to
+    ``address`` (host:port) with ``headers`` as call metadata."""
     data = np.ones((1, 4), dtype=np.float32) if rows is None else rows
-    client = triton_grpc.InferenceServerClient(target.grpc)
+    client = triton_grpc.InferenceServerClient(address)
     try:
         tensor = triton_grpc.InferInput("input-0", list(data.shape), np_to_triton_dtype(data.dtype))
         tensor.set_data_from_numpy(data)
-        output: np.ndarray | None = client.infer(name, [tensor], client_timeout=30).as_numpy(
-            "predict"
-        )
-        assert output is not None
-        return output
+        return client.infer(name, [tensor], headers=headers, client_timeout=30)
     finally:
         client.close()
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from tritonclient.utils import InferenceServerException
 
@@ -21,6 +22,7 @@ from tests.integration._resources import (
     apply,
     cli,
     infer,
+    infer_result,
     isvc,
     jsonpath,
     last_failure,
@@ -423,3 +425,41 @@ def test_kserve_status_reads_and_wait_in_a_namespace(up: Up) -> None:
     assert cli(up, "delete", "isvc", "never", *at).returncode == 0
     gone = cli(up, "wait", "--for=delete", "isvc/never", *at, "--timeout", "30s")
     assert gone.returncode == 0, gone.stderr
+
+
+def test_a_namespaced_inference_service_answers_by_plain_name(up: Up) -> None:
+    """As a client of its namespace's ModelMesh Serving Service: the status
+    URLs and the plain name, the namespace selected by ``mm-namespace``
+    (gRPC) or by the published restUrl itself (REST)."""
+    namespace, other = "modelmesh-serving", "other-ns"
+    for where, version in ((namespace, "v1"), (other, "v2")):
+        served = isvc("plain", namespace=where, uri=f"pvc://claim/{version}/model.skops")
+        assert apply(up, served).returncode == 0
+        waited = cli(
+            up, "wait", "--for=condition=Ready", "isvc/plain", "-n", where, "--timeout", "60s"
+        )
+        assert waited.returncode == 0, waited.stderr
+    shown = json.loads(cli(up, "get", "isvc", "plain", "-n", namespace, "-o", "json").stdout)
+    grpc_url = jsonpath(shown, ".status.components.predictor.grpcUrl")
+    rest_url = jsonpath(shown, ".status.components.predictor.restUrl")
+    assert rest_url == f"http://{up.rest}/namespaces/{namespace}/v2/models/plain"
+    address = grpc_url.removeprefix("grpc://")
+
+    for where in (namespace, other):
+        result = infer_result(address, "plain", headers={"mm-namespace": where})
+        assert result.get_response().model_name.startswith(f"{where}/plain__isvc-")
+        assert result.as_numpy("predict") is not None
+    # With no namespace selected the plain name is the default namespace's.
+    with pytest.raises(InferenceServerException, match="not registered"):
+        infer_result(address, "plain")
+
+    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]}
+    with httpx.Client(timeout=30) as client:
+        answer = client.post(f"{rest_url}/infer", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_name"].startswith(f"{namespace}/plain__isvc-")
+        assert answer.json()["outputs"][0]["name"] == "predict"
+        assert client.get(rest_url).status_code == 200
+        assert client.get(f"{rest_url}/ready").json()["ready"] is True
+        elsewhere = client.post(rest_url.replace(namespace, other) + "/infer", json=body)
+        assert elsewhere.json()["model_name"].startswith(f"{other}/plain__isvc-")

@@ -61,6 +61,7 @@ from meshserve.errors import (
     MeshServeError,
 )
 from meshserve.mesh import ModelState, VModelStatus
+from meshserve.protocol import routing
 from meshserve.resources import (
     INFERENCE_SERVICE_SOURCE,
     PREDICTOR_SOURCE,
@@ -458,7 +459,7 @@ def _scoped(names: ModelNames) -> ModelNames:
 
 
 def _in_namespace(namespace: str, mesh_id: str) -> str:
-    return mesh_id if namespace in ("", "default") else f"{namespace}/{mesh_id}"
+    return routing.namespaced_id(namespace, mesh_id)
 
 
 def _revision(key: ResourceKey, document: dict[str, Any]) -> str:

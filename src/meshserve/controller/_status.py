@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from meshserve import mesh
+from meshserve.protocol import routing
 from meshserve.resources import FailureReason, ModelNames, redact_uris
 
 __all__ = [
@@ -384,9 +385,17 @@ def predictor_status(
         total_copies=_count(active, mesh.ModelState.LOADED),
         failed_copies=_count(active, mesh.ModelState.LOADING_FAILED),
         grpc_endpoint=f"grpc://{grpc_url}",
-        rest_url=f"{rest_url}/v2/models/{names.vmodel_id}" if rest_url is not None else None,
+        rest_url=_rest_url(rest_url, names) if rest_url is not None else None,
         last_failure_info=_last_failure(vmodel, fallback_id=names.model_id),
     )
+
+
+def _rest_url(base: str, names: ModelNames) -> str:
+    """The model's REST URL for a client of its namespace: the resource's
+    plain name (the last part of a namespaced vmodel id), under the
+    namespace's prefix outside ``default``."""
+    plain = names.vmodel_id.rpartition("/")[2]
+    return f"{base}{routing.rest_model_path(names.namespace, plain)}"
 
 
 def _count(status: mesh.ModelStatus, state: mesh.ModelState) -> int:

@@ -5,6 +5,9 @@ backend (what a name means, where a body goes). ModelInfer is registered
 with identity (de)serializers: the model is found from a routing header or
 field 1 of the body, and the body reaches the backend undecoded, so it can
 be forwarded to another process as the client sent it.
+
+A request's plain model names are made ids of the namespace it selects
+(``routing.in_namespace``) before the backend resolves them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from meshserve.protocol.routing import (
     NO_HEADERS,
     RoutingHeaders,
     ServerInfo,
+    in_namespace,
     routing_headers_from_grpc,
 )
 from meshserve.protocol.status import reports_errors
@@ -55,16 +59,36 @@ class V2Backend(Protocol):
     def server_info(self) -> ServerInfo: ...
 
 
+DefaultNamespace = Callable[[], str | None]
+"""The namespace of a request that selects none (None: names as given)."""
+
+
+def _no_namespace() -> None:
+    return None
+
+
 class _V2Service:
-    def __init__(self, backend: V2Backend, *, internal: bool) -> None:
+    def __init__(
+        self, backend: V2Backend, *, internal: bool, default_namespace: DefaultNamespace
+    ) -> None:
         self._backend = backend
         self._internal = internal
+        self._default_namespace = default_namespace
 
-    def _headers(self, context: grpc.aio.ServicerContext) -> RoutingHeaders:
-        return routing_headers_from_grpc(context.invocation_metadata(), internal=self._internal)
+    def _target(
+        self, name: str, context: grpc.aio.ServicerContext, *, body: bytes | None = None
+    ) -> tuple[str, RoutingHeaders]:
+        """The model id a request means and its headers (plain names made
+        ids of the request's namespace); ``body``: read the name from it
+        unless a header names the model."""
+        headers = routing_headers_from_grpc(context.invocation_metadata(), internal=self._internal)
+        if body is not None:
+            name = "" if headers.given else peek_model_name(body)
+        name, headers = in_namespace(name, headers, default=self._default_namespace())
+        return self._backend.resolve(name, headers), headers
 
     def _resolve(self, name: str, context: grpc.aio.ServicerContext) -> str:
-        return self._backend.resolve(name, self._headers(context))
+        return self._target(name, context)[0]
 
     @reports_errors
     async def ServerLive(
@@ -103,15 +127,12 @@ class _V2Service:
     async def ModelMetadata(
         self, request: v2.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> v2.ModelMetadataResponse:
-        headers = self._headers(context)
-        model_id = self._backend.resolve(request.name, headers)
+        model_id, headers = self._target(request.name, context)
         return codecs.metadata_to_proto(await self._backend.model_metadata(model_id, headers))
 
     @reports_errors
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        headers = self._headers(context)
-        name = "" if headers.given else peek_model_name(request)
-        model_id = self._backend.resolve(name, headers)
+        model_id, headers = self._target("", context, body=request)
         return await self._backend.infer_grpc(model_id, request, headers=headers)
 
 
@@ -125,15 +146,21 @@ def _unary(method: Callable[..., Any], request: Any = None, response: Any = None
 
 
 def v2_handler(
-    backend: V2Backend, *, internal: bool = False, methods: Collection[str] | None = None
+    backend: V2Backend,
+    *,
+    internal: bool = False,
+    methods: Collection[str] | None = None,
+    default_namespace: DefaultNamespace = _no_namespace,
 ) -> grpc.GenericRpcHandler:
     """A handler serving ``inference.GRPCInferenceService`` from ``backend``.
 
     ``internal``: the handler serves the instance-to-instance port, so the
     hop headers are passed on to the backend. ``methods``: serve only these
-    (short names, e.g. ``ModelInfer``); None: all.
+    (short names, e.g. ``ModelInfer``); None: all. ``default_namespace``:
+    the namespace of a request that selects none, asked per call (the
+    caller's own, with authentication on).
     """
-    service = _V2Service(backend, internal=internal)
+    service = _V2Service(backend, internal=internal, default_namespace=default_namespace)
     handlers = {
         "ServerLive": _unary(service.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
         "ServerReady": _unary(service.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse),

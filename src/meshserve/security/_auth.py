@@ -49,6 +49,7 @@ __all__ = [
     "PrincipalSource",
     "acting_as",
     "authorize",
+    "caller_namespace",
     "check_action",
     "check_inference",
     "current_principal",
@@ -282,6 +283,19 @@ def check_action(action: Action, *, namespace: str | None) -> None:
         if call.on_denied is not None:
             call.on_denied("forbidden", call.method)
         raise
+
+
+def caller_namespace() -> str | None:
+    """The namespace the current caller's plain model names are in: its
+    principal's one namespace, when it has exactly one and it is no glob
+    (None otherwise, or when no auth layer ran for this call)."""
+    call = _CALL.get()
+    if call is None:
+        return None
+    namespaces = call.principal.namespaces
+    if len(namespaces) != 1 or any(c in namespaces[0] for c in "*?["):
+        return None
+    return namespaces[0]
 
 
 def may_see_namespace(namespace: str) -> bool:

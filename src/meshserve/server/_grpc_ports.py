@@ -18,7 +18,12 @@ from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
-from meshserve.security import MeshSecret, grpc_channel_credentials, grpc_server_credentials
+from meshserve.security import (
+    MeshSecret,
+    caller_namespace,
+    grpc_channel_credentials,
+    grpc_server_credentials,
+)
 from meshserve.server._grpc_guard import RequestDecodingInterceptor
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._internal_port import InternalPortGuard, internal_handlers
@@ -97,7 +102,9 @@ class PublicPort:
         return cls(server=server, port=port, own_port=own_port)
 
     async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
-        self.server.add_generic_rpc_handlers((v2_handler(instance),))
+        self.server.add_generic_rpc_handlers(
+            (v2_handler(instance, default_namespace=caller_namespace),)
+        )
         mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), self.server)
         admin_grpc.add_AdminServicer_to_server(
             AdminService(instance, resources=resources), self.server

@@ -13,6 +13,14 @@ A model route's name goes through ``InferenceBackend.resolve`` together with
 ModelMesh's routing headers (``mm-model-id``, ``mm-vmodel-id`` and their
 ``-bin`` forms), so it may be a vmodel id; replies name the concrete model id.
 
+Every route is also served under ``/namespaces/{namespace}``: there (or
+with the ``mm-namespace`` header, or, with authentication on, for a caller
+limited to one namespace) a plain name is the model of that name in that
+namespace, as it is on a ModelMesh Serving namespace's own Service. So
+``<rest>/namespaces/<ns>`` is a base URL any v2 client can use with plain
+names, and the status of a resource outside ``default`` publishes
+``<rest>/namespaces/<ns>/v2/models/<name>``.
+
 Choices the specifications leave open:
 
 - Model readiness answers as Triton does (tritonclient's ``is_model_ready``
@@ -42,10 +50,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from meshserve.protocol import codecs
 from meshserve.protocol.inference import TensorMetadata
+from meshserve.protocol.routing import REST_NAMESPACE_PREFIX, in_namespace
+from meshserve.security import caller_namespace
 from meshserve.server import _rest_request
 from meshserve.server._backend import InferenceBackend
 from meshserve.server._budget import DecodeBudget
@@ -93,15 +103,16 @@ def create_rest_app(
     def model_routes(suffix: str, endpoint: Endpoint, method: str) -> list[Route]:
         return [route(base + suffix, endpoint, method) for base in (_MODEL, _VERSIONED)]
 
+    routes: list[BaseRoute] = [
+        route("/v2/health/live", endpoints.live, "GET"),
+        route("/v2/health/ready", endpoints.ready, "GET"),
+        route("/v2", endpoints.server_metadata, "GET"),
+        *model_routes("", endpoints.model_metadata, "GET"),
+        *model_routes("/ready", endpoints.model_ready, "GET"),
+        *model_routes("/infer", endpoints.infer, "POST"),
+    ]
     return Starlette(
-        routes=[
-            route("/v2/health/live", endpoints.live, "GET"),
-            route("/v2/health/ready", endpoints.ready, "GET"),
-            route("/v2", endpoints.server_metadata, "GET"),
-            *model_routes("", endpoints.model_metadata, "GET"),
-            *model_routes("/ready", endpoints.model_ready, "GET"),
-            *model_routes("/infer", endpoints.infer, "POST"),
-        ],
+        routes=[*routes, Mount(REST_NAMESPACE_PREFIX, routes=routes)],
         exception_handlers={HTTPException: route_error, Exception: unexpected_error},
     )
 
@@ -186,8 +197,13 @@ class _Endpoints:
         )
 
     def _resolve(self, request: Request) -> str:
-        headers = _rest_request.routing_headers(request.scope["headers"])
-        return self._backend.resolve(request.path_params["name"], headers)
+        headers = _rest_request.routing_headers(
+            request.scope["headers"], path_namespace=request.path_params.get("namespace")
+        )
+        name, headers = in_namespace(
+            request.path_params["name"], headers, default=caller_namespace()
+        )
+        return self._backend.resolve(name, headers)
 
 
 async def _call(work: Callable[[], T], *, offload: bool) -> T:

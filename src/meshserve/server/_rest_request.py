@@ -30,7 +30,12 @@ from meshserve.errors import (
     quote_client_value,
 )
 from meshserve.protocol.codecs import INFERENCE_HEADER_CONTENT_LENGTH
-from meshserve.protocol.routing import HEADER_FIELDS, RoutingHeaders
+from meshserve.protocol.routing import (
+    HEADER_FIELDS,
+    NAMESPACE_HEADER,
+    RoutingHeaders,
+    namespace_name,
+)
 from meshserve.server._budget import Reservation
 
 __all__ = ["DRAIN_LIMIT", "json_length", "read_body", "routing_headers"]
@@ -45,32 +50,50 @@ _ROUTING: dict[bytes, tuple[str, bool]] = {
     name.encode(): (field, name.endswith("-bin")) for name, field in HEADER_FIELDS.items()
 }
 
+_NAMESPACE = NAMESPACE_HEADER.encode()
+
 # Content-Encoding -> zlib wbits (tritonclient compresses requests with these two).
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-def routing_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> RoutingHeaders:
-    """The routing headers among ASGI's raw headers.
+def routing_headers(
+    raw_headers: Iterable[tuple[bytes, bytes]], *, path_namespace: str | None = None
+) -> RoutingHeaders:
+    """The routing headers among ASGI's raw headers, and the namespace the
+    request selects (``path_namespace``, from the URL, or ``mm-namespace``).
 
     Values are UTF-8; ``-bin`` values are base64 of UTF-8 (as gRPC sends
     binary metadata), padded or not. Empty values count as absent. Raises
     InvalidRequestError for an undecodable value, or for two different ids
-    given for the same field (say ``mm-model-id`` and ``mm-model-id-bin``).
+    given for the same field (say ``mm-model-id`` and ``mm-model-id-bin``),
+    or for a namespace header and path that disagree.
     """
     found: dict[str, str] = {}
+    if path_namespace is not None:
+        found["namespace"] = namespace_name(path_namespace)
     for key, value in raw_headers:
+        if key == _NAMESPACE and value:
+            _select(found, "namespace", key, namespace_name(_header_text(key, value, is_bin=False)))
+            continue
         entry = _ROUTING.get(key) if key[:3] == b"mm-" else None
         if entry is None or not value:
             continue
         field, is_bin = entry
-        text = _header_text(key, value, is_bin=is_bin)
-        if found.setdefault(field, text) != text:
-            raise InvalidRequestError(
-                f"routing header {key.decode()} gives {quote_client_value(text)} but another "
-                f"{field.replace('_', ' ')} header gives {quote_client_value(found[field])}; "
-                "expected one id"
-            )
-    return RoutingHeaders(model_id=found.get("model_id"), vmodel_id=found.get("vmodel_id"))
+        _select(found, field, key, _header_text(key, value, is_bin=is_bin))
+    return RoutingHeaders(
+        model_id=found.get("model_id"),
+        vmodel_id=found.get("vmodel_id"),
+        namespace=found.get("namespace"),
+    )
+
+
+def _select(found: dict[str, str], field: str, key: bytes, text: str) -> None:
+    if found.setdefault(field, text) != text:
+        raise InvalidRequestError(
+            f"routing header {key.decode()} gives {quote_client_value(text)} but "
+            f"{field.replace('_', ' ')} {quote_client_value(found[field])} was given too; "
+            f"expected one {'namespace' if field == 'namespace' else 'id'}"
+        )
 
 
 def json_length(request: Request) -> int | None:

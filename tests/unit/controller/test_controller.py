@@ -615,7 +615,9 @@ async def test_ids_outside_the_default_namespace_carry_it(
     await controller.reconcile()
     status = await _status(resources, _key("InferenceService", "iris", "team-a"))
     predictor = status["components"]["predictor"]
-    assert predictor["restUrl"] == f"{REST}/v2/models/team-a/iris"
+    # The plain name under the namespace's prefix: what the REST front
+    # serves to a client of team-a (the ids stay namespaced).
+    assert predictor["restUrl"] == f"{REST}/namespaces/team-a/v2/models/iris"
 
 
 async def test_runtime_verdicts_and_pool_sizes_follow_use_and_the_grace_period(

@@ -524,3 +524,16 @@ def test_tls_extension_cn_only_trusts_verified_certificates(
     scope: dict[str, object], cn: str | None
 ) -> None:
     assert server_auth.tls_extension_cn(scope) == cn
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "expected"),
+    [(("team-a",), "team-a"), (("team-a", "team-b"), None), (("team-*",), None), (("*",), None)],
+)
+def test_the_callers_namespace_is_its_principals_only_literal_one(
+    namespaces: tuple[str, ...], expected: str | None
+) -> None:
+    assert security.caller_namespace() is None  # no auth layer ran
+    principal = Principal(name="p", role="viewer", namespaces=namespaces)
+    with acting_as(principal, method="/inference.GRPCInferenceService/ModelInfer"):
+        assert security.caller_namespace() == expected

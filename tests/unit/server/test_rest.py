@@ -56,9 +56,14 @@ class FakeBackend:
     raise domain errors, "crashy" raises something unexpected."""
 
     models: set[str] = field(
-        default_factory=lambda: {"double-v1", "sleepy", "broken", "picky", "crashy", "modèle-ü"}
+        default_factory=lambda: {
+            *("double-v1", "sleepy", "broken", "picky", "crashy", "modèle-ü"),
+            "team-a/double-v1",
+        }
     )
-    vmodels: dict[str, str] = field(default_factory=lambda: {"double": "double-v1"})
+    vmodels: dict[str, str] = field(
+        default_factory=lambda: {"double": "double-v1", "team-a/double": "team-a/double-v1"}
+    )
     loaded: set[str] = field(default_factory=lambda: {"double-v1", "modèle-ü", "broken"})
     ready: bool = True
     requests: list[tuple[str, InferenceRequest]] = field(default_factory=list)
@@ -449,6 +454,47 @@ def test_routing_headers_win_over_the_url_name(
     assert response.json()["model_name"] == model_id
     assert http.get("/v2/models/sleepy", headers=headers).json()["name"] == model_id
     assert http.get("/v2/models/sleepy/ready", headers=headers).json()["name"] == model_id
+
+
+@pytest.mark.parametrize(
+    ("prefix", "headers"),
+    [
+        ("/namespaces/team-a", {}),
+        ("", {"mm-namespace": "team-a"}),
+        ("/namespaces/team-a", {"mm-namespace": "team-a"}),
+        ("", {"mm-namespace": "team-a", "mm-vmodel-id": "double"}),
+    ],
+)
+def test_a_plain_name_in_a_selected_namespace(
+    http: httpx.Client, prefix: str, headers: dict[str, str]
+) -> None:
+    path = f"{prefix}/v2/models/double"
+    response = http.post(f"{path}/infer", content=infer_body([1.0]), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["model_name"] == "team-a/double-v1"
+    assert http.get(path, headers=headers).json()["name"] == "team-a/double-v1"
+    assert http.get(f"{prefix}/v2/health/ready").json() == {"ready": True}
+    # The same plain name with no namespace is another model.
+    assert http.get("/v2/models/double").json()["name"] == "double-v1"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "fragment"),
+    [
+        ("/namespaces/team-a/v2/models/double", {"mm-namespace": "team-b"}, "expected one"),
+        ("/namespaces/Team_A/v2/models/double", {}, "is not a namespace name"),
+        ("/v2/models/double", {"mm-namespace": "a/b"}, "is not a namespace name"),
+    ],
+)
+def test_a_bad_namespace_selection_is_400(
+    http: httpx.Client, path: str, headers: dict[str, str], fragment: str
+) -> None:
+    assert_error(http.get(path, headers=headers), 400, fragment)
+    assert_still_serving(http)
+
+
+def test_a_plain_name_missing_from_a_namespace_is_404(http: httpx.Client) -> None:
+    assert_error(http.get("/namespaces/team-b/v2/models/double"), 404, "team-b/double")
 
 
 @pytest.mark.parametrize(
