@@ -267,20 +267,15 @@ def overrides_from_flags(
 
 
 def _pvc_roots(values: tuple[str, ...] | None) -> dict[str, Any]:
-    """``--pvc-root`` values as the storage settings they set: one DIR is
-    ``pvc_root``; each NAME=DIR a claim of ``pvc_claims`` (made absolute, so
+    """``--pvc-root`` values as the storage settings they set: a DIR is
+    ``pvc_root`` (the last one given wins, so a wrapper's default can be
+    overridden); each NAME=DIR a claim of ``pvc_claims`` (made absolute, so
     an instance started elsewhere reads the same directory)."""
     root: pathlib.Path | None = None
     claims: dict[str, pathlib.Path] = {}
     for value in values or ():
         name, sep, directory = value.partition("=")
         if not sep:
-            if root is not None:
-                raise click.BadParameter(
-                    "one DIR only (the root whose subdirectories are claims); name the "
-                    "others NAME=DIR",
-                    param_hint="--pvc-root",
-                )
             root = pathlib.Path(value).absolute()
             continue
         if not name or "/" in name or name in (".", "..") or not directory:

@@ -181,7 +181,7 @@ def _pvc_flags(*values: str) -> dict[str, Any]:
     return storage
 
 
-def test_pvc_root_takes_one_root_and_named_claims(tmp_path: pathlib.Path) -> None:
+def test_pvc_root_takes_a_root_and_named_claims(tmp_path: pathlib.Path) -> None:
     storage = _pvc_flags(str(tmp_path / "pvc"), f"models={tmp_path / 'mine'}", "rel=some/dir")
 
     assert storage["pvc_root"] == tmp_path / "pvc"
@@ -190,6 +190,8 @@ def test_pvc_root_takes_one_root_and_named_claims(tmp_path: pathlib.Path) -> Non
         "rel": pathlib.Path("some/dir").absolute(),
     }
     assert _pvc_flags()["pvc_claims"] is None
-    for bad in ((str(tmp_path), str(tmp_path)), ("=dir",), ("a/b=dir",), ("name=",)):
+    # A later root wins (scripts/serve-examples passes a default one first).
+    assert _pvc_flags(str(tmp_path / "a"), str(tmp_path / "b"))["pvc_root"] == tmp_path / "b"
+    for bad in (("=dir",), ("a/b=dir",), ("name=",)):
         with pytest.raises(click.BadParameter):
             _pvc_flags(*bad)
