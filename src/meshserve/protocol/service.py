@@ -18,6 +18,7 @@ import grpc.aio
 from meshserve.errors import ModelNotFoundError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
+from meshserve.protocol.access_log import AccessLog, grpc_status_name
 from meshserve.protocol.inference import ModelMetadata
 from meshserve.protocol.peek import peek_model_name
 from meshserve.protocol.routing import (
@@ -25,6 +26,7 @@ from meshserve.protocol.routing import (
     RoutingHeaders,
     ServerInfo,
     routing_headers_from_grpc,
+    with_named_vmodel,
 )
 from meshserve.protocol.status import reports_errors
 
@@ -56,9 +58,10 @@ class V2Backend(Protocol):
 
 
 class _V2Service:
-    def __init__(self, backend: V2Backend, *, internal: bool) -> None:
+    def __init__(self, backend: V2Backend, *, internal: bool, access_log: AccessLog | None) -> None:
         self._backend = backend
         self._internal = internal
+        self._access_log = access_log
 
     def _headers(self, context: grpc.aio.ServicerContext) -> RoutingHeaders:
         return routing_headers_from_grpc(context.invocation_metadata(), internal=self._internal)
@@ -109,10 +112,29 @@ class _V2Service:
 
     @reports_errors
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if self._access_log is None:
+            model_id, headers = self._target(request, context)
+            return await self._backend.infer_grpc(model_id, request, headers=headers)
+        entry = self._access_log.start("grpc", "ModelInfer", peer=context.peer())
+        try:
+            model_id, headers = self._target(request, context)
+            entry.target(model_id, headers)
+            reply = await self._backend.infer_grpc(model_id, request, headers=headers)
+        except BaseException as exc:
+            entry.done(grpc_status_name(exc))
+            raise
+        entry.done("OK")
+        return reply
+
+    def _target(
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> tuple[str, RoutingHeaders]:
+        """The model a ModelInfer means, and its routing headers (naming the
+        vmodel when the body's name was one)."""
         headers = self._headers(context)
         name = "" if headers.given else peek_model_name(request)
         model_id = self._backend.resolve(name, headers)
-        return await self._backend.infer_grpc(model_id, request, headers=headers)
+        return model_id, with_named_vmodel(headers, name=name, model_id=model_id)
 
 
 def _unary(method: Callable[..., Any], request: Any = None, response: Any = None) -> Any:
@@ -125,15 +147,20 @@ def _unary(method: Callable[..., Any], request: Any = None, response: Any = None
 
 
 def v2_handler(
-    backend: V2Backend, *, internal: bool = False, methods: Collection[str] | None = None
+    backend: V2Backend,
+    *,
+    internal: bool = False,
+    methods: Collection[str] | None = None,
+    access_log: AccessLog | None = None,
 ) -> grpc.GenericRpcHandler:
     """A handler serving ``inference.GRPCInferenceService`` from ``backend``.
 
     ``internal``: the handler serves the instance-to-instance port, so the
     hop headers are passed on to the backend. ``methods``: serve only these
-    (short names, e.g. ``ModelInfer``); None: all.
+    (short names, e.g. ``ModelInfer``); None: all. ``access_log``: write a
+    line per ModelInfer there (None: no access log).
     """
-    service = _V2Service(backend, internal=internal)
+    service = _V2Service(backend, internal=internal, access_log=access_log)
     handlers = {
         "ServerLive": _unary(service.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
         "ServerReady": _unary(service.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse),
