@@ -42,6 +42,8 @@ _MAPPED: dict[str, tuple[str, SettingPath]] = {
         "restProxy.port": ("server", "rest_port"),
         "metrics.enabled": ("metrics", "enabled"),
         "metrics.port": ("metrics", "port"),
+        "metrics.perModel": ("metrics", "per_model"),
+        "enableAccessLogging": ("server", "access_logging"),
     }.items()
 }
 
@@ -62,7 +64,6 @@ _IGNORED = {
         "restProxy.resources",
         "storageHelperImage",
         "storageHelperResources",
-        "enableAccessLogging",
         "builtInServerTypes",
         "payloadProcessors",
         "serviceAccountName",
@@ -81,7 +82,7 @@ _TOP_LEVEL = {key.split(".")[0] for key in (*_MAPPED, *_SPECIAL, *_IGNORED)}
 
 # Keys only ModelMesh's shape has inside the groups both shapes share
 # (meshserve's settings also have ``metrics`` and ``tls``).
-_OWN_SUBKEYS = {"tls": {"secretname"}, "metrics": {"scheme", "disableprometheusoperatorsupport"}}
+_OWN_SUBKEYS = {"tls": {"secretname"}, "metrics": {"disableprometheusoperatorsupport"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ def is_serving_config(data: Mapping[str, Any], *, meshserve_keys: set[str]) -> b
     and none of ``meshserve_keys`` (lowercased top-level setting names). A
     file with only the keys both shapes share (``metrics``, ``tls``) is
     ModelMesh's when it uses one of the sub-keys only ModelMesh has
-    (``tls.secretName``, ``metrics.scheme``); otherwise it reads the same
+    (``tls.secretName``, ``metrics.disablePrometheusOperatorSupport``); otherwise it reads the same
     either way or is meshserve's.
     """
     if data.get("kind") == "ConfigMap":
@@ -166,6 +167,7 @@ def read_serving_config(data: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
 
     tls_dir: pathlib.Path | None = None
     client_auth: tuple[str, str] | None = None
+    scheme: tuple[str, str] | None = None
     for key, value in _leaves(data):
         lowered = key.lower()
         if value is None:
@@ -186,8 +188,7 @@ def read_serving_config(data: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
             put(("storage", "config_path"), _directory(value, base_dir), key)
             put(("storage", "secret_name"), str(value), key)
         elif lowered == "metrics.scheme":
-            if str(value).lower() != "http":
-                notes.append(f"{key}: {value} is not served; metrics are plain http")
+            scheme = (key, str(value).lower())
         elif lowered in _IGNORED:
             ignored.append(key)
         else:
@@ -199,6 +200,17 @@ def read_serving_config(data: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         if mode != "none" and not (tls_dir / "ca.crt").exists():
             raise ValueError(f"{key}: {mode} needs {tls_dir / 'ca.crt'} to verify clients")
         put(("tls", "client_auth"), mode, key)
+    if scheme is not None:
+        key, value = scheme
+        if value == "https" and tls_dir is None:
+            # ModelMesh would make up a certificate; a file written for it
+            # keeps working, over http, and says so.
+            notes.append(
+                f"{key}: https needs tls.secretName (the certificate to serve); "
+                "metrics are served over plain http"
+            )
+        else:
+            put(("metrics", "scheme"), value, key)
     return ServingConfig(
         values=values,
         origins=origins,

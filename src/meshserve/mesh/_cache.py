@@ -194,7 +194,9 @@ class ModelCache:
         queued = self._clock.monotonic()
         try:
             async with self._slots:
-                self._metrics.observe_loading_queue_delay((self._clock.monotonic() - queued) * 1000)
+                self._metrics.observe_loading_queue_delay(
+                    (self._clock.monotonic() - queued) * 1000, model_id=model_id
+                )
                 await self._load_now(spec, last_used_ms=last_used_ms)
         except asyncio.CancelledError:
             future.cancel()
@@ -219,7 +221,9 @@ class ModelCache:
             size = await asyncio.wait_for(
                 self._runtime.predict_size(spec), self._settings.predict_size_timeout_s
             )
-            self._metrics.observe_sizing((self._clock.monotonic() - started) * 1000)
+            self._metrics.observe_sizing(
+                (self._clock.monotonic() - started) * 1000, model_id=spec.model_id
+            )
         except (TimeoutError, MeshServeError) as exc:
             log.debug("no size prediction for %s (%s); using the default", spec.model_id, exc)
             return self.default_size
@@ -289,7 +293,7 @@ class ModelCache:
         stats = self.stats.setdefault(model_id, ModelStats())
         stats.loads += 1
         stats.last_load_ms = duration_ms
-        self._metrics.observe_load(duration_ms, size_bytes=size)
+        self._metrics.observe_load(duration_ms, size_bytes=size, model_id=model_id)
         self._failures.pop(model_id, None)
         log.info("loaded %s (%d bytes) in %d ms", model_id, size, duration_ms)
         self._changed(model_id, ModelState.LOADED)
@@ -335,7 +339,9 @@ class ModelCache:
         stats.pull_bytes = pulled.bytes
         stats.pull_total_bytes = pulled.bytes
         stats.pulled_from_cache = pulled.from_cache
-        self._metrics.observe_pull(pulled.seconds * 1000, size_bytes=pulled.bytes)
+        self._metrics.observe_pull(
+            pulled.seconds * 1000, size_bytes=pulled.bytes, model_id=spec.model_id
+        )
         return replace(spec, model_path=pulled.local_path)
 
     def on_pull_progress(self, progress: PullProgress) -> None:
@@ -379,7 +385,7 @@ class ModelCache:
         self.lru.remove(entry.model_id)
         self.stats.setdefault(entry.model_id, ModelStats()).evictions += 1
         self._changed(entry.model_id, ModelState.NOT_LOADED)
-        self._metrics.observe_eviction(age_ms)
+        self._metrics.observe_eviction(age_ms, model_id=entry.model_id)
         await self._unload(entry.model_id)
 
     async def _unload(self, model_id: str) -> None:
@@ -390,7 +396,9 @@ class ModelCache:
             log.warning("unloading %s failed: %s", model_id, exc)
             self._metrics.unload_failed()
         else:
-            self._metrics.observe_unload((self._clock.monotonic() - started) * 1000)
+            self._metrics.observe_unload(
+                (self._clock.monotonic() - started) * 1000, model_id=model_id
+            )
         await self._release(model_id)
 
     async def drop(self, model_id: str) -> None:

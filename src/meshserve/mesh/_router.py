@@ -104,6 +104,11 @@ class Router:
         return model_id
 
     def _resolve(self, name: str, headers: RoutingHeaders) -> ModelId:
+        if headers.model_id and headers.hops:
+            # Forwarded by another instance, which saw the registration; this
+            # mirror may not have yet (see Copies.await_record). It names the
+            # client's vmodel too, for the metrics and the access log.
+            return ModelId(headers.model_id)
         if headers.model_id and headers.vmodel_id:
             raise InvalidRequestError(
                 "give either the mm-model-id or the mm-vmodel-id header, not both"
@@ -115,10 +120,6 @@ class Router:
                     f"vmodel {quote_client_value(headers.vmodel_id)} is not registered"
                 )
             return ModelId(vmodel.active_model_id)
-        if headers.model_id and headers.hops:
-            # Forwarded by another instance, which saw the registration; this
-            # mirror may not have yet (see Copies.await_record).
-            return ModelId(headers.model_id)
         if headers.model_id:
             if self._registry.model(headers.model_id) is None:
                 raise ModelNotFoundError(
@@ -140,6 +141,8 @@ class Router:
         peers = self._peers
         return await self._measured(
             "ModelInfer",
+            headers,
+            model_id,
             self._route(
                 model_id,
                 headers,
@@ -162,7 +165,7 @@ class Router:
         )
         if headers.hops:
             return await routed  # metered by the instance that forwarded it
-        return await self._measured("ModelInfer", routed, size=len(body))
+        return await self._measured("ModelInfer", headers, model_id, routed, size=len(body))
 
     async def model_metadata(
         self, model_id: str, headers: RoutingHeaders = NO_HEADERS
@@ -201,19 +204,19 @@ class Router:
             await self._copies.await_record(model_id)
         if headers.dest is not None:
             # Another instance chose this one to load and serve the model.
-            return await self._serve_here(model_id, local)
+            return await self._serve_here(model_id, local, vmodel_id=headers.vmodel_id)
         max_attempts = self._settings.max_attempts
         exclude = set(headers.exclude)
         tried: list[str] = []
         for _ in range(max_attempts):
             if self._instance_id not in exclude and self._copies.here(model_id):
-                return await self._serve_here(model_id, local)
+                return await self._serve_here(model_id, local, vmodel_id=headers.vmodel_id)
             target, dest = self._copies.next_target(model_id, exclude)
             if target is None:
                 break
             if target.instance_id == self._instance_id:
                 try:
-                    return await self._serve_here(model_id, local)
+                    return await self._serve_here(model_id, local, vmodel_id=headers.vmodel_id)
                 except UnavailableError as exc:
                     # No room here after all: let placement try elsewhere.
                     tried.append(f"{self._instance_id}: {exc}")
@@ -228,6 +231,7 @@ class Router:
                 hops=hops,
                 exclude=sorted(exclude | {self._instance_id}),
                 dest=dest,
+                vmodel_id=headers.vmodel_id,
             )
             if dest is not None:
                 self._copies.note_placement(target.instance_id, model_id)
@@ -246,7 +250,9 @@ class Router:
             f"model {quote_client_value(model_id)} could not be served: {detail}"
         )
 
-    async def _serve_here(self, model_id: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _serve_here(
+        self, model_id: str, call: Callable[[], Awaitable[T]], *, vmodel_id: str | None
+    ) -> T:
         """Run ``call`` on this instance's copy, loading it first if needed."""
         cache = self._cache
         for attempt in range(2):
@@ -254,13 +260,19 @@ class Router:
             if not cache.is_loaded(model_id):
                 started = self._clock.monotonic()
                 await cache.ensure_loaded(self._copies.spec(model_id), last_used_ms=self._now_ms())
-                self._metrics.observe_cache_miss((self._clock.monotonic() - started) * 1000)
+                self._metrics.observe_cache_miss(
+                    (self._clock.monotonic() - started) * 1000, model_id=model_id
+                )
             try:
                 async with cache.in_use(model_id):
                     started = self._clock.monotonic()
                     result = await call()
                     self._metrics.observe_invoke(
-                        (self._clock.monotonic() - started) * 1000, method="ModelInfer", code="OK"
+                        (self._clock.monotonic() - started) * 1000,
+                        method="ModelInfer",
+                        code="OK",
+                        model_id=model_id,
+                        vmodel_id=vmodel_id,
                     )
             except ModelNotFoundError:
                 # Unregistered meanwhile: report that. Otherwise the runtime
@@ -291,10 +303,19 @@ class Router:
             log.info("%s used again after %.0f s: adding a second copy", model_id, age_s)
             self._spawn(self._copies.add_copy(model_id), name=f"second-copy:{model_id}")
 
-    async def _measured(self, method: str, work: Awaitable[T], *, size: int = 0) -> T:
+    async def _measured(
+        self,
+        method: str,
+        headers: RoutingHeaders,
+        model_id: str,
+        work: Awaitable[T],
+        *,
+        size: int = 0,
+    ) -> T:
         """Run an API request, counting it (ModelMesh's api_request metrics)."""
         started = self._clock.monotonic()
         code = "OK"
+        vmodel_id = headers.vmodel_id
         try:
             result = await work
         except MeshServeError as exc:
@@ -302,10 +323,18 @@ class Router:
             raise
         finally:
             self._metrics.observe_api_request(
-                (self._clock.monotonic() - started) * 1000, method=method, code=code
+                (self._clock.monotonic() - started) * 1000,
+                method=method,
+                code=code,
+                model_id=model_id,
+                vmodel_id=vmodel_id,
             )
             if size:
-                self._metrics.observe_request_size(size, method=method, code=code)
+                self._metrics.observe_request_size(
+                    size, method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
+                )
         if isinstance(result, bytes):
-            self._metrics.observe_response_size(len(result), method=method, code=code)
+            self._metrics.observe_response_size(
+                len(result), method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
+            )
         return result

@@ -14,9 +14,10 @@ The mesh reports events through intent-named methods (``observe_load``,
 docs/metrics.md lists what is exported and how it differs from ModelMesh.
 Labels: ``method`` (the short RPC name, e.g. ``ModelInfer``) and ``code``
 (the gRPC status name, ``OK`` on success) on the four request metrics. With
-``per_model=True`` every histogram also gets ``modelId`` (the vmodel id when
-the request named one), as ModelMesh's ``per_model_metrics`` does; it is off
-by default because each model multiplies the number of series.
+``per_model=True`` every histogram also gets ``modelId`` and ``vModelId``
+(the vmodel the request named, else empty), as ModelMesh's
+``per_model_metrics`` does (setting ``metrics.perModel``); it is off by
+default because each model multiplies the number of series.
 """
 
 from meshserve.metrics._prometheus import CONTENT_TYPE, Metrics

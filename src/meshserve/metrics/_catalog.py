@@ -18,7 +18,7 @@ import enum
 
 __all__ = [
     "CATALOG",
-    "MODEL_LABEL",
+    "MODEL_LABELS",
     "NO_LRU_S",
     "REQUEST_LABELS",
     "Kind",
@@ -30,7 +30,7 @@ class Kind(enum.Enum):
     """How a metric is exported."""
 
     HISTOGRAM = "histogram"
-    """Labelled like the spec says, plus ``modelId`` when per-model labels
+    """Labelled like the spec says, plus ``modelId`` and ``vModelId`` when per-model labels
     are on (as ModelMesh's ``per_model_metrics``)."""
     COUNTER = "counter"
     """A Prometheus counter: the sample is ``<name>_total``."""
@@ -52,7 +52,7 @@ class MetricSpec:
     help: str
     """The ``# HELP`` text (ModelMesh's description for its metrics)."""
     labels: tuple[str, ...] = ()
-    """Label names, before the per-model ``modelId``."""
+    """Label names, before the per-model ``modelId`` and ``vModelId``."""
     buckets: tuple[float, ...] = ()
     """Histogram upper bounds (histograms only)."""
     modelmesh: str | None = None
@@ -96,8 +96,10 @@ seconds, so that ``min()`` over pods skips an empty one."""
 
 REQUEST_LABELS = ("method", "code")
 """The short RPC name and the gRPC status name, on the request metrics."""
-MODEL_LABEL = "modelId"
-"""Added to every histogram when per-model labels are on."""
+MODEL_LABELS = ("modelId", "vModelId")
+"""Added to every histogram when per-model labels are on: the model's id and
+the vmodel a request named (empty when it named none, and on the model
+events: loads, unloads, evictions...)."""
 
 
 # -- requests ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from meshserve.metrics._catalog import CATALOG, MODEL_LABEL, Kind, MetricSpec
+from meshserve.metrics._catalog import CATALOG, MODEL_LABELS, Kind, MetricSpec
 from meshserve.metrics._recorder import MetricsRecorder
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -38,7 +38,7 @@ class Metrics(MetricsRecorder):
     """
 
     def __init__(self, *, per_model: bool = False) -> None:
-        """``per_model`` adds a ``modelId`` label to every histogram."""
+        """``per_model`` adds ``modelId`` and ``vModelId`` labels to every histogram."""
         self._per_model = per_model
         self.registry = CollectorRegistry()
         """The registry behind :meth:`render`; more collectors may be added."""
@@ -55,7 +55,7 @@ class Metrics(MetricsRecorder):
 
     @property
     def per_model(self) -> bool:
-        """Whether histograms carry a ``modelId`` label."""
+        """Whether histograms carry the ``modelId`` and ``vModelId`` labels."""
         return self._per_model
 
     def render(self) -> bytes:
@@ -66,7 +66,7 @@ class Metrics(MetricsRecorder):
         registry = self.registry
         match spec.kind:
             case Kind.HISTOGRAM:
-                labels = (*spec.labels, MODEL_LABEL) if self._per_model else spec.labels
+                labels = (*spec.labels, *MODEL_LABELS) if self._per_model else spec.labels
                 self._histograms[spec.name] = Histogram(
                     spec.name, spec.help, labels, registry=registry, buckets=spec.buckets
                 )
@@ -86,11 +86,16 @@ class Metrics(MetricsRecorder):
                 self._gauges[spec.name] = gauge
 
     def _observe(
-        self, spec: MetricSpec, amount: float, labels: tuple[str, ...], model_id: str | None
+        self,
+        spec: MetricSpec,
+        amount: float,
+        labels: tuple[str, ...],
+        model_id: str | None,
+        vmodel_id: str | None = None,
     ) -> None:
         histogram = self._histograms[spec.name]
         if self._per_model:
-            labels = (*labels, model_id or "")
+            labels = (*labels, model_id or "", vmodel_id or "")
         (histogram.labels(*labels) if labels else histogram).observe(amount)
 
     def _count(self, spec: MetricSpec, labels: tuple[str, ...] = ()) -> None:

@@ -48,7 +48,8 @@ class SupportsRender(Protocol):
 class MetricsRecorder(abc.ABC):
     """What the mesh reports; :class:`~meshserve.metrics.Metrics` and
     :class:`NullMetrics` both are one. Durations are milliseconds, sizes
-    bytes. ``model_id`` is used only when per-model labels are on."""
+    bytes. ``model_id`` and ``vmodel_id`` (the vmodel a request named) are
+    used only when per-model labels are on."""
 
     @abc.abstractmethod
     def render(self) -> bytes:
@@ -58,9 +59,14 @@ class MetricsRecorder(abc.ABC):
 
     @abc.abstractmethod
     def _observe(
-        self, spec: MetricSpec, amount: float, labels: tuple[str, ...], model_id: str | None
+        self,
+        spec: MetricSpec,
+        amount: float,
+        labels: tuple[str, ...],
+        model_id: str | None,
+        vmodel_id: str | None = None,
     ) -> None:
-        """Add ``amount`` to a histogram's series ``labels`` (+ ``model_id``)."""
+        """Add ``amount`` to a histogram's series ``labels`` (+ the model's)."""
 
     @abc.abstractmethod
     def _count(self, spec: MetricSpec, labels: tuple[str, ...] = ()) -> None:
@@ -77,29 +83,56 @@ class MetricsRecorder(abc.ABC):
     # -- requests -------------------------------------------------------------
 
     def observe_invoke(
-        self, ms: float, *, method: str, code: str | enum.Enum, model_id: str | None = None
+        self,
+        ms: float,
+        *,
+        method: str,
+        code: str | enum.Enum,
+        model_id: str | None = None,
+        vmodel_id: str | None = None,
     ) -> None:
         """A call into the local runtime finished."""
-        self._observe(c.INVOKE_MODEL_TIME, ms, _request_labels(method, code), model_id)
+        labels = _request_labels(method, code)
+        self._observe(c.INVOKE_MODEL_TIME, ms, labels, model_id, vmodel_id)
 
     def observe_api_request(
-        self, ms: float, *, method: str, code: str | enum.Enum, model_id: str | None = None
+        self,
+        ms: float,
+        *,
+        method: str,
+        code: str | enum.Enum,
+        model_id: str | None = None,
+        vmodel_id: str | None = None,
     ) -> None:
         """An external inference request finished."""
-        self._observe(c.API_REQUEST_TIME, ms, _request_labels(method, code), model_id)
+        labels = _request_labels(method, code)
+        self._observe(c.API_REQUEST_TIME, ms, labels, model_id, vmodel_id)
 
     def observe_request_size(
-        self, size_bytes: int, *, method: str, code: str | enum.Enum, model_id: str | None = None
+        self,
+        size_bytes: int,
+        *,
+        method: str,
+        code: str | enum.Enum,
+        model_id: str | None = None,
+        vmodel_id: str | None = None,
     ) -> None:
         """The payload size of an external inference request."""
-        self._observe(c.REQUEST_PAYLOAD_SIZE, size_bytes, _request_labels(method, code), model_id)
+        labels = _request_labels(method, code)
+        self._observe(c.REQUEST_PAYLOAD_SIZE, size_bytes, labels, model_id, vmodel_id)
 
     def observe_response_size(
-        self, size_bytes: int, *, method: str, code: str | enum.Enum, model_id: str | None = None
+        self,
+        size_bytes: int,
+        *,
+        method: str,
+        code: str | enum.Enum,
+        model_id: str | None = None,
+        vmodel_id: str | None = None,
     ) -> None:
         """The payload size of its response."""
         labels = _request_labels(method, code)
-        self._observe(c.RESPONSE_PAYLOAD_SIZE, size_bytes, labels, model_id)
+        self._observe(c.RESPONSE_PAYLOAD_SIZE, size_bytes, labels, model_id, vmodel_id)
 
     def observe_cache_miss(self, ms: float, *, model_id: str | None = None) -> None:
         """A request waited ``ms`` for its model to be loaded."""
@@ -209,7 +242,12 @@ class NullMetrics(MetricsRecorder):
         return b""
 
     def _observe(
-        self, spec: MetricSpec, amount: float, labels: tuple[str, ...], model_id: str | None
+        self,
+        spec: MetricSpec,
+        amount: float,
+        labels: tuple[str, ...],
+        model_id: str | None,
+        vmodel_id: str | None = None,
     ) -> None:
         pass
 

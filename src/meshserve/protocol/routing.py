@@ -37,6 +37,7 @@ __all__ = [
     "namespaced_id",
     "rest_model_path",
     "routing_headers_from_grpc",
+    "with_named_vmodel",
 ]
 
 HEADER_FIELDS = {
@@ -191,16 +192,33 @@ def _text(key: str, value: str | bytes) -> str:
         raise InvalidRequestError(f"routing header {key} is not UTF-8: {exc}") from None
 
 
+def with_named_vmodel(headers: RoutingHeaders, *, name: str, model_id: str) -> RoutingHeaders:
+    """``headers``, with the vmodel the request named when it named one by
+    ``name`` (a name resolved to another id is a vmodel's): per-model metrics
+    and the access log report it."""
+    if headers.given or not name or name == model_id:
+        return headers
+    return replace(headers, vmodel_id=name)
+
+
 def hop_metadata(
-    *, model_id: str, hops: int, exclude: Iterable[str], dest: str | None
+    *,
+    model_id: str,
+    hops: int,
+    exclude: Iterable[str],
+    dest: str | None,
+    vmodel_id: str | None = None,
 ) -> tuple[tuple[str, str | bytes], ...]:
     """Metadata of a request one instance forwards to another: the concrete
-    model id (so the receiver resolves nothing) and the hop state."""
+    model id (so the receiver resolves nothing), the vmodel the client named
+    (for the receiver's metrics and access log) and the hop state."""
     metadata: list[tuple[str, str | bytes]] = [
         ("mm-model-id-bin", model_id.encode()),
         ("mm-hops", str(hops)),
         ("mm-exclude", ",".join(exclude)),
     ]
+    if vmodel_id:
+        metadata.append(("mm-vmodel-id-bin", vmodel_id.encode()))
     if dest is not None:
         metadata.append(("mm-dest", dest))
     return tuple(metadata)

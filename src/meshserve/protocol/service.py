@@ -21,6 +21,7 @@ import grpc.aio
 from meshserve.errors import ModelNotFoundError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
+from meshserve.protocol.access_log import AccessLog, grpc_status_name
 from meshserve.protocol.inference import ModelMetadata
 from meshserve.protocol.peek import peek_model_name
 from meshserve.protocol.routing import (
@@ -29,6 +30,7 @@ from meshserve.protocol.routing import (
     ServerInfo,
     in_namespace,
     routing_headers_from_grpc,
+    with_named_vmodel,
 )
 from meshserve.protocol.status import reports_errors
 
@@ -69,11 +71,17 @@ def _no_namespace() -> None:
 
 class _V2Service:
     def __init__(
-        self, backend: V2Backend, *, internal: bool, default_namespace: DefaultNamespace
+        self,
+        backend: V2Backend,
+        *,
+        internal: bool,
+        default_namespace: DefaultNamespace,
+        access_log: AccessLog | None,
     ) -> None:
         self._backend = backend
         self._internal = internal
         self._default_namespace = default_namespace
+        self._access_log = access_log
 
     def _target(
         self, name: str, context: grpc.aio.ServicerContext, *, body: bytes | None = None
@@ -85,7 +93,10 @@ class _V2Service:
         if body is not None:
             name = "" if headers.given else peek_model_name(body)
         name, headers = in_namespace(name, headers, default=self._default_namespace())
-        return self._backend.resolve(name, headers), headers
+        model_id = self._backend.resolve(name, headers)
+        # Naming the vmodel when the name was one (the access log and
+        # per-model metrics show it).
+        return model_id, with_named_vmodel(headers, name=name, model_id=model_id)
 
     def _resolve(self, name: str, context: grpc.aio.ServicerContext) -> str:
         return self._target(name, context)[0]
@@ -132,8 +143,19 @@ class _V2Service:
 
     @reports_errors
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        model_id, headers = self._target("", context, body=request)
-        return await self._backend.infer_grpc(model_id, request, headers=headers)
+        if self._access_log is None:
+            model_id, headers = self._target("", context, body=request)
+            return await self._backend.infer_grpc(model_id, request, headers=headers)
+        entry = self._access_log.start("grpc", "ModelInfer", peer=context.peer())
+        try:
+            model_id, headers = self._target("", context, body=request)
+            entry.target(model_id, headers)
+            reply = await self._backend.infer_grpc(model_id, request, headers=headers)
+        except BaseException as exc:
+            entry.done(grpc_status_name(exc))
+            raise
+        entry.done("OK")
+        return reply
 
 
 def _unary(method: Callable[..., Any], request: Any = None, response: Any = None) -> Any:
@@ -151,6 +173,7 @@ def v2_handler(
     internal: bool = False,
     methods: Collection[str] | None = None,
     default_namespace: DefaultNamespace = _no_namespace,
+    access_log: AccessLog | None = None,
 ) -> grpc.GenericRpcHandler:
     """A handler serving ``inference.GRPCInferenceService`` from ``backend``.
 
@@ -158,9 +181,12 @@ def v2_handler(
     hop headers are passed on to the backend. ``methods``: serve only these
     (short names, e.g. ``ModelInfer``); None: all. ``default_namespace``:
     the namespace of a request that selects none, asked per call (the
-    caller's own, with authentication on).
+    caller's own, with authentication on). ``access_log``: write a line per
+    ModelInfer there (None: no access log).
     """
-    service = _V2Service(backend, internal=internal, default_namespace=default_namespace)
+    service = _V2Service(
+        backend, internal=internal, default_namespace=default_namespace, access_log=access_log
+    )
     handlers = {
         "ServerLive": _unary(service.ServerLive, v2.ServerLiveRequest, v2.ServerLiveResponse),
         "ServerReady": _unary(service.ServerReady, v2.ServerReadyRequest, v2.ServerReadyResponse),

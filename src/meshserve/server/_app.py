@@ -54,7 +54,7 @@ async def serve_instance(
     prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     instance_id = own_instance_id(settings)
     sealing_key = load_sealing_key(settings.security, data_dir=settings.data_dir)
-    metrics = Metrics()
+    metrics = Metrics(per_model=settings.metrics.per_model)
     if settings.tls is not None:
         _warn_if_out_of_date(settings.tls)
     # The internal port serves only callers holding the mesh secret, and with

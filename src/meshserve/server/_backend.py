@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse
-from meshserve.protocol.routing import RoutingHeaders, ServerInfo
+from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders, ServerInfo
 from meshserve.protocol.service import V2Backend
 
 __all__ = ["InferenceBackend", "RoutingHeaders", "ServerInfo"]
@@ -20,6 +20,9 @@ class InferenceBackend(V2Backend, Protocol):
     """The instance as the inference front ends see it: the v2 gRPC
     service's backend, plus decoded inference for REST."""
 
-    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
-        """Run a request, loading the model first if it is not loaded."""
+    async def infer(
+        self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
+    ) -> InferenceResponse:
+        """Run a request, loading the model first if it is not loaded
+        (``headers`` name the vmodel the client named, for the metrics)."""
         ...

@@ -13,11 +13,16 @@ from __future__ import annotations
 from meshserve.controller import ResourceStore
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
+from meshserve.protocol.access_log import AccessLog
 from meshserve.security import MeshSecret, rest_ssl_context
 from meshserve.server._endpoints import Endpoints
 from meshserve.server._grpc_ports import InternalPort, PublicPort
 from meshserve.server._limits import rest_connection_limits
-from meshserve.server._metrics_http import MetricsServer, start_metrics_server
+from meshserve.server._metrics_http import (
+    MetricsServer,
+    metrics_ssl_context,
+    start_metrics_server,
+)
 from meshserve.server._ports import address, rest_base_url
 from meshserve.server._public_guards import PublicGuards
 from meshserve.server._rest import RestServer, create_rest_app
@@ -56,14 +61,23 @@ class FrontEnds:
 
     async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
         """Serve ``instance`` on every port the settings ask for."""
-        await self.internal.start(instance)
-        await self.public.start(instance, resources=resources)
+        access_log = (
+            AccessLog(instance_id=instance.instance_id)
+            if self._settings.server.access_logging
+            else None
+        )
+        await self.internal.start(instance, access_log=access_log)
+        await self.public.start(instance, resources=resources, access_log=access_log)
         if self._settings.server.rest_enabled:
-            self._rest = self._rest_server(instance)
+            self._rest = self._rest_server(instance, access_log=access_log)
             await self._rest.start()
-        if self._settings.metrics.enabled:
+        metrics = self._settings.metrics
+        if metrics.enabled:
             self._metrics_server = await start_metrics_server(
-                self._metrics, host=self._settings.metrics.host, port=self._settings.metrics.port
+                self._metrics,
+                host=metrics.host,
+                port=metrics.port,
+                ssl_context=metrics_ssl_context(self._settings),
             )
 
     def endpoints(self, *, instance_id: str, store: str) -> Endpoints:
@@ -79,7 +93,8 @@ class FrontEnds:
             internal=self.internal.address,
             own_grpc=address(server.host, self.public.own_port) if self.public.own_port else "",
             metrics=(
-                f"http://{address(self._settings.metrics.host, metrics.port)}/metrics"
+                f"{self._settings.metrics.scheme}://"
+                f"{address(self._settings.metrics.host, metrics.port)}/metrics"
                 if metrics is not None
                 else None
             ),
@@ -104,13 +119,14 @@ class FrontEnds:
         if self._metrics_server is not None:
             await self._metrics_server.stop()
 
-    def _rest_server(self, instance: Instance) -> RestServer:
+    def _rest_server(self, instance: Instance, *, access_log: AccessLog | None) -> RestServer:
         settings = self._settings
         app = create_rest_app(
             backend=instance,
             max_message_bytes=settings.server.grpc_max_message_size_bytes,
             budget=self._guards.budget,
             offload_bytes=settings.server.offload_decode_bytes,
+            access_log=access_log,
         )
         tls = settings.tls
         return RestServer(

@@ -16,6 +16,7 @@ from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
+from meshserve.protocol.access_log import AccessLog
 from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
 from meshserve.security import (
@@ -71,8 +72,8 @@ class InternalPort:
         )
         return cls(server=server, address=address(host, port))
 
-    async def start(self, instance: Instance) -> None:
-        self.server.add_generic_rpc_handlers(internal_handlers(instance))
+    async def start(self, instance: Instance, *, access_log: AccessLog | None = None) -> None:
+        self.server.add_generic_rpc_handlers(internal_handlers(instance, access_log=access_log))
         await self.server.start()
 
 
@@ -101,9 +102,15 @@ class PublicPort:
         own_port = _bind(server, host, 0, credentials=credentials()) if share else None
         return cls(server=server, port=port, own_port=own_port)
 
-    async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
+    async def start(
+        self,
+        instance: Instance,
+        *,
+        resources: ResourceStore,
+        access_log: AccessLog | None = None,
+    ) -> None:
         self.server.add_generic_rpc_handlers(
-            (v2_handler(instance, default_namespace=caller_namespace),)
+            (v2_handler(instance, default_namespace=caller_namespace, access_log=access_log),)
         )
         mm_grpc.add_ModelMeshServicer_to_server(ModelMeshService(instance), self.server)
         admin_grpc.add_AdminServicer_to_server(

@@ -26,6 +26,7 @@ from meshserve.errors import UnauthenticatedError, UnavailableError
 from meshserve.mesh import Instance
 from meshserve.protocol import status
 from meshserve.protocol._pb import model_mesh_pb2 as mm
+from meshserve.protocol.access_log import AccessLog
 from meshserve.protocol.peer import MESH_AUTH_HEADER, PEER_METHODS
 from meshserve.protocol.service import v2_handler
 from meshserve.security import DeniedHook, MeshSecret, new_mesh_secret_text
@@ -57,8 +58,11 @@ def _short_names(service: str) -> set[str]:
     return {name[len(prefix) :] for name in PEER_METHODS if name.startswith(prefix)}
 
 
-def internal_handlers(instance: Instance) -> tuple[grpc.GenericRpcHandler, ...]:
-    """Handlers for exactly ``PEER_METHODS``: any other method is UNIMPLEMENTED."""
+def internal_handlers(
+    instance: Instance, *, access_log: AccessLog | None = None
+) -> tuple[grpc.GenericRpcHandler, ...]:
+    """Handlers for exactly ``PEER_METHODS``: any other method is UNIMPLEMENTED.
+    Forwarded inference goes to ``access_log`` (marked forwarded) when given."""
     management = ModelMeshService(instance, internal=True)
     mesh_methods: dict[str, grpc.RpcMethodHandler] = {
         "ensureLoaded": grpc.unary_unary_rpc_method_handler(
@@ -69,7 +73,9 @@ def internal_handlers(instance: Instance) -> tuple[grpc.GenericRpcHandler, ...]:
     }
     wanted = _short_names(_MM_SERVICE)
     return (
-        v2_handler(instance, internal=True, methods=_short_names(_V2_SERVICE)),
+        v2_handler(
+            instance, internal=True, methods=_short_names(_V2_SERVICE), access_log=access_log
+        ),
         grpc.method_handlers_generic_handler(
             _MM_SERVICE, {name: h for name, h in mesh_methods.items() if name in wanted}
         ),

@@ -53,8 +53,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from meshserve.protocol import codecs
+from meshserve.protocol.access_log import AccessEntry, AccessLog
 from meshserve.protocol.inference import TensorMetadata
-from meshserve.protocol.routing import REST_NAMESPACE_PREFIX, in_namespace
+from meshserve.protocol.routing import (
+    REST_NAMESPACE_PREFIX,
+    RoutingHeaders,
+    in_namespace,
+    with_named_vmodel,
+)
 from meshserve.security import caller_namespace
 from meshserve.server import _rest_request
 from meshserve.server._backend import InferenceBackend
@@ -82,6 +88,7 @@ def create_rest_app(
     max_message_bytes: int = 16 * 1024 * 1024,
     budget: DecodeBudget | None = None,
     offload_bytes: int = 256 * 1024,
+    access_log: AccessLog | None = None,
 ) -> Starlette:
     """The v2 REST API in front of ``backend``, as an ASGI app.
 
@@ -89,6 +96,7 @@ def create_rest_app(
     the default matches ModelMesh Serving's ``grpcMaxMessageSizeBytes``.
     ``budget`` bounds the bytes of the bodies held at once (None: unbounded);
     bodies over ``offload_bytes`` are decoded on a worker thread.
+    ``access_log``: write a line per infer there (None: no access log).
     """
     endpoints = _Endpoints(
         backend=backend,
@@ -100,8 +108,15 @@ def create_rest_app(
     def route(path: str, endpoint: Endpoint, method: str) -> Route:
         return Route(path, reports_errors(endpoint), methods=[method])
 
-    def model_routes(suffix: str, endpoint: Endpoint, method: str) -> list[Route]:
-        return [route(base + suffix, endpoint, method) for base in (_MODEL, _VERSIONED)]
+    def logged_route(path: str, endpoint: Endpoint, method: str) -> Route:
+        if access_log is None:
+            return route(path, endpoint, method)
+        return Route(path, _logged(reports_errors(endpoint), access_log), methods=[method])
+
+    def model_routes(
+        suffix: str, endpoint: Endpoint, method: str, *, make: Callable[..., Route] = route
+    ) -> list[Route]:
+        return [make(base + suffix, endpoint, method) for base in (_MODEL, _VERSIONED)]
 
     routes: list[BaseRoute] = [
         route("/v2/health/live", endpoints.live, "GET"),
@@ -109,7 +124,7 @@ def create_rest_app(
         route("/v2", endpoints.server_metadata, "GET"),
         *model_routes("", endpoints.model_metadata, "GET"),
         *model_routes("/ready", endpoints.model_ready, "GET"),
-        *model_routes("/infer", endpoints.infer, "POST"),
+        *model_routes("/infer", endpoints.infer, "POST", make=logged_route),
     ]
     return Starlette(
         routes=[*routes, Mount(REST_NAMESPACE_PREFIX, routes=routes)],
@@ -170,7 +185,10 @@ class _Endpoints:
             return await self._infer(request, body)
 
     async def _infer(self, request: Request, body: bytes) -> Response:
-        model_id = self._resolve(request)
+        model_id, headers = self._target(request)
+        entry: AccessEntry | None = getattr(request.state, _ACCESS, None)
+        if entry is not None:
+            entry.target(model_id, headers)
         version = request.path_params.get("version", "")
         header_length = _rest_request.json_length(request)
         offload = len(body) > self._offload_bytes
@@ -182,7 +200,7 @@ class _Endpoints:
         inference = await _call(
             functools.partial(decode, model_name=model_id, model_version=version), offload=offload
         )
-        result = await self._backend.infer(model_id, inference)
+        result = await self._backend.infer(model_id, inference, headers=headers)
         result = dataclasses.replace(result, model_name=model_id, id=inference.id)
         payload, binary_header_length = await _call(
             functools.partial(codecs.encode_binary_response, result, request=inference),
@@ -197,13 +215,44 @@ class _Endpoints:
         )
 
     def _resolve(self, request: Request) -> str:
+        return self._target(request)[0]
+
+    def _target(self, request: Request) -> tuple[str, RoutingHeaders]:
+        """The model a route names (plain names made ids of the request's
+        namespace), and the request's routing headers (naming the vmodel
+        when the route's name was one)."""
         headers = _rest_request.routing_headers(
             request.scope["headers"], path_namespace=request.path_params.get("namespace")
         )
         name, headers = in_namespace(
             request.path_params["name"], headers, default=caller_namespace()
         )
-        return self._backend.resolve(name, headers)
+        model_id = self._backend.resolve(name, headers)
+        return model_id, with_named_vmodel(headers, name=name, model_id=model_id)
+
+
+# The request.state attribute holding an infer's access-log entry.
+_ACCESS = "access_entry"
+
+
+def _logged(endpoint: Endpoint, access_log: AccessLog) -> Endpoint:
+    """``endpoint`` (answering errors itself), writing an access line per call."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request) -> Response:
+        client = request.client
+        peer = f"{client.host}:{client.port}" if client is not None else ""
+        entry = access_log.start("rest", "ModelInfer", peer=peer)
+        setattr(request.state, _ACCESS, entry)
+        try:
+            response = await endpoint(request)
+        except BaseException:
+            entry.done(500)  # cancelled, or an error no handler answered
+            raise
+        entry.done(response.status_code)
+        return response
+
+    return wrapper
 
 
 async def _call(work: Callable[[], T], *, offload: bool) -> T:

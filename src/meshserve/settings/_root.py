@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from meshserve.settings._mesh import ControlSettings, MeshSettings
@@ -39,6 +40,17 @@ class Settings(BaseSettings):
     tls: TlsSettings | None = None
     """TLS on the gRPC, REST and internal ports (instance-to-instance links
     are then mutual TLS). None: plaintext, loopback-only by default."""
+
+    @model_validator(mode="after")
+    def _https_metrics_need_tls(self) -> Settings:
+        # Serving https with a made-up certificate (as ModelMesh does) would
+        # teach scrapers to skip verification: ask for the real one instead.
+        if self.metrics.enabled and self.metrics.scheme == "https" and self.tls is None:
+            raise ValueError(
+                "metrics.scheme https needs tls (tls.certFile and tls.keyFile: the "
+                "certificate the metrics port serves); set metrics.scheme http or configure tls"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

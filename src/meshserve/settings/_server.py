@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from meshserve.settings._group import MIB, Group
@@ -31,6 +33,13 @@ class ServerSettings(Group):
 
     grace_period_s: float = Field(default=5.0, ge=0)
     """How long in-flight requests may finish at shutdown."""
+
+    access_logging: bool = False
+    """Log one line per inference request, gRPC and REST, to the logger
+    ``meshserve.access`` (model-serving-config: enableAccessLogging): model
+    and vmodel id, method, status code, latency, caller and instance; never
+    credentials or payloads. Off by default as in ModelMesh: a busy instance
+    would write a line per request."""
 
     share_ports: bool = False
     """Let several instances on one machine listen on the same gRPC and REST
@@ -143,3 +152,14 @@ class MetricsSettings(Group):
 
     port: int = Field(default=2112, ge=0, le=65535)
     """ModelMesh's metrics port; 0 picks one."""
+
+    per_model: bool = False
+    """Label every histogram with ``modelId`` and ``vModelId`` (ModelMesh's
+    ``per_model_metrics``). Off by default: each model multiplies the
+    number of series a scrape returns."""
+
+    scheme: Literal["http", "https"] = "http"
+    """``https`` serves the metrics port with the instance's TLS certificate
+    (the ``tls`` settings, which it then needs; clients are not asked for a
+    certificate). ``http`` by default because TLS is off by default;
+    ModelMesh Serving's default is ``https``."""

@@ -235,16 +235,60 @@ def test_tls_client_auth_needs_the_ca_and_the_secret(tmp_path: pathlib.Path) -> 
     assert settings.tls.ca_file is None
 
 
-def test_https_metrics_scheme_is_a_warning(
+def test_https_metrics_without_a_certificate_is_a_warning_in_modelmesh_files(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = _write(tmp_path / "config.yaml", "metrics: {port: 2114, scheme: https}\n")
+    # ModelMesh makes up a certificate; its file keeps working here, over http.
+    config = _write(
+        tmp_path / "config.yaml", "podsPerRuntime: 1\nmetrics: {port: 2114, scheme: https}\n"
+    )
     with caplog.at_level(logging.WARNING, logger="meshserve.settings"):
         settings = load_settings(config_file=config)
-    assert settings.metrics.port == 2114
+    assert (settings.metrics.port, settings.metrics.scheme) == (2114, "http")
     assert [r.getMessage() for r in caplog.records] == [
-        f"{config}: metrics.scheme: https is not served; metrics are plain http"
+        f"{config}: metrics.scheme: https needs tls.secretName (the certificate to serve); "
+        "metrics are served over plain http"
     ]
+
+
+def test_https_metrics_with_the_tls_secret(tmp_path: pathlib.Path) -> None:
+    _tls_secret(tmp_path / "mm-tls", with_ca=True)
+    config = _write(
+        tmp_path / "config.yaml", "tls: {secretName: mm-tls}\nmetrics: {scheme: HTTPS}\n"
+    )
+    settings, sources = load_settings_with_sources(config_file=config)
+    assert settings.metrics.scheme == "https"
+    assert sources["metrics.scheme"] == Source("file", "metrics.scheme")
+
+
+def test_https_metrics_without_tls_are_refused_in_meshserve_files(tmp_path: pathlib.Path) -> None:
+    config = _write(tmp_path / "meshserve.yaml", "metrics: {port: 2114, scheme: https}\n")
+    with pytest.raises(ValidationError, match=r"metrics\.scheme https needs tls"):
+        load_settings(config_file=config)
+    config.write_text("metrics: {enabled: false, scheme: https}\n")  # nothing served: fine
+    assert load_settings(config_file=config).metrics.scheme == "https"
+
+
+def test_access_logging_and_per_model_metrics_map_from_modelmesh_keys(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _write(
+        tmp_path / "config.yaml", "enableAccessLogging: true\nmetrics: {perModel: true}\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="meshserve.settings"):
+        settings, sources = load_settings_with_sources(config_file=config)
+    assert settings.server.access_logging is True
+    assert settings.metrics.per_model is True
+    assert sources["server.accessLogging"] == Source("file", "enableAccessLogging")
+    assert sources["metrics.perModel"] == Source("file", "metrics.perModel")
+    assert caplog.records == []  # neither is "ignored" any more
+
+
+def test_access_logging_and_per_model_metrics_are_off_by_default() -> None:
+    settings = load_settings()
+    assert settings.server.access_logging is False  # ModelMesh's default
+    assert settings.metrics.per_model is False
+    assert settings.metrics.scheme == "http"
 
 
 def test_meshserve_files_keep_their_meaning(tmp_path: pathlib.Path) -> None:

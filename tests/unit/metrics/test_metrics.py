@@ -209,14 +209,20 @@ def test_per_model_labels_are_off_by_default() -> None:
 def test_per_model_labels_when_enabled() -> None:
     metrics = Metrics(per_model=True)
     assert metrics.per_model
-    metrics.observe_api_request(1, method=INVOKE, code="OK", model_id="m1")
+    metrics.observe_api_request(1, method=INVOKE, code="OK", model_id="m1", vmodel_id="v1")
+    metrics.observe_invoke(1, method=INVOKE, code="OK", model_id="m1")
     metrics.observe_load(5, size_bytes=10, model_id="m1")
     metrics.observe_cache_miss(5, model_id="m2")
-    request = {"method": "ModelInfer", "code": "OK", "modelId": "m1"}
+    request = {"method": "ModelInfer", "code": "OK", "modelId": "m1", "vModelId": "v1"}
     assert value(metrics, "modelmesh_api_request_milliseconds_count", request) == 1
-    assert value(metrics, "modelmesh_loadmodel_milliseconds_count", {"modelId": "m1"}) == 1
-    assert value(metrics, "modelmesh_loaded_model_size_bytes_sum", {"modelId": "m1"}) == 10
-    assert value(metrics, "modelmesh_cache_miss_milliseconds_count", {"modelId": "m2"}) == 1
+    # Named by model id: vModelId is there, empty (ModelMesh's label set).
+    invoke = {**request, "vModelId": ""}
+    assert value(metrics, "modelmesh_invoke_model_milliseconds_count", invoke) == 1
+    model_only = {"modelId": "m1", "vModelId": ""}
+    assert value(metrics, "modelmesh_loadmodel_milliseconds_count", model_only) == 1
+    assert value(metrics, "modelmesh_loaded_model_size_bytes_sum", model_only) == 10
+    cache_miss = {"modelId": "m2", "vModelId": ""}
+    assert value(metrics, "modelmesh_cache_miss_milliseconds_count", cache_miss) == 1
     # Counters and gauges never carry per-model labels.
     assert value(metrics, "modelmesh_loadmodel_failure") == 0
 

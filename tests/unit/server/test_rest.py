@@ -84,7 +84,9 @@ class FakeBackend:
             raise ModelNotFoundError(f"no model {model_id!r}")
         return model_id
 
-    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
+    async def infer(
+        self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
+    ) -> InferenceResponse:
         self.requests.append((model_id, request))
         if model_id == "broken":
             raise InferenceError("model 'broken' raised ValueError: bad weights")
