@@ -49,11 +49,16 @@ def _works_as(interpreter: Interpreter, uid: int, gid: int) -> bool:
 
 
 def readable_tree(path: pathlib.Path) -> None:
-    """Let other users read ``path`` (a test's own temp tree) and reach it."""
+    """Let other users read ``path`` (a test's own temp tree) and reach it.
+    Files with other links are left as they are: they are someone else's
+    (the hard-linked packages of :func:`_linked_tree`, whose executables
+    would otherwise lose their mode everywhere)."""
     for current, dirs, files in os.walk(path):
         os.chmod(current, 0o755)
         for name in files:
-            os.chmod(os.path.join(current, name), 0o644)
+            file = os.path.join(current, name)
+            if os.lstat(file).st_nlink == 1:
+                os.chmod(file, 0o644)
         del dirs  # walked by os.walk itself
 
 
@@ -95,9 +100,38 @@ def interpreter_for(user: str, scratch: pathlib.Path) -> Interpreter:
     )
     readable_tree(scratch)
     stand_in = Interpreter(python=system, env={"PYTHONPATH": str(shim)})
-    if not _works_as(stand_in, uid, gid):
-        raise NoInterpreterError(
-            f"{user} can run neither {sys.executable} nor {system} with meshserve "
-            f"(are the installed packages at {', '.join(site_dirs)} out of its reach?)"
+    if _works_as(stand_in, uid, gid):
+        return stand_in
+    # The installed packages are out of its reach too (a venv inside a
+    # private clone): hard links to them in a readable tree, which cost no
+    # copy. Their files keep their own modes; only the new directories open.
+    linked = [_linked_tree(pathlib.Path(d), scratch / f"site-{n}") for n, d in enumerate(site_dirs)]
+    if None not in linked:
+        (shim / "sitecustomize.py").write_text(
+            "import site, sys\n"
+            + "".join(f"site.addsitedir({str(d)!r})\n" for d in linked)
+            + f"sys.path.insert(0, {str(source)!r})\n"
         )
-    return stand_in
+        if _works_as(stand_in, uid, gid):
+            return stand_in
+    raise NoInterpreterError(
+        f"{user} can run neither {sys.executable} nor {system} with meshserve "
+        f"(are the installed packages at {', '.join(site_dirs)} out of its reach?)"
+    )
+
+
+def _linked_tree(source: pathlib.Path, target: pathlib.Path) -> pathlib.Path | None:
+    """``source`` hard-linked at ``target`` with its directories opened to
+    other users (None when it cannot be linked, e.g. across file systems).
+    Never chmod the files: they are the originals' inodes."""
+    if not source.is_dir():
+        return None
+    done = subprocess.run(
+        ["cp", "-al", str(source), str(target)], capture_output=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    for current, _dirs, _files in os.walk(target):
+        os.chmod(current, 0o755)
+    return target
