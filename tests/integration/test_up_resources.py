@@ -15,6 +15,7 @@ import httpx
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from tests.integration._etcd import free_port
 from tests.integration._mesh import make_model, wait_until
 from tests.integration._resources import (
     ISVC,
@@ -463,3 +464,36 @@ def test_a_namespaced_inference_service_answers_by_plain_name(up: Up) -> None:
         assert client.get(f"{rest_url}/ready").json()["ready"] is True
         elsewhere = client.post(rest_url.replace(namespace, other) + "/infer", json=body)
         assert elsewhere.json()["model_name"].startswith(f"{other}/plain__isvc-")
+
+
+def test_a_namespace_port_serves_plain_names_at_the_status_grpc_url(
+    pvc: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """server.namespacePorts: a client taking grpcUrl verbatim, as from
+    ModelMesh Serving's Service of its namespace, infers by plain name with
+    no header; the main port keeps meaning ``default``."""
+    namespace, port = "modelmesh-serving", free_port()
+    env = {"MESHSERVE_SERVER__NAMESPACE_PORTS": json.dumps({namespace: port})}
+    with run_up(tmp_path / "data", args=["--pvc-root", str(pvc)], env=env) as running:
+        endpoints = json.loads((running.data_dir / "endpoints.json").read_text())
+        assert endpoints["namespaces"] == {namespace: f"127.0.0.1:{port}"}
+        served = isvc("plain", namespace=namespace, uri="pvc://claim/v1/model.skops")
+        assert apply(running, served).returncode == 0
+        waited = cli(
+            running, "wait", "--for=condition=Ready", "isvc/plain", "-n", namespace,
+            "--timeout", "60s",
+        )  # fmt: skip
+        assert waited.returncode == 0, waited.stderr
+        shown = json.loads(
+            cli(running, "get", "isvc", "plain", "-n", namespace, "-o", "json").stdout
+        )
+        grpc_url = jsonpath(shown, ".status.components.predictor.grpcUrl")
+        assert grpc_url == f"grpc://127.0.0.1:{port}"
+        assert jsonpath(shown, ".status.url") == grpc_url
+
+        result = infer_result(grpc_url.removeprefix("grpc://"), "plain")
+        assert result.get_response().model_name.startswith(f"{namespace}/plain__isvc-")
+        assert result.as_numpy("predict") is not None
+        with pytest.raises(InferenceServerException) as refused:
+            infer_result(running.grpc, "plain")
+        assert refused.value.status() == "StatusCode.NOT_FOUND"

@@ -34,6 +34,12 @@ def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], N
         )
         if endpoints.rest:
             click.echo(f"meshserve up: REST {endpoints.rest}/v2")
+        if isinstance(endpoints, Endpoints):
+            for namespace, grpc in endpoints.namespaces.items():
+                click.echo(
+                    f"meshserve up: gRPC {grpc}{tls} (v2 inference, plain names in "
+                    f"namespace {namespace})"
+                )
         if isinstance(endpoints, ClusterEndpoints):
             for entry in endpoints.instances:
                 click.echo(

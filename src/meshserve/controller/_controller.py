@@ -32,7 +32,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -99,6 +99,7 @@ class Controller:
         lease_ttl_s: float,
         grpc_url: str,
         rest_url: str | None,
+        namespace_grpc_urls: Mapping[str, str] | None = None,
         interval_s: float = 1.0,
         control: ControlSettings | None = None,
         pools: RuntimePools | None = None,
@@ -108,10 +109,12 @@ class Controller:
         """``candidate_id`` and ``lease_ttl_s``: this instance's id and
         lease in the election of the mesh's one controller. ``local_roots``:
         where a resource's local model path may lie (a resource that got in
-        without the admin API's check, ``apply --store``, is refused here)."""
+        without the admin API's check, ``apply --store``, is refused here).
+        ``namespace_grpc_urls``: the gRPC URL of a namespace's own port."""
         self._store = store
         self._resources = ResourceStore(store, local_roots=local_roots)
         self._mesh = mesh
+        self._grpc_urls = namespace_grpc_urls or {}
         self._grpc_url = grpc_url
         self._rest_url = rest_url
         self._interval_s = interval_s
@@ -339,7 +342,7 @@ class Controller:
             self._mesh.vmodel_status(names.vmodel_id),
             names,
             generation=generation,
-            grpc_url=self._grpc_url,
+            grpc_url=self._grpc_urls.get(key.namespace, self._grpc_url),
             rest_url=self._rest_url,
         )
         problem = self._pools.problem(runtime) if self._pools is not None else None

@@ -100,6 +100,7 @@ async def _serve(
         candidate_id=stack.instance.instance_id,
         lease_ttl_s=settings.mesh.lease_ttl_s,
         grpc_url=endpoints.grpc,
+        namespace_grpc_urls=endpoints.namespaces,
         rest_url=endpoints.rest,
         interval_s=settings.mesh.publish_interval_s,
         control=settings.control,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class Endpoints:
     """When ``grpc`` is shared with other instances: a public gRPC address
     of this instance alone (same services, same checks)."""
     metrics: str | None = None
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    """The ports of ``server.namespacePorts``: namespace -> ``host:port``."""
     pid: int = field(default_factory=os.getpid)
 
     def entry(self) -> dict[str, Any]:
@@ -45,5 +48,6 @@ class Endpoints:
             "rest": self.rest,
             "pid": self.pid,
             "store": self.store,
+            "namespaces": dict(self.namespaces),
             "instances": [self.entry()],
         }

@@ -10,6 +10,8 @@ whatever is still open, whatever happened.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from meshserve.controller import ResourceStore
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
@@ -42,12 +44,14 @@ class FrontEnds:
         guards: PublicGuards,
         internal: InternalPort,
         public: PublicPort,
+        namespace_ports: Sequence[PublicPort] = (),
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._guards = guards
         self.internal = internal
         self.public = public
+        self.namespace_ports = tuple(namespace_ports)
         self._rest: RestServer | None = None
         self._metrics_server: MetricsServer | None = None
 
@@ -57,7 +61,18 @@ class FrontEnds:
         internal = InternalPort.bind(settings, secret=secret, metrics=metrics)
         guards = PublicGuards.from_settings(settings, metrics=metrics)
         public = PublicPort.bind(settings, guards=guards)
-        return cls(settings, metrics=metrics, guards=guards, internal=internal, public=public)
+        namespace_ports = [
+            PublicPort.bind(settings, guards=guards, namespace=namespace)
+            for namespace in settings.server.namespace_ports
+        ]
+        return cls(
+            settings,
+            metrics=metrics,
+            guards=guards,
+            internal=internal,
+            public=public,
+            namespace_ports=namespace_ports,
+        )
 
     async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
         """Serve ``instance`` on every port the settings ask for."""
@@ -67,7 +82,8 @@ class FrontEnds:
             else None
         )
         await self.internal.start(instance, access_log=access_log)
-        await self.public.start(instance, resources=resources, access_log=access_log)
+        for public in (self.public, *self.namespace_ports):
+            await public.start(instance, resources=resources, access_log=access_log)
         if self._settings.server.rest_enabled:
             self._rest = self._rest_server(instance, access_log=access_log)
             await self._rest.start()
@@ -99,11 +115,17 @@ class FrontEnds:
                 else None
             ),
             store=store,
+            namespaces={
+                port.namespace: address(server.host, port.port)
+                for port in self.namespace_ports
+                if port.namespace is not None
+            },
         )
 
     async def stop_public(self) -> None:
         """Stop taking clients, letting calls in progress finish."""
-        await self.public.server.stop(self._settings.server.grace_period_s)
+        for public in (self.public, *self.namespace_ports):
+            await public.server.stop(self._settings.server.grace_period_s)
         if self._rest is not None:
             await self._rest.stop()
 
@@ -112,7 +134,8 @@ class FrontEnds:
 
     async def close(self) -> None:
         """Stop every port now (each stop is safe to repeat)."""
-        await self.public.server.stop(None)
+        for public in (self.public, *self.namespace_ports):
+            await public.server.stop(None)
         await self.internal.server.stop(None)
         if self._rest is not None:
             await self._rest.stop()

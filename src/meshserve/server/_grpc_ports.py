@@ -86,9 +86,16 @@ class PublicPort:
     own_port: int | None
     """With ``server.sharePorts``: a port of this instance alone, so that it
     can be addressed alone (SO_REUSEPORT picks an instance at random)."""
+    namespace: str | None = None
+    """A port of ``server.namespacePorts``: plain model names mean this
+    namespace's, and only v2 inference is served."""
 
     @classmethod
-    def bind(cls, settings: Settings, *, guards: PublicGuards) -> PublicPort:
+    def bind(
+        cls, settings: Settings, *, guards: PublicGuards, namespace: str | None = None
+    ) -> PublicPort:
+        """The main public port, or with ``namespace`` that namespace's
+        port of ``server.namespacePorts``."""
         tls = settings.tls
         share = settings.server.share_ports
         server = _grpc_server(settings, reuse_port=share, interceptors=guards.grpc_interceptors())
@@ -98,6 +105,10 @@ class PublicPort:
             # One set per port: each watches the certificate files on its own.
             return grpc_server_credentials(tls) if tls is not None else None
 
+        if namespace is not None:
+            port = settings.server.namespace_ports[namespace]
+            bound = _bind(server, host, port, credentials=credentials())
+            return cls(server=server, port=bound, own_port=None, namespace=namespace)
         port = _bind(server, host, settings.server.grpc_port, credentials=credentials())
         own_port = _bind(server, host, 0, credentials=credentials()) if share else None
         return cls(server=server, port=port, own_port=own_port)
@@ -109,6 +120,15 @@ class PublicPort:
         resources: ResourceStore,
         access_log: AccessLog | None = None,
     ) -> None:
+        namespace = self.namespace
+        if namespace is not None:
+            # A grpc server cannot tell which of its ports a call came in
+            # on, hence a server per namespace port.
+            self.server.add_generic_rpc_handlers(
+                (v2_handler(instance, default_namespace=lambda: namespace, access_log=access_log),)
+            )
+            await self.server.start()
+            return
         self.server.add_generic_rpc_handlers(
             (v2_handler(instance, default_namespace=caller_namespace, access_log=access_log),)
         )

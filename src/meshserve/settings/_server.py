@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -47,6 +47,16 @@ class ServerSettings(Group):
     otherwise, so that a second server on a taken port fails loudly instead
     of silently taking half the traffic. An instance sharing the gRPC port
     also serves it on a free port of its own, listed in endpoints.json."""
+
+    namespace_ports: dict[str, Annotated[int, Field(ge=0, le=65535)]] = Field(default_factory=dict)
+    """Namespace -> port: one more public gRPC port per entry (same host,
+    TLS and checks), where a plain model name means ``<namespace>/<name>``
+    without the ``mm-namespace`` header; 0 picks a free port. The status of
+    a resource in such a namespace gives that port as its gRPC URL, so that
+    a client taking ``grpcUrl`` verbatim reaches the model by its plain
+    name, as with ModelMesh Serving's mesh per namespace. The port serves
+    v2 inference only. Empty by default: the main port serves every
+    namespace (with the header or the caller's one namespace)."""
 
     max_inflight_decode_bytes: int = Field(default=64 * MIB, ge=0)
     """Bytes of inference request bodies (REST and gRPC ModelInfer) one

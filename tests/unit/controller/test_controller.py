@@ -212,6 +212,7 @@ def _controller(
     *,
     control: ControlSettings | None = None,
     pools: FakePools | None = None,
+    namespace_grpc_urls: dict[str, str] | None = None,
 ) -> Controller:
     return Controller(
         store=store,
@@ -220,6 +221,7 @@ def _controller(
         lease_ttl_s=10.0,
         grpc_url=GRPC,
         rest_url=REST,
+        namespace_grpc_urls=namespace_grpc_urls,
         control=control,
         pools=pools,
         clock=clock,
@@ -618,6 +620,26 @@ async def test_ids_outside_the_default_namespace_carry_it(
     # The plain name under the namespace's prefix: what the REST front
     # serves to a client of team-a (the ids stay namespaced).
     assert predictor["restUrl"] == f"{REST}/namespaces/team-a/v2/models/iris"
+
+
+async def test_a_namespace_with_a_port_of_its_own_gets_it_as_grpc_url(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    # server.namespacePorts: a client taking grpcUrl verbatim reaches the
+    # namespace's port, where the plain name means the namespace's model.
+    controller = _controller(store, mesh, clock, namespace_grpc_urls={"team-a": "127.0.0.1:9001"})
+    await resources.apply(_isvc("iris", namespace="team-a"))
+    await resources.apply(_isvc("iris", namespace="team-b"))
+    await controller.reconcile()
+    for model_id in list(mesh.models):
+        mesh.loaded(model_id)
+    await controller.reconcile()
+    team_a = await _status(resources, _key("InferenceService", "iris", "team-a"))
+    team_b = await _status(resources, _key("InferenceService", "iris", "team-b"))
+    for status, url in ((team_a, "grpc://127.0.0.1:9001"), (team_b, f"grpc://{GRPC}")):
+        assert status["url"] == status["address"]["url"] == url
+        assert status["components"]["predictor"]["grpcUrl"] == url
+        assert status["components"]["predictor"]["url"] == url
 
 
 async def test_runtime_verdicts_and_pool_sizes_follow_use_and_the_grace_period(

@@ -121,3 +121,16 @@ def test_mapping_settings_keep_their_keys_from_the_environment(
     )
     settings = load_settings()
     assert settings.auth.mtls_identities == {"billing-svc": "billing", "Payments.CN": "pay"}
+
+
+def test_namespace_ports_keep_their_namespaces_and_refuse_bad_ports(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings().server.namespace_ports == {}
+    config = tmp_path / "meshserve.yaml"
+    config.write_text("server:\n  namespacePorts:\n    modelmesh-serving: 8034\n    teamA: 0\n")
+    ports = load_settings(config_file=config).server.namespace_ports
+    assert ports == {"modelmesh-serving": 8034, "teamA": 0}
+    monkeypatch.setenv("MESHSERVE_SERVER__NAMESPACE_PORTS", '{"modelmesh-serving": 70000}')
+    with pytest.raises(ValidationError, match=r"namespace_ports\.modelmesh-serving"):
+        load_settings()
