@@ -450,8 +450,8 @@ def test_a_namespaced_inference_service_answers_by_plain_name(up: Up) -> None:
         result = infer_result(address, "plain", headers={"mm-namespace": where})
         assert result.get_response().model_name.startswith(f"{where}/plain__isvc-")
         assert result.as_numpy("predict") is not None
-    # With no namespace selected the plain name is the default namespace's.
-    with pytest.raises(InferenceServerException, match="not registered"):
+    # With no namespace selected, a plain name two namespaces have asks for one.
+    with pytest.raises(InferenceServerException, match="select one with the mm-namespace"):
         infer_result(address, "plain")
 
     body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]}
@@ -494,6 +494,10 @@ def test_a_namespace_port_serves_plain_names_at_the_status_grpc_url(
         result = infer_result(grpc_url.removeprefix("grpc://"), "plain")
         assert result.get_response().model_name.startswith(f"{namespace}/plain__isvc-")
         assert result.as_numpy("predict") is not None
+        # On the main port, with no namespace selected, the one namespace
+        # that has the plain name serves it too (as its Service would).
+        served = infer_result(running.grpc, "plain")
+        assert served.get_response().model_name.startswith(f"{namespace}/plain__isvc-")
         with pytest.raises(InferenceServerException) as refused:
-            infer_result(running.grpc, "plain")
+            infer_result(running.grpc, "no-such-model")
         assert refused.value.status() == "StatusCode.NOT_FOUND"

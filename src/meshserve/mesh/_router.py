@@ -46,7 +46,7 @@ from meshserve.protocol.routing import (
 from meshserve.protocol.status import grpc_code
 from meshserve.registry import Registry
 from meshserve.runtime import Runtime
-from meshserve.security import check_inference
+from meshserve.security import check_inference, may_infer
 from meshserve.settings import MeshSettings
 
 __all__ = ["Router"]
@@ -131,7 +131,37 @@ class Router:
             return ModelId(vmodel.active_model_id)
         if self._registry.model(name) is not None:
             return ModelId(name)
+        if name and "/" not in name:
+            found = self._in_one_namespace(name)
+            if found is not None:
+                return found
         raise ModelNotFoundError(f"model {quote_client_value(name)} is not registered")
+
+    def _in_one_namespace(self, name: str) -> ModelId | None:
+        """A plain name no namespace was selected for, and none in the
+        default namespace: the one vmodel (else model) of that name among the
+        namespaces the caller may use, as a client of that namespace's
+        Service reaches it by its plain name. None when there is none;
+        NOT_FOUND naming the namespaces when several have one. Only a miss
+        pays for the scan."""
+        suffix = f"/{name}"
+        vmodels = self._registry.vmodels
+        matches = [
+            (key, ModelId(entry.record.active_model_id))
+            for key, entry in vmodels.items()
+            if key.endswith(suffix)
+        ] or [(key, ModelId(key)) for key in self._registry.models if key.endswith(suffix)]
+        usable = [(key, model_id) for key, model_id in matches if may_infer(model_id)]
+        if len(usable) == 1:
+            return usable[0][1]
+        if usable:
+            namespaces = ", ".join(sorted(key[: -len(suffix)] for key, _ in usable))
+            raise ModelNotFoundError(
+                f"model {quote_client_value(name)} is not registered in the default "
+                f"namespace, and namespaces {namespaces} each have one: select one with "
+                "the mm-namespace header"
+            )
+        return None
 
     # -- the v2 calls ----------------------------------------------------------
 

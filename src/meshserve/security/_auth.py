@@ -268,6 +268,25 @@ def check_inference(model_id: str) -> None:
         raise
 
 
+def may_infer(model_id: str) -> bool:
+    """Whether the current caller may infer on ``model_id`` (True when no
+    auth layer ran for this call). Not counted: for choosing among
+    candidates, where a refusal is no denial."""
+    call = _CALL.get()
+    if call is None:
+        return True
+    try:
+        authorize(
+            call.principal,
+            action="infer",
+            namespace=call.namespace_of(model_id),
+            model_id=model_id,
+        )
+    except PermissionDeniedError:
+        return False
+    return True
+
+
 def check_action(action: Action, *, namespace: str | None) -> None:
     """Raise PermissionDeniedError if the current caller may not do
     ``action`` in ``namespace`` (None: a cluster-wide object, the role alone

@@ -12,7 +12,7 @@ import pytest
 
 from meshserve import errors
 from meshserve._clock import ManualClock
-from meshserve._ids import InstanceId, ModelId
+from meshserve._ids import InstanceId, ModelId, VModelId
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._instance_state import InstanceState, Lifecycle
 from meshserve.mesh._parts import build_parts
@@ -20,7 +20,14 @@ from meshserve.mesh._router import Router
 from meshserve.metrics import NullMetrics
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import Metadata, RoutingHeaders
-from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
+from meshserve.registry import (
+    CopyRecord,
+    CopyState,
+    InstanceRecord,
+    ModelRecord,
+    Registry,
+    VModelRecord,
+)
 from meshserve.settings import CacheSettings, MeshSettings
 from meshserve.store import SqliteStore
 from tests.fakes import FakeRuntime
@@ -180,3 +187,36 @@ async def test_readiness_follows_the_lifecycle(routed: Routed) -> None:
     assert routed.router.server_ready()
     routed.lifecycle.advance(InstanceState.DRAINING)
     assert not routed.router.server_ready()
+
+
+async def _namespaced(registry: Registry, vmodel_id: str, model_id: str) -> None:
+    await registry.create_model(
+        ModelRecord(model_id=ModelId(model_id), type="fake", path=f"/{model_id}")
+    )
+    await registry.create_vmodel(
+        VModelRecord(
+            vmodel_id=VModelId(vmodel_id),
+            active_model_id=ModelId(model_id),
+            target_model_id=ModelId(model_id),
+        )
+    )
+
+
+async def test_a_plain_name_found_in_one_namespace_only_resolves_there(routed: Routed) -> None:
+    # As a client of that namespace's Service names it (no namespace selected).
+    await _namespaced(routed.registry, "team-a/iris", "team-a/iris__isvc-1")
+    assert routed.router.resolve("iris", RoutingHeaders()) == "team-a/iris__isvc-1"
+    # The default namespace's own model of a name comes first.
+    assert routed.router.resolve("here", RoutingHeaders()) == "here"
+
+
+async def test_a_plain_name_in_several_namespaces_asks_for_one(routed: Routed) -> None:
+    await _namespaced(routed.registry, "team-a/dup", "team-a/dup__isvc-1")
+    await _namespaced(routed.registry, "team-b/dup", "team-b/dup__isvc-2")
+    with pytest.raises(errors.ModelNotFoundError) as missing:
+        routed.router.resolve("dup", RoutingHeaders())
+    assert "namespaces team-a, team-b each have one" in str(missing.value)
+    assert "mm-namespace" in str(missing.value)
+    with pytest.raises(errors.ModelNotFoundError) as unknown:
+        routed.router.resolve("nowhere", RoutingHeaders())
+    assert str(unknown.value) == "model 'nowhere' is not registered"
