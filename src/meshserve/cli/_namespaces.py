@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["in_listing", "in_namespace", "namespace_option"]
+from meshserve.protocol.routing import DEFAULT_NAMESPACE, namespaced_id
 
-DEFAULT_NAMESPACE = "default"
+__all__ = ["in_listing", "in_namespace", "namespace_option"]
 
 namespace_option = click.option(
     "-n",
@@ -31,7 +31,7 @@ def in_namespace(name: str, namespace: str | None) -> str:
         if prefix != namespace:
             raise click.UsageError(f"{name!r} is in namespace {prefix!r}, not -n {namespace!r}")
         return name
-    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}"
+    return namespaced_id(namespace, name)
 
 
 def in_listing(name: str, namespace: str | None) -> bool:

@@ -456,13 +456,9 @@ def _scoped(names: ModelNames) -> ModelNames:
     """Ids outside the default namespace carry it: ``<namespace>/<name>``."""
     return dataclasses.replace(
         names,
-        vmodel_id=_in_namespace(names.namespace, names.vmodel_id),
-        model_id=_in_namespace(names.namespace, names.model_id),
+        vmodel_id=routing.namespaced_id(names.namespace, names.vmodel_id),
+        model_id=routing.namespaced_id(names.namespace, names.model_id),
     )
-
-
-def _in_namespace(namespace: str, mesh_id: str) -> str:
-    return routing.namespaced_id(namespace, mesh_id)
 
 
 def _revision(key: ResourceKey, document: dict[str, Any]) -> str:
@@ -484,7 +480,7 @@ def _unservable_model_id(key: ResourceKey, document: dict[str, Any]) -> str:
     source = PREDICTOR_SOURCE if key.kind == "Predictor" else INFERENCE_SERVICE_SOURCE
     spec = orjson.dumps(document.get("spec"), option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha1(spec).hexdigest()[:10]
-    return _in_namespace(key.namespace, f"{key.name}__{source}-{digest}")
+    return routing.namespaced_id(key.namespace, f"{key.name}__{source}-{digest}")
 
 
 def _model_key(target: ModelTarget) -> str:
