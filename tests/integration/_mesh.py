@@ -13,6 +13,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -81,6 +82,7 @@ class Mesh:
     instances: dict[int, MeshInstance] = field(default_factory=dict)
     _clients: dict[str, triton_grpc.InferenceServerClient] = field(default_factory=dict)
     _management: dict[str, Management] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, index: int) -> MeshInstance:
         data_dir = self.work / f"i{index}"
@@ -148,9 +150,11 @@ class Mesh:
 
     def client(self, index: int) -> triton_grpc.InferenceServerClient:
         address = self.instances[index].address
-        if address not in self._clients:
-            self._clients[address] = triton_grpc.InferenceServerClient(url=address)
-        return self._clients[address]
+        # Load's client threads share one client (one channel) per instance.
+        with self._lock:
+            if address not in self._clients:
+                self._clients[address] = triton_grpc.InferenceServerClient(url=address)
+            return self._clients[address]
 
     def management(self, index: int) -> Management:
         address = self.instances[index].address
@@ -158,11 +162,11 @@ class Mesh:
             self._management[address] = Management(address)
         return self._management[address]
 
-    def infer(self, index: int, model: str, rows: int = 2) -> np.ndarray:
+    def infer(self, index: int, model: str, rows: int = 2, *, timeout: float = 30) -> np.ndarray:
         data = np.ones((rows, 4), dtype=np.float32)
         tensor = triton_grpc.InferInput("input-0", list(data.shape), "FP32")
         tensor.set_data_from_numpy(data)
-        result = self.client(index).infer(model, [tensor], client_timeout=30)
+        result = self.client(index).infer(model, [tensor], client_timeout=timeout)
         output: np.ndarray | None = result.as_numpy("predict")
         assert output is not None
         return output

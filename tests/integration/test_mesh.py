@@ -10,7 +10,6 @@ import pathlib
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests._processes import meshserve
 from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._load import Load
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
 from tests.unit.metrics.test_metrics import CLUSTER_METRICS, MODELMESH_METRICS
 
@@ -49,41 +49,6 @@ def model(work: pathlib.Path) -> pathlib.Path:
 def mesh(etcd: EtcdServer, work: pathlib.Path) -> Iterator[Mesh]:
     with run_mesh(etcd, work / "mesh", capacity_bytes=2**20) as running:
         yield running
-
-
-class Loop:
-    """A steady request loop in a thread, spread over the given instances."""
-
-    def __init__(self, mesh: Mesh, models: list[str], instances: list[int]) -> None:
-        self.mesh = mesh
-        self.models = models
-        self.instances = instances
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        deadline = time.monotonic() + 120
-        while not self._stop.is_set() and time.monotonic() < deadline and i < 20_000:
-            index = self.instances[i % len(self.instances)]
-            model = self.models[i % len(self.models)]
-            i += 1
-            try:
-                self.mesh.infer(index, model)
-                self.ok += 1
-            except (InferenceServerException, KeyError) as exc:
-                self.failures.append(f"{model} via {index}: {exc}")
-            time.sleep(0.01)
-
-    def __enter__(self) -> Loop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def test_a_request_to_any_instance_reaches_a_model_loaded_on_another(
@@ -233,7 +198,7 @@ def test_a_vmodel_transition_under_load_fails_no_request(mesh: Mesh, model: path
     management.mesh.setVModel(
         mm.SetVModelRequest(vModelId="vm", targetModelId="v-one", sync=True), timeout=30
     )
-    with Loop(mesh, ["vm"], [0, 1, 2]) as loop:
+    with Load(mesh, ["vm"], [0, 1, 2]) as loop:
         time.sleep(0.5)
         management.mesh.setVModel(
             mm.SetVModelRequest(
@@ -247,17 +212,17 @@ def test_a_vmodel_transition_under_load_fails_no_request(mesh: Mesh, model: path
         wait_until(lambda: management.vmodel("vm").activeModelId == "v-two", 30, "vmodel switched")
         time.sleep(0.5)
     assert loop.ok > 20
-    assert loop.failures == []
+    assert loop.failures == [], [str(s) for s in loop.failures]
 
 
 def test_etcd_restart_under_load_keeps_loaded_models_serving(
     mesh: Mesh, model: pathlib.Path, etcd: EtcdServer
 ) -> None:
-    with Loop(mesh, ["alpha", "spread-0", "spread-1"], [0, 1, 2]) as loop:
+    with Load(mesh, ["alpha", "spread-0", "spread-1"], [0, 1, 2]) as loop:
         time.sleep(0.5)
         etcd.restart()
         time.sleep(1.0)
-    assert loop.failures == []
+    assert loop.failures == [], [str(s) for s in loop.failures]
     assert loop.ok > 20
 
     def registers() -> bool:
@@ -291,7 +256,7 @@ def test_sigkill_one_instance_under_load_then_everything_is_served_again(
     assert held[victim], "the victim holds models"
     victim_id = mesh.instances[victim].instance_id
     senders = [i for i in mesh.instances if i != victim]
-    with Loop(mesh, models, senders) as loop:
+    with Load(mesh, models, senders) as loop:
         time.sleep(0.5)
         mesh.kill(victim)
         time.sleep(5.0)  # the recovery window: the lease (2 s) expires
@@ -322,11 +287,11 @@ def test_sigterm_drains_without_failed_requests(mesh: Mesh) -> None:
     victim = next(iter(held.values()))
     moved = [name for name, index in held.items() if index == victim]
     senders = [i for i in mesh.instances if i != victim]
-    with Loop(mesh, models, senders) as loop:
+    with Load(mesh, models, senders) as loop:
         time.sleep(0.5)
         assert mesh.terminate(victim) == 0
         time.sleep(1.0)
-    assert loop.failures == []
+    assert loop.failures == [], [str(s) for s in loop.failures]
     assert loop.ok > 20
     victim_id = next(k for k, v in by_id.items() if v == victim)
     for name in moved:
