@@ -71,6 +71,7 @@ from meshserve.security import caller_namespace
 from meshserve.server import _rest_request
 from meshserve.server._backend import InferenceBackend
 from meshserve.server._budget import DecodeBudget
+from meshserve.server._rest_docs import docs_routes
 from meshserve.server._rest_errors import (
     Endpoint,
     json_response,
@@ -78,7 +79,6 @@ from meshserve.server._rest_errors import (
     route_error,
     unexpected_error,
 )
-from meshserve.server._rest_docs import docs_routes
 from meshserve.server._rest_server import RestServer
 
 __all__ = ["RestServer", "create_rest_app"]

@@ -35,9 +35,7 @@ def _served_routes(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, 
 def _documented(document: dict[str, object]) -> set[tuple[str, str]]:
     paths = document["paths"]
     assert isinstance(paths, dict)
-    return {
-        (method, path) for path, item in paths.items() for method in item if method in _METHODS
-    }
+    return {(method, path) for path, item in paths.items() for method in item if method in _METHODS}
 
 
 def test_the_document_is_valid_openapi() -> None:
