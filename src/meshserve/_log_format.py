@@ -31,6 +31,7 @@ __all__ = [
     "JsonFormatter",
     "LogFormat",
     "configure_logging",
+    "writes_json",
 ]
 
 LogFormat = Literal["auto", "console", "json"]
@@ -123,6 +124,13 @@ def configure_logging(log_format: LogFormat, *, stream: TextIO | None = None) ->
         root.addHandler(logging.StreamHandler(stream or sys.stderr))
     for handler in root.handlers:
         handler.setFormatter(_formatter(log_format, handler))
+
+
+def writes_json() -> bool:
+    """Whether the root logger's handlers write JSON (what else goes to
+    stderr should then be a log record too)."""
+    root = logging.getLogger()
+    return any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers)
 
 
 def _formatter(log_format: LogFormat, handler: logging.Handler) -> logging.Formatter:
