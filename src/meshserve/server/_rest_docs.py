@@ -74,7 +74,8 @@ _INITIALIZER_JS = f"""window.onload = function () {{
 @functools.cache
 def _asset(name: str) -> bytes:
     # A handful of files read once: the bundle's script is ~1 MB.
-    return (swagger_ui_path / name).read_bytes()
+    data: bytes = (swagger_ui_path / name).read_bytes()
+    return data
 
 
 @functools.cache
