@@ -6,6 +6,7 @@ closes; reflection can be turned off."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import queue
 import signal
@@ -33,7 +34,9 @@ SERVICES = {
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    with run_up(tmp_path_factory.mktemp("health") / "data") as running:
+    # With a namespace port (0: a free one), which serves v2 inference only.
+    env = {"MESHSERVE_SERVER__NAMESPACE_PORTS": json.dumps({"team-a": 0})}
+    with run_up(tmp_path_factory.mktemp("health") / "data", env=env) as running:
         yield running
 
 
@@ -72,6 +75,17 @@ def test_health_of_an_unknown_service_is_not_found(channel: grpc.Channel) -> Non
     with pytest.raises(grpc.RpcError) as raised:
         health_status(channel, "no.Such")
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_a_namespace_port_has_health_and_reflection_for_what_it_serves(up: Up) -> None:
+    endpoints = json.loads((up.data_dir / "endpoints.json").read_text())
+    with grpc.insecure_channel(endpoints["namespaces"]["team-a"]) as channel:
+        assert health_status(channel) == "SERVING"
+        assert health_status(channel, "inference.GRPCInferenceService") == "SERVING"
+        with pytest.raises(grpc.RpcError) as raised:
+            health_status(channel, "mmesh.ModelMesh")
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        assert list_services(channel) == SERVICES - {"mmesh.ModelMesh", "meshserve.admin.v1.Admin"}
 
 
 def test_http_probes(up: Up) -> None:
