@@ -275,26 +275,28 @@ def _namespaced(paths: dict[str, Json]) -> dict[str, Json]:
 def openapi_document() -> Json:
     """The whole document (a new dict each call)."""
     v2 = _v2_paths()
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "meshserve REST API",
-            "version": __version__,
-            "description": (
-                "The Open Inference Protocol (KServe v2) over REST, served by every "
-                "meshserve instance, with health probes and this document. Model "
-                "management is over gRPC (mmesh.ModelMesh, meshserve.admin.v1.Admin)."
-            ),
-        },
-        "tags": [
-            {"name": "v2", "description": "Open Inference Protocol (KServe v2)"},
-            {"name": "health", "description": "Probes: open even with auth on"},
-            {"name": "docs", "description": "This document and its page"},
-        ],
-        "security": [{"bearer": []}],
-        "paths": {**_own_paths(), **v2, **_namespaced(v2)},
-        "components": {"securitySchemes": _SECURITY, "schemas": _SCHEMAS},
-    }
+    return copy.deepcopy(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "meshserve REST API",
+                "version": __version__,
+                "description": (
+                    "The Open Inference Protocol (KServe v2) over REST, served by every "
+                    "meshserve instance, with health probes and this document. Model "
+                    "management is over gRPC (mmesh.ModelMesh, meshserve.admin.v1.Admin)."
+                ),
+            },
+            "tags": [
+                {"name": "v2", "description": "Open Inference Protocol (KServe v2)"},
+                {"name": "health", "description": "Probes: open even with auth on"},
+                {"name": "docs", "description": "This document and its page"},
+            ],
+            "security": [{"bearer": []}],
+            "paths": {**_own_paths(), **v2, **_namespaced(v2)},
+            "components": {"securitySchemes": _SECURITY, "schemas": _SCHEMAS},
+        }
+    )
 
 
 _SECURITY: Json = {
