@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.integration._credentials import credential
+from tests.integration._introspection import health_status, list_services
 from tests.integration._mesh import make_model
 from tests.integration._resources import isvc
 from tests.integration._up import Up, run_up
@@ -94,6 +96,27 @@ def test_no_credential_is_unauthenticated_but_health_is_open(up: Up) -> None:
     assert refused.headers["www-authenticate"].startswith("Bearer")
     assert "not-a-token" not in refused.text
     assert httpx.get(f"{up.rest_url}/v2/health/ready", timeout=10).status_code == 200
+
+
+def test_grpc_health_is_open_and_reflection_needs_a_credential(up: Up) -> None:
+    with grpc.insecure_channel(up.grpc) as channel:
+        # Kubernetes' gRPC probes send no credentials.
+        assert health_status(channel) == "SERVING"
+        with pytest.raises(grpc.RpcError) as refused:
+            list_services(channel)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        viewer = [("authorization", f"Bearer {VIEWER}")]
+        assert "inference.GRPCInferenceService" in list_services(channel, metadata=viewer)
+
+
+def test_http_probes_are_open_and_the_api_description_needs_a_credential(up: Up) -> None:
+    with httpx.Client(base_url=up.rest_url, timeout=10) as http:
+        assert http.get("/live").status_code == 200
+        assert http.get("/ready").status_code == 200
+        viewer = {"authorization": f"Bearer {VIEWER}"}
+        for path in ("/v2/openapi.json", "/docs", "/docs/swagger-ui.css"):
+            assert http.get(path).status_code == 401, path
+            assert http.get(path, headers=viewer).status_code == 200, path
 
 
 def test_roles_and_model_scopes(up: Up) -> None:

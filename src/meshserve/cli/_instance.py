@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from meshserve._log_format import configure_logging
 from meshserve.cli._mesh_secret import with_mesh_secret
 from meshserve.cli._options import stop_on_signals
 from meshserve.cli._sealing import with_sealing_key
@@ -64,6 +65,7 @@ def instance(
         ),
         create=False,
     )
+    configure_logging(settings.log.format)
     settings = with_mesh_secret(settings, create=False)
     warn_if_root("instance")
     serve(_run(settings, register_entries(register_file)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 
+from meshserve._log_format import writes_json
 from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
 from meshserve.errors import MeshServeError
 from meshserve.runtime import ListenAddress
@@ -306,5 +308,10 @@ def serve(main: Coroutine[Any, Any, None]) -> None:
 def warn_if_root(command: str) -> None:
     """Say once, at start, what running as root risks and how to avoid it."""
     warning = root_warning()
-    if warning is not None:
+    if warning is None:
+        return
+    if writes_json():
+        # One JSON event a line: a bare line would break the collector's parsing.
+        logging.getLogger("meshserve.cli").warning("meshserve %s: %s", command, warning)
+    else:
         click.echo(f"meshserve {command}: {warning}", err=True)

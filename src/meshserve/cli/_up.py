@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from meshserve._log_format import configure_logging
 from meshserve.cli._mesh_secret import with_mesh_secret
 from meshserve.cli._options import stop_on_signals
 from meshserve.cli._sealing import with_sealing_key
@@ -86,6 +87,7 @@ def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None
     # A key for the Secrets `apply` seals, made once in the data dir if none is given.
     settings = with_sealing_key(settings_from_flags(**flags), create=True)
     # The secret its instances (pools, --instances) prove to each other.
+    configure_logging(settings.log.format)
     settings = with_mesh_secret(settings, create=True)
     register = register_entries(register_file)
     warn_if_root("up")

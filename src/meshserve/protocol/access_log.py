@@ -15,7 +15,10 @@
 hop), so a client's request that was forwarded is two lines, one per
 instance. Client-chosen values (model names, the peer) are JSON strings:
 escaped and bounded, so that a name cannot forge a line. Credentials and
-payloads are never logged.
+payloads are never logged. With ``log.format: json`` the line is an event
+whose fields hold the same values (``protocol``, ``method``, ``model_id``,
+``vmodel_id``, ``code``, ``latency_ms``, ``peer``, ``instance``,
+``forwarded``), beside the request's id.
 
 Off, the front ends hold no :class:`AccessLog` at all, so nothing is timed or
 formatted.
@@ -29,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from meshserve._log_format import EXTRA_FIELDS as LOG_FIELDS
 from meshserve.errors import MeshServeError
 from meshserve.protocol.routing import RoutingHeaders
 from meshserve.protocol.status import grpc_code
@@ -52,6 +56,7 @@ class AccessLog:
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._instance_id = instance_id
         self._instance = _field(instance_id)
         self._log = logger or logging.getLogger(ACCESS_LOGGER)
         self._clock = clock
@@ -63,6 +68,20 @@ class AccessLog:
     def _write(self, entry: AccessEntry, code: str | int) -> None:
         if not self._log.isEnabledFor(logging.INFO):
             return
+        latency_ms = round((self._clock() - entry.started) * 1000, 1)
+        # The same values as fields of the JSON event (log.format json).
+        fields: dict[str, object] = {
+            "protocol": entry.protocol,
+            "method": entry.method,
+            "model_id": entry.model_id[:_FIELD_CHARS],
+            "vmodel_id": entry.vmodel_id[:_FIELD_CHARS],
+            "code": code,
+            "latency_ms": latency_ms,
+            "peer": entry.peer[:_FIELD_CHARS],
+            "instance": self._instance_id,
+        }
+        if entry.hops:
+            fields["forwarded"] = entry.hops
         self._log.info(
             "%s %s model=%s vmodel=%s code=%s latency_ms=%.1f peer=%s instance=%s%s",
             entry.protocol,
@@ -70,10 +89,11 @@ class AccessLog:
             _field(entry.model_id),
             _field(entry.vmodel_id),
             code,
-            (self._clock() - entry.started) * 1000,
+            latency_ms,
             _field(entry.peer),
             self._instance,
             f" forwarded={entry.hops}" if entry.hops else "",
+            extra={LOG_FIELDS: fields},
         )
 
 

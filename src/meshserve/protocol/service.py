@@ -12,12 +12,13 @@ A request's plain model names are made ids of the namespace it selects
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol
 
 import grpc
 import grpc.aio
 
+from meshserve import _log_context
 from meshserve.errors import ModelNotFoundError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
@@ -89,14 +90,18 @@ class _V2Service:
         """The model id a request means and its headers (plain names made
         ids of the request's namespace); ``body``: read the name from it
         unless a header names the model."""
-        headers = routing_headers_from_grpc(context.invocation_metadata(), internal=self._internal)
+        metadata = context.invocation_metadata() or ()
+        _log_context.start_request(_client_request_id(metadata))
+        headers = routing_headers_from_grpc(metadata, internal=self._internal)
         if body is not None:
             name = "" if headers.given else peek_model_name(body)
         name, headers = in_namespace(name, headers, default=self._default_namespace())
         model_id = self._backend.resolve(name, headers)
         # Naming the vmodel when the name was one (the access log and
         # per-model metrics show it).
-        return model_id, with_named_vmodel(headers, name=name, model_id=model_id)
+        headers = with_named_vmodel(headers, name=name, model_id=model_id)
+        _log_context.set_target(model_id, headers.vmodel_id)
+        return model_id, headers
 
     def _resolve(self, name: str, context: grpc.aio.ServicerContext) -> str:
         return self._target(name, context)[0]
@@ -156,6 +161,13 @@ class _V2Service:
             raise
         entry.done("OK")
         return reply
+
+
+def _client_request_id(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+    for key, value in metadata:
+        if key == _log_context.REQUEST_ID_HEADER and isinstance(value, str):
+            return value
+    return None
 
 
 def _unary(method: Callable[..., Any], request: Any = None, response: Any = None) -> Any:

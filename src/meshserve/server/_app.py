@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from meshserve import _log_context
 from meshserve.controller import Controller, RuntimePools
 from meshserve.metrics import Metrics
 from meshserve.runtime import runtime_user
@@ -53,6 +54,7 @@ async def serve_instance(
     the runtime pools they run."""
     prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     instance_id = own_instance_id(settings)
+    _log_context.set_instance(instance_id)
     sealing_key = load_sealing_key(settings.security, data_dir=settings.data_dir)
     metrics = Metrics(per_model=settings.metrics.per_model)
     if settings.tls is not None:

@@ -68,6 +68,7 @@ _V2 = "/inference.GRPCInferenceService/"
 _MM = "/mmesh.ModelMesh/"
 _ADMIN = "/meshserve.admin.v1.Admin/"
 _HEALTH = "/grpc.health.v1.Health/"
+_REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
 
 GRPC_RULES: Mapping[str, Rule | None] = {
     # Health probes: open, so orchestrators need no credential. None = open.
@@ -100,6 +101,9 @@ GRPC_RULES: Mapping[str, Rule | None] = {
     _ADMIN + "WatchResources": Rule("read"),
     _ADMIN + "ApplyResources": Rule("write"),
     _ADMIN + "DeleteResources": Rule("write"),
+    # Reflection shows the published API's schemas, nothing of the mesh's:
+    # any caller with a valid credential may list and describe.
+    _REFLECTION + "ServerReflectionInfo": Rule("read"),
 }
 """Full gRPC method name -> what it needs (None: open). Unlisted: ``admin``."""
 
@@ -269,7 +273,10 @@ def _text(value: str | bytes) -> str:
 # -- REST --------------------------------------------------------------
 
 _OPEN_PREFIX = "/v2/health/"
-_SERVER_METADATA = "/v2"
+# The server's metadata, and the probes at Kubernetes' usual paths.
+_OPEN_PATHS = frozenset({"/v2", "/live", "/ready"})
+_DESCRIPTION_PATHS = frozenset({"/v2/openapi.json", "/docs"})
+_DOCS_PREFIX = "/docs/"
 _MODELS = "/v2/models/"
 _MODEL_SUFFIXES = {(): "", ("ready",): "/ready", ("infer",): "/infer"}
 
@@ -295,8 +302,12 @@ def rest_call(method: str, path: str) -> RestCall | None:
     segment, and ``/versions/{version}`` may follow it. Anything else (a
     route added later, a typo) needs ``admin``.
     """
-    if path.startswith(_OPEN_PREFIX) or path == _SERVER_METADATA:
+    if path.startswith(_OPEN_PREFIX) or path in _OPEN_PATHS:
         return None
+    if path in _DESCRIPTION_PATHS or path.startswith(_DOCS_PREFIX):
+        # The API's description: like reflection over gRPC, any valid credential.
+        template = _DOCS_PREFIX + "{asset}" if path.startswith(_DOCS_PREFIX) else path
+        return RestCall(Rule("read", label=f"{method} {template}"))
     if path.startswith(_MODELS):
         parts = path[len(_MODELS) :].split("/")
         name, rest = parts[0], tuple(parts[1:])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import grpc
 import grpc.aio
@@ -14,7 +15,10 @@ import grpc.aio
 from meshserve.controller import ResourceStore
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
+from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2_pb
+from meshserve.protocol._pb import meshserve_admin_pb2 as admin_pb
 from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
+from meshserve.protocol._pb import model_mesh_pb2 as mm_pb
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.access_log import AccessLog
 from meshserve.protocol.peer import PeerClient
@@ -26,7 +30,9 @@ from meshserve.security import (
     grpc_server_credentials,
 )
 from meshserve.server._grpc_guard import RequestDecodingInterceptor
+from meshserve.server._grpc_health import HEALTH_SERVICE, HealthService
 from meshserve.server._grpc_management import AdminService, ModelMeshService
+from meshserve.server._grpc_reflection import enable_reflection
 from meshserve.server._internal_port import InternalPortGuard, internal_handlers
 from meshserve.server._limits import grpc_connection_options
 from meshserve.server._ports import address
@@ -79,7 +85,8 @@ class InternalPort:
 
 @dataclass(frozen=True, slots=True)
 class PublicPort:
-    """The port clients call, behind the public guards."""
+    """The port clients call, behind the public guards; beside its APIs it
+    serves gRPC health and (``server.grpcReflection``) reflection."""
 
     server: grpc.aio.Server
     port: int
@@ -89,6 +96,7 @@ class PublicPort:
     namespace: str | None = None
     """A port of ``server.namespacePorts``: plain model names mean this
     namespace's, and only v2 inference is served."""
+    reflection: bool = True
 
     @classmethod
     def bind(
@@ -100,6 +108,7 @@ class PublicPort:
         share = settings.server.share_ports
         server = _grpc_server(settings, reuse_port=share, interceptors=guards.grpc_interceptors())
         host = settings.server.host
+        reflection = settings.server.grpc_reflection
 
         def credentials() -> grpc.ServerCredentials | None:
             # One set per port: each watches the certificate files on its own.
@@ -108,10 +117,16 @@ class PublicPort:
         if namespace is not None:
             port = settings.server.namespace_ports[namespace]
             bound = _bind(server, host, port, credentials=credentials())
-            return cls(server=server, port=bound, own_port=None, namespace=namespace)
+            return cls(
+                server=server,
+                port=bound,
+                own_port=None,
+                namespace=namespace,
+                reflection=reflection,
+            )
         port = _bind(server, host, settings.server.grpc_port, credentials=credentials())
         own_port = _bind(server, host, 0, credentials=credentials()) if share else None
-        return cls(server=server, port=port, own_port=own_port)
+        return cls(server=server, port=port, own_port=own_port, reflection=reflection)
 
     async def start(
         self,
@@ -127,6 +142,7 @@ class PublicPort:
             self.server.add_generic_rpc_handlers(
                 (v2_handler(instance, default_namespace=lambda: namespace, access_log=access_log),)
             )
+            self._add_introspection(instance, modules=(v2_pb,))
             await self.server.start()
             return
         self.server.add_generic_rpc_handlers(
@@ -136,7 +152,20 @@ class PublicPort:
         admin_grpc.add_AdminServicer_to_server(
             AdminService(instance, resources=resources), self.server
         )
+        self._add_introspection(instance, modules=(v2_pb, mm_pb, admin_pb))
         await self.server.start()
+
+    def _add_introspection(self, instance: Instance, *, modules: Sequence[ModuleType]) -> None:
+        """Health for the services of ``modules`` (the port's), read live
+        from the instance's readiness; reflection unless turned off."""
+        services = [
+            service.full_name
+            for module in modules
+            for service in module.DESCRIPTOR.services_by_name.values()
+        ]
+        HealthService(ready=instance.server_ready, services=services).add_to(self.server)
+        if self.reflection:
+            enable_reflection(self.server, services=[*services, HEALTH_SERVICE], modules=modules)
 
 
 def _grpc_server(

@@ -4,10 +4,15 @@ Routes (``[/versions/{version}]`` is optional on every model route)::
 
     GET  /v2/health/live                 200 {"live": true}
     GET  /v2/health/ready                200 {"ready": true} | 503 {"ready": false}
+    GET  /live, /ready                   the same two, at the probes' usual paths
     GET  /v2                             server metadata
     GET  /v2/models/{name}               model metadata
     GET  /v2/models/{name}/ready         200 | 400 (known, not loaded) | 404 (unknown)
     POST /v2/models/{name}/infer         JSON, or Triton's binary tensor extension
+
+At the root only, also ``/v2/openapi.json`` (the OpenAPI 3 document of
+these routes, ``_openapi``) and ``/docs`` (a Swagger UI page over it,
+``_rest_docs``).
 
 A model route's name goes through ``InferenceBackend.resolve`` together with
 ModelMesh's routing headers (``mm-model-id``, ``mm-vmodel-id`` and their
@@ -52,6 +57,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from meshserve import _log_context
 from meshserve.protocol import codecs
 from meshserve.protocol.access_log import AccessEntry, AccessLog
 from meshserve.protocol.inference import TensorMetadata
@@ -65,6 +71,7 @@ from meshserve.security import caller_namespace
 from meshserve.server import _rest_request
 from meshserve.server._backend import InferenceBackend
 from meshserve.server._budget import DecodeBudget
+from meshserve.server._rest_docs import docs_routes
 from meshserve.server._rest_errors import (
     Endpoint,
     json_response,
@@ -126,8 +133,15 @@ def create_rest_app(
         *model_routes("/ready", endpoints.model_ready, "GET"),
         *model_routes("/infer", endpoints.infer, "POST", make=logged_route),
     ]
+    # Probes at the usual Kubernetes paths, and the API's description:
+    # served at the root only.
+    own: list[BaseRoute] = [
+        route("/live", endpoints.live, "GET"),
+        route("/ready", endpoints.ready, "GET"),
+        *docs_routes(),
+    ]
     return Starlette(
-        routes=[*routes, Mount(REST_NAMESPACE_PREFIX, routes=routes)],
+        routes=[*own, *routes, Mount(REST_NAMESPACE_PREFIX, routes=routes)],
         exception_handlers={HTTPException: route_error, Exception: unexpected_error},
     )
 
@@ -221,6 +235,7 @@ class _Endpoints:
         """The model a route names (plain names made ids of the request's
         namespace), and the request's routing headers (naming the vmodel
         when the route's name was one)."""
+        _log_context.start_request(request.headers.get(_log_context.REQUEST_ID_HEADER))
         headers = _rest_request.routing_headers(
             request.scope["headers"], path_namespace=request.path_params.get("namespace")
         )
@@ -228,7 +243,9 @@ class _Endpoints:
             request.path_params["name"], headers, default=caller_namespace()
         )
         model_id = self._backend.resolve(name, headers)
-        return model_id, with_named_vmodel(headers, name=name, model_id=model_id)
+        headers = with_named_vmodel(headers, name=name, model_id=model_id)
+        _log_context.set_target(model_id, headers.vmodel_id)
+        return model_id, headers
 
 
 # The request.state attribute holding an infer's access-log entry.

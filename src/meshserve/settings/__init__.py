@@ -9,7 +9,7 @@ command-line flags. Config files may spell keys in ModelMesh's camelCase
 its keys. ``load_settings_with_sources`` also says where each value came from.
 
 One module per concern: ``_runtime`` (runtime, cache), ``_server`` (front
-ends, limits, metrics port), ``_store`` (store, storage), ``_security`` (TLS,
+ends, limits, metrics port, logs), ``_store`` (store, storage), ``_security`` (TLS,
 auth, sealing), ``_mesh`` (mesh, control), ``_root`` (:class:`Settings`, the
 groups together) and ``_loader`` (the sources).
 """
@@ -20,7 +20,12 @@ from meshserve.settings._mesh import ControlSettings, MeshSettings
 from meshserve.settings._root import Settings
 from meshserve.settings._runtime import CacheSettings, RuntimeSettings
 from meshserve.settings._security import AuthSettings, ClientAuth, SecuritySettings, TlsSettings
-from meshserve.settings._server import LimitsSettings, MetricsSettings, ServerSettings
+from meshserve.settings._server import (
+    LimitsSettings,
+    LogSettings,
+    MetricsSettings,
+    ServerSettings,
+)
 from meshserve.settings._store import StorageSettings, StoreSettings
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "ClientAuth",
     "ControlSettings",
     "LimitsSettings",
+    "LogSettings",
     "MeshSettings",
     "MetricsSettings",
     "RuntimeSettings",

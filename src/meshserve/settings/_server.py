@@ -1,4 +1,5 @@
-"""Settings of the front ends: ports, message sizes, limits and the metrics port."""
+"""Settings of the front ends: ports, message sizes, limits, the metrics
+port and the logs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pydantic import Field
 
 from meshserve.settings._group import MIB, Group
 
-__all__ = ["LimitsSettings", "MetricsSettings", "ServerSettings"]
+__all__ = ["LimitsSettings", "LogSettings", "MetricsSettings", "ServerSettings"]
 
 
 class ServerSettings(Group):
@@ -40,6 +41,13 @@ class ServerSettings(Group):
     and vmodel id, method, status code, latency, caller and instance; never
     credentials or payloads. Off by default as in ModelMesh: a busy instance
     would write a line per request."""
+
+    grpc_reflection: bool = True
+    """Serve gRPC server reflection on the public gRPC ports, so that
+    ``grpcurl`` and other reflection clients list and describe the services
+    without .proto files. It reveals only the published API's schemas, and
+    with auth on it needs a credential as the other calls do. Off: clients
+    need the .proto files."""
 
     share_ports: bool = False
     """Let several instances on one machine listen on the same gRPC and REST
@@ -173,3 +181,16 @@ class MetricsSettings(Group):
     (the ``tls`` settings, which it then needs; clients are not asked for a
     certificate). ``http`` by default because TLS is off by default;
     ModelMesh Serving's default is ``https``."""
+
+
+class LogSettings(Group):
+    """How the instance writes its log (the level is the ``--log-level``
+    flag, and the ``logger_level`` config key at run time)."""
+
+    format: Literal["console", "json", "auto"] = "console"
+    """``console``: readable lines (``time LEVEL logger: message [fields]``).
+    ``json``: one JSON object a line, for log collectors (fields in
+    docs/observability.md). ``auto``: console when stderr is a terminal,
+    JSON otherwise. Console by default, so that what a person reads, and
+    what tools already grep, stays as it was; set ``json`` where a
+    collector reads the log (``MESHSERVE_LOG__FORMAT=json``)."""

@@ -240,12 +240,17 @@ def assert_error(response: httpx.Response, status: int, *fragments: str) -> None
 # ---------------------------------------------------------------- health and metadata
 
 
-def test_liveness_and_readiness(http: httpx.Client) -> None:
-    assert (http.get("/v2/health/live").status_code, http.get("/v2/health/live").json()) == (
-        200,
-        {"live": True},
-    )
-    ready = http.get("/v2/health/ready")
+# The v2 routes, and the same at the paths Kubernetes probes usually use.
+PROBES = pytest.mark.parametrize(
+    ("live_path", "ready_path"), [("/v2/health/live", "/v2/health/ready"), ("/live", "/ready")]
+)
+
+
+@PROBES
+def test_liveness_and_readiness(http: httpx.Client, live_path: str, ready_path: str) -> None:
+    live = http.get(live_path)
+    assert (live.status_code, live.json()) == (200, {"live": True})
+    ready = http.get(ready_path)
     assert (ready.status_code, ready.json()) == (200, {"ready": True})
 
 
@@ -256,12 +261,14 @@ def not_ready(served: Served) -> Iterator[None]:
     served.backend.ready = True
 
 
+@PROBES
 @pytest.mark.usefixtures("not_ready")
 def test_readiness_is_503_when_the_backend_is_not_ready(
-    http: httpx.Client, triton: triton_http.InferenceServerClient
+    http: httpx.Client, triton: triton_http.InferenceServerClient, live_path: str, ready_path: str
 ) -> None:
-    response = http.get("/v2/health/ready")
+    response = http.get(ready_path)
     assert (response.status_code, response.json()) == (503, {"ready": False})
+    assert http.get(live_path).status_code == 200
     assert triton.is_server_ready() is False
     assert triton.is_server_live() is True
 
