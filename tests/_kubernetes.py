@@ -9,6 +9,8 @@ from typing import Any
 
 import kubernetes_validate
 
+from meshserve.operator._render import OPERATOR_API_USE
+
 KUBERNETES_VERSION = "1.37"
 """The newest Kubernetes whose schemas kubernetes-validate ships."""
 
@@ -58,3 +60,26 @@ def security_problems(pod: dict[str, Any]) -> list[str]:
         if context.get("runAsUser") == 0:
             problems.append(f"container {name} runs as root")
     return problems
+
+
+def granted(objects: Iterable[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) every Role and ClusterRole grants."""
+    return {
+        (group, resource, verb)
+        for role in objects
+        if role["kind"] in ("Role", "ClusterRole")
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def declared(where: set[str]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of OPERATOR_API_USE rows used ``where``."""
+    return {
+        (use.api_group, use.resource, verb)
+        for use in OPERATOR_API_USE
+        if use.where in where
+        for verb in use.verbs
+    }

@@ -66,7 +66,7 @@ OPERATOR_API_USE: tuple[ApiUse, ...] = (
     ApiUse("", "events", ("create",)),
     ApiUse("events.k8s.io", "events", ("create",)),
     # One active replica (leader election), in its own namespace only.
-    ApiUse("coordination.k8s.io", "leases", ("get", "create", "update"), "own"),
+    ApiUse("coordination.k8s.io", "leases", ("get", "create", "patch"), "own"),
     # Cluster scope: which namespaces are modelmesh-enabled.
     ApiUse("", "namespaces", _READ, "cluster"),
 )

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from meshserve.operator._render import (
-    OPERATOR_API_USE,
     OPERATOR_LABELS,
     ClusterConfig,
     Flows,
@@ -19,7 +18,7 @@ from meshserve.operator._render import (
     render_runtime_account,
     render_services,
 )
-from tests._kubernetes import validate_strict
+from tests._kubernetes import declared, granted, validate_strict
 
 CONFIG = ClusterConfig(namespace="modelmesh-serving", image="registry.example/meshserve:1.0")
 
@@ -156,35 +155,14 @@ def test_metrics_closed_when_off() -> None:
 # --- RBAC ----------------------------------------------------------------------------
 
 
-def _granted(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {
-        (group, resource, verb)
-        for role in objects
-        if role["kind"] in ("Role", "ClusterRole")
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-
-
-def _declared(where: set[str]) -> set[tuple[str, str, str]]:
-    return {
-        (use.api_group, use.resource, verb)
-        for use in OPERATOR_API_USE
-        if use.where in where
-        for verb in use.verbs
-    }
-
-
 @pytest.mark.parametrize("scope", ["cluster", "namespace"])
 def test_rbac_grants_exactly_the_declared_calls(scope: Any) -> None:
     objects = render_operator_rbac(CONFIG, scope=scope, namespaces=("team-a",))
     for document in objects:
         validate_strict(document)
     wanted = {"watched", "own"} | ({"cluster"} if scope == "cluster" else set())
-    assert _granted(objects) == _declared(wanted)
-    assert not any("*" in part for grant in _granted(objects) for part in grant)
+    assert granted(objects) == declared(wanted)
+    assert not any("*" in part for grant in granted(objects) for part in grant)
     kinds = {o["kind"] for o in objects}
     if scope == "cluster":
         assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
@@ -200,9 +178,9 @@ def test_leader_election_is_granted_in_the_operators_namespace_only() -> None:
     objects = render_operator_rbac(CONFIG, scope="cluster")
     (leader,) = [o for o in objects if o["kind"] == "Role"]
     assert leader["metadata"]["namespace"] == CONFIG.namespace
-    assert _granted([leader]) == _declared({"own"})
+    assert granted([leader]) == declared({"own"})
     assert all(
-        g[1] != "leases" for g in _granted([o for o in objects if o["kind"] == "ClusterRole"])
+        g[1] != "leases" for g in granted([o for o in objects if o["kind"] == "ClusterRole"])
     )
 
 
@@ -210,7 +188,7 @@ def test_a_grant_outside_the_table_would_be_caught() -> None:
     objects = render_operator_rbac(CONFIG, scope="cluster")
     role = next(o for o in objects if o["kind"] == "ClusterRole")
     role["rules"][0]["verbs"].append("delete")
-    assert _granted(objects) != _declared({"watched", "own", "cluster"})
+    assert granted(objects) != declared({"watched", "own", "cluster"})
 
 
 def test_the_runtime_account_mounts_no_token() -> None:
