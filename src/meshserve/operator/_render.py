@@ -11,6 +11,13 @@ modules; this module is their one public face:
   RBAC from the one table of its API calls; :func:`render_runtime_account`.
 """
 
+from meshserve.operator._render_autoscaling import (
+    AUTOSCALER_CLASS_ANNOTATION,
+    MAX_SCALE_ANNOTATION,
+    METRICS_ANNOTATION,
+    MIN_SCALE_ANNOTATION,
+    TARGET_UTILIZATION_ANNOTATION,
+)
 from meshserve.operator._render_config import (
     DEFAULT_RUNTIME_SERVICE_ACCOUNT,
     ClusterConfig,
@@ -32,12 +39,7 @@ from meshserve.operator._render_rbac import (
     render_runtime_account,
 )
 from meshserve.operator._render_runtime import (
-    AUTOSCALER_CLASS_ANNOTATION,
-    MAX_SCALE_ANNOTATION,
-    METRICS_ANNOTATION,
-    MIN_SCALE_ANNOTATION,
     RUNTIME_HASH_ANNOTATION,
-    TARGET_UTILIZATION_ANNOTATION,
     UNSUPPORTED_ADAPTERS,
     deployment_name,
     render_runtime,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from meshserve.controller import (
@@ -37,6 +38,7 @@ from meshserve.controller import (
     pool_variables,
 )
 from meshserve.errors import InvalidResourceError, UnsupportedRuntimeError
+from meshserve.operator._render_autoscaling import render_hpa
 from meshserve.operator._render_config import ClusterConfig
 from meshserve.operator._render_instance import instance_container, instance_volumes
 from meshserve.operator._render_pod import (
@@ -51,12 +53,7 @@ from meshserve.operator._render_pod import (
 from meshserve.resources import ClusterServingRuntime, Container, ServingRuntime
 
 __all__ = [
-    "AUTOSCALER_CLASS_ANNOTATION",
-    "MAX_SCALE_ANNOTATION",
-    "METRICS_ANNOTATION",
-    "MIN_SCALE_ANNOTATION",
     "RUNTIME_HASH_ANNOTATION",
-    "TARGET_UTILIZATION_ANNOTATION",
     "UNSUPPORTED_ADAPTERS",
     "deployment_name",
     "render_runtime",
@@ -66,12 +63,6 @@ __all__ = [
 
 AnyRuntime = ServingRuntime | ClusterServingRuntime
 
-# Upstream's names (kserve pkg/constants and modelmesh-serving pkg/constants).
-AUTOSCALER_CLASS_ANNOTATION = "serving.kserve.io/autoscalerClass"
-MIN_SCALE_ANNOTATION = "serving.kserve.io/min-scale"
-MAX_SCALE_ANNOTATION = "serving.kserve.io/max-scale"
-METRICS_ANNOTATION = "serving.kserve.io/metrics"
-TARGET_UTILIZATION_ANNOTATION = "serving.kserve.io/targetUtilizationPercentage"
 RUNTIME_HASH_ANNOTATION = "serving.meshserve.io/runtime-hash"
 
 UNSUPPORTED_ADAPTERS = ("triton", "ovms", "torchserve")
@@ -91,8 +82,6 @@ _ADAPTER_RESOURCES = {  # ModelMesh Serving's built-in adapter's
     "requests": {"cpu": "50m", "memory": "96Mi"},
     "limits": {"cpu": "2", "memory": "512Mi"},
 }
-_DEFAULT_CPU_UTILIZATION = 80  # KServe's DefaultCPUUtilization
-_HPA_METRICS = ("cpu", "memory")
 _MAX_LABEL = 63
 
 
@@ -139,7 +128,7 @@ def render_runtime(
     where = namespace or config.namespace
     if isinstance(runtime, ServingRuntime):
         where = runtime.namespace
-    hpa = _hpa(runtime, name=name, namespace=where) if replicas > 0 else None
+    hpa = render_hpa(runtime, name=name, namespace=where) if replicas > 0 else None
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(runtime, config=config)},
         "strategy": {
@@ -239,19 +228,16 @@ def _pod_template(runtime: AnyRuntime, *, config: ClusterConfig) -> dict[str, An
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Layout:
     """How the runtime runs in the pod."""
 
-    def __init__(
-        self,
-        *,
-        instance_env: list[tuple[str, str]],
-        containers: list[dict[str, Any]],
-        in_process: bool = False,
-    ) -> None:
-        self.instance_env = instance_env
-        self.containers = containers
-        self.in_process = in_process
+    instance_env: list[tuple[str, str]]
+    """``MESHSERVE_RUNTIME__*`` variables telling ``mm`` where the runtime is."""
+    containers: list[dict[str, Any]]
+    """The pod's containers besides ``mm``."""
+    in_process: bool = False
+    """The runtime runs inside ``mm`` (meshserve's own runtimes)."""
 
 
 def _layout(runtime: AnyRuntime, *, config: ClusterConfig) -> _Layout:
@@ -462,66 +448,3 @@ def _spec_document(runtime: AnyRuntime) -> dict[str, Any]:
 
 def _names(entries: list[Any]) -> list[str]:
     return [str(e["name"]) if isinstance(e, dict) else str(e) for e in entries if e]
-
-
-# --- autoscaling -------------------------------------------------------------------
-
-
-def _hpa(runtime: AnyRuntime, *, name: str, namespace: str) -> dict[str, Any] | None:
-    """ModelMesh Serving's HPA: min/max replicas and one resource metric's
-    average utilization, from the runtime's annotations."""
-    annotations = runtime.metadata.annotations
-    if annotations.get(AUTOSCALER_CLASS_ANNOTATION) != "hpa":
-        return None
-    minimum = _int_annotation(annotations, MIN_SCALE_ANNOTATION, default=1, least=1)
-    maximum = max(
-        _int_annotation(annotations, MAX_SCALE_ANNOTATION, default=minimum, least=1), minimum
-    )
-    target = _int_annotation(
-        annotations, TARGET_UTILIZATION_ANNOTATION, default=_DEFAULT_CPU_UTILIZATION, least=1
-    )
-    metric = annotations.get(METRICS_ANNOTATION, "cpu")
-    if metric not in _HPA_METRICS:
-        raise InvalidResourceError(
-            f"{metric!r}: expected one of {', '.join(_HPA_METRICS)}",
-            field=f"metadata.annotations[{METRICS_ANNOTATION}]",
-        )
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
-        },
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": minimum,
-            "maxReplicas": maximum,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": metric,
-                        "target": {"type": "Utilization", "averageUtilization": target},
-                    },
-                }
-            ],
-        },
-    }
-
-
-def _int_annotation(annotations: dict[str, str], key: str, *, default: int, least: int) -> int:
-    text = annotations.get(key)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = least - 1
-    if value < least:
-        raise InvalidResourceError(
-            f"{text!r}: expected a whole number of at least {least}",
-            field=f"metadata.annotations[{key}]",
-        )
-    return value
