@@ -45,14 +45,15 @@ _OWN = (*_READ, "create", "patch", "delete")
 
 OPERATOR_API_USE: tuple[ApiUse, ...] = (
     # Keep in sync with what the operator calls.
-    # The resources it serves; patch: finalizers and annotations.
-    ApiUse("serving.kserve.io", "servingruntimes", (*_READ, "patch")),
+    # The resources it serves. Runtimes: read, and their status written;
+    # InferenceServices and Predictors also patched (their finalizers).
+    ApiUse("serving.kserve.io", "servingruntimes", _READ),
     ApiUse("serving.kserve.io", "servingruntimes/status", ("get", "patch")),
     ApiUse("serving.kserve.io", "inferenceservices", (*_READ, "patch")),
     ApiUse("serving.kserve.io", "inferenceservices/status", ("get", "patch")),
     ApiUse("serving.kserve.io", "predictors", (*_READ, "patch")),
     ApiUse("serving.kserve.io", "predictors/status", ("get", "patch")),
-    ApiUse("serving.kserve.io", "clusterservingruntimes", (*_READ, "patch"), "cluster"),
+    ApiUse("serving.kserve.io", "clusterservingruntimes", _READ, "cluster"),
     ApiUse("serving.kserve.io", "clusterservingruntimes/status", ("get", "patch"), "cluster"),
     # model-serving-config, the storage-config and etcd Secrets: read only.
     ApiUse("", "configmaps", _READ),
@@ -61,10 +62,8 @@ OPERATOR_API_USE: tuple[ApiUse, ...] = (
     ApiUse("apps", "deployments", _OWN),
     ApiUse("", "services", _OWN),
     ApiUse("autoscaling", "horizontalpodautoscalers", _OWN),
-    ApiUse("", "serviceaccounts", ("get", "list", "watch", "create")),
-    # kopf posts events about the objects it handles.
+    # kopf posts events (core v1) about the objects it handles.
     ApiUse("", "events", ("create",)),
-    ApiUse("events.k8s.io", "events", ("create",)),
     # One active replica (leader election), in its own namespace only.
     ApiUse("coordination.k8s.io", "leases", ("get", "create", "patch"), "own"),
     # Cluster scope: which namespaces are modelmesh-enabled.

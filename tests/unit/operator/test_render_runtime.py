@@ -381,11 +381,14 @@ def test_a_malformed_autoscaling_annotation_names_itself(key: str, value: str) -
 # --- the instance's settings -----------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "tls", [{}, {"tls": {"secretName": "mm-tls", "clientAuth": "require"}}], ids=["plain", "tls"]
+)
 def test_the_instance_environment_makes_real_settings(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    tls: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = ClusterConfig.from_config_yaml(
-        {"podsPerRuntime": 3, "grpcMaxMessageSizeBytes": 1048576, "metrics": {"perModel": True}},
+        {"grpcMaxMessageSizeBytes": 1048576, "metrics": {"perModel": True}, **tls},
         namespace="mm",
         image="m:1",
     )
@@ -417,6 +420,13 @@ def test_the_instance_environment_makes_real_settings(
     assert settings.mesh.labels == ("mt:sklearn", "mt:sklearn:0")
     assert settings.control.controller_enabled is False
     assert str(settings.store.etcd_connection_file) == "/etc/meshserve/etcd/etcd_connection"
+    if tls:
+        assert settings.tls is not None
+        assert str(settings.tls.cert_file) == "/etc/meshserve/tls/tls.crt"
+        assert str(settings.tls.ca_file) == "/etc/meshserve/tls/ca.crt"
+        assert settings.tls.client_auth == "require"
+    else:
+        assert settings.tls is None
     ports = {p["name"]: p["containerPort"] for p in mm["ports"]}
     assert (settings.server.grpc_port, settings.server.rest_port) == (ports["grpc"], ports["http"])
     assert (settings.mesh.internal_port, settings.metrics.port) == (
