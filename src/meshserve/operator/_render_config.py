@@ -97,6 +97,13 @@ class ClusterConfig:
     runtime_pod_labels: Mapping[str, str] = field(default_factory=dict)
     runtime_pod_annotations: Mapping[str, str] = field(default_factory=dict)
     image_pull_secrets: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    """model-serving-config keys not acted on (for the operator's log);
+    they change nothing rendered, so they are not compared or hashed."""
+
+    def __hash__(self) -> int:
+        # The mappings make the generated hash fail; the digest covers them.
+        return hash(self.digest)
 
     @property
     def runtime_service_account(self) -> str:
@@ -172,6 +179,7 @@ class ClusterConfig:
             ),
             allowed_runtime_images=tuple(allowed_runtime_images),
             instance_env=_env(values),
+            warnings=tuple(mapped.warnings()),
             model_mesh_resources=_resources(group.get("modelmeshresources"))
             or defaults.model_mesh_resources,
             runtime_pod_labels=_strings(group.get("runtimepodlabels"), "runtimePodLabels"),
@@ -245,7 +253,9 @@ def _pull_secrets(value: Any) -> tuple[str, ...]:
 
 def _jsonable(config: ClusterConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in config.__dataclass_fields__:
+    for name, spec in config.__dataclass_fields__.items():
+        if not spec.compare:
+            continue
         value = getattr(config, name)
         out[name] = dict(value) if isinstance(value, Mapping) else value
     return out

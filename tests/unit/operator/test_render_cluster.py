@@ -77,6 +77,19 @@ def test_the_default_config_is_model_mesh_servings() -> None:
     assert config.digest != ClusterConfig(namespace="ns", image="m:2").digest
 
 
+def test_the_config_is_hashable_and_reports_keys_it_ignores() -> None:
+    config = ClusterConfig.from_config_yaml(
+        {"podsPerRuntime": 1, "modelMeshImage": {"name": "x"}, "podsPerRuntim": 2},
+        namespace="ns",
+        image="m:1",
+    )
+    assert {config: 1}[
+        ClusterConfig.from_config_yaml({"podsPerRuntime": 1}, namespace="ns", image="m:1")
+    ]
+    assert any("modelMeshImage" in w for w in config.warnings)
+    assert any("podsPerRuntim" in w for w in config.warnings)
+
+
 def test_a_malformed_config_value_is_refused_by_key() -> None:
     with pytest.raises(ValueError, match="runtimePodLabels"):
         ClusterConfig.from_config_yaml({"runtimePodLabels": ["a"]}, namespace="ns", image="m:1")
