@@ -21,6 +21,7 @@ from meshserve.controller._pools import (
     PoolSpec,
     RuntimePools,
     expand_vars,
+    format_labels,
     pool_spec,
     pool_variables,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "builtin_runtimes",
     "expand_vars",
     "find_condition",
+    "format_labels",
     "kind_of",
     "pool_spec",
     "pool_variables",
