@@ -4,7 +4,13 @@
   ``scaleup_rpm_threshold`` requests per minute gets another copy elsewhere;
   when the mesh is short of space, cold extra copies go (the newest copy of
   a model removes itself, so two instances never remove the same model's
-  last copies at once); the leader retries vmodel transitions.
+  last copies at once); a busy instance gives a copy of its hottest model
+  to an underused one (``_rebalance``: load spreads onto restarted or new
+  instances); the leader retries vmodel transitions.
+- While the store is out of reach, and for ``store_outage_grace_s`` after,
+  nothing that judges peers gone runs (the reaper, orphan deletion) and no
+  copies are added or removed on the strength of the view: it is the last
+  known one.
 - Every ``janitor_interval_s``: the cache is reconciled with the registry
   (unregistered models unloaded, expired failures dropped, published copies
   rewritten if they drifted).
@@ -35,6 +41,7 @@ from meshserve.mesh._mesh_view import LOADED, MeshView
 from meshserve.mesh._own_records import OwnRecords, copy_state
 from meshserve.mesh._placement import required_label
 from meshserve.mesh._rates import RateTracker
+from meshserve.mesh._rebalance import spread_target
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
 from meshserve.registry import CopyRecord, CopyState, Registry
@@ -141,10 +148,12 @@ class Upkeep:
 
     async def rates_pass(self) -> None:
         threshold = self.scaleup_threshold()
-        for model_id in self._cache.loaded_ids():
-            if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
-                self._scale_up(model_id)
-        await self._scale_down(threshold)
+        if self._view.trusts_absences():
+            for model_id in self._cache.loaded_ids():
+                if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
+                    self._scale_up(model_id)
+            self._rebalance()
+            await self._scale_down(threshold)
         self._membership.poke()
         self._report()
         self._apply_logger_level()
@@ -185,6 +194,51 @@ class Upkeep:
 
         self._scaling.add(model_id)
         self._spawn(scale(), name=f"scale-up:{model_id}")
+
+    def _rebalance(self) -> None:
+        """Give a copy of the hottest model here to an underused instance
+        (one per pass, while the mesh has room to spare)."""
+        if self._scaling:
+            return  # one at a time: the next pass sees its effect on the records
+        live = self._view.live_instances()
+        capacity = sum(r.capacity_bytes for r in live)
+        free = sum(max(0, r.free_bytes) for r in live)
+        if capacity <= 0 or free / capacity <= 2 * self._settings.scale_down_free_fraction:
+            return  # near the point where extra copies are removed: no churn
+        hottest = sorted(
+            ((m, self._rates.rpm(m)) for m in self._cache.loaded_ids()),
+            key=lambda item: -item[1],
+        )
+
+        def label(model_id: str) -> str | None:
+            record = self._registry.model(model_id)
+            return None if record is None else required_label(record.type.lower())
+
+        choice = spread_target(
+            own_rpm=self._rates.total_rpm(),
+            hottest=hottest,
+            others=[r for r in live if r.instance_id != self._instance_id],
+            holders=self._copies.holders,
+            label=label,
+            min_rpm=self._settings.rebalance_min_rpm,
+            load_ratio=self._settings.rebalance_load_ratio,
+            default_model_size=self._cache.default_size,
+        )
+        if choice is None:
+            return
+        model_id, target = choice
+
+        async def spread() -> None:
+            try:
+                if await self._copies.add_copy(model_id, target=target):
+                    log.info("spreading load: a copy of %s on %s", model_id, target.instance_id)
+            except MeshServeError as exc:
+                log.info("could not add a copy of %s on %s: %s", model_id, target.instance_id, exc)
+            finally:
+                self._scaling.discard(model_id)
+
+        self._scaling.add(model_id)
+        self._spawn(spread(), name=f"spread:{model_id}")
 
     async def _scale_down(self, threshold: int) -> None:
         """Remove cold extra copies while the mesh is short of space."""
@@ -272,6 +326,10 @@ class Upkeep:
         (not models evicted for space: their instances are still alive)."""
         if not self.is_leader:
             self._had_copies.clear()
+            return
+        if not self._view.trusts_absences():
+            # Instances missing now may be back in a moment: keep what was
+            # held before, and judge once the view is refreshed.
             return
         live = set(self._registry.instances) | {self._instance_id}
         holders_now: dict[str, set[str]] = {}
