@@ -48,15 +48,19 @@ def _copies(mesh: Mesh) -> dict[str, set[str]]:
     return seen
 
 
-def _first_registration(mesh: Mesh, index: int, model: pathlib.Path, since: float) -> float:
-    """Seconds from ``since`` until a registration through ``index`` succeeds."""
+def _first_registration(
+    mesh: Mesh, index: int, model: pathlib.Path, since: float
+) -> tuple[float, str]:
+    """Seconds from ``since`` until a registration through ``index``
+    succeeds, and the model it registered."""
     deadline = time.monotonic() + 60
     attempt = 0
     while True:
         attempt += 1
+        name = f"after-{index}-{attempt}"
         try:
-            mesh.management(index).register(f"after-{index}-{attempt}", type="sklearn", path=model)
-            return time.monotonic() - since
+            mesh.management(index).register(name, type="sklearn", path=model)
+            return time.monotonic() - since, name
         except grpc.RpcError:
             if time.monotonic() > deadline:
                 raise
@@ -90,9 +94,22 @@ def test_etcd_down_30s_fails_no_request_and_recovers_at_once(work: pathlib.Path)
             etcd.start()
             back_at = time.monotonic()
             # ... and registration works again within moments of its return.
-            windows = [_first_registration(mesh, i, model, back_at) for i in range(3)]
+            registered = [_first_registration(mesh, i, model, back_at) for i in range(3)]
+            windows = [seconds for seconds, _ in registered]
             print(f"etcd back: first registration after {windows} s (instances 0, 1, 2)")
             assert windows[0] < REGISTRATION_BOUND_S, windows
+            # Every instance's watch resumed: each sees the others' registrations.
+            names = [name for _, name in registered]
+            wait_until(
+                lambda: all(
+                    mesh.management(i).status_name(n) != "NOT_FOUND"
+                    for i in range(3)
+                    for n in names
+                ),
+                REGISTRATION_BOUND_S,
+                "every instance sees every registration",
+            )
+            print(f"etcd back: every mirror caught up after {time.monotonic() - back_at:.2f} s")
             time.sleep(5)
         sent = load.sent
         during = [s for s in sent if down_at <= s.started < back_at]

@@ -36,6 +36,7 @@ from meshserve.errors import MeshServeError
 from meshserve.mesh._background import Spawn
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._copies import Copies
+from meshserve.mesh._lru import CacheEntry
 from meshserve.mesh._membership import Membership
 from meshserve.mesh._mesh_view import LOADED, MeshView
 from meshserve.mesh._own_records import OwnRecords, copy_state
@@ -103,6 +104,12 @@ class Upkeep:
         self._had_copies: dict[str, set[str]] = {}
         """Model -> the live instances holding it at the last pass."""
         self._orphans: set[str] = set()
+        self._held_at_outage: set[str] | None = None
+        """Copies held here when contact with the store was last lost."""
+        self._outage_copies: set[str] = set()
+        """Copies loaded here while the view was the last known one: they may
+        duplicate copies of peers that were only out of sight."""
+        view.contact.lost_event.subscribe(lambda _: self._remember_held())
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -149,6 +156,7 @@ class Upkeep:
     async def rates_pass(self) -> None:
         threshold = self.scaleup_threshold()
         if self._view.trusts_absences():
+            await self._trim_outage_copies()
             for model_id in self._cache.loaded_ids():
                 if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
                     self._scale_up(model_id)
@@ -240,6 +248,49 @@ class Upkeep:
         self._scaling.add(model_id)
         self._spawn(spread(), name=f"spread:{model_id}")
 
+    def _remember_held(self) -> None:
+        if self._held_at_outage is None:
+            self._held_at_outage = {m for m in self._registry.models if self._copies.here(m)}
+
+    async def _trim_outage_copies(self) -> None:
+        """Once the view is refreshed after a store outage, a copy loaded
+        here meanwhile that duplicates another instance's goes, unless the
+        model is hot enough for load spreading to want it (the newest copy
+        removes itself, as in scale-down)."""
+        held, self._held_at_outage = self._held_at_outage, None
+        if held is not None:
+            self._outage_copies |= set(self._cache.loaded_ids()) - held
+        for model_id in list(self._outage_copies):
+            if not self._cache.is_loaded(model_id):
+                self._outage_copies.discard(model_id)
+                continue
+            if self._rates.rpm(model_id) >= self._settings.rebalance_min_rpm:
+                self._outage_copies.discard(model_id)
+                continue
+            entry = self._removable(model_id)
+            if entry is None:
+                if not self._view.remote_copies(model_id, states=LOADED):
+                    self._outage_copies.discard(model_id)  # the only copy: keep it
+                continue
+            log.info("after the store outage: removing the duplicate copy of %s here", model_id)
+            self._outage_copies.discard(model_id)
+            await self._cache.evict(entry)
+
+    def _removable(self, model_id: str) -> CacheEntry | None:
+        """This instance's copy, if another live instance holds the model
+        loaded too, nothing uses ours now, and ours is the newest (so two
+        instances never remove the same model's last copies at once)."""
+        others = self._view.remote_copies(model_id, states=LOADED)
+        if not others:
+            return None
+        entry = self._cache.lru.get(model_id)
+        if entry is None or entry.inflight:
+            return None
+        mine = (entry.loaded_at_ms, self._instance_id)
+        if any((c.time_ms, c.instance_id) > mine for c in others):
+            return None  # a newer copy elsewhere removes itself instead
+        return entry
+
     async def _scale_down(self, threshold: int) -> None:
         """Remove cold extra copies while the mesh is short of space."""
         live = self._view.live_instances()
@@ -253,15 +304,9 @@ class Upkeep:
                 return
             if self._rates.rpm(model_id) * 2 > threshold:
                 continue
-            others = self._view.remote_copies(model_id, states=LOADED)
-            if not others:
+            entry = self._removable(model_id)
+            if entry is None:
                 continue
-            entry = self._cache.lru.get(model_id)
-            if entry is None or entry.inflight:
-                continue
-            mine = (entry.loaded_at_ms, self._instance_id)
-            if any((c.time_ms, c.instance_id) > mine for c in others):
-                continue  # a newer copy elsewhere removes itself instead
             log.info("mesh short of space: removing the extra copy of %s here", model_id)
             budget -= entry.size_bytes
             await self._cache.evict(entry)
