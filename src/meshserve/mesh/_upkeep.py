@@ -42,10 +42,10 @@ from meshserve.mesh._mesh_view import LOADED, MeshView
 from meshserve.mesh._own_records import OwnRecords, copy_state
 from meshserve.mesh._placement import required_label
 from meshserve.mesh._rates import RateTracker
-from meshserve.mesh._rebalance import spread_target
+from meshserve.mesh._rebalance import spread_targets
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
-from meshserve.registry import CopyRecord, CopyState, Registry
+from meshserve.registry import CopyRecord, CopyState, InstanceRecord, Registry
 from meshserve.settings import MeshSettings
 from meshserve.store import Election
 
@@ -190,22 +190,12 @@ class Upkeep:
         ]
         if self._copies.copy_count(model_id) >= len(hosts):
             return  # at most one copy per instance
-
-        async def scale() -> None:
-            try:
-                if await self._copies.add_copy(model_id):
-                    log.info("%s is hot: added a copy", model_id)
-            except MeshServeError as exc:
-                log.info("could not add a copy of %s: %s", model_id, exc)
-            finally:
-                self._scaling.discard(model_id)
-
         self._scaling.add(model_id)
-        self._spawn(scale(), name=f"scale-up:{model_id}")
+        self._spawn(self._add_copy(model_id, None), name=f"scale-up:{model_id}")
 
     def _rebalance(self) -> None:
-        """Give a copy of the hottest model here to an underused instance
-        (one per pass, while the mesh has room to spare)."""
+        """Give copies of the hottest models here to underused instances
+        (one per such instance per pass, while the mesh has room to spare)."""
         if self._scaling:
             return  # one at a time: the next pass sees its effect on the records
         live = self._view.live_instances()
@@ -222,7 +212,7 @@ class Upkeep:
             record = self._registry.model(model_id)
             return None if record is None else required_label(record.type.lower())
 
-        choice = spread_target(
+        for model_id, target in spread_targets(
             own_rpm=self._rates.total_rpm(),
             hottest=hottest,
             others=[r for r in live if r.instance_id != self._instance_id],
@@ -231,22 +221,20 @@ class Upkeep:
             min_rpm=self._settings.rebalance_min_rpm,
             load_ratio=self._settings.rebalance_load_ratio,
             default_model_size=self._cache.default_size,
-        )
-        if choice is None:
-            return
-        model_id, target = choice
+        ):
+            self._scaling.add(model_id)
+            self._spawn(self._add_copy(model_id, target), name=f"spread:{model_id}")
 
-        async def spread() -> None:
-            try:
-                if await self._copies.add_copy(model_id, target=target):
-                    log.info("spreading load: a copy of %s on %s", model_id, target.instance_id)
-            except MeshServeError as exc:
-                log.info("could not add a copy of %s on %s: %s", model_id, target.instance_id, exc)
-            finally:
-                self._scaling.discard(model_id)
-
-        self._scaling.add(model_id)
-        self._spawn(spread(), name=f"spread:{model_id}")
+    async def _add_copy(self, model_id: str, target: InstanceRecord | None) -> None:
+        """Add a copy of a hot model (on ``target``, or where placement says)."""
+        where = "" if target is None else f" on {target.instance_id}"
+        try:
+            if await self._copies.add_copy(model_id, target=target):
+                log.info("%s is hot: added a copy%s", model_id, where)
+        except MeshServeError as exc:
+            log.info("could not add a copy of %s%s: %s", model_id, where, exc)
+        finally:
+            self._scaling.discard(model_id)
 
     def _remember_held(self) -> None:
         if self._held_at_outage is None:
