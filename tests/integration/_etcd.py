@@ -110,7 +110,17 @@ class EtcdServer:
 
     def restart(self) -> None:
         """Stop etcd (SIGTERM) and start it again on the same data and ports."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        """Stop etcd (SIGTERM, then SIGKILL after a grace); ``start`` brings
+        it back on the same data and ports."""
         stop_process(self.process, grace=5.0)
+
+    def start(self) -> None:
+        """Start the stopped etcd again; returns once it answers."""
+        assert self.process.poll() is not None, "etcd is still running"
         self.process = spawn_etcd(
             work=self.work,
             name=self.name,

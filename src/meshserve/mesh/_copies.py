@@ -152,17 +152,26 @@ class Copies:
 
     # -- loading copies --------------------------------------------------------
 
-    async def add_copy(self, model_id: str, *, sync: bool = False) -> bool:
-        """Load one more copy of a model on the best instance without one."""
-        record = self._registry.model(model_id)
-        if record is None:
-            return False
+    def holders(self, model_id: str) -> set[str]:
+        """Instances with a copy loaded or loading (this one while it leaves)."""
         holders: set[str] = {
             c.instance_id for c in self._view.remote_copies(model_id, states=SERVING)
         }
         if self.here(model_id) or self._lifecycle.leaving:
             holders.add(self._instance_id)
-        target = self._view.place(record, holders)
+        return holders
+
+    async def add_copy(
+        self, model_id: str, *, sync: bool = False, target: InstanceRecord | None = None
+    ) -> bool:
+        """Load one more copy of a model on ``target``, or on the best
+        instance without one."""
+        record = self._registry.model(model_id)
+        if record is None:
+            return False
+        holders = self.holders(model_id)
+        if target is None:
+            target = self._view.place(record, holders)
         if target is None or target.instance_id in holders:
             return False
         await self._load_on(target, model_id, sync=sync, last_used_ms=self._now_ms())

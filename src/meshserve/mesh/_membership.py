@@ -4,8 +4,9 @@ Everything it publishes is bound to one lease, so an instance that dies
 (SIGKILL, a lost machine) disappears from every other instance's mirror
 when the lease expires. Publishing never blocks a request: changes are
 queued and written by one task, in order, coalesced per model. If the lease
-is lost (the store was unreachable for a whole TTL), a new one is granted
-and everything is written again.
+is lost (the store says it expired: this process stalled, or was cut off
+from the store for a whole TTL), a new one is granted and everything is
+written again. Whether the store answers is reported to ``StoreContact``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import AsyncIterator, Callable
 
 from meshserve import _tasks
 from meshserve._ids import InstanceId, ModelId
-from meshserve.errors import MeshServeError
+from meshserve.errors import MeshServeError, UnavailableError
+from meshserve.mesh._store_contact import StoreContact
 from meshserve.registry import CopyRecord, InstanceRecord, Registry
 from meshserve.store import KeptLease, Store
 
@@ -41,8 +43,10 @@ class Membership:
         publish_interval_s: float,
         describe: Callable[[], InstanceRecord],
         current_copies: Callable[[], list[CopyRecord]],
+        contact: StoreContact,
     ) -> None:
         self._store = store
+        self._contact = contact
         self._registry = registry
         self.instance_id = instance_id
         self._ttl = lease_ttl_s
@@ -100,13 +104,17 @@ class Membership:
             try:
                 async with self._store.lease(self._ttl) as lease:
                     self._lease = lease
+                    lease.on_contact = self._contact.note
                     await self._publish_all(lease)
+                    self._contact.regained()
                     self._joined.set()
                     log.info("joined the mesh as %s (lease %#x)", self.instance_id, lease.id)
                     await self._follow(lease)
                     if not self._leaving:
                         log.warning("lease lost; joining the mesh again")
             except MeshServeError as exc:
+                if isinstance(exc, UnavailableError):
+                    self._contact.lost()
                 log.warning("cannot publish to the store (%s); retrying", exc)
                 await asyncio.sleep(_RETRY_S)
 
@@ -129,6 +137,8 @@ class Membership:
                     await self._publish_instance(lease, force=False)
                 except MeshServeError as exc:
                     # The store is unreachable for now; the lease may outlive it.
+                    if isinstance(exc, UnavailableError):
+                        self._contact.lost()
                     log.info("publishing to the store failed (%s); retrying", exc)
                     await asyncio.sleep(_RETRY_S)
                     self._wake.set()

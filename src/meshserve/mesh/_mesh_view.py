@@ -6,6 +6,11 @@ adds what it learned itself: peers that did not answer (skipped for
 target until its record catches up, so a burst of new models does not all
 land on one instance) and the requests it has in flight to each peer (to
 pick the least busy copy).
+
+While absences are no evidence (``StoreContact``: the store is out of
+reach, or was until moments ago), peers and copies the mirror lost since
+contact went are still listed as they were last known: a peer that is
+really gone shows itself by not answering (``mark_unreachable``).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import contextlib
 import dataclasses
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from meshserve._clock import Clock
 from meshserve.errors import MeshServeError
 from meshserve.mesh._placement import choose_instance, required_label
+from meshserve.mesh._store_contact import StoreContact
 from meshserve.protocol.status import error_from_name
 from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
 from meshserve.settings import MeshSettings
@@ -27,6 +34,15 @@ __all__ = ["FAILED", "LOADED", "SERVING", "MeshView"]
 LOADED = frozenset({CopyState.LOADED})
 FAILED = frozenset({CopyState.FAILED})
 SERVING = frozenset({CopyState.LOADED, CopyState.LOADING})
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """The mesh as the mirror had it when contact with the store was lost."""
+
+    instances: dict[str, InstanceRecord]
+    copies: dict[str, dict[str, CopyRecord]]
+    """Model id -> instance id -> its copy."""
 
 
 class MeshView:
@@ -41,8 +57,12 @@ class MeshView:
         clock: Clock,
         describe: Callable[[], InstanceRecord],
         default_model_size: int,
+        contact: StoreContact,
     ) -> None:
         self._registry = registry
+        self.contact = contact
+        self._remembered: _Remembered | None = None
+        contact.lost_event.subscribe(lambda _: self._remember())
         self.instance_id = instance_id
         self._settings = settings
         self._clock = clock
@@ -52,14 +72,64 @@ class MeshView:
         self._pending: dict[str, tuple[int, float]] = {}
         self._forwarding: dict[str, int] = {}
 
+    # -- the mirror, or what was last known of the mesh -----------------------
+
+    def _remember(self) -> None:
+        registry = self._registry
+        self._remembered = _Remembered(
+            instances={i: v.record for i, v in registry.instances.items()},
+            copies={m: dict(registry.copies(m)) for m in registry.models},
+        )
+
+    def _memory(self) -> _Remembered | None:
+        """What was known before the store went away, while the mirror's
+        absences are no evidence (None: the mirror is to be trusted)."""
+        if self.contact.absences_are_evidence():
+            self._remembered = None
+        return self._remembered
+
+    def trusts_absences(self) -> bool:
+        """A peer missing from the view may be taken as gone (see StoreContact)."""
+        return self.contact.absences_are_evidence()
+
+    def _instances(self) -> dict[str, InstanceRecord]:
+        """Live instances by id: the mirror's, plus remembered ones it lost."""
+        records = {i: v.record for i, v in self._registry.instances.items()}
+        memory = self._memory()
+        if memory is not None:
+            for instance_id, record in memory.instances.items():
+                records.setdefault(instance_id, record)
+        return records
+
+    def instance(self, instance_id: str) -> InstanceRecord | None:
+        """A live instance's record (remembered while the store was away)."""
+        record = self._registry.instance(instance_id)
+        if record is None and (memory := self._memory()) is not None:
+            record = memory.instances.get(instance_id)
+        return record
+
+    def _live_copies(self, model_id: str) -> list[CopyRecord]:
+        """Copies on live instances; a remembered instance the mirror lost
+        keeps the copies it had."""
+        live = self._registry.instances
+        copies = [c for i, c in self._registry.copies(model_id).items() if i in live]
+        memory = self._memory()
+        if memory is not None:
+            copies.extend(
+                c
+                for i, c in memory.copies.get(model_id, {}).items()
+                if i not in live and i in memory.instances
+            )
+        return copies
+
     def live_instances(self) -> list[InstanceRecord]:
         """Instances that may take work: this one (as it is now) and the
         others the store lists, minus those that did not answer lately."""
         now = self._clock.monotonic()
         records = [self._describe()]
-        for instance_id, entry in self._registry.instances.items():
+        for instance_id, record in self._instances().items():
             if instance_id != self.instance_id and self._reachable(instance_id, now):
-                records.append(self._with_pending(entry.record, now))
+                records.append(self._with_pending(record, now))
         return records
 
     def _reachable(self, instance_id: str, now: float) -> bool:
@@ -89,7 +159,7 @@ class MeshView:
 
     def is_draining(self, instance_id: str) -> bool:
         """Gone, or shutting down."""
-        record = self._registry.instance(instance_id)
+        record = self.instance(instance_id)
         return record is None or record.shutting_down
 
     @contextlib.contextmanager
@@ -106,22 +176,17 @@ class MeshView:
         one's included, as the registry has them: the same from every
         instance (unlike :meth:`remote_copies`, which skips peers this one
         found unreachable)."""
-        return [
-            copy
-            for instance_id, copy in self._registry.copies(model_id).items()
-            if copy.state in states and instance_id in self._registry.instances
-        ]
+        return [copy for copy in self._live_copies(model_id) if copy.state in states]
 
     def remote_copies(self, model_id: str, *, states: frozenset[CopyState]) -> list[CopyRecord]:
         """Other live instances' copies of a model in one of ``states``."""
         now = self._clock.monotonic()
         return [
             copy
-            for instance_id, copy in self._registry.copies(model_id).items()
-            if instance_id != self.instance_id
+            for copy in self._live_copies(model_id)
+            if copy.instance_id != self.instance_id
             and copy.state in states
-            and instance_id in self._registry.instances
-            and self._reachable(instance_id, now)
+            and self._reachable(copy.instance_id, now)
         ]
 
     def remote_failure(self, model_id: str, *, expiry_s: float) -> MeshServeError | None:
@@ -149,7 +214,7 @@ class MeshView:
                 random.random(),
             )
 
-        return self._registry.instance(min(copies, key=busy).instance_id)
+        return self.instance(min(copies, key=busy).instance_id)
 
     def place(self, record: ModelRecord, exclude: set[str]) -> InstanceRecord | None:
         """Where a new copy of ``record`` goes (None: nowhere may take it)."""

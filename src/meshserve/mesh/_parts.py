@@ -22,6 +22,7 @@ from meshserve.mesh._peers import PeerLink
 from meshserve.mesh._quotas import NamespaceQuotas
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._router import Router
+from meshserve.mesh._store_contact import StoreContact
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
 from meshserve.registry import Registry
@@ -77,6 +78,7 @@ def build_parts(
         lifecycle=lifecycle,
         clock=clock,
     )
+    contact = StoreContact(clock=clock, grace_s=mesh.store_outage_grace_s)
     view = MeshView(
         registry=registry,
         instance_id=instance_id,
@@ -84,6 +86,7 @@ def build_parts(
         clock=clock,
         describe=own.describe,
         default_model_size=cache.default_size,
+        contact=contact,
     )
     membership = Membership(
         store=registry.store,
@@ -93,6 +96,7 @@ def build_parts(
         publish_interval_s=mesh.publish_interval_s,
         describe=own.describe,
         current_copies=own.local_copies,
+        contact=contact,
     )
     quotas = NamespaceQuotas(registry=registry, limits=limits or LimitsSettings(), metrics=metrics)
     copies = Copies(

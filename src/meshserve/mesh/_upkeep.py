@@ -4,7 +4,13 @@
   ``scaleup_rpm_threshold`` requests per minute gets another copy elsewhere;
   when the mesh is short of space, cold extra copies go (the newest copy of
   a model removes itself, so two instances never remove the same model's
-  last copies at once); the leader retries vmodel transitions.
+  last copies at once); a busy instance gives a copy of its hottest model
+  to an underused one (``_rebalance``: load spreads onto restarted or new
+  instances); the leader retries vmodel transitions.
+- While the store is out of reach, and for ``store_outage_grace_s`` after,
+  nothing that judges peers gone runs (the reaper, orphan deletion) and no
+  copies are added or removed on the strength of the view: it is the last
+  known one.
 - Every ``janitor_interval_s``: the cache is reconciled with the registry
   (unregistered models unloaded, expired failures dropped, published copies
   rewritten if they drifted).
@@ -30,14 +36,16 @@ from meshserve.errors import MeshServeError
 from meshserve.mesh._background import Spawn
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._copies import Copies
+from meshserve.mesh._lru import CacheEntry
 from meshserve.mesh._membership import Membership
 from meshserve.mesh._mesh_view import LOADED, MeshView
 from meshserve.mesh._own_records import OwnRecords, copy_state
 from meshserve.mesh._placement import required_label
 from meshserve.mesh._rates import RateTracker
+from meshserve.mesh._rebalance import spread_targets
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
-from meshserve.registry import CopyRecord, CopyState, Registry
+from meshserve.registry import CopyRecord, CopyState, InstanceRecord, Registry
 from meshserve.settings import MeshSettings
 from meshserve.store import Election
 
@@ -96,6 +104,12 @@ class Upkeep:
         self._had_copies: dict[str, set[str]] = {}
         """Model -> the live instances holding it at the last pass."""
         self._orphans: set[str] = set()
+        self._held_at_outage: set[str] | None = None
+        """Copies held here when contact with the store was last lost."""
+        self._outage_copies: set[str] = set()
+        """Copies loaded here while the view was the last known one: they may
+        duplicate copies of peers that were only out of sight."""
+        view.contact.lost_event.subscribe(lambda _: self._remember_held())
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -141,10 +155,13 @@ class Upkeep:
 
     async def rates_pass(self) -> None:
         threshold = self.scaleup_threshold()
-        for model_id in self._cache.loaded_ids():
-            if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
-                self._scale_up(model_id)
-        await self._scale_down(threshold)
+        if self._view.trusts_absences():
+            await self._trim_outage_copies()
+            for model_id in self._cache.loaded_ids():
+                if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
+                    self._scale_up(model_id)
+            self._rebalance()
+            await self._scale_down(threshold)
         self._membership.poke()
         self._report()
         self._apply_logger_level()
@@ -173,18 +190,94 @@ class Upkeep:
         ]
         if self._copies.copy_count(model_id) >= len(hosts):
             return  # at most one copy per instance
-
-        async def scale() -> None:
-            try:
-                if await self._copies.add_copy(model_id):
-                    log.info("%s is hot: added a copy", model_id)
-            except MeshServeError as exc:
-                log.info("could not add a copy of %s: %s", model_id, exc)
-            finally:
-                self._scaling.discard(model_id)
-
         self._scaling.add(model_id)
-        self._spawn(scale(), name=f"scale-up:{model_id}")
+        self._spawn(self._add_copy(model_id, None), name=f"scale-up:{model_id}")
+
+    def _rebalance(self) -> None:
+        """Give copies of the hottest models here to underused instances
+        (one per such instance per pass, while the mesh has room to spare)."""
+        if self._scaling:
+            return  # one at a time: the next pass sees its effect on the records
+        live = self._view.live_instances()
+        capacity = sum(r.capacity_bytes for r in live)
+        free = sum(max(0, r.free_bytes) for r in live)
+        if capacity <= 0 or free / capacity <= 2 * self._settings.scale_down_free_fraction:
+            return  # near the point where extra copies are removed: no churn
+        hottest = sorted(
+            ((m, self._rates.rpm(m)) for m in self._cache.loaded_ids()),
+            key=lambda item: -item[1],
+        )
+
+        def label(model_id: str) -> str | None:
+            record = self._registry.model(model_id)
+            return None if record is None else required_label(record.type.lower())
+
+        for model_id, target in spread_targets(
+            own_rpm=self._rates.total_rpm(),
+            hottest=hottest,
+            others=[r for r in live if r.instance_id != self._instance_id],
+            holders=self._copies.holders,
+            label=label,
+            min_rpm=self._settings.rebalance_min_rpm,
+            load_ratio=self._settings.rebalance_load_ratio,
+            default_model_size=self._cache.default_size,
+        ):
+            self._scaling.add(model_id)
+            self._spawn(self._add_copy(model_id, target), name=f"spread:{model_id}")
+
+    async def _add_copy(self, model_id: str, target: InstanceRecord | None) -> None:
+        """Add a copy of a hot model (on ``target``, or where placement says)."""
+        where = "" if target is None else f" on {target.instance_id}"
+        try:
+            if await self._copies.add_copy(model_id, target=target):
+                log.info("%s is hot: added a copy%s", model_id, where)
+        except MeshServeError as exc:
+            log.info("could not add a copy of %s%s: %s", model_id, where, exc)
+        finally:
+            self._scaling.discard(model_id)
+
+    def _remember_held(self) -> None:
+        if self._held_at_outage is None:
+            self._held_at_outage = {m for m in self._registry.models if self._copies.here(m)}
+
+    async def _trim_outage_copies(self) -> None:
+        """Once the view is refreshed after a store outage, a copy loaded
+        here meanwhile that duplicates another instance's goes, unless the
+        model is hot enough for load spreading to want it (the newest copy
+        removes itself, as in scale-down)."""
+        held, self._held_at_outage = self._held_at_outage, None
+        if held is not None:
+            self._outage_copies |= set(self._cache.loaded_ids()) - held
+        for model_id in list(self._outage_copies):
+            if not self._cache.is_loaded(model_id):
+                self._outage_copies.discard(model_id)
+                continue
+            if self._rates.rpm(model_id) >= self._settings.rebalance_min_rpm:
+                self._outage_copies.discard(model_id)
+                continue
+            entry = self._removable(model_id)
+            if entry is None:
+                if not self._view.remote_copies(model_id, states=LOADED):
+                    self._outage_copies.discard(model_id)  # the only copy: keep it
+                continue
+            log.info("after the store outage: removing the duplicate copy of %s here", model_id)
+            self._outage_copies.discard(model_id)
+            await self._cache.evict(entry)
+
+    def _removable(self, model_id: str) -> CacheEntry | None:
+        """This instance's copy, if another live instance holds the model
+        loaded too, nothing uses ours now, and ours is the newest (so two
+        instances never remove the same model's last copies at once)."""
+        others = self._view.remote_copies(model_id, states=LOADED)
+        if not others:
+            return None
+        entry = self._cache.lru.get(model_id)
+        if entry is None or entry.inflight:
+            return None
+        mine = (entry.loaded_at_ms, self._instance_id)
+        if any((c.time_ms, c.instance_id) > mine for c in others):
+            return None  # a newer copy elsewhere removes itself instead
+        return entry
 
     async def _scale_down(self, threshold: int) -> None:
         """Remove cold extra copies while the mesh is short of space."""
@@ -199,15 +292,9 @@ class Upkeep:
                 return
             if self._rates.rpm(model_id) * 2 > threshold:
                 continue
-            others = self._view.remote_copies(model_id, states=LOADED)
-            if not others:
+            entry = self._removable(model_id)
+            if entry is None:
                 continue
-            entry = self._cache.lru.get(model_id)
-            if entry is None or entry.inflight:
-                continue
-            mine = (entry.loaded_at_ms, self._instance_id)
-            if any((c.time_ms, c.instance_id) > mine for c in others):
-                continue  # a newer copy elsewhere removes itself instead
             log.info("mesh short of space: removing the extra copy of %s here", model_id)
             budget -= entry.size_bytes
             await self._cache.evict(entry)
@@ -272,6 +359,10 @@ class Upkeep:
         (not models evicted for space: their instances are still alive)."""
         if not self.is_leader:
             self._had_copies.clear()
+            return
+        if not self._view.trusts_absences():
+            # Instances missing now may be back in a moment: keep what was
+            # held before, and judge once the view is refreshed.
             return
         live = set(self._registry.instances) | {self._instance_id}
         holders_now: dict[str, set[str]] = {}

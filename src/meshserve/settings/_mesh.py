@@ -43,6 +43,14 @@ class MeshSettings(Group):
     """The instance's lease: its record and copies vanish this long after it
     stops refreshing (a SIGKILL, a lost machine)."""
 
+    store_outage_grace_s: float = Field(default=10.0, ge=0)
+    """After this instance regains the store (etcd was down, or out of reach),
+    peers missing from its view count as gone only this many seconds later:
+    their leases expiring while nobody could reach the store is no evidence,
+    and they need a moment to reconnect and refresh. Until then the last
+    known peers and copies keep serving and nothing is reloaded for them.
+    Default: one lease TTL (``lease_ttl_s``)."""
+
     publish_interval_s: float = Field(default=1.0, gt=0)
     """Most frequent refresh of the instance record (capacity, used, rates)."""
 
@@ -62,6 +70,21 @@ class MeshSettings(Group):
     scaleup_rpm_threshold: int = Field(default=2000, gt=0)
     """Requests per minute per copy above which a model gets another copy.
     The store key ``config/scaleup_rpm_threshold`` overrides it at run time."""
+
+    rebalance_min_rpm: int = Field(default=300, gt=0)
+    """Requests per minute an instance serves, and a model is served at
+    here, for the model to be copied to an underused instance (load
+    spreading: restarted or new instances take copies of hot models within a
+    few rate checks). 300 (5 per second): busy enough that a second copy
+    takes real load off, and far below ``scaleup_rpm_threshold``, which
+    adds copies wherever there is room. Space an idle instance has is free;
+    the copies go again like any other when cold."""
+
+    rebalance_load_ratio: float = Field(default=2.0, gt=1)
+    """An instance counts as underused, for load spreading, while it serves
+    fewer than 1/this of the busy instance's requests per minute: 2 means a
+    copy moves load only while the gap is large, so two similarly loaded
+    instances never trade copies."""
 
     second_copy_min_age_s: float = Field(default=420.0, ge=0)
     """A single-copy model used again between this many seconds after its

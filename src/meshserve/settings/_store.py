@@ -48,6 +48,16 @@ class StoreSettings(Group):
     etcd_connect_timeout_s: float = Field(default=10.0, gt=0)
     """How long an instance keeps trying to reach etcd at start."""
 
+    etcd_reconnect_backoff_initial_s: float = Field(default=0.1, gt=0)
+    """First wait before reconnecting to an etcd that went away; it doubles
+    per attempt up to ``etcd_reconnect_backoff_max_s``."""
+
+    etcd_reconnect_backoff_max_s: float = Field(default=0.5, gt=0)
+    """Longest wait between reconnect attempts, so an instance is back within
+    about this long of etcd's return: well under ``mesh.leaseTtlS``, so the
+    instance's lease (kept by etcd through its own outage) survives it and
+    no instance looks gone. gRPC's own cap is 120 s."""
+
     root_prefix: str = ""
     """Namespace inside the store, so meshes can share one (ModelMesh's
     root_prefix)."""

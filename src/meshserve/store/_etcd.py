@@ -117,7 +117,12 @@ class EtcdStore(Store):
             ca_cert=_read(settings.ca_cert),
             cert_key=_read(settings.cert_key),
             cert_chain=_read(settings.cert_chain),
+            watch_reconnect_backoff_seconds=settings.reconnect_backoff_initial,
+            watch_max_reconnect_backoff_seconds=settings.reconnect_backoff_max,
         )
+        # etcd3aio builds its channel with fixed options and no way to add
+        # any; the list is read when ``connect`` makes the channel.
+        client._manager.grpc_options.extend(settings.channel_options)
         await client.connect()
         self._client = client
         self._state = EtcdStoreState.OPEN

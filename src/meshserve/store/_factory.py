@@ -32,6 +32,10 @@ def etcd_settings(settings: StoreSettings) -> EtcdSettings:
         cert_key=settings.etcd_key or None,
         request_timeout=settings.etcd_request_timeout_s,
         connect_timeout=settings.etcd_connect_timeout_s,
+        reconnect_backoff_initial=settings.etcd_reconnect_backoff_initial_s,
+        reconnect_backoff_max=max(
+            settings.etcd_reconnect_backoff_max_s, settings.etcd_reconnect_backoff_initial_s
+        ),
     )
 
 

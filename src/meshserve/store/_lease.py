@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from meshserve import _tasks, errors
@@ -36,7 +36,7 @@ class LeaseCalls(Protocol):
 class LeaseState(enum.Enum):
     ALIVE = "alive"
     LOST = "lost"
-    """It expired (or was revoked) while kept: its keys are gone."""
+    """The store said it expired (or was revoked) while kept: its keys are gone."""
     RELEASED = "released"
     """Its owner left the ``async with`` block and revoked it."""
 
@@ -46,6 +46,14 @@ class KeptLease:
 
     Made by ``Store.lease``; its ``keep`` coroutine runs in a task owned by
     that context manager.
+
+    Only the store's answer loses a lease: while the store cannot be
+    reached, the keeper keeps trying (every ``refresh_interval / 4``), for
+    however long. An unreachable store expires nothing (etcd renews every
+    lease when it comes back); if the store did expire it meanwhile (we
+    alone were cut off), the first refresh that reaches it says so.
+    ``on_contact`` (set by the owner) hears whether each refresh reached
+    the store.
     """
 
     def __init__(
@@ -57,6 +65,9 @@ class KeptLease:
         self._store = store
         self._state = LeaseState.ALIVE
         self._lost = asyncio.Event()
+        self.on_contact: Callable[[bool], object] | None = None
+        """Called after each refresh: True if it reached the store, False if
+        the store was unreachable."""
 
     @property
     def state(self) -> LeaseState:
@@ -87,10 +98,18 @@ class KeptLease:
             if state is LeaseState.LOST:
                 self._lost.set()
 
+    def _contact(self, reached: bool) -> None:
+        if self.on_contact is not None:
+            try:
+                self.on_contact(reached)
+            except Exception:
+                _log.exception("a lease contact listener failed")
+
     async def keep(self) -> None:
         clock = self._store.clock
         last_refresh = clock.monotonic()
         delay = self.refresh_interval
+        warned = False
         while True:
             await asyncio.sleep(delay)
             if self._state is not LeaseState.ALIVE:
@@ -101,19 +120,31 @@ class KeptLease:
                 if self._state is not LeaseState.ALIVE:
                     return  # revoked by its owner while this refresh was on its way
                 _log.warning("lease %#x expired while kept alive", self.id)
+                self._contact(True)
                 self._mark(LeaseState.LOST)
                 return
             except errors.UnavailableError as exc:
-                # The store may still hold the lease; only once a whole TTL
-                # has passed without a refresh can we be sure it is gone.
-                if clock.monotonic() - last_refresh >= self.ttl:
-                    _log.warning("lease %#x not refreshed for its whole TTL: %s", self.id, exc)
-                    self._mark(LeaseState.LOST)
-                    return
-                _log.info("lease %#x refresh failed, retrying: %s", self.id, exc)
+                # Not evidence the lease is gone: the store may hold it still
+                # (an etcd that was down renews every lease on its return).
+                if clock.monotonic() - last_refresh >= self.ttl and not warned:
+                    warned = True
+                    _log.warning(
+                        "lease %#x not refreshed for %.1f s (its TTL is %.1f s), still trying: %s",
+                        self.id,
+                        clock.monotonic() - last_refresh,
+                        self.ttl,
+                        exc,
+                    )
+                elif not warned:
+                    _log.info("lease %#x refresh failed, retrying: %s", self.id, exc)
+                self._contact(False)
                 delay = self.refresh_interval / 4
             else:
+                if delay != self.refresh_interval:
+                    _log.info("lease %#x refreshed again", self.id)
                 last_refresh = clock.monotonic()
+                warned = False
+                self._contact(True)
                 delay = self.refresh_interval
 
 

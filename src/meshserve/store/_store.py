@@ -153,9 +153,11 @@ class Store(abc.ABC):
         """Grant a lease and keep it alive until the block exits, then revoke it.
 
         It is refreshed every ``refresh_interval`` seconds (default ttl / 3) by
-        a task this context manager owns. If it is lost anyway (the process
-        stalled, the store was unreachable for a whole TTL), ``state`` becomes
-        LOST and ``wait_lost()`` returns; the block itself is not interrupted.
+        a task this context manager owns. If the store says it is lost anyway
+        (the process stalled, or this process alone was cut off from the store
+        for a whole TTL), ``state`` becomes LOST and ``wait_lost()`` returns;
+        the block itself is not interrupted. An unreachable store loses no
+        lease by itself: the keeper keeps trying until the store answers.
         """
         async with _lease.keep_lease(self, ttl=ttl, refresh_interval=refresh_interval) as kept:
             yield kept
