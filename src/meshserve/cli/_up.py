@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from meshserve.cli._mesh_secret import with_mesh_secret
-from meshserve.cli._options import stop_on_signals
+from meshserve.cli._options import shutdown_on_signals
 from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
     register_entries,
@@ -52,20 +52,26 @@ def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], N
 
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
+    shutdown = shutdown_on_signals()
     await run_with_pools(
-        settings, register=register, stop=stop_on_signals(), on_ready=_announcer(settings)
+        settings,
+        register=register,
+        stop=shutdown.stop,
+        hurry=shutdown.hurry,
+        on_ready=_announcer(settings),
     )
 
 
 async def _run_cluster(
     settings: Settings, *, instances: int, register: pathlib.Path | None
 ) -> None:
-    stop = stop_on_signals()
+    shutdown = shutdown_on_signals()
     await run_cluster(
         settings,
         instances=instances,
         register=register,
-        stop=stop,
+        stop=shutdown.stop,
+        hurry=shutdown.hurry,
         on_ready=_announcer(settings),
     )
 

@@ -7,8 +7,9 @@ mesh, ``meshserve instance``) until asked to stop::
     open the store, registry, puller, runtime, instance (open_instance_stack)
     start the ports, register the --register file's models, write endpoints.json
     serve: the controller (when elected), ready, until ``stop`` is set
-    leave: close the pools, drain, stop the public ports, leave the mesh,
-           stop the internal port
+    leave: lame duck (not ready, still serving, for server.lameDuckS or until
+           ``hurry`` is set; the pools close meanwhile), drain, stop the
+           public ports, leave the mesh, stop the internal port
 """
 
 from __future__ import annotations
@@ -44,10 +45,13 @@ async def serve_instance(
     *,
     register: list[ModelEntry] | None = None,
     stop: asyncio.Event,
+    hurry: asyncio.Event | None = None,
     on_ready: Callable[[Endpoints], None] | None = None,
     pools: RuntimePools | None = None,
 ) -> None:
-    """Run one instance until ``stop`` is set, then drain and leave the mesh.
+    """Run one instance until ``stop`` is set, then go lame duck, drain and
+    leave the mesh. ``hurry`` (set by SIGINT or a second signal, before or
+    during the lame duck) ends the lame duck early; the drain still runs.
 
     With ``pools``, this instance's controller (when elected) also sizes
     the runtime pools they run."""
@@ -78,7 +82,13 @@ async def serve_instance(
             await _serve(
                 settings, stack, endpoints=endpoints, stop=stop, on_ready=on_ready, pools=pools
             )
-            await _leave(stack, fronts=fronts, pools=pools)
+            await _leave(
+                stack,
+                fronts=fronts,
+                pools=pools,
+                lame_duck_s=settings.server.lame_duck_s,
+                hurry=hurry,
+            )
     finally:
         await fronts.close()
         await peers.close()
@@ -116,11 +126,25 @@ async def _serve(
         await stop.wait()
 
 
-async def _leave(stack: InstanceStack, *, fronts: FrontEnds, pools: RuntimePools | None) -> None:
+async def _leave(
+    stack: InstanceStack,
+    *,
+    fronts: FrontEnds,
+    pools: RuntimePools | None,
+    lame_duck_s: float,
+    hurry: asyncio.Event | None,
+) -> None:
     """Stop serving without failing a call: see the module docstring."""
+    if hurry is not None and hurry.is_set():
+        log.info("stopping: not ready; no lame duck (SIGINT)")
+    else:
+        log.info("stopping: not ready, still serving for up to %g s (lame duck)", lame_duck_s)
+    await stack.instance.lame_duck()
+    waits = [_lame_duck(lame_duck_s, hurry=hurry)]
     if pools is not None:
         # While this instance still serves, so theirs can drain.
-        await pools.close()
+        waits.append(pools.close())
+    await asyncio.gather(*waits)
     log.info("stopping: draining")
     await stack.instance.drain()
     # New clients go to the other instances sharing the ports; then the
@@ -129,6 +153,20 @@ async def _leave(stack: InstanceStack, *, fronts: FrontEnds, pools: RuntimePools
     await stack.instance.leave()
     await asyncio.sleep(_LEAVE_SETTLE_S)
     await fronts.stop_internal()
+
+
+async def _lame_duck(seconds: float, *, hurry: asyncio.Event | None) -> None:
+    """Wait out the lame duck: ``seconds``, or until ``hurry`` is set."""
+    if hurry is None:
+        await asyncio.sleep(seconds)
+        return
+    if hurry.is_set():
+        return
+    try:
+        await asyncio.wait_for(hurry.wait(), timeout=seconds)
+    except TimeoutError:
+        return
+    log.info("stopping: lame duck ended early (a second signal)")
 
 
 async def _mesh_secret(settings: Settings) -> MeshSecret:

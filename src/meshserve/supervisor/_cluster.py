@@ -5,7 +5,9 @@ runtime, internal port and metrics port; all of them share the public gRPC
 and REST ports (SO_REUSEPORT), so clients see one address. They coordinate
 through etcd: a private one started here unless ``store.url`` names one. A
 child that exits on its own is restarted (with backoff); on stop every child
-gets SIGTERM (it drains), then SIGKILL after its deadline.
+gets SIGTERM at once (each goes through its own lame duck and drain; a
+hurried stop also sends SIGINT, which skips the lame duck), then SIGKILL
+after its deadline.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from meshserve.runtime import runtime_user
 from meshserve.server import address, prepare_data_dir, rest_base_url, write_endpoints_file
 from meshserve.settings import Settings
-from meshserve.supervisor._children import InstanceChild
+from meshserve.supervisor._children import InstanceChild, stop_deadline_s
 from meshserve.supervisor._local_etcd import local_etcd
 from meshserve.supervisor._ports import free_port
 
@@ -85,9 +87,11 @@ async def run_cluster(
     instances: int,
     register: pathlib.Path | None,
     stop: asyncio.Event,
+    hurry: asyncio.Event | None = None,
     on_ready: Callable[[ClusterEndpoints], None] | None = None,
 ) -> None:
-    """Run ``instances`` instance processes until ``stop`` is set."""
+    """Run ``instances`` instance processes until ``stop`` is set
+    (``hurry``: skip their lame duck)."""
     prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     host = settings.server.host
     grpc = settings.server.grpc_port or free_port(host)
@@ -117,7 +121,6 @@ async def run_cluster(
             write_endpoints_file(settings.data_dir, endpoints.to_json())
             return endpoints
 
-        deadline = settings.mesh.drain_deadline_s + settings.server.grace_period_s + 5
         try:
             for child in children:
                 await child.start()
@@ -130,7 +133,8 @@ async def run_cluster(
                 on_ready(endpoints)
             await stop.wait()
         finally:
-            await asyncio.gather(*(c.stop(deadline) for c in children))
+            deadline = stop_deadline_s(children[0].settings)
+            await asyncio.gather(*(c.stop(deadline, hurry=hurry) for c in children))
             for task in supervisors:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
