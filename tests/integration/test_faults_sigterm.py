@@ -10,15 +10,20 @@ each leaving three instances running.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 
+from tests._processes import meshserve, read_until
 from tests.integration._etcd import EtcdServer, run_etcd
 from tests.integration._load import Load, Sent
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
@@ -120,6 +125,66 @@ def test_a_second_signal_ends_the_lame_duck(tmp_path: pathlib.Path) -> None:
         client.close()
     assert time.monotonic() - signalled < 30, "the second signal skipped the 60 s lame duck"
     assert "lame duck ended early" in up.log.read_text()
+
+
+class _SharedPort:
+    """``up --instances N``'s one address, as a :class:`Load` sender: one
+    channel (one connection) per index, so the connections land on
+    different instances (SO_REUSEPORT)."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self._clients: dict[int, triton_grpc.InferenceServerClient] = {}
+        self._lock = threading.Lock()
+
+    def infer(self, index: int, model: str, rows: int = 2, *, timeout: float = 30) -> object:
+        with self._lock:
+            if index not in self._clients:
+                self._clients[index] = triton_grpc.InferenceServerClient(
+                    self._address, channel_args=[("grpc.use_local_subchannel_pool", 1)]
+                )
+            client = self._clients[index]
+        data = np.ones((rows, 4), dtype=np.float32)
+        tensor = triton_grpc.InferInput("input-0", list(data.shape), "FP32")
+        tensor.set_data_from_numpy(data)
+        return client.infer(model, [tensor], client_timeout=timeout)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+def test_sighup_restarts_up_instances_one_at_a_time_failing_no_request(
+    tmp_path: pathlib.Path,
+) -> None:
+    model = make_model(tmp_path / "m.skops")
+    names = ["s0", "s1", "s2"]
+    register = tmp_path / "models.yaml"
+    entries = "".join(f"  - {{name: {n}, type: sklearn, path: {model}}}\n" for n in names)
+    register.write_text("models:\n" + entries)
+    data = tmp_path / "data"
+    args = ["up", "--instances", "2", "--data-dir", str(data), "--grpc-port", "0"]
+    args += ["--rest-port", "0", "--metrics-port", "0", "--register", str(register)]
+    lame_duck = {"MESHSERVE_SERVER__LAME_DUCK_S": str(_LAME_DUCK_S)}
+    with (tmp_path / "up.log").open("wb") as log, meshserve(args, env=lame_duck, stderr=log) as up:
+        read_until(up, r"meshserve up: ready", 120)
+        endpoints = json.loads((data / "endpoints.json").read_text())
+        before = {entry["pid"] for entry in endpoints["instances"]}
+        sender = _SharedPort(endpoints["grpc"])
+
+        def restarted() -> bool:
+            now = json.loads((data / "endpoints.json").read_text())["instances"]
+            return len(now) == 2 and not before & {entry["pid"] for entry in now}
+
+        with Load(sender, names, [0, 1, 2], clients=3, pause_s=0.02) as load:
+            time.sleep(0.5)
+            up.send_signal(signal.SIGHUP)
+            wait_until(restarted, 90, "both instances restarted")
+            time.sleep(0.5)
+        sender.close()
+    assert load.failures == [], [str(s) for s in load.failures]
+    assert load.ok > 50
+    assert "rolling restart done" in (tmp_path / "up.log").read_text()
 
 
 def test_sigterm_one_of_three_under_load_fails_no_request(mesh: Mesh) -> None:

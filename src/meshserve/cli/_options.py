@@ -14,6 +14,7 @@ __all__ = [
     "allow_pickle_option",
     "capacity_option",
     "config_option",
+    "restart_on_sighup",
     "shutdown_on_signals",
     "stop_on_signals",
 ]
@@ -67,3 +68,10 @@ def shutdown_on_signals() -> Shutdown:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     return shutdown
+
+
+def restart_on_sighup() -> asyncio.Event:
+    """An event set by each SIGHUP (call inside the running loop)."""
+    restart = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, restart.set)
+    return restart

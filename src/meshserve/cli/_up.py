@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from meshserve.cli._mesh_secret import with_mesh_secret
-from meshserve.cli._options import shutdown_on_signals
+from meshserve.cli._options import restart_on_sighup, shutdown_on_signals
 from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
     register_entries,
@@ -72,6 +72,7 @@ async def _run_cluster(
         register=register,
         stop=shutdown.stop,
         hurry=shutdown.hurry,
+        restart=restart_on_sighup(),
         on_ready=_announcer(settings),
     )
 
@@ -88,7 +89,9 @@ async def _run_cluster(
 )
 def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None:
     """Serve models on this machine until Ctrl-C: the store, the instances
-    and their runtimes. Ready when /v2/health/ready answers 200."""
+    and their runtimes. Ready when /v2/health/ready answers 200. SIGTERM
+    stops each instance with a lame duck (server.lameDuckS) and a drain;
+    with --instances N, SIGHUP restarts them one at a time."""
     # A key for the Secrets `apply` seals, made once in the data dir if none is given.
     settings = with_sealing_key(settings_from_flags(**flags), create=True)
     # The secret its instances (pools, --instances) prove to each other.

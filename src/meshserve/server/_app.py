@@ -137,6 +137,8 @@ async def _leave(
     """Stop serving without failing a call: see the module docstring."""
     if hurry is not None and hurry.is_set():
         log.info("stopping: not ready; no lame duck (SIGINT)")
+    elif not lame_duck_s:
+        log.info("stopping: not ready; no lame duck (server.lameDuckS is 0)")
     else:
         log.info("stopping: not ready, still serving for up to %g s (lame duck)", lame_duck_s)
     await stack.instance.lame_duck()

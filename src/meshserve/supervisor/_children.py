@@ -5,7 +5,9 @@ Each child gets its settings as a config file in its own data dir, logs to
 A child that exits on its own is started again after a delay that doubles
 per failure (``control.restartBackoff*``); on stop it gets SIGTERM (its
 lame duck, then its drain; SIGINT as well when the stop is hurried, which
-skips the lame duck), then SIGKILL after :func:`stop_deadline_s`. Children
+skips the lame duck), then SIGKILL after :func:`stop_deadline_s`; a
+rolling restart (:meth:`InstanceChild.restart`) stops it the same way and
+starts it again. Children
 die with their parent (``PR_SET_PDEATHSIG``): a killed ``up`` leaves no
 instance behind.
 """
@@ -83,6 +85,8 @@ class InstanceChild:
         self.process: asyncio.subprocess.Process | None = None
         self.endpoints: dict[str, Any] | None = None
         self._stopping = False
+        self._rolling: asyncio.Event | None = None
+        """Set while :meth:`restart` replaces the process (not a crash)."""
         self.restarts = 0
         self.last_error: str | None = None
         """Why the last start failed (None once one succeeds)."""
@@ -154,6 +158,16 @@ class InstanceChild:
             assert self.process is not None
             started = asyncio.get_running_loop().time()
             code = await self.process.wait()
+            rolling = self._rolling
+            if rolling is not None:
+                # Stopped by a rolling restart, which starts the next one.
+                await rolling.wait()
+                if self._stopping:
+                    return
+                if self.process.returncode is None:
+                    delay = initial
+                    continue
+                code = self.process.returncode  # it did not come back: as a crash
             if asyncio.get_running_loop().time() - started > most:
                 delay = initial  # it ran a while: not a crash loop
             if self._stopping:
@@ -171,10 +185,26 @@ class InstanceChild:
             self.restarts += 1
             on_change()
 
+    async def restart(self, deadline_s: float) -> None:
+        """Stop the child as :meth:`stop` does (lame duck, drain) and start it
+        again; returns once the new one listens (UnavailableError if it does
+        not start). The supervisor does not count it as a crash."""
+        rolling = self._rolling = asyncio.Event()
+        try:
+            await self._end(deadline_s, hurry=None)
+            if not self._stopping:
+                await self.start()
+        finally:
+            self._rolling = None
+            rolling.set()
+
     async def stop(self, deadline_s: float, *, hurry: asyncio.Event | None = None) -> None:
         """SIGTERM; once ``hurry`` is set (now or later), SIGINT too, which
         ends the child's lame duck; SIGKILL after ``deadline_s``."""
         self._stopping = True
+        await self._end(deadline_s, hurry=hurry)
+
+    async def _end(self, deadline_s: float, *, hurry: asyncio.Event | None) -> None:
         process = self.process
         if process is None or process.returncode is not None:
             return

@@ -7,7 +7,9 @@ through etcd: a private one started here unless ``store.url`` names one. A
 child that exits on its own is restarted (with backoff); on stop every child
 gets SIGTERM at once (each goes through its own lame duck and drain; a
 hurried stop also sends SIGINT, which skips the lame duck), then SIGKILL
-after its deadline.
+after its deadline. Each time ``restart`` is set (``up``: SIGHUP), the
+children are restarted one at a time, each listening again before the next
+stops: a rolling restart, as Kubernetes does one, that fails no request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from meshserve.errors import UnavailableError
 from meshserve.runtime import runtime_user
 from meshserve.server import address, prepare_data_dir, rest_base_url, write_endpoints_file
 from meshserve.settings import Settings
@@ -88,10 +91,11 @@ async def run_cluster(
     register: pathlib.Path | None,
     stop: asyncio.Event,
     hurry: asyncio.Event | None = None,
+    restart: asyncio.Event | None = None,
     on_ready: Callable[[ClusterEndpoints], None] | None = None,
 ) -> None:
     """Run ``instances`` instance processes until ``stop`` is set
-    (``hurry``: skip their lame duck)."""
+    (``hurry``: skip their lame duck; ``restart``: a rolling restart)."""
     prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     host = settings.server.host
     grpc = settings.server.grpc_port or free_port(host)
@@ -106,6 +110,7 @@ async def run_cluster(
             for i in range(instances)
         ]
         supervisors: list[asyncio.Task[None]] = []
+        rolling: asyncio.Task[None] | None = None
 
         def write_endpoints() -> ClusterEndpoints:
             endpoints = ClusterEndpoints(
@@ -129,13 +134,44 @@ async def run_cluster(
                 asyncio.create_task(c.supervise(write_endpoints), name=f"supervise-{c.name}")
                 for c in children
             ]
+            if restart is not None:
+                rolling = asyncio.create_task(
+                    _rolling_restarts(children, restart=restart, on_change=write_endpoints),
+                    name="rolling-restarts",
+                )
             if on_ready is not None:
                 on_ready(endpoints)
             await stop.wait()
         finally:
+            if rolling is not None:
+                # Before the stops: a roll must not start a child again.
+                rolling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rolling
             deadline = stop_deadline_s(children[0].settings)
             await asyncio.gather(*(c.stop(deadline, hurry=hurry) for c in children))
             for task in supervisors:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def _rolling_restarts(
+    children: list[InstanceChild], *, restart: asyncio.Event, on_change: Callable[[], object]
+) -> None:
+    """Each time ``restart`` is set: restart the children one at a time."""
+    while True:
+        await restart.wait()
+        restart.clear()
+        log.info("rolling restart of %d instance(s)", len(children))
+        for child in children:
+            try:
+                await child.restart(stop_deadline_s(child.settings))
+            except UnavailableError as exc:
+                # Taking down the next one would leave fewer still serving.
+                log.error("rolling restart stopped: %s", exc)
+                break
+            on_change()
+            log.info("rolling restart: instance %s is back", child.name)
+        else:
+            log.info("rolling restart done")
