@@ -7,9 +7,10 @@ mesh, ``meshserve instance``) until asked to stop::
     open the store, registry, puller, runtime, instance (open_instance_stack)
     start the ports, register the --register file's models, write endpoints.json
     serve: the controller (when elected), ready, until ``stop`` is set
-    leave: lame duck (not ready, still serving, for server.lameDuckS or until
-           ``hurry`` is set; the pools close meanwhile), drain, stop the
-           public ports, leave the mesh, stop the internal port
+    leave: lame duck (not ready at once, still serving, for server.lameDuckS
+           or until ``hurry`` is set; the controller steps down), close the
+           pools, drain, stop the public ports, leave the mesh, stop the
+           internal port
 """
 
 from __future__ import annotations
@@ -80,15 +81,15 @@ async def serve_instance(
             endpoints = fronts.endpoints(instance_id=instance_id, store=store_url(settings))
             write_endpoints_file(settings.data_dir, endpoints.to_json())
             await _serve(
-                settings, stack, endpoints=endpoints, stop=stop, on_ready=on_ready, pools=pools
-            )
-            await _leave(
+                settings,
                 stack,
-                fronts=fronts,
-                pools=pools,
-                lame_duck_s=settings.server.lame_duck_s,
+                endpoints=endpoints,
+                stop=stop,
                 hurry=hurry,
+                on_ready=on_ready,
+                pools=pools,
             )
+            await _leave(stack, fronts=fronts, pools=pools)
     finally:
         await fronts.close()
         await peers.close()
@@ -100,10 +101,12 @@ async def _serve(
     *,
     endpoints: Endpoints,
     stop: asyncio.Event,
+    hurry: asyncio.Event | None,
     on_ready: Callable[[Endpoints], None] | None,
     pools: RuntimePools | None,
 ) -> None:
-    """Serve, with the controller running when enabled, until ``stop``."""
+    """Serve, with the controller running when enabled, until ``stop``;
+    then the lame duck, from its start (the controller steps down then)."""
     controller = Controller(
         store=stack.store,
         mesh=stack.instance,
@@ -124,6 +127,9 @@ async def _serve(
         if on_ready is not None:
             on_ready(endpoints)
         await stop.wait()
+        # Not ready at once, before the controller steps down.
+        ends = await _begin_lame_duck(stack, lame_duck_s=settings.server.lame_duck_s, hurry=hurry)
+    await _lame_duck(ends, hurry=hurry)
 
 
 async def _leave(
@@ -131,22 +137,12 @@ async def _leave(
     *,
     fronts: FrontEnds,
     pools: RuntimePools | None,
-    lame_duck_s: float,
-    hurry: asyncio.Event | None,
 ) -> None:
-    """Stop serving without failing a call: see the module docstring."""
-    if hurry is not None and hurry.is_set():
-        log.info("stopping: not ready; no lame duck (SIGINT)")
-    elif not lame_duck_s:
-        log.info("stopping: not ready; no lame duck (server.lameDuckS is 0)")
-    else:
-        log.info("stopping: not ready, still serving for up to %g s (lame duck)", lame_duck_s)
-    await stack.instance.lame_duck()
-    waits = [_lame_duck(lame_duck_s, hurry=hurry)]
+    """After the lame duck, stop serving without failing a call: see the
+    module docstring."""
     if pools is not None:
         # While this instance still serves, so theirs can drain.
-        waits.append(pools.close())
-    await asyncio.gather(*waits)
+        await pools.close()
     log.info("stopping: draining")
     await stack.instance.drain()
     # New clients go to the other instances sharing the ports; then the
@@ -157,12 +153,29 @@ async def _leave(
     await fronts.stop_internal()
 
 
-async def _lame_duck(seconds: float, *, hurry: asyncio.Event | None) -> None:
-    """Wait out the lame duck: ``seconds``, or until ``hurry`` is set."""
+async def _begin_lame_duck(
+    stack: InstanceStack, *, lame_duck_s: float, hurry: asyncio.Event | None
+) -> float:
+    """Report not ready and tell the mesh; the loop's time the lame duck ends."""
+    if hurry is not None and hurry.is_set():
+        lame_duck_s = 0
+        log.info("stopping: not ready; no lame duck (SIGINT)")
+    elif lame_duck_s:
+        log.info("stopping: not ready, still serving for up to %g s (lame duck)", lame_duck_s)
+    else:
+        log.info("stopping: not ready; no lame duck (server.lameDuckS is 0)")
+    await stack.instance.lame_duck()
+    return asyncio.get_running_loop().time() + lame_duck_s
+
+
+async def _lame_duck(ends: float, *, hurry: asyncio.Event | None) -> None:
+    """Wait out the lame duck: until the loop's time ``ends``, or until
+    ``hurry`` is set."""
+    seconds = ends - asyncio.get_running_loop().time()
+    if seconds <= 0 or (hurry is not None and hurry.is_set()):
+        return
     if hurry is None:
         await asyncio.sleep(seconds)
-        return
-    if hurry.is_set():
         return
     try:
         await asyncio.wait_for(hurry.wait(), timeout=seconds)
