@@ -15,6 +15,12 @@ from typing import IO
 
 GRACE_S = 5.0
 
+NO_LAME_DUCK = {"MESHSERVE_SERVER__LAME_DUCK_S": "0"}
+"""The environment a test's servers get unless the test says otherwise:
+tests stop them with SIGTERM and ``GRACE_S``, shorter than the default lame
+duck (``server.lameDuckS``); the lame duck has tests of its own
+(tests/integration/test_faults_sigterm.py)."""
+
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds."""
@@ -99,7 +105,7 @@ def meshserve(
         stdout=subprocess.PIPE,
         stderr=stderr,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **NO_LAME_DUCK, **(env or {})},
         start_new_session=new_session,
     )
     try:

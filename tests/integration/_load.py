@@ -12,12 +12,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tritonclient.utils import InferenceServerException
 
-from tests.integration._mesh import Mesh
+__all__ = ["Load", "Sender", "Sent"]
 
-__all__ = ["Load", "Sent"]
+
+class Sender(Protocol):
+    """What sends one request: a :class:`~tests.integration._mesh.Mesh`, or
+    anything else that answers ``infer`` the same way."""
+
+    def infer(self, index: int, model: str, rows: int = 2, *, timeout: float = 30) -> object:
+        """Send one request for ``model`` to instance ``index``; raise on failure."""
+        ...
+
 
 Target = Callable[[int], int | None]
 """Request number -> the mesh instance index to send it to (None: skip)."""
@@ -55,7 +64,7 @@ class Load:
 
     def __init__(
         self,
-        mesh: Mesh,
+        mesh: Sender,
         models: Sequence[str],
         instances: Sequence[int] = (),
         *,

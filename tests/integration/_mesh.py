@@ -7,6 +7,7 @@ SIGKILL) and every directory removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -15,9 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +45,8 @@ SETTINGS = {
         "drainDeadlineS": 15,
         "forwardTimeoutS": 30,
     },
-    "server": {"gracePeriodS": 3},
+    # No lame duck unless a test asks for one (test_faults_sigterm.py).
+    "server": {"gracePeriodS": 3, "lameDuckS": 0},
     "runtime": {"preloadLibraries": False},
     "store": {"etcdConnectTimeoutS": 10},
 }
@@ -72,6 +74,10 @@ class MeshInstance:
     """The instance's own gRPC address (its internal port)."""
     metrics: str
     data_dir: pathlib.Path
+    rest: str | None = None
+    """The instance's REST base URL (``http://host:port``)."""
+    signalled_at: float | None = None
+    """time.monotonic() when the test sent it SIGTERM (None: not yet)."""
 
 
 @dataclass
@@ -134,6 +140,7 @@ class Mesh:
             address=entry["grpc"],
             metrics=entry["metrics"],
             data_dir=data_dir,
+            rest=entry["rest"],
         )
         self.instances[index] = instance
         return instance
@@ -144,9 +151,35 @@ class Mesh:
         instance.proc.wait(10)
 
     def terminate(self, index: int, *, timeout: float = 40.0) -> int:
-        instance = self.instances.pop(index)
-        instance.proc.send_signal(signal.SIGTERM)
-        return instance.proc.wait(timeout)
+        self.signal(index)
+        return self.wait_exit(index, timeout=timeout)
+
+    def signal(self, index: int, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``sig`` and return at once: the instance stays listed (and
+        reachable through :meth:`client`) until :meth:`wait_exit`."""
+        instance = self.instances[index]
+        if sig is signal.SIGTERM and instance.signalled_at is None:
+            instance.signalled_at = time.monotonic()
+        instance.proc.send_signal(sig)
+
+    def wait_exit(self, index: int, *, timeout: float = 40.0) -> int:
+        """Wait for a signalled instance to exit, then drop it from the mesh."""
+        code = self.instances[index].proc.wait(timeout)
+        del self.instances[index]
+        return code
+
+    def ready(self, index: int) -> bool:
+        """What the instance's v2 ServerReady says."""
+        return bool(self.client(index).is_server_ready(client_timeout=5))
+
+    def rest_ready(self, index: int) -> int:
+        """The HTTP status of the instance's ``/v2/health/ready``."""
+        url = f"{self.instances[index].rest}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
 
     def client(self, index: int) -> triton_grpc.InferenceServerClient:
         address = self.instances[index].address
@@ -193,12 +226,16 @@ class Mesh:
             client.close()
         for management in self._management.values():
             management.close()
+        # SIGINT first, to all at once: a stop without the lame duck, in parallel.
+        for instance in self.instances.values():
+            with contextlib.suppress(ProcessLookupError):
+                instance.proc.send_signal(signal.SIGINT)
         for instance in self.instances.values():
             stop_process(instance.proc, grace=10.0)
         self.instances.clear()
 
 
-@contextmanager
+@contextlib.contextmanager
 def run_mesh(
     etcd: EtcdServer,
     work: pathlib.Path,
@@ -206,10 +243,12 @@ def run_mesh(
     instances: int = 3,
     capacity_bytes: int = 64 * 2**20,
     mesh_settings: dict[str, object] | None = None,
+    server_settings: dict[str, object] | None = None,
 ) -> Iterator[Mesh]:
     settings = json.loads(json.dumps(SETTINGS))
     settings["runtime"]["capacityBytes"] = capacity_bytes
     settings["mesh"].update(mesh_settings or {})
+    settings["server"].update(server_settings or {})
     work.mkdir(parents=True, exist_ok=True)
     config = work / "mesh.yaml"
     config.write_text(yaml.safe_dump(settings))

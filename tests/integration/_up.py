@@ -33,7 +33,7 @@ from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from tests._examples import make_models_module, model_type
-from tests._processes import LineTimeout, read_until, stop_process
+from tests._processes import NO_LAME_DUCK, LineTimeout, read_until, stop_process
 
 __all__ = [
     "ONNX_INPUT",
@@ -195,7 +195,7 @@ def _line(lines: list[str], pattern: re.Pattern[str]) -> str:
 def _hermetic_env(env: Mapping[str, str] | None) -> dict[str, str]:
     # Settings come only from what the test passes, never the caller's shell.
     base = {k: v for k, v in os.environ.items() if not k.startswith("MESHSERVE_")}
-    return {**base, **(env or {})}
+    return {**base, **NO_LAME_DUCK, **(env or {})}
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import click
 
 from meshserve._log_format import configure_logging
 from meshserve.cli._mesh_secret import with_mesh_secret
-from meshserve.cli._options import stop_on_signals
+from meshserve.cli._options import shutdown_on_signals
 from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
     register_entries,
@@ -31,7 +31,14 @@ def _announce(endpoints: Endpoints) -> None:
 
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
-    await serve_instance(settings, register=register, stop=stop_on_signals(), on_ready=_announce)
+    shutdown = shutdown_on_signals()
+    await serve_instance(
+        settings,
+        register=register,
+        stop=shutdown.stop,
+        hurry=shutdown.hurry,
+        on_ready=_announce,
+    )
 
 
 @click.command()
@@ -53,8 +60,10 @@ def instance(
     register_file: pathlib.Path | None,
     **flags: Any,
 ) -> None:
-    """Run one instance until SIGTERM, then drain: its recently used models
-    are loaded elsewhere before it leaves the mesh."""
+    """Run one instance until SIGTERM, then stop without failing a request:
+    not ready but still serving for server.lameDuckS (SIGINT or a second
+    signal skips it), then drain (its recently used models are loaded
+    elsewhere) before it leaves the mesh."""
     settings = with_sealing_key(
         settings_from_flags(
             **flags,

@@ -10,7 +10,7 @@ import click
 
 from meshserve._log_format import configure_logging
 from meshserve.cli._mesh_secret import with_mesh_secret
-from meshserve.cli._options import stop_on_signals
+from meshserve.cli._options import restart_on_sighup, shutdown_on_signals
 from meshserve.cli._sealing import with_sealing_key
 from meshserve.cli._serve_options import (
     register_entries,
@@ -53,20 +53,27 @@ def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], N
 
 
 async def _run(settings: Settings, register: list[ModelEntry]) -> None:
+    shutdown = shutdown_on_signals()
     await run_with_pools(
-        settings, register=register, stop=stop_on_signals(), on_ready=_announcer(settings)
+        settings,
+        register=register,
+        stop=shutdown.stop,
+        hurry=shutdown.hurry,
+        on_ready=_announcer(settings),
     )
 
 
 async def _run_cluster(
     settings: Settings, *, instances: int, register: pathlib.Path | None
 ) -> None:
-    stop = stop_on_signals()
+    shutdown = shutdown_on_signals()
     await run_cluster(
         settings,
         instances=instances,
         register=register,
-        stop=stop,
+        stop=shutdown.stop,
+        hurry=shutdown.hurry,
+        restart=restart_on_sighup(),
         on_ready=_announcer(settings),
     )
 
@@ -83,7 +90,9 @@ async def _run_cluster(
 )
 def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None:
     """Serve models on this machine until Ctrl-C: the store, the instances
-    and their runtimes. Ready when /v2/health/ready answers 200."""
+    and their runtimes. Ready when /v2/health/ready answers 200. SIGTERM
+    stops each instance with a lame duck (server.lameDuckS) and a drain;
+    with --instances N, SIGHUP restarts them one at a time."""
     # A key for the Secrets `apply` seals, made once in the data dir if none is given.
     settings = with_sealing_key(settings_from_flags(**flags), create=True)
     # The secret its instances (pools, --instances) prove to each other.

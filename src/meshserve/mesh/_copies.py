@@ -226,7 +226,7 @@ class Copies:
     async def load_here(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
         """Load this instance's own copy (another instance placed it here)."""
         await self.await_record(model_id)
-        if self._lifecycle.leaving:
+        if self._lifecycle.draining:
             raise UnavailableError(f"instance {self._instance_id} is shutting down")
         used = last_used_ms or self._now_ms()
         self._cache.lru.touch(model_id, used)

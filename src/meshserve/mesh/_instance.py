@@ -11,8 +11,8 @@
 
 Building an instance starts nothing; :meth:`Instance.running` (or the
 :meth:`Instance.open` factory) joins the mesh and starts the loops. Its
-lifecycle is one :class:`InstanceState`: STARTING -> SERVING -> DRAINING ->
-STOPPED.
+lifecycle is one :class:`InstanceState`: STARTING -> SERVING -> LAME_DUCK ->
+DRAINING -> STOPPED.
 """
 
 from __future__ import annotations
@@ -178,13 +178,26 @@ class Instance:
     def server_ready(self) -> bool:
         return self._lifecycle.ready
 
+    async def lame_duck(self) -> None:
+        """SIGTERM: report not ready and tell the other instances (this
+        record's ``shutting_down``) to route new work elsewhere unless this
+        instance holds the only copy. Requests keep being served."""
+        self._lifecycle.advance(InstanceState.LAME_DUCK)
+        await self._publish_state()
+
     async def drain(self) -> None:
-        """SIGTERM: stop taking new copies, have recently used models loaded
-        elsewhere, within ``drain_deadline_s``. Requests keep being served."""
+        """After the lame duck: stop taking new copies, have recently used
+        models loaded elsewhere, within ``drain_deadline_s``. Requests keep
+        being served."""
         self._lifecycle.advance(InstanceState.DRAINING)
+        await self._publish_state()
+        await self._copies.move_recent_elsewhere()
+
+    async def _publish_state(self) -> None:
+        # Now rather than at the next publish interval; the store being
+        # unreachable must not stop the stop (the record follows later).
         with contextlib.suppress(MeshServeError):
             await self._membership.publish_now()
-        await self._copies.move_recent_elsewhere()
 
     async def leave(self) -> None:
         """Leave the mesh now: every record of this instance goes at once."""

@@ -1,11 +1,13 @@
 """An instance's lifecycle: one state, moving one way.
 
 ``STARTING`` (joining the mesh, not answering readiness yet) ->
-``SERVING`` (set up: ready) -> ``DRAINING`` (SIGTERM: still serving the
-requests that come, taking no new copies, moving recent models elsewhere)
--> ``STOPPED`` (left the mesh). A request to move back is ignored: a ready
-signal that arrives after draining began must not make the instance serve
-again.
+``SERVING`` (set up: ready) -> ``LAME_DUCK`` (SIGTERM: not ready, and the
+other instances told to route elsewhere, but still serving every request
+that comes, for ``server.lameDuckS``, while load balancers catch up) ->
+``DRAINING`` (still serving, taking no new copies, moving recent models
+elsewhere) -> ``STOPPED`` (left the mesh). A request to move back is
+ignored: a ready signal that arrives after stopping began must not make the
+instance ready again.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ class InstanceState(enum.IntEnum):
 
     STARTING = 1
     SERVING = 2
-    DRAINING = 3
-    STOPPED = 4
+    LAME_DUCK = 3
+    DRAINING = 4
+    STOPPED = 5
 
 
 class Lifecycle:
@@ -49,10 +52,19 @@ class Lifecycle:
 
     @property
     def ready(self) -> bool:
-        """Readiness probes: set up and not leaving."""
+        """Readiness (v2 ServerReady, ``/v2/health/ready``): set up and not
+        leaving. The one answer every readiness check gives."""
         return self._state is InstanceState.SERVING
 
     @property
     def leaving(self) -> bool:
-        """Draining or stopped: takes no new copies; others see it shutting down."""
+        """In lame duck or later: others see it shutting down (placement and
+        routing go elsewhere when they can) and it adds no copies of its own."""
+        return self._state >= InstanceState.LAME_DUCK
+
+    @property
+    def draining(self) -> bool:
+        """Draining or stopped: it refuses new copies others would place here
+        (in lame duck it still takes one, placed here only when no other
+        instance could take it)."""
         return self._state >= InstanceState.DRAINING

@@ -209,7 +209,10 @@ def _pod_template(runtime: AnyRuntime, *, config: ClusterConfig) -> dict[str, An
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "hostNetwork": False,
-        # SIGTERM drains: loaded models move to other pods first.
+        # SIGTERM: not ready but still serving while the Service stops
+        # sending here (server.lameDuckS, 5 s), then a drain moves loaded
+        # models to other pods (mesh.drainDeadlineS, 30 s) and in-flight
+        # requests finish (server.gracePeriodS, 5 s per port): 45 s at most.
         "terminationGracePeriodSeconds": 90,
         "securityContext": pod_security_context(run_as_user=UID if not layout.containers else None),
         "containers": containers,

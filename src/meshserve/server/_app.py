@@ -7,8 +7,10 @@ mesh, ``meshserve instance``) until asked to stop::
     open the store, registry, puller, runtime, instance (open_instance_stack)
     start the ports, register the --register file's models, write endpoints.json
     serve: the controller (when elected), ready, until ``stop`` is set
-    leave: close the pools, drain, stop the public ports, leave the mesh,
-           stop the internal port
+    leave: lame duck (not ready at once, still serving, for server.lameDuckS
+           or until ``hurry`` is set; the controller steps down), close the
+           pools, drain, stop the public ports, leave the mesh, stop the
+           internal port
 """
 
 from __future__ import annotations
@@ -45,10 +47,13 @@ async def serve_instance(
     *,
     register: list[ModelEntry] | None = None,
     stop: asyncio.Event,
+    hurry: asyncio.Event | None = None,
     on_ready: Callable[[Endpoints], None] | None = None,
     pools: RuntimePools | None = None,
 ) -> None:
-    """Run one instance until ``stop`` is set, then drain and leave the mesh.
+    """Run one instance until ``stop`` is set, then go lame duck, drain and
+    leave the mesh. ``hurry`` (set by SIGINT or a second signal, before or
+    during the lame duck) ends the lame duck early; the drain still runs.
 
     With ``pools``, this instance's controller (when elected) also sizes
     the runtime pools they run."""
@@ -78,7 +83,13 @@ async def serve_instance(
             endpoints = fronts.endpoints(instance_id=instance_id, store=store_url(settings))
             write_endpoints_file(settings.data_dir, endpoints.to_json())
             await _serve(
-                settings, stack, endpoints=endpoints, stop=stop, on_ready=on_ready, pools=pools
+                settings,
+                stack,
+                endpoints=endpoints,
+                stop=stop,
+                hurry=hurry,
+                on_ready=on_ready,
+                pools=pools,
             )
             await _leave(stack, fronts=fronts, pools=pools)
     finally:
@@ -92,10 +103,12 @@ async def _serve(
     *,
     endpoints: Endpoints,
     stop: asyncio.Event,
+    hurry: asyncio.Event | None,
     on_ready: Callable[[Endpoints], None] | None,
     pools: RuntimePools | None,
 ) -> None:
-    """Serve, with the controller running when enabled, until ``stop``."""
+    """Serve, with the controller running when enabled, until ``stop``;
+    then the lame duck, from its start (the controller steps down then)."""
     controller = Controller(
         store=stack.store,
         mesh=stack.instance,
@@ -116,10 +129,19 @@ async def _serve(
         if on_ready is not None:
             on_ready(endpoints)
         await stop.wait()
+        # Not ready at once, before the controller steps down.
+        ends = await _begin_lame_duck(stack, lame_duck_s=settings.server.lame_duck_s, hurry=hurry)
+    await _lame_duck(ends, hurry=hurry)
 
 
-async def _leave(stack: InstanceStack, *, fronts: FrontEnds, pools: RuntimePools | None) -> None:
-    """Stop serving without failing a call: see the module docstring."""
+async def _leave(
+    stack: InstanceStack,
+    *,
+    fronts: FrontEnds,
+    pools: RuntimePools | None,
+) -> None:
+    """After the lame duck, stop serving without failing a call: see the
+    module docstring."""
     if pools is not None:
         # While this instance still serves, so theirs can drain.
         await pools.close()
@@ -131,6 +153,37 @@ async def _leave(stack: InstanceStack, *, fronts: FrontEnds, pools: RuntimePools
     await stack.instance.leave()
     await asyncio.sleep(_LEAVE_SETTLE_S)
     await fronts.stop_internal()
+
+
+async def _begin_lame_duck(
+    stack: InstanceStack, *, lame_duck_s: float, hurry: asyncio.Event | None
+) -> float:
+    """Report not ready and tell the mesh; the loop's time the lame duck ends."""
+    if hurry is not None and hurry.is_set():
+        lame_duck_s = 0
+        log.info("stopping: not ready; no lame duck (SIGINT)")
+    elif lame_duck_s:
+        log.info("stopping: not ready, still serving for up to %g s (lame duck)", lame_duck_s)
+    else:
+        log.info("stopping: not ready; no lame duck (server.lameDuckS is 0)")
+    await stack.instance.lame_duck()
+    return asyncio.get_running_loop().time() + lame_duck_s
+
+
+async def _lame_duck(ends: float, *, hurry: asyncio.Event | None) -> None:
+    """Wait out the lame duck: until the loop's time ``ends``, or until
+    ``hurry`` is set."""
+    seconds = ends - asyncio.get_running_loop().time()
+    if seconds <= 0 or (hurry is not None and hurry.is_set()):
+        return
+    if hurry is None:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait_for(hurry.wait(), timeout=seconds)
+    except TimeoutError:
+        return
+    log.info("stopping: lame duck ended early (a second signal)")
 
 
 async def _mesh_secret(settings: Settings) -> MeshSecret:

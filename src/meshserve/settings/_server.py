@@ -35,6 +35,21 @@ class ServerSettings(Group):
     grace_period_s: float = Field(default=5.0, ge=0)
     """How long in-flight requests may finish at shutdown."""
 
+    lame_duck_s: float = Field(default=5.0, ge=0)
+    """On SIGTERM, seconds the instance keeps serving every request that
+    arrives (here, or forwarded to a copy elsewhere) while it reports not
+    ready and its record tells the other instances to route elsewhere; only
+    then does it drain (``mesh.drainDeadlineS``) and close its ports. It
+    covers the time load balancers take to stop sending to it: Kubernetes
+    takes a terminating pod out of its Service at once (without waiting for
+    the readiness probe), and kube-proxy and ingress controllers apply that
+    within a second or two; 5 s leaves margin. A balancer that follows only
+    the readiness probe needs period x failureThreshold (10 s with
+    deploy/kubernetes' probe): raise it to that there. The whole stop (this
+    + drain + two ``gracePeriodS``) must fit in the pod's
+    terminationGracePeriodSeconds (60 in deploy/kubernetes). SIGINT (Ctrl-C)
+    or a second signal ends it early. 0: no lame duck."""
+
     access_logging: bool = False
     """Log one line per inference request, gRPC and REST, to the logger
     ``meshserve.access`` (model-serving-config: enableAccessLogging): model

@@ -3,14 +3,19 @@
 Each child gets its settings as a config file in its own data dir, logs to
 ``instance.log`` there, and reports where it listens in ``endpoints.json``.
 A child that exits on its own is started again after a delay that doubles
-per failure (``control.restartBackoff*``); on stop it gets SIGTERM (it
-drains), then SIGKILL after a deadline. Children die with their parent
-(``PR_SET_PDEATHSIG``): a killed ``up`` leaves no instance behind.
+per failure (``control.restartBackoff*``); on stop it gets SIGTERM (its
+lame duck, then its drain; SIGINT as well when the stop is hurried, which
+skips the lame duck), then SIGKILL after :func:`stop_deadline_s`; a
+rolling restart (:meth:`InstanceChild.restart`) stops it the same way and
+starts it again. Children
+die with their parent (``PR_SET_PDEATHSIG``): a killed ``up`` leaves no
+instance behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +31,7 @@ from meshserve.errors import UnavailableError
 from meshserve.runtime import with_parent
 from meshserve.settings import Settings
 
-__all__ = ["InstanceChild", "start_failure"]
+__all__ = ["InstanceChild", "start_failure", "stop_deadline_s"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,15 @@ _START_TIMEOUT_S = 120.0
 _LOG_TAIL_BYTES = 16_384
 # How a command that fails to start says why (click's ClickException).
 _ERROR_PREFIX = "Error: "
+
+
+def stop_deadline_s(settings: Settings) -> float:
+    """How long a child with ``settings`` may take to stop after SIGTERM
+    before it is killed: its lame duck, its drain, the grace of its public
+    and then its internal port, and 5 s for the rest (leaving the mesh,
+    closing the runtime)."""
+    server = settings.server
+    return server.lame_duck_s + settings.mesh.drain_deadline_s + 2 * server.grace_period_s + 5
 
 
 def start_failure(log_path: pathlib.Path) -> str | None:
@@ -66,17 +80,19 @@ class InstanceChild:
     ) -> None:
         self.name = name
         self.data_dir = settings.data_dir
-        self._settings = settings
+        self.settings = settings
         self._register = register
         self.process: asyncio.subprocess.Process | None = None
         self.endpoints: dict[str, Any] | None = None
         self._stopping = False
+        self._rolling: asyncio.Event | None = None
+        """Set while :meth:`restart` replaces the process (not a crash)."""
         self.restarts = 0
         self.last_error: str | None = None
         """Why the last start failed (None once one succeeds)."""
 
     def _write_config(self) -> pathlib.Path:
-        values = self._settings.model_dump(mode="json")
+        values = self.settings.model_dump(mode="json")
         # Secrets go in the environment, never in a file.
         values["store"].pop("etcd_password", None)
         values["security"].pop("sealing_key", None)
@@ -101,10 +117,10 @@ class InstanceChild:
         if self._register is not None:
             command += ["--register", str(self._register)]
         env = dict(os.environ)
-        password = self._settings.store.etcd_password.get_secret_value()
+        password = self.settings.store.etcd_password.get_secret_value()
         if password:
             env["MESHSERVE_STORE__ETCD_PASSWORD"] = password
-        sealing_key = self._settings.security.sealing_key.get_secret_value()
+        sealing_key = self.settings.security.sealing_key.get_secret_value()
         if sealing_key:
             env["MESHSERVE_SECURITY__SEALING_KEY"] = sealing_key
         with (self.data_dir / "instance.log").open("ab") as out:
@@ -135,13 +151,23 @@ class InstanceChild:
 
     async def supervise(self, on_change: Callable[[], object]) -> None:
         """Restart the child whenever it exits on its own."""
-        initial = self._settings.control.restart_backoff_initial_s
-        most = self._settings.control.restart_backoff_max_s
+        initial = self.settings.control.restart_backoff_initial_s
+        most = self.settings.control.restart_backoff_max_s
         delay = initial
         while not self._stopping:
             assert self.process is not None
             started = asyncio.get_running_loop().time()
             code = await self.process.wait()
+            rolling = self._rolling
+            if rolling is not None:
+                # Stopped by a rolling restart, which starts the next one.
+                await rolling.wait()
+                if self._stopping:
+                    return
+                if self.process.returncode is None:
+                    delay = initial
+                    continue
+                code = self.process.returncode  # it did not come back: as a crash
             if asyncio.get_running_loop().time() - started > most:
                 delay = initial  # it ran a while: not a crash loop
             if self._stopping:
@@ -159,15 +185,51 @@ class InstanceChild:
             self.restarts += 1
             on_change()
 
-    async def stop(self, deadline_s: float) -> None:
+    async def restart(self, deadline_s: float) -> None:
+        """Stop the child as :meth:`stop` does (lame duck, drain) and start it
+        again; returns once the new one listens (UnavailableError if it does
+        not start). The supervisor does not count it as a crash."""
+        rolling = self._rolling = asyncio.Event()
+        try:
+            await self._end(deadline_s, hurry=None)
+            if not self._stopping:
+                await self.start()
+        finally:
+            self._rolling = None
+            rolling.set()
+
+    async def stop(self, deadline_s: float, *, hurry: asyncio.Event | None = None) -> None:
+        """SIGTERM; once ``hurry`` is set (now or later), SIGINT too, which
+        ends the child's lame duck; SIGKILL after ``deadline_s``."""
         self._stopping = True
+        await self._end(deadline_s, hurry=hurry)
+
+    async def _end(self, deadline_s: float, *, hurry: asyncio.Event | None) -> None:
         process = self.process
         if process is None or process.returncode is not None:
             return
         process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), deadline_s)
+            await asyncio.wait_for(_exit_hurried(process, hurry), deadline_s)
         except TimeoutError:
             log.warning("instance %s did not stop in %.0f s; killing it", self.name, deadline_s)
             process.kill()
             await process.wait()
+
+
+async def _exit_hurried(process: asyncio.subprocess.Process, hurry: asyncio.Event | None) -> None:
+    """Wait for ``process`` to exit, passing ``hurry`` on as SIGINT."""
+    if hurry is None:
+        await process.wait()
+        return
+    exited = asyncio.ensure_future(process.wait())
+    hurried = asyncio.ensure_future(hurry.wait())
+    try:
+        await asyncio.wait((exited, hurried), return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            await exited
+    finally:
+        exited.cancel()
+        hurried.cancel()

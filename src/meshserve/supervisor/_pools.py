@@ -26,7 +26,7 @@ from meshserve.controller import PoolSpec, expand_vars, pool_variables
 from meshserve.server import own_instance_id
 from meshserve.settings import Settings
 from meshserve.store import store_url
-from meshserve.supervisor._children import InstanceChild
+from meshserve.supervisor._children import InstanceChild, stop_deadline_s
 from meshserve.supervisor._ports import free_port
 
 __all__ = ["LocalPools"]
@@ -54,7 +54,6 @@ class LocalPools:
         self._specs: dict[str, PoolSpec] = {}
         self._members: dict[str, list[_Member]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
-        self._deadline_s = settings.mesh.drain_deadline_s + settings.server.grace_period_s + 5
 
     async def sync(self, pools: Mapping[str, PoolSpec]) -> None:
         for name in [n for n in self._members if n not in pools]:
@@ -123,8 +122,15 @@ class LocalPools:
         child_settings = settings.model_copy(
             update={
                 "data_dir": data_dir,
+                # No client knows its public port, and its record tells the
+                # other instances it is leaving at once: no lame duck to wait.
                 "server": settings.server.model_copy(
-                    update={"grpc_port": 0, "rest_enabled": False, "share_ports": False}
+                    update={
+                        "grpc_port": 0,
+                        "rest_enabled": False,
+                        "share_ports": False,
+                        "lame_duck_s": 0.0,
+                    }
                 ),
                 "store": settings.store.model_copy(update={"url": self._store_url}),
                 "runtime": settings.runtime.model_copy(update=runtime_updates),
@@ -158,6 +164,6 @@ class LocalPools:
             with contextlib.suppress(asyncio.CancelledError):
                 await member.task
         try:
-            await member.child.stop(self._deadline_s)
+            await member.child.stop(stop_deadline_s(member.child.settings))
         finally:
             shutil.rmtree(member.socket_dir, ignore_errors=True)

@@ -18,11 +18,15 @@ async def run_with_pools(
     *,
     register: list[ModelEntry],
     stop: asyncio.Event,
+    hurry: asyncio.Event | None = None,
     on_ready: Callable[[Endpoints], None] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; no pool instance outlives the call."""
+    """Serve until ``stop`` is set (``hurry``: see ``serve_instance``); no
+    pool instance outlives the call."""
     pools = LocalPools(settings)
     try:
-        await serve_instance(settings, register=register, stop=stop, on_ready=on_ready, pools=pools)
+        await serve_instance(
+            settings, register=register, stop=stop, hurry=hurry, on_ready=on_ready, pools=pools
+        )
     finally:
         await pools.close()

@@ -345,3 +345,28 @@ async def test_vmodel_owner_expected_target_and_update_only(
         await instance.delete_vmodel("v", owner="isvc")
         assert instance.vmodel_status("v").state is VModelState.NOT_FOUND
         await instance.unregister_model("a")
+
+
+async def test_a_lame_duck_serves_and_loads_what_is_placed_on_it_and_a_draining_one_refuses(
+    open_instance: OpenInstance, runtime: FakeRuntime
+) -> None:
+    for path in ("/here", "/placed", "/late"):
+        runtime.models[path] = FakeModel()
+    placed_here = RoutingHeaders(model_id="placed", hops=1, exclude=("i-0",), dest="i-1")
+    async with open_instance() as instance:
+        for name in ("here", "placed", "late"):
+            await instance.register_model(name, type="fake", path=f"/{name}")
+        await _infer(instance, "here")
+        instance.mark_ready()
+        await instance.lame_duck()
+        assert not instance.server_ready()
+        # Every request that still arrives is served, whatever the probes say.
+        assert await _infer(instance, "here") == "here"
+        # Another instance placed a copy here (it found no other room): taken.
+        status = await instance.ensure_loaded("placed", sync=True, headers=placed_here)
+        assert status.state is ModelState.LOADED
+        await instance.drain()
+        assert await _infer(instance, "here") == "here"
+        late = RoutingHeaders(model_id="late", hops=1, exclude=("i-0",), dest="i-1")
+        with pytest.raises(errors.UnavailableError, match="shutting down"):
+            await instance.ensure_loaded("late", sync=True, headers=late)

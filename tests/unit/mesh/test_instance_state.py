@@ -1,4 +1,5 @@
-"""An instance's lifecycle: STARTING -> SERVING -> DRAINING -> STOPPED, one way."""
+"""An instance's lifecycle: STARTING -> SERVING -> LAME_DUCK -> DRAINING ->
+STOPPED, one way."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ def test_states_move_forward_only() -> None:
     assert not lifecycle.ready and not lifecycle.leaving
     assert lifecycle.advance(InstanceState.SERVING)
     assert lifecycle.ready and not lifecycle.leaving
+    assert lifecycle.advance(InstanceState.LAME_DUCK)
+    # Not ready, others told it is leaving, but still taking what is placed here.
+    assert not lifecycle.ready and lifecycle.leaving and not lifecycle.draining
+    # A late "ready" must not make a lame duck ready again.
+    assert not lifecycle.advance(InstanceState.SERVING)
+    assert not lifecycle.ready
     assert lifecycle.advance(InstanceState.DRAINING)
-    assert not lifecycle.ready and lifecycle.leaving
-    # A late "ready" must not make a draining instance serve again.
+    assert not lifecycle.ready and lifecycle.leaving and lifecycle.draining
+    assert not lifecycle.advance(InstanceState.LAME_DUCK)
     assert not lifecycle.advance(InstanceState.SERVING)
     assert lifecycle.state is InstanceState.DRAINING
     assert lifecycle.advance(InstanceState.STOPPED)
@@ -56,19 +63,28 @@ async def test_an_instance_goes_through_its_states(tmp_path: pathlib.Path) -> No
             instance.mark_ready()
             seen.append(instance.state)
             assert instance.server_ready()
-            await instance.drain()
+            await instance.lame_duck()
             seen.append(instance.state)
             assert not instance.server_ready()
-            # Others see it leaving: it takes no new copies.
+            # Others see it leaving at once (published now, not at the next
+            # interval): they route new work elsewhere when they can.
             assert instance.describe().shutting_down
             published = registry.instance("i-1")
             assert published is not None and published.shutting_down
+            instance.mark_ready()  # too late: it stays a lame duck
+            seen.append(instance.state)
+            await instance.drain()
+            seen.append(instance.state)
+            assert not instance.server_ready()
+            assert instance.describe().shutting_down
             instance.mark_ready()  # too late: it stays draining
             seen.append(instance.state)
         seen.append(instance.state)
         assert seen == [
             InstanceState.STARTING,
             InstanceState.SERVING,
+            InstanceState.LAME_DUCK,
+            InstanceState.LAME_DUCK,
             InstanceState.DRAINING,
             InstanceState.DRAINING,
             InstanceState.STOPPED,
