@@ -41,7 +41,10 @@ class Membership:
         publish_interval_s: float,
         describe: Callable[[], InstanceRecord],
         current_copies: Callable[[], list[CopyRecord]],
+        on_rejoin: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_rejoin``: called when a lost lease was replaced and every
+        record written again (the mesh may have moved on meanwhile)."""
         self._store = store
         self._registry = registry
         self.instance_id = instance_id
@@ -49,6 +52,7 @@ class Membership:
         self._interval = publish_interval_s
         self._describe = describe
         self._current_copies = current_copies
+        self._on_rejoin = on_rejoin
         # model id -> the copy to write, or None to delete it.
         self._pending: dict[str, CopyRecord | None] = {}
         self._wake = asyncio.Event()
@@ -101,6 +105,8 @@ class Membership:
                 async with self._store.lease(self._ttl) as lease:
                     self._lease = lease
                     await self._publish_all(lease)
+                    if self._joined.is_set():
+                        self._on_rejoin()
                     self._joined.set()
                     log.info("joined the mesh as %s (lease %#x)", self.instance_id, lease.id)
                     await self._follow(lease)

@@ -22,6 +22,7 @@ from meshserve.mesh._peers import PeerLink
 from meshserve.mesh._quotas import NamespaceQuotas
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._router import Router
+from meshserve.mesh._suspects import Suspects
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
 from meshserve.registry import Registry
@@ -39,6 +40,7 @@ class Parts:
     background: Background
     rates: RateTracker
     own: OwnRecords
+    suspects: Suspects
     view: MeshView
     membership: Membership
     quotas: NamespaceQuotas
@@ -77,6 +79,7 @@ def build_parts(
         lifecycle=lifecycle,
         clock=clock,
     )
+    suspects = Suspects(registry=registry, peers=peers, settings=mesh, spawn=background.spawn)
     view = MeshView(
         registry=registry,
         instance_id=instance_id,
@@ -84,6 +87,7 @@ def build_parts(
         clock=clock,
         describe=own.describe,
         default_model_size=cache.default_size,
+        suspects=suspects,
     )
     membership = Membership(
         store=registry.store,
@@ -93,6 +97,7 @@ def build_parts(
         publish_interval_s=mesh.publish_interval_s,
         describe=own.describe,
         current_copies=own.local_copies,
+        on_rejoin=lambda: background.spawn(copies.trim_after_rejoin(), name="trim-after-rejoin"),
     )
     quotas = NamespaceQuotas(registry=registry, limits=limits or LimitsSettings(), metrics=metrics)
     copies = Copies(
@@ -130,6 +135,7 @@ def build_parts(
         copies=copies,
         view=view,
         peers=peers,
+        suspects=suspects,
         rates=rates,
         metrics=metrics,
         lifecycle=lifecycle,
@@ -142,6 +148,7 @@ def build_parts(
         background=background,
         rates=rates,
         own=own,
+        suspects=suspects,
         view=view,
         membership=membership,
         quotas=quotas,

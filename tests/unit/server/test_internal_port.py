@@ -141,7 +141,7 @@ def test_the_internal_port_serves_exactly_what_peers_call() -> None:
         "/mmesh.ModelMesh/getModelStatus",
         "/meshserve.admin.v1.Admin/ApplyResources",
         "/meshserve.admin.v1.Admin/ListModels",
-        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
     ]
     served = set()
     for method in probe:
@@ -153,6 +153,8 @@ def test_the_internal_port_serves_exactly_what_peers_call() -> None:
         _INFER,
         _METADATA,
         "/mmesh.ModelMesh/ensureLoaded",
+        # The liveness probe of a peer that did not answer in time.
+        "/inference.GRPCInferenceService/ServerLive",
     } == PEER_METHODS
 
 
