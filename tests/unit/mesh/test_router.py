@@ -17,6 +17,7 @@ from meshserve import errors
 from meshserve._clock import ManualClock
 from meshserve._ids import InstanceId, ModelId, VModelId
 from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._copies import Copies
 from meshserve.mesh._instance_state import InstanceState, Lifecycle
 from meshserve.mesh._parts import build_parts
 from meshserve.mesh._router import Router
@@ -97,6 +98,7 @@ class Routed:
     peers: FakePeers
     lifecycle: Lifecycle
     suspects: Suspects
+    copies: Copies
 
 
 @pytest.fixture
@@ -144,7 +146,15 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
         )
         background = parts.background
         try:
-            yield Routed(parts.router, registry, runtime, peers, parts.lifecycle, parts.suspects)
+            yield Routed(
+                parts.router,
+                registry,
+                runtime,
+                peers,
+                parts.lifecycle,
+                parts.suspects,
+                parts.copies,
+            )
         finally:
             await background.close()
             await cache.close()
@@ -342,3 +352,30 @@ async def test_with_no_copy_elsewhere_a_request_waits_for_the_restarting_runtime
     routed.runtime.restarting = False
     assert await held == b"here:y"
     assert routed.peers.calls == []
+
+
+async def test_back_from_a_hang_only_the_copies_reloaded_elsewhere_since_are_dropped(
+    routed: Routed,
+) -> None:
+    # This instance held "here" and "there"; while it was away the peer
+    # loaded "there" again (a newer copy), and held "here" from before.
+    for model_id in ("here", "there"):
+        placed = RoutingHeaders(model_id=model_id, hops=1, exclude=(PEER,), dest="i-1")
+        await routed.router.infer_grpc(model_id, b"x", headers=placed)
+    async with routed.registry.store.lease(30.0) as lease:
+        newer = int(time.time() * 1000) + 60_000
+        for model_id, time_ms in (("there", newer), ("here", 1)):
+            await routed.registry.put_copy(
+                CopyRecord(
+                    model_id=ModelId(model_id),
+                    instance_id=PEER,
+                    state=CopyState.LOADED,
+                    time_ms=time_ms,
+                ),
+                lease=lease.id,
+            )
+        await _until(lambda: routed.registry.copies("there")[PEER].time_ms == newer)
+        await _until(lambda: PEER in routed.registry.copies("here"))
+        assert await routed.copies.drop_replaced() == ["there"]
+    assert routed.runtime.unload_calls == ["there"]
+    assert routed.copies.here("here")
