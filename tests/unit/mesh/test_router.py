@@ -379,3 +379,11 @@ async def test_back_from_a_hang_only_the_copies_reloaded_elsewhere_since_are_dro
         assert await routed.copies.drop_replaced() == ["there"]
     assert routed.runtime.unload_calls == ["there"]
     assert routed.copies.here("here")
+
+
+async def test_a_suspect_peer_whose_lease_goes_is_forgotten(routed: Routed) -> None:
+    routed.peers.hanging.add(PEER_ADDRESS)
+    routed.suspects.mark(PEER)
+    assert PEER in routed.suspects
+    await routed.registry.store.delete_prefix(f"instances/{PEER}")
+    await _until(lambda: PEER not in routed.suspects)
