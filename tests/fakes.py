@@ -39,6 +39,8 @@ class FakeRuntime(Runtime):
     loaded: dict[str, int] = field(default_factory=dict)
     load_calls: list[str] = field(default_factory=list)
     unload_calls: list[str] = field(default_factory=list)
+    restarting: bool = False
+    """Inference fails as it does while a runtime process restarts."""
 
     def behaviour(self, spec: ModelSpec) -> FakeModel:
         # Models are scripted by path so a test can register any id for them.
@@ -98,5 +100,7 @@ class FakeRuntime(Runtime):
         return InferenceResponse(model_name=model_id, outputs=[doubled], id=request.id)
 
     async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
+        if self.restarting:
+            raise errors.RuntimeRestartingError("the runtime process is restarting")
         self._check(model_id)
         return model_id.encode() + b":" + body

@@ -40,7 +40,9 @@ the same thing on every port::
     │   └── ServerBusyError           too many request bytes in flight at once
     └── UnavailableError              transient; the caller may retry
         ├── ModelNotReadyError        the model is not loaded (yet)
-        └── PeerUnreachableError      another instance did not answer
+        ├── PeerUnreachableError      another instance did not answer
+        │   └── PeerTimeoutError      ... within the hop deadline (it hangs)
+        └── RuntimeRestartingError    this instance's runtime process is restarting
 
 ``retryable`` tells a caller (and the router) whether the same request may
 succeed later without being changed.
@@ -75,12 +77,14 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotReadyError",
     "ModelTooLargeError",
+    "PeerTimeoutError",
     "PeerUnreachableError",
     "PermissionDeniedError",
     "PickleRefusedError",
     "PreconditionFailedError",
     "QuotaExceededError",
     "RateLimitedError",
+    "RuntimeRestartingError",
     "ServerBusyError",
     "StorageAccessDeniedError",
     "StorageConfigError",
@@ -371,3 +375,14 @@ class ModelNotReadyError(UnavailableError):
 class PeerUnreachableError(UnavailableError):
     """Another instance could not be reached (it stopped, or hangs): the
     request may go to a different instance."""
+
+
+class PeerTimeoutError(PeerUnreachableError):
+    """Another instance did not answer within the hop deadline (it hangs, or
+    left the mesh while the request was in flight): the request may go to a
+    different instance, and the peer is avoided until it answers again."""
+
+
+class RuntimeRestartingError(UnavailableError):
+    """This instance's runtime process is restarting (it died): the request
+    may go to another copy, or wait for the runtime to be back."""

@@ -244,9 +244,13 @@ def run_mesh(
     capacity_bytes: int = 64 * 2**20,
     mesh_settings: dict[str, object] | None = None,
     server_settings: dict[str, object] | None = None,
+    runtime_settings: dict[str, object] | None = None,
 ) -> Iterator[Mesh]:
+    """``mesh_settings`` / ``runtime_settings``: keys of those groups set on
+    top of ``SETTINGS`` (e.g. ``{"host": "process"}`` for runtime children)."""
     settings = json.loads(json.dumps(SETTINGS))
     settings["runtime"]["capacityBytes"] = capacity_bytes
+    settings["runtime"].update(runtime_settings or {})
     settings["mesh"].update(mesh_settings or {})
     settings["server"].update(server_settings or {})
     work.mkdir(parents=True, exist_ok=True)

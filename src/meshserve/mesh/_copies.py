@@ -251,6 +251,45 @@ class Copies:
             with contextlib.suppress(MeshServeError):
                 await self._cache.ensure_loaded(self.spec(model_id), last_used_ms=self._now_ms())
 
+    # -- rejoining --------------------------------------------------------------
+
+    async def trim_after_rejoin(self) -> None:
+        """This instance lost its lease (it hung, or was cut off from the
+        store) and joined again: meanwhile the mesh reloaded its models
+        elsewhere. Drop the copies here that a newer loaded copy elsewhere
+        replaces, so none is left twice; the others stay. Checked for a lease
+        TTL, as this instance's mirror catches up with what changed."""
+        until = self._clock.monotonic() + self._settings.lease_ttl_s
+        while True:
+            await self.drop_replaced()
+            if self._clock.monotonic() >= until:
+                return
+            await asyncio.sleep(self._settings.publish_interval_s)
+
+    async def drop_replaced(self) -> list[str]:
+        """Drop the copies here (not in use) that another live instance has
+        loaded more recently; the ids dropped. Only the older copy of a pair
+        goes, so two instances never drop each other's."""
+        dropped = []
+        for model_id in self._cache.loaded_ids():
+            entry = self._cache.lru.get(model_id)
+            if entry is None or entry.inflight:
+                continue
+            mine = (entry.loaded_at_ms, self._instance_id)
+            others = self._view.copies(model_id, states=LOADED)
+            if not any(
+                (c.time_ms, c.instance_id) > mine
+                for c in others
+                if c.instance_id != self._instance_id
+            ):
+                continue
+            log.info(
+                "%s was loaded elsewhere while this instance was away: dropping it here", model_id
+            )
+            await self._cache.evict(entry)
+            dropped.append(model_id)
+        return dropped
+
     # -- leaving ---------------------------------------------------------------
 
     async def move_recent_elsewhere(self) -> None:

@@ -44,7 +44,10 @@ class Membership:
         describe: Callable[[], InstanceRecord],
         current_copies: Callable[[], list[CopyRecord]],
         contact: StoreContact,
+        on_rejoin: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_rejoin``: called when a lost lease was replaced and every
+        record written again (the mesh may have moved on meanwhile)."""
         self._store = store
         self._contact = contact
         self._registry = registry
@@ -53,6 +56,7 @@ class Membership:
         self._interval = publish_interval_s
         self._describe = describe
         self._current_copies = current_copies
+        self._on_rejoin = on_rejoin
         # model id -> the copy to write, or None to delete it.
         self._pending: dict[str, CopyRecord | None] = {}
         self._wake = asyncio.Event()
@@ -107,6 +111,8 @@ class Membership:
                     lease.on_contact = self._contact.note
                     await self._publish_all(lease)
                     self._contact.regained()
+                    if self._joined.is_set():
+                        self._on_rejoin()
                     self._joined.set()
                     log.info("joined the mesh as %s (lease %#x)", self.instance_id, lease.id)
                     await self._follow(lease)

@@ -2,10 +2,11 @@
 
 The registry's mirror says who is alive and what each holds; this instance
 adds what it learned itself: peers that did not answer (skipped for
-``peer_retry_s``), placements it has just made (counted against their
-target until its record catches up, so a burst of new models does not all
-land on one instance) and the requests it has in flight to each peer (to
-pick the least busy copy).
+``peer_retry_s``), peers that hang (suspects, skipped until they answer),
+placements it has just made (counted against their target until its record
+catches up, so a burst of new models does not all land on one instance)
+and the requests it has in flight to each peer (to pick the least busy
+copy).
 
 While absences are no evidence (``StoreContact``: the store is out of
 reach, or was until moments ago), peers and copies the mirror lost since
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 from meshserve._clock import Clock
@@ -58,7 +59,10 @@ class MeshView:
         describe: Callable[[], InstanceRecord],
         default_model_size: int,
         contact: StoreContact,
+        suspects: Container[str] = frozenset(),
     ) -> None:
+        """``suspects``: peers that hang (``Suspects``), skipped like the
+        unreachable ones."""
         self._registry = registry
         self.contact = contact
         self._remembered: _Remembered | None = None
@@ -68,6 +72,7 @@ class MeshView:
         self._clock = clock
         self._describe = describe
         self._default_size = default_model_size
+        self._suspects = suspects
         self._unreachable_until: dict[str, float] = {}
         self._pending: dict[str, tuple[int, float]] = {}
         self._forwarding: dict[str, int] = {}
@@ -133,7 +138,10 @@ class MeshView:
         return records
 
     def _reachable(self, instance_id: str, now: float) -> bool:
-        return self._unreachable_until.get(instance_id, 0.0) <= now
+        return (
+            self._unreachable_until.get(instance_id, 0.0) <= now
+            and instance_id not in self._suspects
+        )
 
     def _with_pending(self, record: InstanceRecord, now: float) -> InstanceRecord:
         pending = self._pending.get(record.instance_id)

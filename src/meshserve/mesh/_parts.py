@@ -23,6 +23,7 @@ from meshserve.mesh._quotas import NamespaceQuotas
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._router import Router
 from meshserve.mesh._store_contact import StoreContact
+from meshserve.mesh._suspects import Suspects
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
 from meshserve.registry import Registry
@@ -40,6 +41,7 @@ class Parts:
     background: Background
     rates: RateTracker
     own: OwnRecords
+    suspects: Suspects
     view: MeshView
     membership: Membership
     quotas: NamespaceQuotas
@@ -79,6 +81,7 @@ def build_parts(
         clock=clock,
     )
     contact = StoreContact(clock=clock, grace_s=mesh.store_outage_grace_s)
+    suspects = Suspects(registry=registry, peers=peers, settings=mesh, spawn=background.spawn)
     view = MeshView(
         registry=registry,
         instance_id=instance_id,
@@ -87,6 +90,7 @@ def build_parts(
         describe=own.describe,
         default_model_size=cache.default_size,
         contact=contact,
+        suspects=suspects,
     )
     membership = Membership(
         store=registry.store,
@@ -97,6 +101,7 @@ def build_parts(
         describe=own.describe,
         current_copies=own.local_copies,
         contact=contact,
+        on_rejoin=lambda: background.spawn(copies.trim_after_rejoin(), name="trim-after-rejoin"),
     )
     quotas = NamespaceQuotas(registry=registry, limits=limits or LimitsSettings(), metrics=metrics)
     copies = Copies(
@@ -134,6 +139,7 @@ def build_parts(
         copies=copies,
         view=view,
         peers=peers,
+        suspects=suspects,
         rates=rates,
         metrics=metrics,
         lifecycle=lifecycle,
@@ -146,6 +152,7 @@ def build_parts(
         background=background,
         rates=rates,
         own=own,
+        suspects=suspects,
         view=view,
         membership=membership,
         quotas=quotas,

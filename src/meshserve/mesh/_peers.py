@@ -12,17 +12,28 @@ __all__ = ["PeerLink", "need_peers"]
 
 
 class PeerLink(Protocol):
-    """Calls to other instances' internal ports (``protocol.peer.PeerClient``)."""
+    """Calls to other instances' internal ports (``protocol.peer.PeerClient``).
+    ``timeout_s``: the call's deadline (None: the link's default)."""
 
-    async def infer(self, address: str, body: bytes, metadata: Metadata) -> bytes: ...
+    async def infer(
+        self, address: str, body: bytes, metadata: Metadata, *, timeout_s: float | None = None
+    ) -> bytes: ...
 
     async def infer_decoded(
-        self, address: str, request: InferenceRequest, metadata: Metadata
+        self,
+        address: str,
+        request: InferenceRequest,
+        metadata: Metadata,
+        *,
+        timeout_s: float | None = None,
     ) -> InferenceResponse: ...
 
     async def model_metadata(
-        self, address: str, model_id: str, metadata: Metadata
+        self, address: str, model_id: str, metadata: Metadata, *, timeout_s: float | None = None
     ) -> ModelMetadata: ...
+
+    async def live(self, address: str, *, timeout_s: float) -> None:
+        """Return if the peer answers within ``timeout_s``; raise if not."""
 
     async def ensure_loaded(
         self, address: str, model_id: str, metadata: Metadata, *, sync: bool, last_used_ms: int

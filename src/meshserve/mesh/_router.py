@@ -8,10 +8,20 @@ instance's internal port); one loaded nowhere goes where placement says,
 which loads it, then serves. Routing reads only the registry's in-memory
 mirror. Each request is metered (ModelMesh's api_request and invoke
 metrics) and counted for the scale-up rates.
+
+A forward has a hop deadline (``_hop``): a short share of the client's
+remaining time for a loaded copy. A hop that times out marks its peer
+suspect (``_suspects``: avoided until it answers again) and the request is
+retried elsewhere, as is one whose peer's lease goes while it is in flight.
+A request that may have run on that peer thus runs again: inference is
+idempotent (ModelMesh retries the same way). A copy here whose runtime is
+restarting sends the request to another copy, or holds it until the
+runtime is back (within the client's deadline).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -23,17 +33,21 @@ from meshserve.errors import (
     InvalidRequestError,
     MeshServeError,
     ModelNotFoundError,
+    PeerTimeoutError,
     PeerUnreachableError,
+    RuntimeRestartingError,
     UnavailableError,
     quote_client_value,
 )
 from meshserve.mesh._background import Spawn
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._copies import Copies
+from meshserve.mesh._hop import ClientDeadline, forward_within, hop_timeout
 from meshserve.mesh._instance_state import Lifecycle
-from meshserve.mesh._mesh_view import MeshView
+from meshserve.mesh._mesh_view import LOADED, MeshView
 from meshserve.mesh._peers import PeerLink, need_peers
 from meshserve.mesh._rates import RateTracker
+from meshserve.mesh._suspects import Suspects
 from meshserve.metrics import MetricsRecorder
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import (
@@ -44,7 +58,7 @@ from meshserve.protocol.routing import (
     hop_metadata,
 )
 from meshserve.protocol.status import grpc_code
-from meshserve.registry import Registry
+from meshserve.registry import CopyState, Registry
 from meshserve.runtime import Runtime
 from meshserve.security import check_inference, may_infer
 from meshserve.settings import MeshSettings
@@ -56,6 +70,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SERVER_EXTENSIONS = ("binary_tensor_data", "model_repository")
+
+_RESTART_CHECK_S = 0.1
+"""How often a request held for this instance's restarting runtime retries."""
+
+Remote = Callable[[str, Metadata, float], Awaitable[T]]
+"""A call to a peer: (address, hop metadata, timeout in seconds)."""
 
 
 class Router:
@@ -72,6 +92,7 @@ class Router:
         copies: Copies,
         view: MeshView,
         peers: PeerLink | None,
+        suspects: Suspects,
         rates: RateTracker,
         metrics: MetricsRecorder,
         lifecycle: Lifecycle,
@@ -86,6 +107,7 @@ class Router:
         self._copies = copies
         self._view = view
         self._peers = peers
+        self._suspects = suspects
         self._rates = rates
         self._metrics = metrics
         self._lifecycle = lifecycle
@@ -177,8 +199,8 @@ class Router:
                 model_id,
                 headers,
                 local=lambda: self._runtime.infer(model_id, request),
-                remote=lambda address, metadata: need_peers(peers).infer_decoded(
-                    address, request, metadata
+                remote=lambda address, metadata, timeout: need_peers(peers).infer_decoded(
+                    address, request, metadata, timeout_s=timeout
                 ),
             ),
         )
@@ -191,7 +213,9 @@ class Router:
             model_id,
             headers,
             local=lambda: self._runtime.infer_grpc(model_id, body),
-            remote=lambda address, metadata: need_peers(peers).infer(address, body, metadata),
+            remote=lambda address, metadata, timeout: need_peers(peers).infer(
+                address, body, metadata, timeout_s=timeout
+            ),
         )
         if headers.hops:
             return await routed  # metered by the instance that forwarded it
@@ -205,8 +229,8 @@ class Router:
             model_id,
             headers,
             local=lambda: self._runtime.metadata(model_id),
-            remote=lambda address, metadata: need_peers(peers).model_metadata(
-                address, model_id, metadata
+            remote=lambda address, metadata, timeout: need_peers(peers).model_metadata(
+                address, model_id, metadata, timeout_s=timeout
             ),
         )
 
@@ -227,9 +251,10 @@ class Router:
         headers: RoutingHeaders,
         *,
         local: Callable[[], Awaitable[T]],
-        remote: Callable[[str, Metadata], Awaitable[T]],
+        remote: Remote[T],
     ) -> T:
         """Serve here, forward to a copy elsewhere, or place a new copy."""
+        deadline = ClientDeadline(headers.timeout_s, clock=self._clock)
         if headers.hops:
             await self._copies.await_record(model_id)
         if headers.dest is not None:
@@ -239,8 +264,16 @@ class Router:
         exclude = set(headers.exclude)
         tried: list[str] = []
         for _ in range(max_attempts):
-            if self._instance_id not in exclude and self._copies.here(model_id):
-                return await self._serve_here(model_id, local, vmodel_id=headers.vmodel_id)
+            if self._instance_id not in exclude and self._serves_here(model_id, exclude):
+                try:
+                    return await self._serve_or_hold(
+                        model_id, local, headers=headers, deadline=deadline, exclude=exclude
+                    )
+                except RuntimeRestartingError as exc:
+                    # Another copy serves it meanwhile (or a new one elsewhere).
+                    tried.append(f"{self._instance_id}: {exc}")
+                    exclude.add(self._instance_id)
+                    continue
             target, dest = self._copies.next_target(model_id, exclude)
             if target is None:
                 break
@@ -266,19 +299,74 @@ class Router:
             if dest is not None:
                 self._copies.note_placement(target.instance_id, model_id)
             peer = target.instance_id
+            timeout = hop_timeout(
+                deadline.remaining(),
+                loading=dest is not None or not self._loaded_on(peer, model_id),
+                settings=self._settings,
+            )
             try:
                 with self._view.forwarding(peer):
-                    return await remote(target.address, metadata)
+                    return await forward_within(
+                        remote(target.address, metadata, timeout),
+                        peer=peer,
+                        timeout_s=timeout,
+                        registry=self._registry,
+                    )
+            except PeerTimeoutError as exc:
+                self._suspects.mark(peer)
+                tried.append(f"{peer}: {exc}")
             except PeerUnreachableError as exc:
                 self._view.mark_unreachable(peer)
                 tried.append(f"{peer}: {exc}")
             except UnavailableError as exc:
                 tried.append(f"{peer}: {exc}")
             exclude.add(peer)
+            if deadline.passed():
+                tried.append("the client's deadline passed")
+                break
         detail = "; ".join(tried) if tried else "no instance can take it"
         raise UnavailableError(
             f"model {quote_client_value(model_id)} could not be served: {detail}"
         )
+
+    def _serves_here(self, model_id: str, exclude: set[str]) -> bool:
+        """The copy here serves the request: it is loaded, or loading and no
+        loaded copy elsewhere can serve it now (after a runtime restart, say)."""
+        if self._cache.is_loaded(model_id):
+            return True
+        if not self._cache.is_loading(model_id):
+            return False
+        return not any(
+            c.instance_id not in exclude for c in self._view.remote_copies(model_id, states=LOADED)
+        )
+
+    def _loaded_on(self, instance_id: str, model_id: str) -> bool:
+        copy = self._registry.copies(model_id).get(instance_id)
+        return copy is not None and copy.state is CopyState.LOADED
+
+    async def _serve_or_hold(
+        self,
+        model_id: str,
+        local: Callable[[], Awaitable[T]],
+        *,
+        headers: RoutingHeaders,
+        deadline: ClientDeadline,
+        exclude: set[str],
+    ) -> T:
+        """Serve from the copy here; while the runtime restarts, hold the
+        request (up to ``runtime_restart_hold_s`` and the client's deadline)
+        unless another copy can serve it (RuntimeRestartingError then)."""
+        hold_s = self._settings.runtime_restart_hold_s
+        remaining = deadline.remaining()
+        until = self._clock.monotonic() + (hold_s if remaining is None else min(hold_s, remaining))
+        while True:
+            try:
+                return await self._serve_here(model_id, local, vmodel_id=headers.vmodel_id)
+            except RuntimeRestartingError:
+                elsewhere = self._view.pick_copy(model_id, exclude | {self._instance_id})
+                if elsewhere is not None or self._clock.monotonic() >= until:
+                    raise
+            await asyncio.sleep(_RESTART_CHECK_S)
 
     async def _serve_here(
         self, model_id: str, call: Callable[[], Awaitable[T]], *, vmodel_id: str | None
@@ -311,6 +399,18 @@ class Router:
                     raise
                 log.warning("runtime no longer has %s; reloading it", model_id)
                 cache.forget(model_id)
+                if self._view.remote_copies(model_id, states=LOADED):
+                    # Another copy serves the request (the router forwards
+                    # it) rather than it waiting for the reload.
+                    spec = self._copies.spec(model_id)
+                    self._spawn(
+                        cache.ensure_loaded(spec, last_used_ms=self._now_ms()),
+                        name=f"reload:{model_id}",
+                    )
+                    raise RuntimeRestartingError(
+                        f"the runtime lost {quote_client_value(model_id)} (it restarted); "
+                        "reloading it"
+                    ) from None
                 continue
             self._rates.count(model_id)
             self._maybe_second_copy(model_id, previous_use)

@@ -2,8 +2,10 @@
 
 Inference bodies travel as the client sent them (identity serializers), with
 the hop headers that keep forwarding bounded. A peer that does not answer is
-reported as ``PeerUnreachableError`` so the caller can try another instance;
-any other error comes back as the type the peer raised.
+reported as ``PeerUnreachableError`` (``PeerTimeoutError`` when the call's
+deadline passed) so the caller can try another instance; any other error
+comes back as the type the peer raised. ServerLive is the liveness probe of
+a peer that did not answer in time.
 
 Each call carries the mesh secret's token (``MESH_AUTH_HEADER``): the
 internal port serves only callers that hold it, and only the methods in
@@ -15,7 +17,7 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
-from meshserve.errors import MeshServeError, PeerUnreachableError
+from meshserve.errors import MeshServeError, PeerTimeoutError, PeerUnreachableError
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import model_mesh_pb2 as mm
@@ -28,8 +30,9 @@ __all__ = ["MESH_AUTH_HEADER", "PEER_METHODS", "PeerClient"]
 _INFER = "/inference.GRPCInferenceService/ModelInfer"
 _METADATA = "/inference.GRPCInferenceService/ModelMetadata"
 _ENSURE_LOADED = "/mmesh.ModelMesh/ensureLoaded"
+_LIVE = "/inference.GRPCInferenceService/ServerLive"
 
-PEER_METHODS = frozenset({_INFER, _METADATA, _ENSURE_LOADED})
+PEER_METHODS = frozenset({_INFER, _METADATA, _ENSURE_LOADED, _LIVE})
 """What instances call on each other's internal port: all it serves."""
 
 MESH_AUTH_HEADER = "meshserve-mesh-auth"
@@ -96,24 +99,37 @@ class PeerClient:
             raise _error(address, exc) from None
         return response
 
-    async def infer(self, address: str, body: bytes, metadata: Metadata) -> bytes:
+    async def infer(
+        self, address: str, body: bytes, metadata: Metadata, *, timeout_s: float | None = None
+    ) -> bytes:
         """Forward a serialized ModelInferRequest; the serialized response."""
-        return await self._call(address, _INFER, body, metadata)
+        return await self._call(address, _INFER, body, metadata, timeout_s=timeout_s)
 
     async def infer_decoded(
-        self, address: str, request: InferenceRequest, metadata: Metadata
+        self,
+        address: str,
+        request: InferenceRequest,
+        metadata: Metadata,
+        *,
+        timeout_s: float | None = None,
     ) -> InferenceResponse:
         """Forward a decoded request (one that came in over REST)."""
         body = codecs.request_to_proto(request).SerializeToString()
-        response = await self.infer(address, body, metadata)
+        response = await self.infer(address, body, metadata, timeout_s=timeout_s)
         return codecs.response_from_proto(v2.ModelInferResponse.FromString(response))
 
     async def model_metadata(
-        self, address: str, model_id: str, metadata: Metadata
+        self, address: str, model_id: str, metadata: Metadata, *, timeout_s: float | None = None
     ) -> ModelMetadata:
         body = v2.ModelMetadataRequest(name=model_id).SerializeToString()
-        response = await self._call(address, _METADATA, body, metadata)
+        response = await self._call(address, _METADATA, body, metadata, timeout_s=timeout_s)
         return codecs.metadata_from_proto(v2.ModelMetadataResponse.FromString(response))
+
+    async def live(self, address: str, *, timeout_s: float) -> None:
+        """Return if the peer answers ServerLive within ``timeout_s``
+        (PeerUnreachableError if not)."""
+        body = v2.ServerLiveRequest().SerializeToString()
+        await self._call(address, _LIVE, body, (), timeout_s=timeout_s)
 
     async def ensure_loaded(
         self, address: str, model_id: str, metadata: Metadata, *, sync: bool, last_used_ms: int
@@ -135,6 +151,8 @@ def _error(address: str, exc: grpc.aio.AioRpcError) -> MeshServeError:
             "of a mesh needs the same mesh.secretFile, or none to share the store's)"
         )
     from_meshserve = any(key == ERROR_TYPE_KEY for key, _ in trailers)
+    if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED and not from_meshserve:
+        return PeerTimeoutError(f"instance at {address} did not answer in time")
     if exc.code() in _TRANSPORT_CODES and not from_meshserve:
         return PeerUnreachableError(
             f"instance at {address} did not answer ({exc.code().name}: {exc.details()})"

@@ -76,6 +76,9 @@ class RoutingHeaders:
     """Instances that must not be tried again for this request."""
     dest: str | None = None
     """Set when the sender chose this instance to load and serve the model."""
+    timeout_s: float | None = None
+    """Seconds the caller's deadline left when the call arrived (the gRPC
+    deadline; a forwarded call carries its hop deadline); None: no deadline."""
 
     @property
     def given(self) -> bool:

@@ -13,6 +13,7 @@ A request's plain model names are made ids of the namespace it selects
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import grpc
@@ -96,6 +97,10 @@ class _V2Service:
         if body is not None:
             name = "" if headers.given else peek_model_name(body)
         name, headers = in_namespace(name, headers, default=self._default_namespace())
+        remaining = context.time_remaining()
+        if remaining is not None:
+            # Forwards to other instances take their hop deadlines from it.
+            headers = replace(headers, timeout_s=remaining)
         model_id = self._backend.resolve(name, headers)
         # Naming the vmodel when the name was one (the access log and
         # per-model metrics show it).

@@ -27,7 +27,12 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 import grpc
 import grpc.aio
 
-from meshserve.errors import MeshServeError, PreconditionFailedError, UnavailableError
+from meshserve.errors import (
+    MeshServeError,
+    PreconditionFailedError,
+    RuntimeRestartingError,
+    UnavailableError,
+)
 from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import grpc_predict_v2_pb2_grpc as v2_grpc
@@ -305,9 +310,17 @@ class ProcessRuntime(Runtime):
 
     # -- SPI and inference -----------------------------------------------
 
+    def _not_ready(self) -> UnavailableError:
+        """The error of a call made while the child is not ready: one that
+        another copy may serve (or that waits) while it restarts."""
+        message = f"the runtime process is {self.state.value}"
+        if self.state is HostState.RESTARTING:
+            return RuntimeRestartingError(message)
+        return UnavailableError(message)
+
     def _ready_stubs(self) -> tuple[spi_grpc.ModelRuntimeStub, v2_grpc.GRPCInferenceServiceStub]:
         if self.state is not HostState.READY or self._spi is None or self._v2 is None:
-            raise UnavailableError(f"the runtime process is {self.state.value}")
+            raise self._not_ready()
         return self._spi, self._v2
 
     @contextlib.contextmanager
@@ -316,12 +329,12 @@ class ProcessRuntime(Runtime):
             yield
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNAVAILABLE and self.state is not HostState.READY:
-                raise UnavailableError(f"the runtime process is {self.state.value}") from None
+                raise self._not_ready() from None
             raise error_from_rpc(exc.code(), exc.details(), exc.trailing_metadata()) from None
 
     async def status(self) -> RuntimeStatus:
         if self._status is None:
-            raise UnavailableError(f"the runtime process is {self.state.value}")
+            raise self._not_ready()
         return self._status
 
     async def load(self, spec: ModelSpec) -> LoadResult:
@@ -366,7 +379,11 @@ class ProcessRuntime(Runtime):
         assert self._link is not None
         try:
             return await self._link.call(model_id, body)
-        except UnavailableError:
+        except UnavailableError as exc:
             if self.state is not HostState.READY:
-                raise UnavailableError(f"the runtime process is {self.state.value}") from None
-            raise
+                raise self._not_ready() from None
+            # The child died and the supervisor has not noticed yet (it
+            # restarts it): another copy may serve the request meanwhile.
+            raise RuntimeRestartingError(
+                f"the runtime process stopped answering ({exc}); it is restarted if it died"
+            ) from None

@@ -2,8 +2,8 @@
 
 It serves only what :class:`~meshserve.protocol.peer.PeerClient` calls
 (``PEER_METHODS``: forwarded ModelInfer and ModelMetadata, ensureLoaded
-with a placement's ``mm-dest``), never management, admin or listing, and
-only to callers that present the mesh secret's token
+with a placement's ``mm-dest``, ServerLive to probe a suspect peer), never
+management, admin or listing, and only to callers that present the mesh secret's token
 (:class:`InternalPortGuard`). With TLS the port is mutual TLS as well, so
 a peer needs both a certificate from the CA and the secret: a client
 certificate alone is not enough.

@@ -59,7 +59,48 @@ class MeshSettings(Group):
     forwarding hops too."""
 
     forward_timeout_s: float = Field(default=120.0, gt=0)
-    """Deadline of a request forwarded to another instance (it may load first)."""
+    """Longest a forward that makes the peer load the model first (a new
+    placement, or a copy still loading) may take, in seconds; the client's
+    own deadline shortens it. Loads of large models take minutes, so long;
+    a peer that hangs meanwhile is dropped when its lease goes."""
+
+    hop_deadline_fraction: float = Field(default=0.3, gt=0, le=1)
+    """Share of the client's remaining time a forward to a loaded copy on
+    another instance may take before it is retried elsewhere: 0.3 leaves a
+    5 s request 1.5 s per hop, so a hung peer costs one hop and two more
+    tries still fit. Inference slower than this share of the client's
+    deadline is cut and retried: raise it for such models."""
+
+    hop_deadline_min_s: float = Field(default=1.0, gt=0)
+    """Shortest hop deadline, in seconds (unless the client has less time
+    left): a peer on a busy machine answers within a second; shorter would
+    retry healthy peers."""
+
+    hop_deadline_max_s: float = Field(default=30.0, gt=0)
+    """Longest hop deadline, in seconds, however long the client waits: a
+    hung peer costs a request at most this."""
+
+    hop_deadline_default_s: float = Field(default=30.0, gt=0)
+    """Hop deadline, in seconds, of a request whose client set no deadline
+    (REST, gRPC without one): as long as ``hop_deadline_max_s`` so slow
+    inference is not cut, short enough that a hung peer does not hold the
+    request for ``forward_timeout_s``."""
+
+    suspect_probe_interval_s: float = Field(default=0.5, gt=0)
+    """A peer whose hop timed out is avoided (suspect) until it answers a
+    liveness probe or its lease goes; it is probed this often, in seconds
+    (one small call: cheap, and a peer back from a pause is used again
+    within half a second)."""
+
+    suspect_probe_timeout_s: float = Field(default=1.0, gt=0)
+    """Deadline of one liveness probe of a suspect peer, in seconds (a live
+    peer answers in milliseconds; a second allows for a loaded machine)."""
+
+    runtime_restart_hold_s: float = Field(default=30.0, ge=0)
+    """Longest a request waits, in seconds, for this instance's restarting
+    runtime when no other instance holds a copy (the client's deadline
+    shortens it); a restart takes a few seconds. With a copy elsewhere the
+    request is forwarded there at once."""
 
     peer_retry_s: float = Field(default=5.0, gt=0)
     """An instance that could not be reached is skipped this long."""

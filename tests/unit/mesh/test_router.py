@@ -4,8 +4,11 @@ instance runs)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import pathlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -14,9 +17,11 @@ from meshserve import errors
 from meshserve._clock import ManualClock
 from meshserve._ids import InstanceId, ModelId, VModelId
 from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._copies import Copies
 from meshserve.mesh._instance_state import InstanceState, Lifecycle
 from meshserve.mesh._parts import build_parts
 from meshserve.mesh._router import Router
+from meshserve.mesh._suspects import Suspects
 from meshserve.metrics import NullMetrics
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import Metadata, RoutingHeaders
@@ -39,24 +44,39 @@ LABELS = ("mt:fake",)
 
 @dataclass
 class FakePeers:
-    """A ``PeerLink`` that answers from memory, or refuses as unreachable."""
+    """A ``PeerLink`` that answers from memory, refuses as unreachable, or
+    hangs (never answers) for the addresses in ``hanging``."""
 
     unreachable: bool = False
+    hanging: set[str] = field(default_factory=set)
     calls: list[tuple[str, bytes, dict[str, str | bytes]]] = field(default_factory=list)
+    timeouts: list[float | None] = field(default_factory=list)
 
-    async def infer(self, address: str, body: bytes, metadata: Metadata) -> bytes:
+    async def infer(
+        self, address: str, body: bytes, metadata: Metadata, *, timeout_s: float | None = None
+    ) -> bytes:
         self.calls.append((address, body, dict(metadata)))
+        self.timeouts.append(timeout_s)
         if self.unreachable:
             raise errors.PeerUnreachableError(f"{address} did not answer")
-        return b"from-peer:" + body
+        if address in self.hanging:
+            await asyncio.Event().wait()
+        return (
+            f"from-{address}:".encode() + body if address != PEER_ADDRESS else b"from-peer:" + body
+        )
 
     async def infer_decoded(
-        self, address: str, request: InferenceRequest, metadata: Metadata
+        self,
+        address: str,
+        request: InferenceRequest,
+        metadata: Metadata,
+        *,
+        timeout_s: float | None = None,
     ) -> InferenceResponse:
         raise AssertionError("not used here")
 
     async def model_metadata(
-        self, address: str, model_id: str, metadata: Metadata
+        self, address: str, model_id: str, metadata: Metadata, *, timeout_s: float | None = None
     ) -> ModelMetadata:
         raise AssertionError("not used here")
 
@@ -64,6 +84,10 @@ class FakePeers:
         self, address: str, model_id: str, metadata: Metadata, *, sync: bool, last_used_ms: int
     ) -> None:
         raise AssertionError("not used here")
+
+    async def live(self, address: str, *, timeout_s: float) -> None:
+        if self.unreachable or address in self.hanging:
+            raise errors.PeerTimeoutError(f"{address} did not answer")
 
 
 @dataclass
@@ -73,6 +97,8 @@ class Routed:
     runtime: FakeRuntime
     peers: FakePeers
     lifecycle: Lifecycle
+    suspects: Suspects
+    copies: Copies
 
 
 @pytest.fixture
@@ -120,7 +146,15 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
         )
         background = parts.background
         try:
-            yield Routed(parts.router, registry, runtime, peers, parts.lifecycle)
+            yield Routed(
+                parts.router,
+                registry,
+                runtime,
+                peers,
+                parts.lifecycle,
+                parts.suspects,
+                parts.copies,
+            )
         finally:
             await background.close()
             await cache.close()
@@ -220,3 +254,136 @@ async def test_a_plain_name_in_several_namespaces_asks_for_one(routed: Routed) -
     with pytest.raises(errors.ModelNotFoundError) as unknown:
         routed.router.resolve("nowhere", RoutingHeaders())
     assert str(unknown.value) == "model 'nowhere' is not registered"
+
+
+# -- faults: peers that hang or leave, a runtime that restarts ---------------
+
+OTHER = InstanceId("i-3")
+OTHER_ADDRESS = "127.0.0.1:2"
+
+
+@contextlib.asynccontextmanager
+async def _other_peer(registry: Registry, state: CopyState) -> AsyncIterator[None]:
+    """A third instance holding a copy of "there" in ``state`` (LOADING
+    makes it the second choice after the first peer's LOADED copy)."""
+    async with registry.store.lease(30.0) as lease:
+        await registry.put_instance(
+            InstanceRecord(
+                instance_id=OTHER, address=OTHER_ADDRESS, capacity_bytes=10**9, labels=LABELS
+            ),
+            lease=lease.id,
+        )
+        await registry.put_copy(
+            CopyRecord(model_id=ModelId("there"), instance_id=OTHER, state=state, time_ms=1),
+            lease=lease.id,
+        )
+        await _until(lambda: registry.copies("there").get(OTHER) is not None)
+        yield
+
+
+async def _until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_hung_peer_costs_one_hop_deadline_then_is_avoided(routed: Routed) -> None:
+    routed.peers.hanging.add(PEER_ADDRESS)
+    headers = RoutingHeaders(timeout_s=0.5)
+    async with _other_peer(routed.registry, CopyState.LOADING):
+        started = time.monotonic()
+        reply = await routed.router.infer_grpc("there", b"x", headers=headers)
+        assert reply == f"from-{OTHER_ADDRESS}:x".encode()
+        # 0.5 s left is under hopDeadlineMinS: the hop gets all of it, not more.
+        assert routed.peers.timeouts[0] == pytest.approx(0.5)
+        assert time.monotonic() - started < 2.0
+        assert PEER in routed.suspects
+        # The next request does not pay the hop deadline again.
+        await routed.router.infer_grpc("there", b"y", headers=headers)
+    assert [address for address, _, _ in routed.peers.calls] == [
+        PEER_ADDRESS,
+        OTHER_ADDRESS,
+        OTHER_ADDRESS,
+    ]
+
+
+async def test_a_suspect_peer_is_used_again_once_it_answers(routed: Routed) -> None:
+    routed.peers.hanging.add(PEER_ADDRESS)
+    async with _other_peer(routed.registry, CopyState.LOADING):
+        await routed.router.infer_grpc("there", b"x", headers=RoutingHeaders(timeout_s=0.3))
+        assert PEER in routed.suspects
+        routed.peers.hanging.clear()  # SIGCONT
+        await _until(lambda: PEER not in routed.suspects)
+        assert await routed.router.infer_grpc("there", b"y") == b"from-peer:y"
+
+
+async def test_a_forward_whose_peer_leaves_the_mesh_is_retried_elsewhere(
+    routed: Routed,
+) -> None:
+    # No client deadline: the hop deadline is long, the lease going cuts it.
+    routed.peers.hanging.add(PEER_ADDRESS)
+    forward = asyncio.ensure_future(routed.router.infer_grpc("there", b"x"))
+    await _until(lambda: bool(routed.peers.calls))
+    started = time.monotonic()
+    await routed.registry.store.delete_prefix(f"instances/{PEER}")
+    assert await forward == b"there:x"  # placed and served here
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_copy_here_whose_runtime_restarts_sends_requests_to_a_copy_elsewhere(
+    routed: Routed,
+) -> None:
+    placed = RoutingHeaders(model_id="there", hops=1, exclude=(PEER,), dest="i-1")
+    assert await routed.router.infer_grpc("there", b"x", headers=placed) == b"there:x"
+    routed.runtime.restarting = True
+    assert await routed.router.infer_grpc("there", b"y") == b"from-peer:y"
+
+
+async def test_with_no_copy_elsewhere_a_request_waits_for_the_restarting_runtime(
+    routed: Routed,
+) -> None:
+    placed = RoutingHeaders(model_id="here", hops=1, exclude=(PEER,), dest="i-1")
+    assert await routed.router.infer_grpc("here", b"x", headers=placed) == b"here:x"
+    routed.runtime.restarting = True
+    held = asyncio.ensure_future(routed.router.infer_grpc("here", b"y"))
+    await asyncio.sleep(0.3)
+    assert not held.done()
+    routed.runtime.restarting = False
+    assert await held == b"here:y"
+    assert routed.peers.calls == []
+
+
+async def test_back_from_a_hang_only_the_copies_reloaded_elsewhere_since_are_dropped(
+    routed: Routed,
+) -> None:
+    # This instance held "here" and "there"; while it was away the peer
+    # loaded "there" again (a newer copy), and held "here" from before.
+    for model_id in ("here", "there"):
+        placed = RoutingHeaders(model_id=model_id, hops=1, exclude=(PEER,), dest="i-1")
+        await routed.router.infer_grpc(model_id, b"x", headers=placed)
+    async with routed.registry.store.lease(30.0) as lease:
+        newer = int(time.time() * 1000) + 60_000
+        for model_id, time_ms in (("there", newer), ("here", 1)):
+            await routed.registry.put_copy(
+                CopyRecord(
+                    model_id=ModelId(model_id),
+                    instance_id=PEER,
+                    state=CopyState.LOADED,
+                    time_ms=time_ms,
+                ),
+                lease=lease.id,
+            )
+        await _until(lambda: routed.registry.copies("there")[PEER].time_ms == newer)
+        await _until(lambda: PEER in routed.registry.copies("here"))
+        assert await routed.copies.drop_replaced() == ["there"]
+    assert routed.runtime.unload_calls == ["there"]
+    assert routed.copies.here("here")
+
+
+async def test_a_suspect_peer_whose_lease_goes_is_forgotten(routed: Routed) -> None:
+    routed.peers.hanging.add(PEER_ADDRESS)
+    routed.suspects.mark(PEER)
+    assert PEER in routed.suspects
+    await routed.registry.store.delete_prefix(f"instances/{PEER}")
+    await _until(lambda: PEER not in routed.suspects)

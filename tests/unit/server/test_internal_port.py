@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshserve.errors import PeerUnreachableError
+from meshserve.errors import PeerTimeoutError, PeerUnreachableError
 from meshserve.mesh import Instance
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol.peer import MESH_AUTH_HEADER, PEER_METHODS, PeerClient
@@ -30,10 +30,19 @@ SECRET = MeshSecret("a" * 64, source="test")
 OTHER = MeshSecret("b" * 64, source="test")
 _INFER = "/inference.GRPCInferenceService/ModelInfer"
 _METADATA = "/inference.GRPCInferenceService/ModelMetadata"
+HANG = b"hang"
 
 
 async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    if request == HANG:
+        await asyncio.Event().wait()  # a peer that hangs (SIGSTOP)
     return request
+
+
+async def _live(
+    request: v2.ServerLiveRequest, context: grpc.aio.ServicerContext
+) -> v2.ServerLiveResponse:
+    return v2.ServerLiveResponse(live=True)
 
 
 async def _metadata(
@@ -52,6 +61,11 @@ async def _internal_port(denied: list[tuple[str, str]]) -> AsyncIterator[str]:
             _metadata,
             request_deserializer=v2.ModelMetadataRequest.FromString,
             response_serializer=v2.ModelMetadataResponse.SerializeToString,
+        ),
+        "ServerLive": grpc.unary_unary_rpc_method_handler(
+            _live,
+            request_deserializer=v2.ServerLiveRequest.FromString,
+            response_serializer=v2.ServerLiveResponse.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers(
@@ -131,6 +145,24 @@ async def test_a_peer_client_holding_the_secret_is_served_and_one_holding_anothe
             await stranger.close()
 
 
+async def test_a_forward_past_its_hop_deadline_is_a_peer_timeout_and_live_probes_the_peer() -> None:
+    member = PeerClient(max_message_bytes=1 << 20, timeout_s=30, mesh_token=SECRET.token)
+    try:
+        async with _internal_port([]) as address:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(PeerTimeoutError, match="did not answer in time"):
+                await member.infer(address, HANG, (), timeout_s=0.2)
+            assert loop.time() - started < 5  # not the client's 30 s default
+            # The probe of a suspect peer: it answers ServerLive.
+            await member.live(address, timeout_s=5)
+        # Stopped: nothing answers there any more.
+        with pytest.raises(PeerUnreachableError):
+            await member.live(address, timeout_s=1)
+    finally:
+        await member.close()
+
+
 def test_the_internal_port_serves_exactly_what_peers_call() -> None:
     # The handlers only hold the instance; no call reaches it here.
     handlers = internal_handlers(cast(Instance, object()))
@@ -141,7 +173,7 @@ def test_the_internal_port_serves_exactly_what_peers_call() -> None:
         "/mmesh.ModelMesh/getModelStatus",
         "/meshserve.admin.v1.Admin/ApplyResources",
         "/meshserve.admin.v1.Admin/ListModels",
-        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
     ]
     served = set()
     for method in probe:
@@ -153,6 +185,8 @@ def test_the_internal_port_serves_exactly_what_peers_call() -> None:
         _INFER,
         _METADATA,
         "/mmesh.ModelMesh/ensureLoaded",
+        # The liveness probe of a peer that did not answer in time.
+        "/inference.GRPCInferenceService/ServerLive",
     } == PEER_METHODS
 
 
