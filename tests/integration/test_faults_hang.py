@@ -48,8 +48,10 @@ def etcd() -> Iterator[EtcdServer]:
 
 @pytest.fixture(scope="module")
 def mesh(etcd: EtcdServer, work: pathlib.Path) -> Iterator[Mesh]:
-    # No rate-based scale-up: every copy beyond one would be the hang's.
-    with run_mesh(etcd, work / "mesh", mesh_settings={"scaleupRpmThreshold": 10**7}) as running:
+    # No rate-based scale-up or load spreading: every copy beyond one would
+    # be the hang's.
+    no_scaling = {"scaleupRpmThreshold": 10**7, "rebalanceMinRpm": 10**7}
+    with run_mesh(etcd, work / "mesh", mesh_settings=no_scaling) as running:
         yield running
 
 
