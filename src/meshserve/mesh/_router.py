@@ -32,9 +32,12 @@ from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._copies import Copies
 from meshserve.mesh._instance_state import Lifecycle
 from meshserve.mesh._mesh_view import MeshView
+from meshserve.mesh._payload_tap import INFER_METHOD, tapped
 from meshserve.mesh._peers import PeerLink, need_peers
 from meshserve.mesh._rates import RateTracker
 from meshserve.metrics import MetricsRecorder
+from meshserve.payloads import NO_PAYLOADS, PayloadSink
+from meshserve.protocol import codecs
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import (
     NO_HEADERS,
@@ -48,6 +51,8 @@ from meshserve.registry import Registry
 from meshserve.runtime import Runtime
 from meshserve.security import check_inference, may_infer
 from meshserve.settings import MeshSettings
+from meshserve.tracing import names as trace
+from meshserve.tracing import span
 
 __all__ = ["Router"]
 
@@ -78,7 +83,10 @@ class Router:
         clock: Clock,
         settings: MeshSettings,
         spawn: Spawn,
+        payloads: PayloadSink = NO_PAYLOADS,
     ) -> None:
+        """``payloads``: where each inference's request and response go
+        (the payload processors), when this instance is the one called."""
         self._instance_id = instance_id
         self._registry = registry
         self._runtime = runtime
@@ -92,6 +100,7 @@ class Router:
         self._clock = clock
         self._settings = settings
         self._spawn = spawn
+        self._payloads = payloads
 
     # -- which model -----------------------------------------------------------
 
@@ -169,19 +178,24 @@ class Router:
         self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
     ) -> InferenceResponse:
         peers = self._peers
-        return await self._measured(
-            "ModelInfer",
-            headers,
+        routed = self._route(
             model_id,
-            self._route(
-                model_id,
-                headers,
-                local=lambda: self._runtime.infer(model_id, request),
-                remote=lambda address, metadata: need_peers(peers).infer_decoded(
-                    address, request, metadata
-                ),
+            headers,
+            local=lambda: self._runtime.infer(model_id, request),
+            remote=lambda address, metadata: need_peers(peers).infer_decoded(
+                address, request, metadata
             ),
         )
+        if not headers.hops and self._payloads.wants(model_id, headers.vmodel_id, INFER_METHOD):
+            routed = tapped(
+                self._payloads,
+                routed,
+                model_id=model_id,
+                vmodel_id=headers.vmodel_id,
+                request=lambda: codecs.request_to_proto(request).SerializeToString(),
+                response=_serialized_later,
+            )
+        return await self._measured("ModelInfer", headers, model_id, routed)
 
     async def infer_grpc(
         self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
@@ -195,6 +209,15 @@ class Router:
         )
         if headers.hops:
             return await routed  # metered by the instance that forwarded it
+        if self._payloads.wants(model_id, headers.vmodel_id, INFER_METHOD):
+            routed = tapped(
+                self._payloads,
+                routed,
+                model_id=model_id,
+                vmodel_id=headers.vmodel_id,
+                request=body,
+                response=_as_is,
+            )
         return await self._measured("ModelInfer", headers, model_id, routed, size=len(body))
 
     async def model_metadata(
@@ -230,6 +253,23 @@ class Router:
         remote: Callable[[str, Metadata], Awaitable[T]],
     ) -> T:
         """Serve here, forward to a copy elsewhere, or place a new copy."""
+        attributes: dict[str, str | int] = {
+            trace.INSTANCE_ID: self._instance_id,
+            trace.MODEL_ID: model_id,
+        }
+        if headers.hops:
+            attributes[trace.HOPS] = headers.hops
+        with span(trace.ROUTE, attributes=attributes):
+            return await self._route_attempts(model_id, headers, local=local, remote=remote)
+
+    async def _route_attempts(
+        self,
+        model_id: str,
+        headers: RoutingHeaders,
+        *,
+        local: Callable[[], Awaitable[T]],
+        remote: Callable[[str, Metadata], Awaitable[T]],
+    ) -> T:
         if headers.hops:
             await self._copies.await_record(model_id)
         if headers.dest is not None:
@@ -266,8 +306,16 @@ class Router:
             if dest is not None:
                 self._copies.note_placement(target.instance_id, model_id)
             peer = target.instance_id
+            forward = {
+                trace.PEER_INSTANCE_ID: peer,
+                trace.SERVER_ADDRESS: target.address,
+                trace.MODEL_ID: model_id,
+            }
             try:
-                with self._view.forwarding(peer):
+                with (
+                    self._view.forwarding(peer),
+                    span(trace.FORWARD, kind="client", attributes=forward),
+                ):
                     return await remote(target.address, metadata)
             except PeerUnreachableError as exc:
                 self._view.mark_unreachable(peer)
@@ -289,14 +337,18 @@ class Router:
             previous_use = self._copies.last_used_ms(model_id)
             if not cache.is_loaded(model_id):
                 started = self._clock.monotonic()
-                await cache.ensure_loaded(self._copies.spec(model_id), last_used_ms=self._now_ms())
+                with span(trace.LOAD, attributes=self._here(model_id, vmodel_id)):
+                    await cache.ensure_loaded(
+                        self._copies.spec(model_id), last_used_ms=self._now_ms()
+                    )
                 self._metrics.observe_cache_miss(
                     (self._clock.monotonic() - started) * 1000, model_id=model_id
                 )
             try:
                 async with cache.in_use(model_id):
                     started = self._clock.monotonic()
-                    result = await call()
+                    with span(trace.INFER, attributes=self._here(model_id, vmodel_id)):
+                        result = await call()
                     self._metrics.observe_invoke(
                         (self._clock.monotonic() - started) * 1000,
                         method="ModelInfer",
@@ -316,6 +368,13 @@ class Router:
             self._maybe_second_copy(model_id, previous_use)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _here(self, model_id: str, vmodel_id: str | None) -> dict[str, str]:
+        """The attributes of a span about this instance's copy."""
+        attributes = {trace.INSTANCE_ID: self._instance_id, trace.MODEL_ID: model_id}
+        if vmodel_id:
+            attributes[trace.VMODEL_ID] = vmodel_id
+        return attributes
 
     def _now_ms(self) -> int:
         return int(self._clock.time() * 1000)
@@ -368,3 +427,11 @@ class Router:
                 len(result), method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
             )
         return result
+
+
+def _as_is(response: bytes) -> bytes:
+    return response
+
+
+def _serialized_later(response: InferenceResponse) -> Callable[[], bytes]:
+    return lambda: codecs.response_to_proto(response).SerializeToString()

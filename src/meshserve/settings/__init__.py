@@ -20,7 +20,13 @@ from meshserve.settings._mesh import ControlSettings, MeshSettings
 from meshserve.settings._root import Settings
 from meshserve.settings._runtime import CacheSettings, RuntimeSettings
 from meshserve.settings._security import AuthSettings, ClientAuth, SecuritySettings, TlsSettings
-from meshserve.settings._server import LimitsSettings, MetricsSettings, ServerSettings
+from meshserve.settings._server import (
+    LimitsSettings,
+    MetricsSettings,
+    PayloadSettings,
+    ServerSettings,
+    TracingSettings,
+)
 from meshserve.settings._store import StorageSettings, StoreSettings
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "LimitsSettings",
     "MeshSettings",
     "MetricsSettings",
+    "PayloadSettings",
     "RuntimeSettings",
     "SecuritySettings",
     "ServerSettings",
@@ -40,6 +47,7 @@ __all__ = [
     "StorageSettings",
     "StoreSettings",
     "TlsSettings",
+    "TracingSettings",
     "load_settings",
     "load_settings_with_sources",
     "setting_name",

@@ -10,7 +10,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from meshserve.settings._mesh import ControlSettings, MeshSettings
 from meshserve.settings._runtime import CacheSettings, RuntimeSettings
 from meshserve.settings._security import AuthSettings, SecuritySettings, TlsSettings
-from meshserve.settings._server import LimitsSettings, MetricsSettings, ServerSettings
+from meshserve.settings._server import (
+    LimitsSettings,
+    MetricsSettings,
+    PayloadSettings,
+    ServerSettings,
+    TracingSettings,
+)
 from meshserve.settings._store import StorageSettings, StoreSettings
 
 __all__ = ["Settings"]
@@ -37,6 +43,8 @@ class Settings(BaseSettings):
     control: ControlSettings = ControlSettings()
     limits: LimitsSettings = LimitsSettings()
     security: SecuritySettings = SecuritySettings()
+    tracing: TracingSettings = TracingSettings()
+    payloads: PayloadSettings = PayloadSettings()
     tls: TlsSettings | None = None
     """TLS on the gRPC, REST and internal ports (instance-to-instance links
     are then mutual TLS). None: plaintext, loopback-only by default."""

@@ -8,7 +8,13 @@ from pydantic import Field
 
 from meshserve.settings._group import MIB, Group
 
-__all__ = ["LimitsSettings", "MetricsSettings", "ServerSettings"]
+__all__ = [
+    "LimitsSettings",
+    "MetricsSettings",
+    "PayloadSettings",
+    "ServerSettings",
+    "TracingSettings",
+]
 
 
 class ServerSettings(Group):
@@ -173,3 +179,39 @@ class MetricsSettings(Group):
     (the ``tls`` settings, which it then needs; clients are not asked for a
     certificate). ``http`` by default because TLS is off by default;
     ModelMesh Serving's default is ``https``."""
+
+
+class TracingSettings(Group):
+    """OpenTelemetry tracing. Where spans go is the standard ``OTEL_*``
+    variables' business (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    ``OTEL_TRACES_SAMPLER``...); this only turns it on."""
+
+    enabled: bool = False
+    """Record spans around receive, route, forward, load and infer, and
+    export them over OTLP (gRPC). Off by default: then no span is built and
+    the SDK is not even imported."""
+
+    service_name: str = "meshserve"
+    """``service.name`` of the spans when ``OTEL_SERVICE_NAME`` sets none."""
+
+
+class PayloadSettings(Group):
+    """ModelMesh's payload processors: every inference request and response
+    handed to loggers or remote HTTP endpoints, off the request path."""
+
+    processors: str = ""
+    """Space-separated URIs (model-serving-config: payloadProcessors):
+    ``logger://`` logs each payload to the logger ``meshserve.payloads``;
+    ``http://host:port/path`` or ``https://...`` POSTs it there. A query
+    (``logger:///*?my-model``) keeps one model's payloads only. Empty (the
+    default): no payload is copied."""
+
+    queue_size: int = Field(default=1024, ge=1)
+    """Payloads waiting for each processor. A payload that finds the queue
+    full is dropped and counted (``meshserve_payloads_dropped_total``), so a
+    slow endpoint never slows inference; 1024 covers a second of a busy
+    instance's requests while an endpoint hiccups."""
+
+    timeout_s: float = Field(default=5.0, gt=0)
+    """How long one POST to a remote processor may take before the payload
+    is given up (and counted as dropped)."""
