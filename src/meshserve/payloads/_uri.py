@@ -63,7 +63,11 @@ def _parse(uri: str) -> ProcessorSpec:
         )
     if parts.scheme != "logger" and not parts.hostname:
         raise ValueError(f"payload processor {shown}: no host to send payloads to")
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    url = (
+        "logger://"  # a logger's path is ModelMesh's "/*" or nothing: no destination
+        if parts.scheme == "logger"
+        else urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    )
     return ProcessorSpec(
         scheme=parts.scheme,
         url=url,
