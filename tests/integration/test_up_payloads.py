@@ -89,6 +89,8 @@ def test_a_stuck_endpoint_costs_payloads_counted_never_answers(tmp_path: pathlib
         env = {
             "MESHSERVE_PAYLOADS__PROCESSORS": sink.url,
             "MESHSERVE_PAYLOADS__QUEUE_SIZE": "2",
+            # The stuck POST outlasts the test: nothing frees the queue.
+            "MESHSERVE_PAYLOADS__TIMEOUT_S": "120",
         }
         with run_up(
             tmp_path / "data",

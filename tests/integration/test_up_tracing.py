@@ -8,6 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
 
 from tests._otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.integration._credentials import credential
@@ -37,6 +38,17 @@ def _infer(address: str, model: str, *, headers: dict[str, str] | None = None) -
         tensor = triton_grpc.InferInput("input-0", [1, 4], "FP32")
         tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
         result = client.infer(model, [tensor], client_timeout=60, headers=headers)
+        assert result.as_numpy("predict") is not None
+    finally:
+        client.close()
+
+
+def _rest_infer(address: str, model: str, *, traceparent: str) -> None:
+    client = triton_http.InferenceServerClient(url=address)
+    try:
+        tensor = triton_http.InferInput("input-0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32), binary_data=False)
+        result = client.infer(model, [tensor], headers={"traceparent": traceparent})
         assert result.as_numpy("predict") is not None
     finally:
         client.close()
@@ -118,6 +130,7 @@ def test_a_forwarded_request_is_one_trace_across_both_instances(tmp_path: pathli
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
+REST_TRACE = "5bf92f3577b34da6a3ce929d0e0e4737"
 COLLECTOR_KEY = "collector-key-for-the-instance-only"
 
 
@@ -144,8 +157,9 @@ def test_the_trace_goes_from_the_client_into_the_runtime_process_without_credent
             _infer(
                 up.grpc, "in-child", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
             )
+            _rest_infer(up.rest, "in-child", traceparent=f"00-{REST_TRACE}-{CLIENT_SPAN}-01")
             spans = receiver.wait_for(
-                lambda got: any(s.name == "meshserve.runtime.infer" for s in got)
+                lambda got: sum(s.name == "meshserve.runtime.infer" for s in got) == 2
             )
         trace = [s for s in spans if s.trace_id == CLIENT_TRACE]
         receive = _one(trace, RECEIVE)
@@ -163,4 +177,16 @@ def test_the_trace_goes_from_the_client_into_the_runtime_process_without_credent
         # Exported by the runtime process itself, a resource of its own.
         assert in_child.resource["service.instance.id"] != receive.resource["service.instance.id"]
         assert receive.headers.get("x-collector-key") == COLLECTOR_KEY
+
+        # REST: the same chain under an HTTP server span.
+        rest = [s for s in spans if s.trace_id == REST_TRACE]
+        receive_rest = _one(rest, "POST /v2/models/{name}/infer")
+        assert receive_rest.parent_span_id == CLIENT_SPAN and receive_rest.kind == SERVER
+        assert receive_rest.attributes["http.request.method"] == "POST"
+        assert receive_rest.attributes["http.route"] == "/v2/models/{name}/infer"
+        assert receive_rest.attributes["meshserve.model_id"] == "in-child"
+        route_rest = _one(rest, "meshserve.route")
+        assert route_rest.parent_span_id == receive_rest.span_id
+        infer_rest = _one(rest, "meshserve.infer")
+        assert _one(rest, "meshserve.runtime.infer").parent_span_id == infer_rest.span_id
         assert "x-collector-key" not in in_child.headers

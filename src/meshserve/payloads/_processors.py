@@ -9,7 +9,8 @@ It is sent as a CloudEvent in HTTP binary mode: ``ce-specversion: 1.0``,
 (the types KServe's inference logger sends, so consumers written for it
 route these too) and the ``ce-modelid`` / ``ce-vmodelid`` extensions.
 Nothing of the client's request metadata is sent: no credential leaves
-with a payload.
+with a payload. The POST goes through ``_http.py``, not httpx: it runs on
+the instance's event loop, twice per inference.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import base64
 import logging
 from typing import Protocol
 
-import httpx
 import orjson
 
+from meshserve.payloads._http import HttpPoster
 from meshserve.payloads._payload import Payload
 
 __all__ = ["CLOUDEVENT_TYPE_PREFIX", "LoggerProcessor", "Processor", "RemoteProcessor"]
@@ -69,11 +70,8 @@ class RemoteProcessor:
     """``http(s)://...``: POSTs each payload there as a CloudEvent."""
 
     def __init__(self, *, url: str, timeout_s: float, source: str) -> None:
-        self._url = url
         self._source = source
-        # trust_env off: no proxy settings, and no .netrc credentials added
-        # to requests that go wherever the configuration says.
-        self._client = httpx.AsyncClient(timeout=timeout_s, trust_env=False, follow_redirects=False)
+        self._poster = HttpPoster(url, timeout_s=timeout_s)
 
     async def process(self, payload: Payload) -> None:
         kind = payload.kind.value
@@ -98,13 +96,7 @@ class RemoteProcessor:
         }
         if payload.vmodel_id:
             headers["ce-vmodelid"] = payload.vmodel_id
-        response = await self._client.post(self._url, content=body, headers=headers)
-        if not response.is_success:
-            raise httpx.HTTPStatusError(
-                f"{self._url} answered {response.status_code}",
-                request=response.request,
-                response=response,
-            )
+        await self._poster.post(body, headers=headers)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        self._poster.close()

@@ -7,7 +7,7 @@ loaded. The standard variables are honoured as the SDK reads them:
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_EXPORTER_OTLP_INSECURE``,
 ``OTEL_EXPORTER_OTLP_CERTIFICATE``, ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` and its argument, and
-``OTEL_BSP_*`` (the batch processor). OTLP goes over gRPC, the exporter
+``OTEL_BSP_*`` (the batch processor), ``OTEL_SDK_DISABLED``. OTLP goes over gRPC, the exporter
 meshserve installs.
 """
 
@@ -46,15 +46,19 @@ def configure(
     service_name: str,
     instance_id: str = "",
     environ: Mapping[str, str] | None = None,
-) -> Tracing:
+) -> Tracing | None:
     """Install a tracer exporting as the ``OTEL_*`` variables of ``environ``
     (the process environment by default) say. ``service_name`` is used when
     ``OTEL_SERVICE_NAME`` (or ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``)
     does not set one; ``instance_id`` becomes ``service.instance.id``.
 
+    None, and nothing installed, when ``OTEL_SDK_DISABLED`` is ``true``.
     Raises ValueError for an exporter or OTLP protocol meshserve cannot use.
     """
     env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        log.info("tracing.enabled, but OTEL_SDK_DISABLED is true: no spans")
+        return None
     exporters = _exporter_names(env)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -126,4 +130,5 @@ def traced(*, enabled: bool, service_name: str, instance_id: str = "") -> Iterat
     try:
         yield
     finally:
-        tracing.shutdown()
+        if tracing is not None:
+            tracing.shutdown()

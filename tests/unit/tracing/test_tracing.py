@@ -40,6 +40,11 @@ def test_an_exporter_meshserve_does_not_have_is_refused_by_name() -> None:
     assert not tracing.enabled()
 
 
+def test_the_standard_switch_off_wins() -> None:
+    assert tracing.configure(service_name="t", environ={"OTEL_SDK_DISABLED": "true"}) is None
+    assert not tracing.enabled()
+
+
 def test_spans_nest_and_the_context_goes_out_and_comes_back_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
