@@ -9,15 +9,17 @@ payload that finds it full is dropped and counted
 processor.
 
 - ``_payload.py``: :class:`Payload`, what a processor sees.
-- ``_uri.py``: the URIs parsed (``logger://``, ``http(s)://``, the model and
-  method filters).
+- ``settings/_payload_uris.py`` (re-exported): the URIs parsed
+  (``logger://``, ``http(s)://``, the model and method filters), checked
+  when the settings load.
+- ``_http.py``: the minimal HTTP/1.1 client the remote processor POSTs with.
 - ``_processors.py``: the logger and the remote (CloudEvents over HTTP POST).
 - ``_dispatch.py``: :class:`PayloadProcessors`, the queues and their tasks.
 """
 
 from meshserve.payloads._dispatch import NO_PAYLOADS, PayloadProcessors, PayloadSink
 from meshserve.payloads._payload import Payload, PayloadKind
-from meshserve.payloads._uri import ProcessorSpec, parse_processors
+from meshserve.settings import ProcessorSpec, parse_processors
 
 __all__ = [
     "NO_PAYLOADS",

@@ -20,7 +20,7 @@ from meshserve._tasks import cancel_and_wait, start_supervised
 from meshserve.metrics import MetricsRecorder
 from meshserve.payloads._payload import Payload
 from meshserve.payloads._processors import LoggerProcessor, Processor, RemoteProcessor
-from meshserve.payloads._uri import ProcessorSpec
+from meshserve.settings import ProcessorSpec
 
 __all__ = ["NO_PAYLOADS", "PayloadProcessors", "PayloadSink"]
 

@@ -17,6 +17,7 @@ groups together) and ``_loader`` (the sources).
 from meshserve._provenance import Source, SourceKind
 from meshserve.settings._loader import load_settings, load_settings_with_sources, setting_name
 from meshserve.settings._mesh import ControlSettings, MeshSettings
+from meshserve.settings._payload_uris import ProcessorSpec, parse_processors
 from meshserve.settings._root import Settings
 from meshserve.settings._runtime import CacheSettings, RuntimeSettings
 from meshserve.settings._security import AuthSettings, ClientAuth, SecuritySettings, TlsSettings
@@ -38,6 +39,7 @@ __all__ = [
     "MeshSettings",
     "MetricsSettings",
     "PayloadSettings",
+    "ProcessorSpec",
     "RuntimeSettings",
     "SecuritySettings",
     "ServerSettings",
@@ -50,5 +52,6 @@ __all__ = [
     "TracingSettings",
     "load_settings",
     "load_settings_with_sources",
+    "parse_processors",
     "setting_name",
 ]

@@ -26,7 +26,14 @@ class Settings(BaseSettings):
     """All of meshserve's settings, grouped by concern."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MESHSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="MESHSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        # An error names the setting and what is wrong, never the value given:
+        # it may be a credential (a payload processor URI with a password,
+        # an etcd password in the wrong place).
+        hide_input_in_errors=True,
     )
 
     data_dir: pathlib.Path = pathlib.Path(".meshserve")

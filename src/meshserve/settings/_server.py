@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from meshserve.settings._group import MIB, Group
+from meshserve.settings._payload_uris import parse_processors
 
 __all__ = [
     "LimitsSettings",
@@ -215,3 +216,9 @@ class PayloadSettings(Group):
     timeout_s: float = Field(default=5.0, gt=0)
     """How long one POST to a remote processor may take before the payload
     is given up (and counted as dropped)."""
+
+    @field_validator("processors")
+    @classmethod
+    def _processors_parse(cls, value: str) -> str:
+        parse_processors(value)  # ValueError naming the URI that is not one
+        return value

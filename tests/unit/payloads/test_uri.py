@@ -58,3 +58,15 @@ def test_the_model_serving_config_key_sets_the_processors(tmp_path: pathlib.Path
     assert load_settings(config_file=config).payloads.processors == (
         "logger:// http://127.0.0.1:1/x"
     )
+
+
+def test_settings_refuse_a_processor_uri_without_repeating_its_password(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("payloads:\n  processors: https://user:hunter2@127.0.0.1/x\n")
+    with pytest.raises(ValueError) as refused:
+        load_settings(config_file=config)
+    assert "payloads.processors" in str(refused.value)
+    assert "no credentials" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

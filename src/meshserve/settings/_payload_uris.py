@@ -1,5 +1,9 @@
 """``payloads.processors`` parsed: which processors, for which payloads.
 
+Here, beside the setting, so that a URI that is not a processor is refused
+when the settings load (``meshserve config show`` too), not when the
+instance starts; ``meshserve.payloads`` builds the processors from it.
+
 As ModelMesh: space-separated URIs whose scheme is the processor
 (``logger``, ``http``, ``https``); a query keeps one model's payloads
 (``logger:///*?my-model``: a model id or the vmodel id the request named)
