@@ -44,6 +44,7 @@ _MAPPED: dict[str, tuple[str, SettingPath]] = {
         "metrics.port": ("metrics", "port"),
         "metrics.perModel": ("metrics", "per_model"),
         "enableAccessLogging": ("server", "access_logging"),
+        "payloadProcessors": ("payloads", "processors"),
     }.items()
 }
 
@@ -65,7 +66,6 @@ _IGNORED = {
         "storageHelperImage",
         "storageHelperResources",
         "builtInServerTypes",
-        "payloadProcessors",
         "serviceAccountName",
         "metrics.disablePrometheusOperatorSupport",
         "runtimePodLabels",

@@ -25,6 +25,7 @@ from meshserve.errors import MeshServeError
 from meshserve.runtime import BuiltinRuntime, ListenAddress, ModelSpec, RuntimeServer
 from meshserve.security import RUN_AS_USER_ADVICE, PrivilegeDropError, drop_privileges
 from meshserve.settings import load_settings
+from meshserve.tracing import traced
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,10 @@ def runtime(
         except MeshServeError as exc:
             raise click.ClickException(f"cannot load {spec.model_id}: {exc}") from None
     server = RuntimeServer(runtime=builtin, listen=address)
-    asyncio.run(_serve(server, exit_with_parent))
+    # The instance turns tracing on here when it is on there
+    # (MESHSERVE_TRACING__*); the spans join the requests' traces.
+    with traced(enabled=settings.tracing.enabled, service_name=settings.tracing.service_name):
+        asyncio.run(_serve(server, exit_with_parent))
 
 
 def _parse_model(text: str) -> ModelSpec:

@@ -33,6 +33,8 @@ from meshserve.resources import redact_uris
 from meshserve.runtime import ModelSpec, Runtime, RuntimeStatus
 from meshserve.settings import CacheSettings
 from meshserve.storage import PulledModel, PullProgress, check_location
+from meshserve.tracing import names as trace
+from meshserve.tracing import span
 
 __all__ = ["ArtifactPuller", "LoadFailure", "ModelCache", "ModelStats"]
 
@@ -328,9 +330,10 @@ class ModelCache:
         stats = self.stats.setdefault(spec.model_id, ModelStats())
         stats.pull_ms = stats.pull_bytes = stats.pull_total_bytes = 0
         try:
-            pulled = await self._puller.pull(
-                model_id=spec.model_id, model_path=spec.model_path, model_key=spec.model_key
-            )
+            with span(trace.PULL, attributes={trace.MODEL_ID: spec.model_id}):
+                pulled = await self._puller.pull(
+                    model_id=spec.model_id, model_path=spec.model_path, model_key=spec.model_key
+                )
         except ModelLoadError as exc:
             self._record_failure(spec.model_id, exc)
         if pulled.local_path == spec.model_path:

@@ -30,6 +30,7 @@ from meshserve.mesh._peers import PeerLink
 from meshserve.mesh._status import ModelState, ModelStatus, ModelSummary, VModelStatus
 from meshserve.mesh._upkeep import Upkeep
 from meshserve.metrics import MetricsRecorder, NullMetrics
+from meshserve.payloads import NO_PAYLOADS, PayloadSink
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders, ServerInfo
 from meshserve.registry import InstanceRecord, Registry
@@ -89,6 +90,7 @@ class Instance:
         puller: ArtifactPuller | None = None,
         clock: Clock | None = None,
         limits: LimitsSettings | None = None,
+        payloads: PayloadSink = NO_PAYLOADS,
     ) -> AsyncIterator[Instance]:
         """Build an instance over an open registry and a started runtime
         (its cache sized by the runtime's status) and run it."""
@@ -116,6 +118,7 @@ class Instance:
             labels=labels,
             peers=peers,
             limits=limits,
+            payloads=payloads,
         )
         instance = cls(
             parts=parts, registry=registry, cache=cache, mesh=mesh, clock=clock, metrics=metrics

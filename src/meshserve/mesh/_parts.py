@@ -26,6 +26,7 @@ from meshserve.mesh._store_contact import StoreContact
 from meshserve.mesh._suspects import Suspects
 from meshserve.mesh._vmodels import VModelTable
 from meshserve.metrics import MetricsRecorder
+from meshserve.payloads import NO_PAYLOADS, PayloadSink
 from meshserve.registry import Registry
 from meshserve.runtime import Runtime
 from meshserve.settings import CacheSettings, LimitsSettings, MeshSettings
@@ -65,6 +66,7 @@ def build_parts(
     labels: tuple[str, ...] = (),
     peers: PeerLink | None = None,
     limits: LimitsSettings | None = None,
+    payloads: PayloadSink = NO_PAYLOADS,
 ) -> Parts:
     """Build the parts of an instance over ``cache`` (no side effects)."""
     lifecycle = Lifecycle(started_ms=int(clock.time() * 1000))
@@ -146,6 +148,7 @@ def build_parts(
         clock=clock,
         settings=mesh,
         spawn=background.spawn,
+        payloads=payloads,
     )
     return Parts(
         lifecycle=lifecycle,

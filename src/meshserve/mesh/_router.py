@@ -30,7 +30,6 @@ from meshserve import __version__
 from meshserve._clock import Clock
 from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import (
-    InvalidRequestError,
     MeshServeError,
     ModelNotFoundError,
     PeerTimeoutError,
@@ -45,10 +44,14 @@ from meshserve.mesh._copies import Copies
 from meshserve.mesh._hop import ClientDeadline, forward_within, hop_timeout
 from meshserve.mesh._instance_state import Lifecycle
 from meshserve.mesh._mesh_view import LOADED, MeshView
+from meshserve.mesh._model_names import resolve_name
+from meshserve.mesh._payload_tap import INFER_METHOD, tapped
 from meshserve.mesh._peers import PeerLink, need_peers
 from meshserve.mesh._rates import RateTracker
 from meshserve.mesh._suspects import Suspects
 from meshserve.metrics import MetricsRecorder
+from meshserve.payloads import NO_PAYLOADS, PayloadSink
+from meshserve.protocol import codecs
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import (
     NO_HEADERS,
@@ -60,8 +63,10 @@ from meshserve.protocol.routing import (
 from meshserve.protocol.status import grpc_code
 from meshserve.registry import CopyState, Registry
 from meshserve.runtime import Runtime
-from meshserve.security import check_inference, may_infer
+from meshserve.security import check_inference
 from meshserve.settings import MeshSettings
+from meshserve.tracing import names as trace
+from meshserve.tracing import span
 
 __all__ = ["Router"]
 
@@ -99,7 +104,10 @@ class Router:
         clock: Clock,
         settings: MeshSettings,
         spawn: Spawn,
+        payloads: PayloadSink = NO_PAYLOADS,
     ) -> None:
+        """``payloads``: where each inference's request and response go
+        (the payload processors), when this instance is the one called."""
         self._instance_id = instance_id
         self._registry = registry
         self._runtime = runtime
@@ -114,76 +122,17 @@ class Router:
         self._clock = clock
         self._settings = settings
         self._spawn = spawn
+        self._payloads = payloads
 
     # -- which model -----------------------------------------------------------
 
     def resolve(self, name: str, headers: RoutingHeaders) -> ModelId:
         """The registered model a request means (headers win over ``name``)."""
-        model_id = self._resolve(name, headers)
+        model_id = resolve_name(self._registry, name, headers)
         # With authentication on, a credential limited to some models may
         # use a vmodel only if it may use the model behind it too.
         check_inference(model_id)
         return model_id
-
-    def _resolve(self, name: str, headers: RoutingHeaders) -> ModelId:
-        if headers.model_id and headers.hops:
-            # Forwarded by another instance, which saw the registration; this
-            # mirror may not have yet (see Copies.await_record). It names the
-            # client's vmodel too, for the metrics and the access log.
-            return ModelId(headers.model_id)
-        if headers.model_id and headers.vmodel_id:
-            raise InvalidRequestError(
-                "give either the mm-model-id or the mm-vmodel-id header, not both"
-            )
-        if headers.vmodel_id:
-            vmodel = self._registry.vmodel(headers.vmodel_id)
-            if vmodel is None:
-                raise ModelNotFoundError(
-                    f"vmodel {quote_client_value(headers.vmodel_id)} is not registered"
-                )
-            return ModelId(vmodel.active_model_id)
-        if headers.model_id:
-            if self._registry.model(headers.model_id) is None:
-                raise ModelNotFoundError(
-                    f"model {quote_client_value(headers.model_id)} is not registered"
-                )
-            return ModelId(headers.model_id)
-        vmodel = self._registry.vmodel(name)
-        if vmodel is not None:
-            return ModelId(vmodel.active_model_id)
-        if self._registry.model(name) is not None:
-            return ModelId(name)
-        if name and "/" not in name:
-            found = self._in_one_namespace(name)
-            if found is not None:
-                return found
-        raise ModelNotFoundError(f"model {quote_client_value(name)} is not registered")
-
-    def _in_one_namespace(self, name: str) -> ModelId | None:
-        """A plain name no namespace was selected for, and none in the
-        default namespace: the one vmodel (else model) of that name among the
-        namespaces the caller may use, as a client of that namespace's
-        Service reaches it by its plain name. None when there is none;
-        NOT_FOUND naming the namespaces when several have one. Only a miss
-        pays for the scan."""
-        suffix = f"/{name}"
-        vmodels = self._registry.vmodels
-        matches = [
-            (key, ModelId(entry.record.active_model_id))
-            for key, entry in vmodels.items()
-            if key.endswith(suffix)
-        ] or [(key, ModelId(key)) for key in self._registry.models if key.endswith(suffix)]
-        usable = [(key, model_id) for key, model_id in matches if may_infer(model_id)]
-        if len(usable) == 1:
-            return usable[0][1]
-        if usable:
-            namespaces = ", ".join(sorted(key[: -len(suffix)] for key, _ in usable))
-            raise ModelNotFoundError(
-                f"model {quote_client_value(name)} is not registered in the default "
-                f"namespace, and namespaces {namespaces} each have one: select one with "
-                "the mm-namespace header"
-            )
-        return None
 
     # -- the v2 calls ----------------------------------------------------------
 
@@ -191,19 +140,24 @@ class Router:
         self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
     ) -> InferenceResponse:
         peers = self._peers
-        return await self._measured(
-            "ModelInfer",
-            headers,
+        routed = self._route(
             model_id,
-            self._route(
-                model_id,
-                headers,
-                local=lambda: self._runtime.infer(model_id, request),
-                remote=lambda address, metadata, timeout: need_peers(peers).infer_decoded(
-                    address, request, metadata, timeout_s=timeout
-                ),
+            headers,
+            local=lambda: self._runtime.infer(model_id, request),
+            remote=lambda address, metadata, timeout: need_peers(peers).infer_decoded(
+                address, request, metadata, timeout_s=timeout
             ),
         )
+        if not headers.hops and self._payloads.wants(model_id, headers.vmodel_id, INFER_METHOD):
+            routed = tapped(
+                self._payloads,
+                routed,
+                model_id=model_id,
+                vmodel_id=headers.vmodel_id,
+                request=lambda: codecs.request_to_proto(request).SerializeToString(),
+                response=_serialized_later,
+            )
+        return await self._measured("ModelInfer", headers, model_id, routed)
 
     async def infer_grpc(
         self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
@@ -219,6 +173,15 @@ class Router:
         )
         if headers.hops:
             return await routed  # metered by the instance that forwarded it
+        if self._payloads.wants(model_id, headers.vmodel_id, INFER_METHOD):
+            routed = tapped(
+                self._payloads,
+                routed,
+                model_id=model_id,
+                vmodel_id=headers.vmodel_id,
+                request=body,
+                response=_as_is,
+            )
         return await self._measured("ModelInfer", headers, model_id, routed, size=len(body))
 
     async def model_metadata(
@@ -254,6 +217,23 @@ class Router:
         remote: Remote[T],
     ) -> T:
         """Serve here, forward to a copy elsewhere, or place a new copy."""
+        attributes: dict[str, str | int] = {
+            trace.INSTANCE_ID: self._instance_id,
+            trace.MODEL_ID: model_id,
+        }
+        if headers.hops:
+            attributes[trace.HOPS] = headers.hops
+        with span(trace.ROUTE, attributes=attributes):
+            return await self._route_attempts(model_id, headers, local=local, remote=remote)
+
+    async def _route_attempts(
+        self,
+        model_id: str,
+        headers: RoutingHeaders,
+        *,
+        local: Callable[[], Awaitable[T]],
+        remote: Remote[T],
+    ) -> T:
         deadline = ClientDeadline(headers.timeout_s, clock=self._clock)
         if headers.hops:
             await self._copies.await_record(model_id)
@@ -304,8 +284,16 @@ class Router:
                 loading=dest is not None or not self._loaded_on(peer, model_id),
                 settings=self._settings,
             )
+            forward = {
+                trace.PEER_INSTANCE_ID: peer,
+                trace.SERVER_ADDRESS: target.address,
+                trace.MODEL_ID: model_id,
+            }
             try:
-                with self._view.forwarding(peer):
+                with (
+                    self._view.forwarding(peer),
+                    span(trace.FORWARD, kind="client", attributes=forward),
+                ):
                     return await forward_within(
                         remote(target.address, metadata, timeout),
                         peer=peer,
@@ -377,14 +365,18 @@ class Router:
             previous_use = self._copies.last_used_ms(model_id)
             if not cache.is_loaded(model_id):
                 started = self._clock.monotonic()
-                await cache.ensure_loaded(self._copies.spec(model_id), last_used_ms=self._now_ms())
+                with span(trace.LOAD, attributes=self._here(model_id, vmodel_id)):
+                    await cache.ensure_loaded(
+                        self._copies.spec(model_id), last_used_ms=self._now_ms()
+                    )
                 self._metrics.observe_cache_miss(
                     (self._clock.monotonic() - started) * 1000, model_id=model_id
                 )
             try:
                 async with cache.in_use(model_id):
                     started = self._clock.monotonic()
-                    result = await call()
+                    with span(trace.INFER, attributes=self._here(model_id, vmodel_id)):
+                        result = await call()
                     self._metrics.observe_invoke(
                         (self._clock.monotonic() - started) * 1000,
                         method="ModelInfer",
@@ -416,6 +408,13 @@ class Router:
             self._maybe_second_copy(model_id, previous_use)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _here(self, model_id: str, vmodel_id: str | None) -> dict[str, str]:
+        """The attributes of a span about this instance's copy."""
+        attributes = {trace.INSTANCE_ID: self._instance_id, trace.MODEL_ID: model_id}
+        if vmodel_id:
+            attributes[trace.VMODEL_ID] = vmodel_id
+        return attributes
 
     def _now_ms(self) -> int:
         return int(self._clock.time() * 1000)
@@ -468,3 +467,11 @@ class Router:
                 len(result), method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
             )
         return result
+
+
+def _as_is(response: bytes) -> bytes:
+    return response
+
+
+def _serialized_later(response: InferenceResponse) -> Callable[[], bytes]:
+    return lambda: codecs.response_to_proto(response).SerializeToString()

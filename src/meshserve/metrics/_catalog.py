@@ -257,6 +257,13 @@ LIMIT_REJECTED = MetricSpec(
     labels=("limit",),
 )
 
+PAYLOADS_DROPPED = MetricSpec(
+    name="meshserve_payloads_dropped",
+    kind=Kind.COUNTER,
+    help="Inference payloads a payload processor did not take (its queue was full, or it failed)",
+    labels=("processor", "reason"),
+)
+
 # -- this instance -------------------------------------------------------------
 
 INSTANCE_LRU_TIME = MetricSpec(
@@ -345,6 +352,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MODEL_PULL_SIZE,
     AUTH_DENIED,
     LIMIT_REJECTED,
+    PAYLOADS_DROPPED,
     LOAD_MODEL_FAILURE,
     UNLOAD_MODEL_FAILURE,
     UNLOAD_MODEL_ATTEMPT_FAILURE,

@@ -151,6 +151,11 @@ class MetricsRecorder(abc.ABC):
         ``namespace_bytes`` or ``inflight_bytes`` (the decode budget)."""
         self._count(c.LIMIT_REJECTED, (limit,))
 
+    def payload_dropped(self, processor: str, reason: str) -> None:
+        """A payload processor (``logger`` or ``remote``) did not take a
+        payload: ``queue_full`` (dropped unseen) or ``failed``."""
+        self._count(c.PAYLOADS_DROPPED, (processor, reason))
+
     # -- loading and unloading ------------------------------------------------
 
     def observe_load(self, ms: float, *, size_bytes: int, model_id: str | None = None) -> None:

@@ -24,6 +24,7 @@ from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import Metadata
 from meshserve.protocol.status import ERROR_TYPE_KEY, error_from_rpc
+from meshserve.tracing import outgoing
 
 __all__ = ["MESH_AUTH_HEADER", "PEER_METHODS", "PeerClient"]
 
@@ -93,7 +94,10 @@ class PeerClient:
         call = self._channel(address).unary_unary(method)
         try:
             response: bytes = await call(
-                body, metadata=(*metadata, *self._auth), timeout=timeout_s or self._timeout_s
+                body,
+                # The trace context makes the peer's spans children of this hop's.
+                metadata=(*metadata, *self._auth, *outgoing()),
+                timeout=timeout_s or self._timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
             raise _error(address, exc) from None

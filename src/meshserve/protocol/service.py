@@ -35,8 +35,10 @@ from meshserve.protocol.routing import (
     with_named_vmodel,
 )
 from meshserve.protocol.status import reports_errors
+from meshserve.tracing import Span, server_span
+from meshserve.tracing import names as trace
 
-__all__ = ["V2Backend", "v2_handler"]
+__all__ = ["V2Backend", "traced_target", "v2_handler"]
 
 
 class V2Backend(Protocol):
@@ -61,6 +63,21 @@ class V2Backend(Protocol):
     def server_ready(self) -> bool: ...
 
     def server_info(self) -> ServerInfo: ...
+
+
+_INFER_SPAN = "inference.GRPCInferenceService/ModelInfer"
+_INFER_ATTRIBUTES = {
+    trace.RPC_SYSTEM: "grpc",
+    trace.RPC_SERVICE: "inference.GRPCInferenceService",
+    trace.RPC_METHOD: "ModelInfer",
+}
+
+
+def traced_target(span: Span, model_id: str, headers: RoutingHeaders) -> None:
+    """Name the model (and the vmodel the request named) on a request's span."""
+    span.set_attribute(trace.MODEL_ID, model_id)
+    if headers.vmodel_id:
+        span.set_attribute(trace.VMODEL_ID, headers.vmodel_id)
 
 
 DefaultNamespace = Callable[[], str | None]
@@ -153,12 +170,22 @@ class _V2Service:
 
     @reports_errors
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        # The caller's trace context (a client's, or the forwarding
+        # instance's) is the parent of this request's spans here.
+        with server_span(
+            _INFER_SPAN, carrier=context.invocation_metadata() or (), attributes=_INFER_ATTRIBUTES
+        ) as span:
+            return await self._infer(request, context, span)
+
+    async def _infer(self, request: bytes, context: grpc.aio.ServicerContext, span: Span) -> bytes:
         if self._access_log is None:
             model_id, headers = self._target("", context, body=request)
+            traced_target(span, model_id, headers)
             return await self._backend.infer_grpc(model_id, request, headers=headers)
         entry = self._access_log.start("grpc", "ModelInfer", peer=context.peer())
         try:
             model_id, headers = self._target("", context, body=request)
+            traced_target(span, model_id, headers)
             entry.target(model_id, headers)
             reply = await self._backend.infer_grpc(model_id, request, headers=headers)
         except BaseException as exc:

@@ -6,7 +6,10 @@ here, a frame on a warm connection ~0.08 ms, and the link exists only to
 move opaque bytes between two processes of the same installation. Management
 calls (loadModel, ...) stay on gRPC, where ModelMesh's SPI defines them.
 
-Request:  u32 length of the rest | u16 model id length | model id | body
+Request:  u32 length of the rest | u16 model id length | model id
+          | u8 trace context length | trace context | body
+          the trace context is the instance's W3C ``traceparent`` (empty
+          when tracing is off), so the runtime's span joins the request's trace
 Response: u32 length of the rest | u8 status | payload
           status 0: payload is the serialized ModelInferResponse
           status 1: payload is u16 type-name length | type name | message
@@ -27,6 +30,8 @@ from collections.abc import Awaitable, Callable
 
 from meshserve.errors import MeshServeError, UnavailableError
 from meshserve.protocol.status import error_from_name
+from meshserve.tracing import names as trace
+from meshserve.tracing import server_span, traceparent
 
 __all__ = ["LinkClient", "LinkServer", "link_path"]
 
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("<I")
 _SHORT = struct.Struct("<H")
+_BYTE = struct.Struct("<B")
 _OK, _ERROR = 0, 1
 
 Handler = Callable[[str, bytes], Awaitable[bytes]]
@@ -93,10 +99,18 @@ class LinkServer:
                 except asyncio.IncompleteReadError:
                     return  # the instance closed this connection
                 (id_length,) = _SHORT.unpack_from(frame)
-                model_id = frame[_SHORT.size : _SHORT.size + id_length].decode()
-                body = frame[_SHORT.size + id_length :]
+                start = _SHORT.size + id_length
+                model_id = frame[_SHORT.size : start].decode()
+                context_length = frame[start]
+                context = frame[start + 1 : start + 1 + context_length].decode("ascii", "replace")
+                body = frame[start + 1 + context_length :]
                 try:
-                    payload = bytes([_OK]) + await self._handler(model_id, body)
+                    with server_span(
+                        trace.RUNTIME_INFER,
+                        carrier={"traceparent": context} if context else {},
+                        attributes={trace.MODEL_ID: model_id},
+                    ):
+                        payload = bytes([_OK]) + await self._handler(model_id, body)
                 except MeshServeError as exc:
                     payload = _error_payload(exc)
                 except Exception as exc:
@@ -130,7 +144,10 @@ class LinkClient:
                 raise UnavailableError(f"runtime data link unreachable: {exc}") from None
         try:
             name = model_id.encode()
-            writer.write(_frame(_SHORT.pack(len(name)), name, body))
+            context = traceparent().encode()[:255]
+            writer.write(
+                _frame(_SHORT.pack(len(name)), name, _BYTE.pack(len(context)), context, body)
+            )
             await writer.drain()
             (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
             frame = await reader.readexactly(length)

@@ -29,12 +29,21 @@ _SECRET_NAME = re.compile(
 )
 
 
+# The OTLP exporter's headers carry the collector's credentials
+# (OTEL_EXPORTER_OTLP_HEADERS=authorization=...), and its client key is one;
+# a runtime traces without them.
+_OTLP_CREDENTIAL = re.compile(r"OTEL_EXPORTER_OTLP_(\w+_)?(HEADERS|CLIENT_KEY)$")
+
+
 def runtime_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` without the variables a runtime must not see: meshserve's
-    settings other than ``MESHSERVE_RUNTIME__*`` and ``MESHSERVE_LOG*``, and
-    anything whose name says it holds a credential."""
+    settings other than ``MESHSERVE_RUNTIME__*`` and ``MESHSERVE_LOG*``,
+    anything whose name says it holds a credential, and the OTLP exporter's
+    headers and client key."""
     return {
         name: value
         for name, value in environ.items()
-        if not _MESHSERVE.match(name) and not _SECRET_NAME.search(name)
+        if not _MESHSERVE.match(name)
+        and not _SECRET_NAME.search(name)
+        and not _OTLP_CREDENTIAL.match(name)
     }

@@ -36,6 +36,7 @@ from meshserve.server._register_file import ModelEntry, register_models
 from meshserve.settings import Settings, TlsSettings
 from meshserve.storage import LocalRoots
 from meshserve.store import open_store, store_url
+from meshserve.tracing import traced
 
 __all__ = ["serve_instance"]
 
@@ -57,9 +58,35 @@ async def serve_instance(
 
     With ``pools``, this instance's controller (when elected) also sizes
     the runtime pools they run."""
-    prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     instance_id = own_instance_id(settings)
     _log_context.set_instance(instance_id)
+    with traced(
+        enabled=settings.tracing.enabled,
+        service_name=settings.tracing.service_name,
+        instance_id=instance_id,
+    ):
+        await _serve_instance(
+            settings,
+            instance_id=instance_id,
+            register=register,
+            stop=stop,
+            hurry=hurry,
+            on_ready=on_ready,
+            pools=pools,
+        )
+
+
+async def _serve_instance(
+    settings: Settings,
+    *,
+    instance_id: str,
+    register: list[ModelEntry] | None,
+    stop: asyncio.Event,
+    hurry: asyncio.Event | None,
+    on_ready: Callable[[Endpoints], None] | None,
+    pools: RuntimePools | None,
+) -> None:
+    prepare_data_dir(settings.data_dir, runtime_user=runtime_user(settings.runtime))
     sealing_key = load_sealing_key(settings.security, data_dir=settings.data_dir)
     metrics = Metrics(per_model=settings.metrics.per_model)
     if settings.tls is not None:

@@ -20,6 +20,7 @@ from meshserve._events import AsyncEvent, Event
 from meshserve.controller import ResourceStore, SealedSecrets
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
+from meshserve.payloads import PayloadProcessors, parse_processors
 from meshserve.protocol.peer import PeerClient
 from meshserve.registry import Registry
 from meshserve.runtime import (
@@ -31,7 +32,7 @@ from meshserve.runtime import (
     supported_model_types,
 )
 from meshserve.security import SealingKey
-from meshserve.settings import Settings
+from meshserve.settings import Settings, TracingSettings
 from meshserve.storage import LocalRoots, Puller, PullProgress
 from meshserve.store import Store, open_store
 
@@ -63,7 +64,9 @@ def build_runtime(settings: Settings, *, on_restart: Callable[[], Awaitable[None
     again after a loss)."""
     runtime = settings.runtime
     if runtime.host == "process":
-        return ProcessRuntime(settings=runtime, on_restart=on_restart)
+        return ProcessRuntime(
+            settings=runtime, on_restart=on_restart, extra_env=_tracing_env(settings.tracing)
+        )
     if runtime.host == "external":
         if not runtime.external_address:
             raise ValueError("runtime.host external needs runtime.externalAddress")
@@ -87,6 +90,18 @@ def build_runtime(settings: Settings, *, on_restart: Callable[[], Awaitable[None
             **reach,
         )
     return InProcessRuntime(settings=runtime)
+
+
+def _tracing_env(tracing: TracingSettings) -> dict[str, str]:
+    """What a runtime child needs to trace as the instance does: the setting
+    (the standard OTEL_* variables reach it, less the exporter's headers:
+    see security/_environment.py)."""
+    if not tracing.enabled:
+        return {}
+    return {
+        "MESHSERVE_TRACING__ENABLED": "true",
+        "MESHSERVE_TRACING__SERVICE_NAME": tracing.service_name,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +145,13 @@ async def open_instance_stack(
             ),
         ) as puller,
         build_runtime(settings, on_restart=restarted.emit) as runtime,
+        PayloadProcessors(
+            specs=parse_processors(settings.payloads.processors),
+            queue_size=settings.payloads.queue_size,
+            timeout_s=settings.payloads.timeout_s,
+            source=f"/meshserve/instances/{instance_id}",
+            metrics=metrics,
+        ) as payloads,
         Instance.open(
             instance_id=instance_id,
             registry=registry,
@@ -142,6 +164,7 @@ async def open_instance_stack(
             metrics=metrics,
             puller=puller,
             limits=settings.limits,
+            payloads=payloads,
         ) as instance,
     ):
         restarted.subscribe(instance.on_runtime_restart)

@@ -67,6 +67,7 @@ from meshserve.protocol.routing import (
     in_namespace,
     with_named_vmodel,
 )
+from meshserve.protocol.service import traced_target
 from meshserve.security import caller_namespace
 from meshserve.server import _rest_request
 from meshserve.server._backend import InferenceBackend
@@ -80,6 +81,8 @@ from meshserve.server._rest_errors import (
     unexpected_error,
 )
 from meshserve.server._rest_server import RestServer
+from meshserve.tracing import Span, server_span
+from meshserve.tracing import names as trace
 
 __all__ = ["RestServer", "create_rest_app"]
 
@@ -146,6 +149,11 @@ def create_rest_app(
     )
 
 
+_INFER_ROUTE = "/v2/models/{name}/infer"
+_INFER_SPAN = f"POST {_INFER_ROUTE}"
+_INFER_ATTRIBUTES = {trace.HTTP_METHOD: "POST", trace.HTTP_ROUTE: _INFER_ROUTE}
+
+
 class _Endpoints:
     def __init__(
         self,
@@ -196,10 +204,14 @@ class _Endpoints:
             # The whole body is read before anything can fail, so that an
             # error answer leaves the connection reusable.
             body = await _rest_request.read_body(request, limit=self._limit, reservation=held)
-            return await self._infer(request, body)
+            with server_span(
+                _INFER_SPAN, carrier=request.headers, attributes=_INFER_ATTRIBUTES
+            ) as span:
+                return await self._infer(request, body, span)
 
-    async def _infer(self, request: Request, body: bytes) -> Response:
+    async def _infer(self, request: Request, body: bytes, span: Span) -> Response:
         model_id, headers = self._target(request)
+        traced_target(span, model_id, headers)
         entry: AccessEntry | None = getattr(request.state, _ACCESS, None)
         if entry is not None:
             entry.target(model_id, headers)

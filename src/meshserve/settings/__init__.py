@@ -17,6 +17,7 @@ groups together) and ``_loader`` (the sources).
 from meshserve._provenance import Source, SourceKind
 from meshserve.settings._loader import load_settings, load_settings_with_sources, setting_name
 from meshserve.settings._mesh import ControlSettings, MeshSettings
+from meshserve.settings._payload_uris import ProcessorSpec, parse_processors
 from meshserve.settings._root import Settings
 from meshserve.settings._runtime import CacheSettings, RuntimeSettings
 from meshserve.settings._security import AuthSettings, ClientAuth, SecuritySettings, TlsSettings
@@ -24,7 +25,9 @@ from meshserve.settings._server import (
     LimitsSettings,
     LogSettings,
     MetricsSettings,
+    PayloadSettings,
     ServerSettings,
+    TracingSettings,
 )
 from meshserve.settings._store import StorageSettings, StoreSettings
 
@@ -37,6 +40,8 @@ __all__ = [
     "LogSettings",
     "MeshSettings",
     "MetricsSettings",
+    "PayloadSettings",
+    "ProcessorSpec",
     "RuntimeSettings",
     "SecuritySettings",
     "ServerSettings",
@@ -46,7 +51,9 @@ __all__ = [
     "StorageSettings",
     "StoreSettings",
     "TlsSettings",
+    "TracingSettings",
     "load_settings",
     "load_settings_with_sources",
+    "parse_processors",
     "setting_name",
 ]

@@ -14,7 +14,9 @@ from meshserve.settings._server import (
     LimitsSettings,
     LogSettings,
     MetricsSettings,
+    PayloadSettings,
     ServerSettings,
+    TracingSettings,
 )
 from meshserve.settings._store import StorageSettings, StoreSettings
 
@@ -25,7 +27,14 @@ class Settings(BaseSettings):
     """All of meshserve's settings, grouped by concern."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MESHSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="MESHSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        # An error names the setting and what is wrong, never the value given:
+        # it may be a credential (a payload processor URI with a password,
+        # an etcd password in the wrong place).
+        hide_input_in_errors=True,
     )
 
     data_dir: pathlib.Path = pathlib.Path(".meshserve")
@@ -43,6 +52,8 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     security: SecuritySettings = SecuritySettings()
     log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
+    payloads: PayloadSettings = PayloadSettings()
     tls: TlsSettings | None = None
     """TLS on the gRPC, REST and internal ports (instance-to-instance links
     are then mutual TLS). None: plaintext, loopback-only by default."""

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from meshserve.settings._group import MIB, Group
+from meshserve.settings._payload_uris import parse_processors
 
-__all__ = ["LimitsSettings", "LogSettings", "MetricsSettings", "ServerSettings"]
+__all__ = [
+    "LimitsSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "PayloadSettings",
+    "ServerSettings",
+    "TracingSettings",
+]
 
 
 class ServerSettings(Group):
@@ -209,3 +217,45 @@ class LogSettings(Group):
     JSON otherwise. Console by default, so that what a person reads, and
     what tools already grep, stays as it was; set ``json`` where a
     collector reads the log (``MESHSERVE_LOG__FORMAT=json``)."""
+
+
+class TracingSettings(Group):
+    """OpenTelemetry tracing. Where spans go is the standard ``OTEL_*``
+    variables' business (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    ``OTEL_TRACES_SAMPLER``...); this only turns it on."""
+
+    enabled: bool = False
+    """Record spans around receive, route, forward, load and infer, and
+    export them over OTLP (gRPC). Off by default: then no span is built and
+    the SDK is not even imported."""
+
+    service_name: str = "meshserve"
+    """``service.name`` of the spans when ``OTEL_SERVICE_NAME`` sets none."""
+
+
+class PayloadSettings(Group):
+    """ModelMesh's payload processors: every inference request and response
+    handed to loggers or remote HTTP endpoints, off the request path."""
+
+    processors: str = ""
+    """Space-separated URIs (model-serving-config: payloadProcessors):
+    ``logger://`` logs each payload to the logger ``meshserve.payloads``;
+    ``http://host:port/path`` or ``https://...`` POSTs it there. A query
+    (``logger:///*?my-model``) keeps one model's payloads only. Empty (the
+    default): no payload is copied."""
+
+    queue_size: int = Field(default=1024, ge=1)
+    """Payloads waiting for each processor. A payload that finds the queue
+    full is dropped and counted (``meshserve_payloads_dropped_total``), so a
+    slow endpoint never slows inference; 1024 covers a second of a busy
+    instance's requests while an endpoint hiccups."""
+
+    timeout_s: float = Field(default=5.0, gt=0)
+    """How long one POST to a remote processor may take before the payload
+    is given up (and counted as dropped)."""
+
+    @field_validator("processors")
+    @classmethod
+    def _processors_parse(cls, value: str) -> str:
+        parse_processors(value)  # ValueError naming the URI that is not one
+        return value

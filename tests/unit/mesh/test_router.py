@@ -23,6 +23,7 @@ from meshserve.mesh._parts import build_parts
 from meshserve.mesh._router import Router
 from meshserve.mesh._suspects import Suspects
 from meshserve.metrics import NullMetrics
+from meshserve.payloads import Payload, PayloadKind
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import Metadata, RoutingHeaders
 from meshserve.registry import (
@@ -35,7 +36,7 @@ from meshserve.registry import (
 )
 from meshserve.settings import CacheSettings, MeshSettings
 from meshserve.store import SqliteStore
-from tests.fakes import FakeRuntime
+from tests.fakes import FakeModel, FakeRuntime
 
 PEER = InstanceId("i-2")
 PEER_ADDRESS = "127.0.0.1:1"
@@ -91,6 +92,19 @@ class FakePeers:
 
 
 @dataclass
+class RecordingSink:
+    """A ``PayloadSink`` that keeps what it is offered."""
+
+    offered: list[Payload] = field(default_factory=list)
+
+    def wants(self, model_id: str, vmodel_id: str | None, method: str) -> bool:
+        return True
+
+    def offer(self, payload: Payload) -> None:
+        self.offered.append(payload)
+
+
+@dataclass
 class Routed:
     router: Router
     registry: Registry
@@ -99,6 +113,7 @@ class Routed:
     lifecycle: Lifecycle
     suspects: Suspects
     copies: Copies
+    payloads: RecordingSink
 
 
 @pytest.fixture
@@ -106,6 +121,7 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
     clock = ManualClock()
     runtime = FakeRuntime()
     peers = FakePeers()
+    payloads = RecordingSink()
     async with (
         SqliteStore.open(tmp_path / "store.db") as store,
         Registry.open(store) as registry,
@@ -143,6 +159,7 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
             metrics=NullMetrics(),
             labels=LABELS,
             peers=peers,
+            payloads=payloads,
         )
         background = parts.background
         try:
@@ -154,6 +171,7 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
                 parts.lifecycle,
                 parts.suspects,
                 parts.copies,
+                payloads,
             )
         finally:
             await background.close()
@@ -172,6 +190,37 @@ async def test_a_model_loaded_on_a_peer_is_forwarded_there_with_the_hop_state(
     assert metadata["mm-exclude"] == "i-1"
     assert "mm-dest" not in metadata  # a copy exists there: nothing to place
     assert routed.runtime.load_calls == []
+
+
+async def test_the_instance_called_offers_the_request_and_response_once(
+    routed: Routed,
+) -> None:
+    assert await routed.router.infer_grpc("there", b"body") == b"from-peer:body"
+    request, response = routed.payloads.offered
+    assert (request.kind, request.body(), request.status) == (PayloadKind.REQUEST, b"body", "")
+    assert (response.kind, response.body(), response.status) == (
+        PayloadKind.RESPONSE,
+        b"from-peer:body",
+        "OK",
+    )
+    assert request.id == response.id and request.model_id == "there"
+    assert request.method == "inference.GRPCInferenceService/ModelInfer"
+    # The instance it was forwarded to offers nothing: one inference, once.
+    routed.payloads.offered.clear()
+    headers = RoutingHeaders(model_id="here", hops=1, exclude=(PEER,), dest="i-1")
+    assert await routed.router.infer_grpc("here", b"x", headers=headers) == b"here:x"
+    assert routed.payloads.offered == []
+
+
+async def test_a_failed_inference_offers_its_status_as_the_response(routed: Routed) -> None:
+    routed.runtime.models["/here"] = FakeModel(fail=errors.CorruptModelError("not a model"))
+    routed.peers.unreachable = True  # placement falls back to this instance, which fails
+    with pytest.raises(errors.MeshServeError):
+        await routed.router.infer_grpc("here", b"x")
+    request, response = routed.payloads.offered
+    assert request.id == response.id
+    assert (response.kind, response.body()) == (PayloadKind.RESPONSE, b"")
+    assert response.status not in ("", "OK")
 
 
 async def test_a_model_loaded_nowhere_is_placed_where_there_is_most_room(

@@ -87,6 +87,7 @@ MESHSERVE_METRICS = {
     "meshserve_model_pull_bytes": "histogram",
     "meshserve_auth_denied": "counter",
     "meshserve_limit_rejected": "counter",
+    "meshserve_payloads_dropped": "counter",
 }
 
 

@@ -37,3 +37,22 @@ def test_secrets_and_the_instances_own_settings_stay_behind() -> None:
         "MESHSERVE_RUNTIME__CAPACITY_BYTES": "1000",
         "MESHSERVE_LOG_LEVEL": "debug",
     }
+
+
+def test_the_runtime_traces_to_the_collector_without_its_credentials() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+        "OTEL_SERVICE_NAME": "mesh",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer x",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=y",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/etc/client.key",
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": "/etc/client.key",
+    }
+    assert runtime_environment(environ) == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+        "OTEL_SERVICE_NAME": "mesh",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
+    }
