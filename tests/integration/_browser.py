@@ -3,8 +3,8 @@
 with a fresh profile, no network beyond what the page asks of loopback,
 and a place for screenshots.
 
-``.ci/run`` installs Debian's chromium when it is missing; a machine
-without it skips these tests (:data:`CHROMIUM_MISSING`).
+``.ci/run`` installs Debian's chromium when it is missing; elsewhere a
+machine without it skips these tests (:func:`require_chromium`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,29 @@ import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests._examples import ROOT
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
-__all__ = ["CHROMIUM", "CHROMIUM_MISSING", "artifacts_dir", "chromium"]
+__all__ = ["CHROMIUM", "artifacts_dir", "chromium", "require_chromium"]
 
 CHROMIUM = pathlib.Path(os.environ.get("MESHSERVE_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_MISSING = (
-    f"no Chromium at {CHROMIUM} (Debian's chromium package; .ci/run installs it)"
-    if shutil.which(str(CHROMIUM)) is None
-    else ""
-)
+
+
+def require_chromium() -> None:
+    """Skip the calling test on a machine without Chromium; fail it in CI,
+    where .ci/run installs it, so that the browser tests never go unseen."""
+    if shutil.which(str(CHROMIUM)) is not None:
+        return
+    missing = f"no Chromium at {CHROMIUM} (Debian's chromium package; .ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
 _ARGS = [
     "--headless",
     "--no-sandbox",
@@ -54,6 +64,7 @@ def artifacts_dir() -> pathlib.Path:
 def chromium(*, width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
     """A browser context in headless Chromium with an empty profile, closed
     (and the profile removed) when the block ends."""
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with (

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests._processes import read_until
-from tests.integration._browser import CHROMIUM_MISSING, artifacts_dir, chromium
+from tests.integration._browser import artifacts_dir, chromium
 from tests.integration._credentials import credential
 from tests.integration._mesh import make_model
 from tests.integration._resources import apply, isvc
@@ -55,7 +55,6 @@ def _iris_loaded(up: Up) -> bool:
     return "iris" in models and len(models["iris"]["copies"]) == 1
 
 
-@pytest.mark.skipif(bool(CHROMIUM_MISSING), reason=CHROMIUM_MISSING)
 def test_page_shows_a_loaded_model_then_a_failed_load_with_its_reason(up: Up) -> None:
     from playwright.sync_api import expect
 
@@ -228,7 +227,6 @@ def test_with_auth_the_snapshot_needs_a_readers_token(locked: Up) -> None:
     assert "m-b" in with_token.stdout
 
 
-@pytest.mark.skipif(bool(CHROMIUM_MISSING), reason=CHROMIUM_MISSING)
 def test_with_auth_the_page_asks_for_a_token_and_keeps_it_out_of_the_url(locked: Up) -> None:
     from playwright.sync_api import expect
 

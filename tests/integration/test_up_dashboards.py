@@ -1,0 +1,158 @@
+"""deploy/grafana's dashboard and deploy/prometheus's alert rules against a
+live scrape of a real `meshserve up`: every metric a panel or a rule reads
+is exported (a histogram's _bucket/_sum/_count by its family), with the
+labels the query filters and groups on, and the bucket bound a rule picks.
+
+The instance runs with per-model labels and a capacity for one model, and
+is made to serve, miss, load, evict and fail, so that the series the
+queries read have samples."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
+
+from tests._dashboards import Query, Selector, parse, queries
+from tests.integration._mesh import make_model
+from tests.integration._up import Registration, run_up, wait_until
+
+# Labels Prometheus attaches at scrape time, not the instance.
+_TARGET_LABELS = frozenset({"job", "instance"})
+_SUFFIXES = {"_bucket": "histogram", "_count": "histogram", "_sum": "histogram"}
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    type: str
+    labels: frozenset[str]
+    """Every label on its samples (le included)."""
+    bounds: frozenset[str]
+    """Its histogram buckets' ``le`` values."""
+
+
+@pytest.fixture(scope="module")
+def scrape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Family]:
+    work = tmp_path_factory.mktemp("dashboards")
+    model = make_model(work / "m.skops")
+    corrupt = work / "corrupt.skops"
+    corrupt.write_bytes(b"not a model")
+    register = [
+        Registration(name="m1", type="sklearn", path=model),
+        Registration(name="m2", type="sklearn", path=model),
+        Registration(name="broken", type="sklearn", path=corrupt),
+    ]
+    # Room for one copy: a skops model is predicted at 1.3 x its file +
+    # 256 KiB before it loads (~270 KiB here), so the second model's load
+    # evicts the first.
+    env = {
+        "MESHSERVE_METRICS__PER_MODEL": "true",
+        "MESHSERVE_RUNTIME__CAPACITY_BYTES": str(300 * 1024),
+    }
+    with run_up(work / "data", register=register, env=env) as up:
+        endpoints = json.loads((up.data_dir / "endpoints.json").read_text())
+        metrics_url = endpoints["instances"][0]["metrics"]
+        client = up.http_client()
+        try:
+            for name in ("m1", "m2", "broken", "missing"):
+                _infer(client, name)
+        finally:
+            client.close()
+        # The cluster-wide gauges come with the leader's next report.
+        wanted = (
+            "modelmesh_age_at_eviction_milliseconds_bucket{",
+            "\nmodelmesh_models_loaded_total ",
+        )
+        wait_until(
+            lambda: all(sample in _get(metrics_url) for sample in wanted),
+            timeout=90,
+            what="an eviction and the leader's gauges",
+            interval=0.5,
+        )
+        return _families(_get(metrics_url))
+
+
+def _infer(client: triton_http.InferenceServerClient, name: str) -> None:
+    tensor = triton_http.InferInput("input-0", [1, 4], "FP32")
+    tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+    try:
+        client.infer(name, [tensor])
+    except InferenceServerException as exc:
+        assert name in ("broken", "missing"), exc.message()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text: str = reply.read().decode()
+    return text
+
+
+def _families(text: str) -> dict[str, Family]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        labels = frozenset(label for sample in family.samples for label in sample.labels)
+        bounds = frozenset(
+            sample.labels["le"] for sample in family.samples if sample.name.endswith("_bucket")
+        )
+        # A counter's family drops the _total its samples carry.
+        name = family.name + ("_total" if family.type == "counter" else "")
+        found[name] = Family(type=family.type, labels=labels, bounds=bounds)
+    return found
+
+
+def _family(scrape: dict[str, Family], selector: Selector) -> Family | None:
+    for suffix, kind in _SUFFIXES.items():
+        base = selector.name.removesuffix(suffix)
+        if base != selector.name and base in scrape and scrape[base].type == kind:
+            return scrape[base]
+    family = scrape.get(selector.name)
+    return family if family is not None and family.type != "histogram" else None
+
+
+def _problems(query: Query, scrape: dict[str, Family]) -> Iterator[str]:
+    seen: set[str] = set()
+    for selector in query.selectors:
+        if selector.name == "up":  # Prometheus' own, per scrape target
+            continue
+        family = _family(scrape, selector)
+        if family is None:
+            yield f"{selector.name} is not in the scrape"
+            continue
+        seen |= family.labels
+        for label, op, value in selector.matchers:
+            if label in _TARGET_LABELS:
+                continue
+            if label not in family.labels:
+                yield f"{selector.name} has no label {label}"
+            elif label == "le" and op == "MatchOp.Equal" and value not in family.bounds:
+                yield f"{selector.name} has no bucket le={value!r} (has {sorted(family.bounds)})"
+    for label in set(query.grouping) - seen - _TARGET_LABELS - {"le"}:
+        yield f"groups by {label}, which none of its series has"
+
+
+def test_every_query_reads_exported_series(scrape: dict[str, Family]) -> None:
+    problems = [f"{q.where}: {p}" for q in queries() for p in _problems(q, scrape)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_check_catches_a_wrong_name_label_or_bucket(scrape: dict[str, Family]) -> None:
+    wrong = parse(
+        "a test",
+        'sum by (model) (rate(modelmesh_api_request_milliseconds_count{method="ModelInfer"}[5m]))'
+        ' + sum(rate(modelmesh_age_at_eviction_milliseconds_bucket{le="300000"}[5m]))'
+        " + modelmesh_instance_used_percent + modelmesh_instance_used_bytes_bucket",
+    )
+    assert sorted(_problems(wrong, scrape)) == [
+        "groups by model, which none of its series has",
+        "modelmesh_age_at_eviction_milliseconds_bucket has no bucket le='300000' "
+        f"(has {sorted(scrape['modelmesh_age_at_eviction_milliseconds'].bounds)})",
+        "modelmesh_instance_used_bytes_bucket is not in the scrape",
+        "modelmesh_instance_used_percent is not in the scrape",
+    ]
