@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._examples import iris_rows
 from tests._processes import read_until
 from tests.integration._browser import artifacts_dir, chromium
 from tests.integration._credentials import credential
 from tests.integration._mesh import make_model
 from tests.integration._resources import apply, isvc
-from tests.integration._up import Registration, Up, run_up, wait_until
+from tests.integration._up import Registration, Up, iris_http_input, run_up, wait_until
 
 # A model id is client data: the page must show this as text, never run it.
 HOSTILE = 'bad<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
@@ -50,6 +51,15 @@ def _snapshot(up: Up, token: str | None = None) -> httpx.Response:
     return httpx.get(f"{up.rest_url}/status.json", headers=headers, timeout=30)
 
 
+def _serve(up: Up, name: str, *, times: int) -> None:
+    client = up.http_client()
+    try:
+        for _ in range(times):
+            client.infer(name, [iris_http_input("sklearn", iris_rows(2), binary=False)])
+    finally:
+        client.close()
+
+
 def _iris_loaded(up: Up) -> bool:
     models = {m["model_id"]: m for m in _snapshot(up).json()["models"]}
     return "iris" in models and len(models["iris"]["copies"]) == 1
@@ -66,6 +76,12 @@ def test_page_shows_a_loaded_model_then_a_failed_load_with_its_reason(up: Up) ->
         # Its copy shows once loaded (the page polls; the load may still run).
         expect(iris.locator('td[data-label="copies"]')).to_have_text("1", timeout=PAGE_TIMEOUT_MS)
         expect(page.locator(".card").first).to_contain_text("models")
+        # Some traffic and an InferenceService, for the screenshot.
+        _serve(up, "iris", times=5)
+        assert apply(up, isvc("svc-a", uri="pvc://claim/model.skops")).returncode == 0
+        expect(page.locator('#services tr[data-model="default/svc-a"]')).to_be_visible(
+            timeout=PAGE_TIMEOUT_MS
+        )
 
         corrupt = _corrupt(up)
         up.management.register(HOSTILE, type="sklearn", path=corrupt, load_now=True)
