@@ -19,6 +19,7 @@ from tests._examples import ROOT
 __all__ = [
     "DASHBOARD",
     "RULES",
+    "RULES_TESTS",
     "Query",
     "Selector",
     "dashboard",
@@ -28,6 +29,8 @@ __all__ = [
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "meshserve-dashboard.json"
 RULES = ROOT / "deploy" / "prometheus" / "meshserve-alerts.yaml"
+RULES_TESTS = ROOT / "deploy" / "prometheus" / "meshserve-alerts.test.yaml"
+""":data:`RULES`' unit tests, for ``promtool test rules``."""
 
 # Grafana's variables, as a query sees them once Grafana fills them in.
 _VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$job": ".*", "$instance": ".*"}
@@ -48,6 +51,8 @@ class Query:
     where: str
     """Which panel or rule, for messages."""
     expr: str
+    text: str
+    """``expr`` with Grafana's variables filled in, as Prometheus gets it."""
     selectors: tuple[Selector, ...]
     grouping: tuple[str, ...]
     """Labels named by ``by (...)`` and ``on (...)``."""
@@ -86,7 +91,9 @@ def parse(where: str, expr: str) -> Query:
         promql_parser.walk(promql_parser.parse(text), visit)
     except ValueError as exc:
         raise ValueError(f"{where}: {expr!r} is not PromQL: {exc}") from None
-    return Query(where=where, expr=expr, selectors=tuple(selectors), grouping=tuple(grouping))
+    return Query(
+        where=where, expr=expr, text=text, selectors=tuple(selectors), grouping=tuple(grouping)
+    )
 
 
 def _dashboard_exprs(data: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -4,7 +4,7 @@ with a fresh profile, no network beyond what the page asks of loopback,
 and a place for screenshots.
 
 ``.ci/run`` installs Debian's chromium when it is missing; elsewhere a
-machine without it skips these tests (:func:`require_chromium`).
+machine without it skips these tests (``tests._tools.require_tool``).
 """
 
 from __future__ import annotations
@@ -12,33 +12,19 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import pytest
-
 from tests._examples import ROOT
+from tests._tools import require_tool
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
-__all__ = ["CHROMIUM", "artifacts_dir", "chromium", "require_chromium"]
+__all__ = ["CHROMIUM", "artifacts_dir", "chromium"]
 
 CHROMIUM = pathlib.Path(os.environ.get("MESHSERVE_TEST_CHROMIUM", "/usr/bin/chromium"))
-
-
-def require_chromium() -> None:
-    """Skip the calling test on a machine without Chromium; fail it in CI,
-    where .ci/run installs it, so that the browser tests never go unseen."""
-    if shutil.which(str(CHROMIUM)) is not None:
-        return
-    missing = f"no Chromium at {CHROMIUM} (Debian's chromium package; .ci/run installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(missing)
-    pytest.skip(missing)
-
 
 _ARGS = [
     "--headless",
@@ -64,7 +50,7 @@ def artifacts_dir() -> pathlib.Path:
 def chromium(*, width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
     """A browser context in headless Chromium with an empty profile, closed
     (and the profile removed) when the block ends."""
-    require_chromium()
+    executable = require_tool(str(CHROMIUM), package="chromium")
     from playwright.sync_api import sync_playwright
 
     with (
@@ -73,7 +59,7 @@ def chromium(*, width: int = 1280, height: int = 900) -> Iterator[BrowserContext
     ):
         context = playwright.chromium.launch_persistent_context(
             profile,
-            executable_path=str(CHROMIUM),
+            executable_path=executable,
             headless=True,
             args=_ARGS,
             viewport={"width": width, "height": height},

@@ -104,9 +104,8 @@ class ServerSettings(Group):
     status_rows: int = Field(default=20, ge=1, le=1000)
     """Rows of each list on the status page (``GET /status``) and in
     ``meshserve status``: the hottest models, loads in flight and recent
-    failures. Enough to see what matters on one screen; the snapshot is
-    built per request, so this also bounds its cost on a mesh of thousands
-    of models."""
+    failures. Enough to see what matters on one screen, and it keeps the
+    reply small on a mesh of thousands of models (the page polls it)."""
 
     status_refresh_s: float = Field(default=5.0, ge=1.0)
     """How often the status page polls for a new snapshot, in seconds. The

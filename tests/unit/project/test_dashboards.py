@@ -9,12 +9,14 @@ tests/integration/test_up_dashboards.py."""
 from __future__ import annotations
 
 import re
+import subprocess
 
 import promql_parser
 import pytest
 
 from meshserve.metrics._catalog import CATALOG
-from tests._dashboards import dashboard, parse, queries, rules
+from tests._dashboards import RULES, RULES_TESTS, dashboard, parse, queries, rules
+from tests._tools import require_tool
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _TEMPLATE_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -98,3 +100,16 @@ def test_every_query_parses_and_reads_catalogued_metrics() -> None:
 def test_a_broken_query_is_refused(expr: str) -> None:
     with pytest.raises(ValueError, match="not PromQL"):
         parse("a test", expr)
+
+
+def test_promtool_checks_the_rules_and_runs_their_unit_tests() -> None:
+    """Prometheus' own checker, and the rules' unit tests
+    (deploy/prometheus/meshserve-alerts.test.yaml): each alert fires on the
+    series that should raise it and stays quiet on the others."""
+    promtool = require_tool("promtool", package="prometheus")
+    for command in ("check", "test"):
+        path = RULES if command == "check" else RULES_TESTS
+        done = subprocess.run(
+            [promtool, command, "rules", str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
