@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,9 +28,10 @@ from tritonclient.utils import InferenceServerException
 from tests._dashboards import RULES, Query, Selector, parse, queries
 from tests._processes import stop_process
 from tests._tools import require_tool
+from tests.integration._browser import artifacts_dir, chromium
 from tests.integration._etcd import free_port
 from tests.integration._mesh import make_model
-from tests.integration._up import Registration, run_up, wait_until
+from tests.integration._up import Registration, Up, run_up, wait_until
 
 # Labels Prometheus attaches at scrape time, not the instance.
 _TARGET_LABELS = frozenset({"job", "instance"})
@@ -46,9 +48,9 @@ class Family:
 
 
 @pytest.fixture(scope="module")
-def metrics_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The metrics endpoint of a real `meshserve up` that has served,
-    missed, loaded, evicted and failed a load."""
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A real `meshserve up` that has served, missed, loaded, evicted and
+    failed a load."""
     work = tmp_path_factory.mktemp("dashboards")
     model = make_model(work / "m.skops")
     corrupt = work / "corrupt.skops"
@@ -85,12 +87,18 @@ def metrics_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             what="an eviction and the leader's gauges",
             interval=0.5,
         )
-        yield url
+        yield Live(up=up, metrics_url=url)
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    up: Up
+    metrics_url: str
 
 
 @pytest.fixture(scope="module")
-def scrape(metrics_url: str) -> dict[str, Family]:
-    return _families(_get(metrics_url))
+def scrape(live: Live) -> dict[str, Family]:
+    return _families(_get(live.metrics_url))
 
 
 def _infer(client: triton_http.InferenceServerClient, name: str) -> None:
@@ -176,12 +184,12 @@ def test_the_check_catches_a_wrong_name_label_or_bucket(scrape: dict[str, Family
 
 
 @pytest.fixture(scope="module")
-def prometheus(metrics_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's Prometheus scraping the instance every second as the job
     ``meshserve``, with the alert rules loaded; its base URL."""
     binary = require_tool("prometheus", package="prometheus")
     work = tmp_path_factory.mktemp("prometheus")
-    target = urllib.parse.urlsplit(metrics_url)
+    target = urllib.parse.urlsplit(live.metrics_url)
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
@@ -268,3 +276,42 @@ def _rules(base: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10) as reply:
         groups = json.loads(reply.read())["data"]["groups"]
     return [rule for group in groups for rule in group["rules"]]
+
+
+# The panels shown in docs/img/dashboard-panels.png, by title.
+_SHOWN = (
+    "Request rate per model",
+    "Cache hits and misses",
+    "Evictions",
+    "Capacity used per instance",
+)
+
+
+def test_dashboard_panels_render_in_prometheus_graphs(live: Live, prometheus: str) -> None:
+    """A screenshot of some panels' queries graphed by Prometheus' own
+    page (Grafana is not packaged), after traffic that makes the two
+    models, with room for one, take turns: misses, loads and evictions."""
+    client = live.up.http_client()
+    try:
+        for turn in range(30):
+            for _ in range(3):
+                _infer(client, ("m1", "m2")[turn % 2])
+            time.sleep(0.5)  # spread over the graphs' minute
+    finally:
+        client.close()
+    by_title = {q.where.split("'")[1]: q for q in queries() if q.where.startswith("panel")}
+    params: dict[str, str] = {}
+    for index, title in enumerate(_SHOWN):
+        params |= {
+            f"g{index}.expr": by_title[title].text,
+            f"g{index}.tab": "0",
+            f"g{index}.range_input": "1m",
+            f"g{index}.stacked": "0",
+        }
+    with chromium(width=1100, height=900) as browser:
+        page = browser.new_page()
+        page.goto(f"{prometheus}/classic/graph?{urllib.parse.urlencode(params)}")
+        page.wait_for_selector(".rickshaw_graph path", state="attached", timeout=60_000)
+        page.wait_for_timeout(1000)  # the last graphs draw after the first
+        page.add_style_tag(content="nav.navbar { display: none !important; }")
+        page.screenshot(path=artifacts_dir() / "dashboard-panels.png", full_page=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import click
 
-from meshserve.cli._client import EXIT_CODES_EPILOG, CallOptions, pass_call_options
+from meshserve.cli._client import EXIT_CODES_EPILOG, CallOptions, ServerError, pass_call_options
 from meshserve.cli._output import Table, age, output_option, print_json, size
 from meshserve.cli._rest_client import rest_base, rest_request, rest_url_option
 from meshserve.protocol.status_snapshot import StatusSnapshot
@@ -72,7 +72,8 @@ def _snapshot(payload: bytes, base: str) -> StatusSnapshot:
     try:
         return StatusSnapshot.from_json(payload)
     except ValueError as exc:
-        raise click.ClickException(f"{base}/status.json: {exc}") from None
+        # Something answered, but not a meshserve of this kind.
+        raise ServerError(f"{base}/status.json: {exc}") from None
 
 
 def _watch(show: Callable[[], None], *, every_s: float) -> None:
