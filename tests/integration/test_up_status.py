@@ -260,3 +260,32 @@ def test_with_auth_the_page_asks_for_a_token_and_keeps_it_out_of_the_url(locked:
         fresh.goto(f"{locked.rest_url}/status#token={NARROW}")
         expect(fresh.locator('#models tr[data-model="m-a"]')).to_be_visible(timeout=PAGE_TIMEOUT_MS)
         assert NARROW not in fresh.url
+
+
+# -- a mesh of two ---------------------------------------------------------------
+
+
+def test_every_instance_of_a_mesh_shows_the_whole_mesh(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    work = tmp_path_factory.mktemp("status-mesh")
+    model = make_model(work / "iris.skops")
+    register = [Registration(name="iris", type="sklearn", path=model, load_now=True)]
+    with run_up(work / "data", register=register, args=["--instances", "2"]) as up:
+        snapshots: dict[str, dict[str, Any]] = {}
+
+        def from_both() -> bool:
+            # The instances share the REST port: new connections reach either.
+            data = _snapshot(up).json()
+            copies = {m["model_id"]: m["copies"] for m in data["models"]}
+            if len(data["instances"]) == 2 and copies.get("iris"):
+                snapshots[data["served_by"]] = data
+            return len(snapshots) == 2
+
+        wait_until(from_both, timeout=90, what="a snapshot from each instance", interval=0.2)
+    ids = set(snapshots)
+    for served_by, data in snapshots.items():
+        assert {i["instance_id"] for i in data["instances"]} == ids
+        assert [i["instance_id"] for i in data["instances"] if i["here"]] == [served_by]
+        (iris,) = [m for m in data["models"] if m["model_id"] == "iris"]
+        assert set(iris["copies"]) <= ids
