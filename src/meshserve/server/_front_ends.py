@@ -10,9 +10,9 @@ whatever is still open, whatever happened.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
+from meshserve._clock import SystemClock
 from meshserve.controller import ResourceStore
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
@@ -153,7 +153,7 @@ class FrontEnds:
             resources,
             rows=settings.server.status_rows,
             refresh_s=settings.server.status_refresh_s,
-            now_ms=lambda: int(time.time() * 1000),
+            clock=SystemClock(),
         )
         app = create_rest_app(
             backend=instance,

@@ -24,12 +24,12 @@ import base64
 import hashlib
 import importlib.resources
 import re
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from meshserve._clock import Clock
 from meshserve.controller import ResourceStore
 from meshserve.server._rest_errors import reports_errors
 from meshserve.server._status_snapshot import StatusSource, build_snapshot
@@ -65,10 +65,10 @@ def status_routes(
     *,
     rows: int,
     refresh_s: float,
-    now_ms: Callable[[], int],
+    clock: Clock,
 ) -> list[BaseRoute]:
     """The two routes, over the serving instance (``source``) and the
-    store's resources."""
+    store's resources; ``clock`` stamps the snapshots."""
     page, policy = _page()
     page_headers = {
         "Content-Security-Policy": policy,
@@ -82,7 +82,7 @@ def status_routes(
 
     async def status_json(request: Request) -> Response:
         snapshot = await build_snapshot(
-            source, resources, rows=rows, refresh_s=refresh_s, now_ms=now_ms()
+            source, resources, rows=rows, refresh_s=refresh_s, now_ms=int(clock.time() * 1000)
         )
         return Response(
             snapshot.to_json(),
