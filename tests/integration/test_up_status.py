@@ -11,7 +11,7 @@ import pathlib
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -161,28 +161,39 @@ def test_cli_shows_the_same_tables_and_json(up: Up) -> None:
     assert "iris" in {m["model_id"] for m in json.loads(as_json.stdout)["models"]}
 
 
-def test_cli_watch_refreshes_until_interrupted(up: Up) -> None:
+def _watch(*args: str, expect: Sequence[str]) -> None:
+    """Run ``meshserve status -w 0.5 ARGS``, read lines matching each of
+    ``expect`` in turn, then Ctrl-C it: it exits 0."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshserve", "status", "--rest-url", up.rest_url, "-w", "0.5"],
+        [sys.executable, "-m", "meshserve", "status", "-w", "0.5", *args],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
-        # Lines of a chunk after the match are dropped by read_until, so
-        # look for each part of the frames in turn.
-        frames = r"Every 0.5s: meshserve status"
-        read_until(proc, frames, 30)
-        read_until(proc, r"^HOTTEST MODELS", 30)
-        read_until(proc, frames, 30)
+        for pattern in expect:
+            read_until(proc, pattern, 30)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+_FRAME = r"Every 0.5s: meshserve status"
+
+
+def test_cli_watch_refreshes_until_interrupted(up: Up) -> None:
+    # Lines of a chunk after a match are dropped by read_until, so look for
+    # each part of the frames in turn.
+    _watch("--rest-url", up.rest_url, expect=(_FRAME, r"^HOTTEST MODELS", _FRAME))
+
+
+def test_cli_watch_keeps_going_while_nothing_answers() -> None:
+    refused = r"error: cannot connect to http://127.0.0.1:9"
+    _watch("--rest-url", "http://127.0.0.1:9", "--timeout", "5", expect=(refused, _FRAME, refused))
 
 
 def test_cli_cannot_connect_exits_3(tmp_path: pathlib.Path) -> None:

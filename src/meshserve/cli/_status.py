@@ -40,7 +40,8 @@ def status(
     Read from GET <rest-url>/status.json (with --token when the server has
     auth.enabled: the read role; you see the models and InferenceServices
     of the namespaces you may read). Any instance shows the whole mesh.
-    -o json prints the snapshot as the page receives it."""
+    -o json prints the snapshot as the page receives it. With --watch, a
+    failed fetch shows its error and the next refresh tries again."""
     base = rest_base(rest_url)
     headers = {"Accept": "application/json"}
     if call_options.token:
@@ -78,7 +79,9 @@ def _snapshot(payload: bytes, base: str) -> StatusSnapshot:
 
 def _watch(show: Callable[[], None], *, every_s: float) -> None:
     """``show()`` every ``every_s`` seconds until Ctrl-C; on a terminal the
-    screen is cleared between frames, elsewhere frames are separated."""
+    screen is cleared between frames, elsewhere frames are separated. A
+    frame whose fetch fails shows the error, and the next one tries again
+    (an instance restarting is worth watching too)."""
     tty = sys.stdout.isatty()
     with contextlib.suppress(KeyboardInterrupt):
         first = True
@@ -88,7 +91,10 @@ def _watch(show: Callable[[], None], *, every_s: float) -> None:
             elif not first:
                 click.echo("")
             click.echo(f"Every {every_s:g}s: meshserve status    {time.strftime('%H:%M:%S')}\n")
-            show()
+            try:
+                show()
+            except ServerError as exc:
+                exc.show()
             first = False
             time.sleep(every_s)
 
