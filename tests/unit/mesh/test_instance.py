@@ -363,9 +363,10 @@ async def test_mesh_records_are_the_registrys_with_this_instance_fresh(
         (own,) = instance.mesh_records().instances
         # Its own record is read now, not the one last published.
         assert (own.instance_id, own.used_bytes, own.model_count) == ("i-1", 200 * KB, 1)
-        for _ in range(100):  # copy records are published in the background
+        settled = {("m", CopyState.LOADED), ("bad", CopyState.FAILED)}
+        for _ in range(250):  # copy records are published in the background
             records = instance.mesh_records()
-            if len(records.copies) == 2:
+            if {(c.model_id, c.state) for c in records.copies} == settled:
                 break
             await asyncio.sleep(0.02)
         assert sorted(m.model_id for m in records.models) == ["bad", "m"]
