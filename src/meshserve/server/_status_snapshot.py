@@ -22,7 +22,7 @@ from meshserve.protocol.status_snapshot import (
     ServiceRow,
     StatusSnapshot,
 )
-from meshserve.registry import CopyRecord, CopyState
+from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord
 from meshserve.security import may_see_model
 from meshserve.server import _admin_resources
 
@@ -52,84 +52,97 @@ async def build_snapshot(
     as ``meshserve get`` filters them). At most ``rows`` models, loads and
     failures."""
     records = source.mesh_records()
-    models = [m for m in records.models if visible(m.model_id)]
     copies = [c for c in records.copies if visible(c.model_id)]
-    by_model: dict[str, list[CopyRecord]] = {}
-    for copy in copies:
-        by_model.setdefault(copy.model_id, []).append(copy)
-    rows_of_models = [
-        ModelRow(
-            model_id=m.model_id,
-            type=m.type,
-            copies=_where(by_model.get(m.model_id, ()), CopyState.LOADED),
-            loading_on=_where(by_model.get(m.model_id, ()), CopyState.LOADING),
-            size_bytes=max(
-                (c.size_bytes for c in by_model.get(m.model_id, ()) if c.state is CopyState.LOADED),
-                default=0,
-            ),
-            last_used_ms=m.last_requested_ms,
-            rpm_here=records.rpm_here.get(m.model_id, 0),
-        )
-        for m in models
-    ]
-    rows_of_models.sort(key=lambda m: (-m.rpm_here, -m.last_used_ms, -len(m.copies), m.model_id))
-    loads = sorted(
-        (
-            LoadRow(model_id=c.model_id, instance_id=c.instance_id, since_ms=c.time_ms)
-            for c in copies
-            if c.state is CopyState.LOADING
-        ),
-        key=lambda load: (load.since_ms, load.model_id),
+    models = _model_rows(
+        [m for m in records.models if visible(m.model_id)], copies, rpm_here=records.rpm_here
     )
-    failures = sorted(
-        (
-            FailureRow(
-                model_id=c.model_id,
-                instance_id=c.instance_id,
-                time_ms=c.time_ms,
-                reason=c.error,
-                error_type=c.error_type,
-            )
-            for c in copies
-            if c.state is CopyState.FAILED
-        ),
-        key=lambda failure: (-failure.time_ms, failure.model_id),
+    documents = await _admin_resources.get_resources(
+        resources, kind="InferenceService", namespace="", name=""
     )
     return StatusSnapshot(
         served_by=source.instance_id,
         time_ms=now_ms,
         refresh_s=refresh_s,
-        instances=tuple(
-            InstanceRow(
-                instance_id=r.instance_id,
-                capacity_bytes=r.capacity_bytes,
-                used_bytes=r.used_bytes,
-                model_count=r.model_count,
-                lru_oldest_ms=r.lru_oldest_ms,
-                rpm=r.rpm,
-                loading_count=r.loading_count,
-                loading_slots=r.loading_slots,
-                shutting_down=r.shutting_down,
-                version=r.version,
-                here=r.instance_id == source.instance_id,
-            )
-            for r in records.instances
-        ),
-        models=tuple(rows_of_models[:rows]),
-        models_total=len(rows_of_models),
-        loads=tuple(loads[:rows]),
-        failures=tuple(failures[:rows]),
-        services=tuple(
-            _service_row(document)
-            for document in await _admin_resources.get_resources(
-                resources, kind="InferenceService", namespace="", name=""
-            )
-        ),
+        instances=tuple(_instance_row(r, here=source.instance_id) for r in records.instances),
+        models=tuple(models[:rows]),
+        models_total=len(models),
+        loads=tuple(_load_rows(copies)[:rows]),
+        failures=tuple(_failure_rows(copies)[:rows]),
+        services=tuple(_service_row(document) for document in documents),
     )
+
+
+def _instance_row(record: InstanceRecord, *, here: str) -> InstanceRow:
+    return InstanceRow(
+        instance_id=record.instance_id,
+        capacity_bytes=record.capacity_bytes,
+        used_bytes=record.used_bytes,
+        model_count=record.model_count,
+        lru_oldest_ms=record.lru_oldest_ms,
+        rpm=record.rpm,
+        loading_count=record.loading_count,
+        loading_slots=record.loading_slots,
+        shutting_down=record.shutting_down,
+        version=record.version,
+        here=record.instance_id == here,
+    )
+
+
+def _model_rows(
+    models: Iterable[ModelRecord], copies: Iterable[CopyRecord], *, rpm_here: Mapping[str, int]
+) -> list[ModelRow]:
+    """The hottest first: busiest here, then most recently used anywhere."""
+    by_model: dict[str, list[CopyRecord]] = {}
+    for copy in copies:
+        by_model.setdefault(copy.model_id, []).append(copy)
+    found = []
+    for model in models:
+        its = by_model.get(model.model_id, [])
+        found.append(
+            ModelRow(
+                model_id=model.model_id,
+                type=model.type,
+                copies=_where(its, CopyState.LOADED),
+                loading_on=_where(its, CopyState.LOADING),
+                size_bytes=max(
+                    (c.size_bytes for c in its if c.state is CopyState.LOADED), default=0
+                ),
+                last_used_ms=model.last_requested_ms,
+                rpm_here=rpm_here.get(model.model_id, 0),
+            )
+        )
+    found.sort(key=lambda m: (-m.rpm_here, -m.last_used_ms, -len(m.copies), m.model_id))
+    return found
 
 
 def _where(copies: Iterable[CopyRecord], state: CopyState) -> tuple[str, ...]:
     return tuple(sorted(c.instance_id for c in copies if c.state is state))
+
+
+def _load_rows(copies: Iterable[CopyRecord]) -> list[LoadRow]:
+    """Loads in flight, the longest running first."""
+    loads = [
+        LoadRow(model_id=c.model_id, instance_id=c.instance_id, since_ms=c.time_ms)
+        for c in copies
+        if c.state is CopyState.LOADING
+    ]
+    return sorted(loads, key=lambda load: (load.since_ms, load.model_id))
+
+
+def _failure_rows(copies: Iterable[CopyRecord]) -> list[FailureRow]:
+    """Failed loads, the most recent first."""
+    failures = [
+        FailureRow(
+            model_id=c.model_id,
+            instance_id=c.instance_id,
+            time_ms=c.time_ms,
+            reason=c.error,
+            error_type=c.error_type,
+        )
+        for c in copies
+        if c.state is CopyState.FAILED
+    ]
+    return sorted(failures, key=lambda failure: (-failure.time_ms, failure.model_id))
 
 
 def _service_row(document: Mapping[str, Any]) -> ServiceRow:
