@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import http
 import pathlib
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import click
-import orjson
 
-from meshserve.cli._client import (
-    EXIT_CODES_EPILOG,
-    CannotConnectError,
-    ClientTls,
-    Connection,
-    ServerError,
-    endpoints_file_entry,
-    pass_connection,
-    tls_hint,
-)
+from meshserve.cli._client import EXIT_CODES_EPILOG, ClientTls, Connection, pass_connection
 from meshserve.cli._output import print_json
+from meshserve.cli._rest_client import rest_base, rest_request, rest_url_option
 from meshserve.errors import InvalidRequestError
 from meshserve.protocol import codecs
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse
 
 __all__ = ["infer"]
-
-DEFAULT_REST_URL = "http://127.0.0.1:8008"
 
 
 @click.command(epilog=EXIT_CODES_EPILOG)
@@ -43,14 +29,7 @@ DEFAULT_REST_URL = "http://127.0.0.1:8008"
 @click.option("--model-id", default=None, help="Route to this model (mm-model-id header).")
 @click.option("--vmodel-id", default=None, help="Route to this vmodel (mm-vmodel-id header).")
 @click.option("--rest", is_flag=True, help="Send it over REST instead of gRPC.")
-@click.option(
-    "--rest-url",
-    envvar="MESHSERVE_REST_URL",
-    default=None,
-    metavar="URL",
-    help="REST base URL; implies --rest (env MESHSERVE_REST_URL)  [default: the 'rest' entry "
-    f"of ./.meshserve/endpoints.json if it exists, else {DEFAULT_REST_URL}]",
-)
+@rest_url_option(note="; implies --rest")
 @pass_connection
 def infer(
     conn: Connection,
@@ -78,7 +57,7 @@ def infer(
     headers = [("mm-model-id", model_id)] if model_id else []
     headers += [("mm-vmodel-id", vmodel_id)] if vmodel_id else []
     if rest or rest_url:
-        base = rest_url or endpoints_file_entry("rest") or DEFAULT_REST_URL
+        base = rest_base(rest_url)
         response = _infer_rest(
             base,
             model_name=model_name,
@@ -109,44 +88,12 @@ def _infer_rest(
     timeout_s: float,
     tls: ClientTls | None,
 ) -> InferenceResponse:
-    url = f"{base.rstrip('/')}/v2/models/{urllib.parse.quote(model_name, safe='')}/infer"
-    request = urllib.request.Request(
-        url,
-        data=body,
+    payload = rest_request(
+        base,
+        f"/v2/models/{urllib.parse.quote(model_name, safe='')}/infer",
+        body=body,
         headers={"Content-Type": "application/json", **dict(headers)},
-        method="POST",
+        timeout_s=timeout_s,
+        tls=tls,
     )
-    # The same files as the gRPC channel (--tls-ca/--tls-cert/--tls-key);
-    # without them an https:// URL is checked against the system's CAs.
-    context = tls.ssl_context() if tls is not None else None
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as answer:
-            payload: bytes = answer.read()
-    except urllib.error.HTTPError as exc:
-        raise ServerError(f"HTTP {_status_name(exc.code)}: {_rest_error(exc.read())}") from None
-    except urllib.error.URLError as exc:
-        reason = str(exc.reason)
-        raise CannotConnectError(base, reason + tls_hint(reason, tls=tls, url=url)) from None
-    except TimeoutError:
-        raise ServerError(f"DEADLINE_EXCEEDED: no answer within {timeout_s} s") from None
-    except ConnectionError as exc:
-        reason = str(exc)
-        raise CannotConnectError(base, reason + tls_hint(reason, tls=tls, url=url)) from None
     return codecs.response_from_json(payload)
-
-
-def _status_name(code: int) -> str:
-    """404 -> '404 NOT_FOUND'."""
-    try:
-        return f"{code} {http.HTTPStatus(code).name}"
-    except ValueError:
-        return str(code)
-
-
-def _rest_error(payload: bytes) -> str:
-    """The message of meshserve's ``{"error": message}`` body, else the body."""
-    try:
-        message = orjson.loads(payload).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        message = None
-    return str(message) if message else payload.decode(errors="replace")

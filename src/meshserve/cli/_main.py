@@ -30,6 +30,7 @@ _COMMANDS = {
     "models": "_models:models",
     "vmodels": "_vmodels:vmodels",
     "infer": "_infer:infer",
+    "status": "_status:status",
 }
 
 

@@ -5,6 +5,7 @@ from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._instance import Instance
 from meshserve.mesh._instance_state import InstanceState
 from meshserve.mesh._lru import WeightedLru
+from meshserve.mesh._mesh_records import MeshRecords
 from meshserve.mesh._status import (
     CopyInfo,
     ModelState,
@@ -18,6 +19,7 @@ __all__ = [
     "CopyInfo",
     "Instance",
     "InstanceState",
+    "MeshRecords",
     "ModelCache",
     "ModelState",
     "ModelStatus",

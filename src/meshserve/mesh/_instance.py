@@ -25,6 +25,7 @@ from meshserve._ids import InstanceId, ModelId
 from meshserve.errors import MeshServeError
 from meshserve.mesh._cache import ArtifactPuller, ModelCache
 from meshserve.mesh._instance_state import InstanceState
+from meshserve.mesh._mesh_records import MeshRecords
 from meshserve.mesh._parts import Parts, build_parts
 from meshserve.mesh._peers import PeerLink
 from meshserve.mesh._status import ModelState, ModelStatus, ModelSummary, VModelStatus
@@ -209,6 +210,20 @@ class Instance:
     def describe(self) -> InstanceRecord:
         """This instance's record, as published in the store."""
         return self._own.describe()
+
+    def mesh_records(self) -> MeshRecords:
+        """The mesh as the registry has it now, for a status view."""
+        registry = self._registry
+        own = self.describe()
+        others = (entry.record for _, entry in sorted(registry.instances.items()))
+        models = tuple(entry.record for _, entry in sorted(registry.models.items()))
+        rates = {m.model_id: self._rates.rpm(m.model_id) for m in models}
+        return MeshRecords(
+            instances=(own, *(r for r in others if r.instance_id != own.instance_id)),
+            models=models,
+            copies=tuple(c for m in models for c in registry.copies(m.model_id).values()),
+            rpm_here={model_id: rpm for model_id, rpm in rates.items() if rpm},
+        )
 
     async def on_runtime_restart(self) -> None:
         """The runtime came back empty: reload what was loaded here."""

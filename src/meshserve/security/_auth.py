@@ -322,3 +322,10 @@ def may_see_namespace(namespace: str) -> bool:
     ``namespace`` (always, when no auth layer ran for this call)."""
     call = _CALL.get()
     return call is None or _covers(call.principal.namespaces, namespace)
+
+
+def may_see_model(model_id: str) -> bool:
+    """Whether a listing shown to the current caller may include ``model_id``
+    (always, when no auth layer ran for this call)."""
+    call = _CALL.get()
+    return call is None or may_see(call.principal, model_id, namespace=call.namespace_of(model_id))

@@ -38,6 +38,7 @@ from meshserve.security import Action, Authenticator, DeniedHook, NamespaceOf, P
 from meshserve.server import _rest_request
 from meshserve.server._grpc_guard import RequestBody, guard_handler
 from meshserve.server._rest_errors import error_response
+from meshserve.server._status_page import STATUS_JSON_PATH, STATUS_PAGE_PATH
 
 __all__ = [
     "GRPC_RULES",
@@ -308,6 +309,12 @@ def rest_call(method: str, path: str) -> RestCall | None:
         # The API's description: like reflection over gRPC, any valid credential.
         template = _DOCS_PREFIX + "{asset}" if path.startswith(_DOCS_PREFIX) else path
         return RestCall(Rule("read", label=f"{method} {template}"))
+    # The status page: its shell holds no data; the snapshot it polls is
+    # a listing, read as the admin API's are (see _status_page).
+    if path == STATUS_PAGE_PATH:
+        return None
+    if path == STATUS_JSON_PATH:
+        return RestCall(Rule("read", label=f"{method} {STATUS_JSON_PATH}"))
     if path.startswith(_MODELS):
         parts = path[len(_MODELS) :].split("/")
         name, rest = parts[0], tuple(parts[1:])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from meshserve._clock import SystemClock
 from meshserve.controller import ResourceStore
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
@@ -28,6 +29,7 @@ from meshserve.server._metrics_http import (
 from meshserve.server._ports import address, rest_base_url
 from meshserve.server._public_guards import PublicGuards
 from meshserve.server._rest import RestServer, create_rest_app
+from meshserve.server._status_page import status_routes
 from meshserve.settings import Settings
 
 __all__ = ["FrontEnds"]
@@ -85,7 +87,7 @@ class FrontEnds:
         for public in (self.public, *self.namespace_ports):
             await public.start(instance, resources=resources, access_log=access_log)
         if self._settings.server.rest_enabled:
-            self._rest = self._rest_server(instance, access_log=access_log)
+            self._rest = self._rest_server(instance, resources=resources, access_log=access_log)
             await self._rest.start()
         metrics = self._settings.metrics
         if metrics.enabled:
@@ -142,14 +144,24 @@ class FrontEnds:
         if self._metrics_server is not None:
             await self._metrics_server.stop()
 
-    def _rest_server(self, instance: Instance, *, access_log: AccessLog | None) -> RestServer:
+    def _rest_server(
+        self, instance: Instance, *, resources: ResourceStore, access_log: AccessLog | None
+    ) -> RestServer:
         settings = self._settings
+        status = status_routes(
+            instance,
+            resources,
+            rows=settings.server.status_rows,
+            refresh_s=settings.server.status_refresh_s,
+            clock=SystemClock(),
+        )
         app = create_rest_app(
             backend=instance,
             max_message_bytes=settings.server.grpc_max_message_size_bytes,
             budget=self._guards.budget,
             offload_bytes=settings.server.offload_decode_bytes,
             access_log=access_log,
+            extra_routes=status,
         )
         tls = settings.tls
         return RestServer(

@@ -16,7 +16,7 @@ from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.routing import routing_headers_from_grpc
 from meshserve.protocol.status import reports_errors
-from meshserve.security import current_principal, may_see, namespace_of
+from meshserve.security import may_see_model
 from meshserve.server import _admin_resources
 
 __all__ = ["AdminService", "ModelMeshService", "model_status_to_proto", "vmodel_status_to_proto"]
@@ -264,5 +264,4 @@ def _ref(key: ResourceKey) -> admin.ResourceRef:
 def _visible(name: str) -> bool:
     """Whether the caller may see ``name`` in a listing (everything, when
     authentication is off)."""
-    principal = current_principal()
-    return principal is None or may_see(principal, name, namespace=namespace_of(name))
+    return may_see_model(name)

@@ -245,6 +245,24 @@ def _own_paths() -> dict[str, Json]:
                 tag="docs",
             )
         },
+        "/status": {
+            "get": _op(
+                "statusPage",
+                "The status page: the mesh at a glance (polls /status.json)",
+                {"200": {"description": "The page; it holds no data itself.", "content": html}},
+                tag="status",
+                open_=True,
+            )
+        },
+        "/status.json": {
+            "get": _op(
+                "status",
+                "The mesh now: instances, hottest models and their copies, loads in flight, "
+                "recent failures, InferenceServices (only what the caller may see)",
+                {"200": _json({"type": "object"}, "The snapshot (docs/observability.md).")},
+                tag="status",
+            )
+        },
         "/docs/{asset}": {
             "get": _op(
                 "docsAsset",

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from starlette.applications import Starlette
@@ -99,6 +99,7 @@ def create_rest_app(
     budget: DecodeBudget | None = None,
     offload_bytes: int = 256 * 1024,
     access_log: AccessLog | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The v2 REST API in front of ``backend``, as an ASGI app.
 
@@ -107,6 +108,8 @@ def create_rest_app(
     ``budget`` bounds the bytes of the bodies held at once (None: unbounded);
     bodies over ``offload_bytes`` are decoded on a worker thread.
     ``access_log``: write a line per infer there (None: no access log).
+    ``extra_routes``: served beside the v2 routes, not under the namespace
+    prefix (the status page, ``_status_page``).
     """
     endpoints = _Endpoints(
         backend=backend,
@@ -144,7 +147,7 @@ def create_rest_app(
         *docs_routes(),
     ]
     return Starlette(
-        routes=[*own, *routes, Mount(REST_NAMESPACE_PREFIX, routes=routes)],
+        routes=[*own, *routes, *extra_routes, Mount(REST_NAMESPACE_PREFIX, routes=routes)],
         exception_handlers={HTTPException: route_error, Exception: unexpected_error},
     )
 

@@ -132,6 +132,18 @@ class ServerSettings(Group):
     connection pool rarely needs more than tens. 0: unlimited. (gRPC
     multiplexes calls on one connection: see ``grpcMaxStreamsPerConnection``.)"""
 
+    status_rows: int = Field(default=20, ge=1, le=1000)
+    """Rows of each list on the status page (``GET /status``) and in
+    ``meshserve status``: the hottest models, loads in flight and recent
+    failures. Enough to see what matters on one screen, and it keeps the
+    reply small on a mesh of thousands of models (the page polls it)."""
+
+    status_refresh_s: float = Field(default=5.0, ge=1.0)
+    """How often the status page polls for a new snapshot, in seconds. The
+    mesh's records move on their own schedules (instance records every few
+    seconds, last use about once a minute), so polling faster shows nothing
+    new."""
+
     grpc_max_connection_idle_s: float = Field(default=300.0, ge=0)
     """A gRPC connection with no call for this long is closed (clients
     reconnect on their next call). 0: never."""

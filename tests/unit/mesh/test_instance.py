@@ -16,7 +16,7 @@ from meshserve.mesh import Instance, ModelState, VModelState
 from meshserve.protocol.datatypes import Datatype
 from meshserve.protocol.inference import InferenceRequest, Tensor
 from meshserve.protocol.routing import RoutingHeaders
-from meshserve.registry import Registry
+from meshserve.registry import CopyState, Registry
 from meshserve.settings import CacheSettings, MeshSettings
 from meshserve.store import SqliteStore
 from tests.fakes import FakeModel, FakeRuntime
@@ -370,3 +370,33 @@ async def test_a_lame_duck_serves_and_loads_what_is_placed_on_it_and_a_draining_
         late = RoutingHeaders(model_id="late", hops=1, exclude=("i-0",), dest="i-1")
         with pytest.raises(errors.UnavailableError, match="shutting down"):
             await instance.ensure_loaded("late", sync=True, headers=late)
+
+
+async def test_mesh_records_are_the_registrys_with_this_instance_fresh(
+    open_instance: OpenInstance, runtime: FakeRuntime
+) -> None:
+    """What the status page is built from: every instance, model and copy
+    (failed loads included, with their reason) and this instance's rates."""
+    runtime.models["/m"] = FakeModel(size=200 * KB)
+    runtime.models["/bad"] = FakeModel(fail=errors.ModelLoadError("broken file"))
+    async with open_instance() as instance:
+        await instance.register_model("m", type="fake", path="/m")
+        await instance.register_model("bad", type="fake", path="/bad")
+        await _infer(instance, "m")
+        with pytest.raises(errors.MeshServeError):
+            await _infer(instance, "bad")
+        (own,) = instance.mesh_records().instances
+        # Its own record is read now, not the one last published.
+        assert (own.instance_id, own.used_bytes, own.model_count) == ("i-1", 200 * KB, 1)
+        settled = {("m", CopyState.LOADED), ("bad", CopyState.FAILED)}
+        for _ in range(250):  # copy records are published in the background
+            records = instance.mesh_records()
+            if {(c.model_id, c.state) for c in records.copies} == settled:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(m.model_id for m in records.models) == ["bad", "m"]
+        copies = {c.model_id: c for c in records.copies}
+        assert (copies["m"].state, copies["m"].size_bytes) == (CopyState.LOADED, 200 * KB)
+        assert copies["bad"].state is CopyState.FAILED
+        assert "broken file" in copies["bad"].error
+        assert list(records.rpm_here) == ["m"] and records.rpm_here["m"] > 0

@@ -459,6 +459,9 @@ def test_auth_errors_map_to_their_codes_and_back(
             "GET /v2/models/{name}/versions/{version}",
         ),
         ("GET", "/v2/models/m/other", "admin", None, "GET (other)"),
+        # The status page's shell holds no data; its snapshot is a listing.
+        ("GET", "/status", None, None, None),
+        ("GET", "/status.json", "read", None, "GET /status.json"),
         ("DELETE", "/v2/repository", "admin", None, "DELETE (other)"),
     ],
 )

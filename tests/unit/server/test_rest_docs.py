@@ -4,6 +4,7 @@ and every file it links are served from the vendored bundle."""
 
 from __future__ import annotations
 
+import pathlib
 import re
 from collections.abc import Iterator
 
@@ -12,8 +13,12 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import BaseRoute, Mount, Route
 
+from meshserve._clock import SystemClock
+from meshserve.controller import ResourceStore
 from meshserve.server._openapi import OPENAPI_PATH, openapi_document
 from meshserve.server._rest import create_rest_app
+from meshserve.server._status_page import status_routes
+from meshserve.store import SqliteStore
 from tests.unit.server.test_rest import FakeBackend, _ServerThread
 
 _METHODS = {"get", "post", "put", "patch", "delete"}
@@ -42,8 +47,13 @@ def test_the_document_is_valid_openapi() -> None:
     validate(openapi_document())
 
 
-def test_the_document_lists_exactly_the_routes_served() -> None:
-    app = create_rest_app(backend=FakeBackend())
+async def test_the_document_lists_exactly_the_routes_served(tmp_path: pathlib.Path) -> None:
+    async with SqliteStore.open(tmp_path / "store.db") as store:
+        # With the status page's routes, as the front ends serve them.
+        status = status_routes(
+            FakeBackend(), ResourceStore(store), rows=5, refresh_s=5, clock=SystemClock()
+        )
+    app = create_rest_app(backend=FakeBackend(), extra_routes=status)
     served = _served_routes(app.routes)
     documented = _documented(openapi_document())
     assert served - documented == set(), "served, not in the OpenAPI document"
