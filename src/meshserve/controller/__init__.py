@@ -16,9 +16,11 @@ from meshserve.controller._builtin_runtimes import (
 )
 from meshserve.controller._controller import Controller
 from meshserve.controller._pools import (
+    AnyRuntime,
     PoolPlan,
     PoolPlanner,
     PoolSpec,
+    PoolSpecMaker,
     RuntimePools,
     expand_vars,
     pool_spec,
@@ -29,6 +31,7 @@ from meshserve.controller._resource_store import (
     CLUSTER,
     Applied,
     ResourceKey,
+    ResourceSource,
     ResourceStore,
     SealedSecrets,
     kind_of,
@@ -56,6 +59,7 @@ __all__ = [
     "PICKLE_RUNTIME",
     "PREDICTOR_READY",
     "READY",
+    "AnyRuntime",
     "Applied",
     "ConditionStatus",
     "Controller",
@@ -65,8 +69,10 @@ __all__ = [
     "PoolPlan",
     "PoolPlanner",
     "PoolSpec",
+    "PoolSpecMaker",
     "PredictorStatus",
     "ResourceKey",
+    "ResourceSource",
     "ResourceStatus",
     "ResourceStore",
     "RuntimePools",

@@ -43,9 +43,9 @@ from meshserve.controller._backoff import Backoff
 from meshserve.controller._builtin_runtimes import BUILTIN_RUNTIME, PICKLE_RUNTIMES
 from meshserve.controller._change_log import ChangeLog
 from meshserve.controller._failures import failure_of, owned_elsewhere
-from meshserve.controller._pools import AnyRuntime, PoolPlanner, RuntimePools
+from meshserve.controller._pools import AnyRuntime, PoolPlanner, PoolSpecMaker, RuntimePools
 from meshserve.controller._port import MeshPort
-from meshserve.controller._resource_store import ResourceKey, ResourceStore
+from meshserve.controller._resource_store import ResourceKey, ResourceSource, ResourceStore
 from meshserve.controller._runtime_catalog import RuntimeCatalog, RuntimeRefusal, runtime_catalog
 from meshserve.controller._status import (
     PredictorStatus,
@@ -59,6 +59,7 @@ from meshserve.errors import (
     ForeignResourceError,
     InvalidResourceError,
     MeshServeError,
+    PreconditionFailedError,
 )
 from meshserve.mesh import ModelState, VModelStatus
 from meshserve.protocol import routing
@@ -105,14 +106,21 @@ class Controller:
         pools: RuntimePools | None = None,
         clock: Clock | None = None,
         local_roots: LocalRoots | None = None,
+        resources: ResourceSource | None = None,
+        pool_spec: PoolSpecMaker | None = None,
+        skip_pools: tuple[str, ...] = (BUILTIN_RUNTIME,),
     ) -> None:
         """``candidate_id`` and ``lease_ttl_s``: this instance's id and
         lease in the election of the mesh's one controller. ``local_roots``:
         where a resource's local model path may lie (a resource that got in
         without the admin API's check, ``apply --store``, is refused here).
-        ``namespace_grpc_urls``: the gRPC URL of a namespace's own port."""
+        ``namespace_grpc_urls``: the gRPC URL of a namespace's own port.
+
+        ``resources``: where resources come from and status goes (None: the
+        store; the operator gives the cluster's). ``pool_spec``: how a pool
+        runs (None: local processes); ``skip_pools``: runtimes with none."""
         self._store = store
-        self._resources = ResourceStore(store, local_roots=local_roots)
+        self._resources: ResourceSource = resources or ResourceStore(store, local_roots=local_roots)
         self._mesh = mesh
         self._grpc_urls = namespace_grpc_urls or {}
         self._grpc_url = grpc_url
@@ -129,9 +137,9 @@ class Controller:
             scale_to_zero=control.scale_to_zero_enabled,
             grace_period_s=control.scale_to_zero_grace_period_s,
             mlserver_executable=control.mlserver_executable,
-            # The instances of the mesh itself offer the built-in runtime.
-            skip=(BUILTIN_RUNTIME,),
+            skip=skip_pools,
             clock=clock.monotonic,
+            spec=pool_spec,
         )
         self._election = Election(
             store,
@@ -429,6 +437,23 @@ class Controller:
         names = self._applied.pop(key)
         log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
         with contextlib.suppress(MeshServeError):
+            await self._mesh.delete_vmodel(names.vmodel_id, owner=names.owner)
+
+    async def release(self, key: ResourceKey, document: dict[str, Any]) -> None:
+        """Remove the vmodel of a resource being deleted, whether this
+        controller applied it or one before it did (the operator, restarted,
+        holding the resource by its finalizer); raises what the mesh raised,
+        so that the caller keeps the resource and tries again."""
+        names = self._applied.pop(key, None)
+        if names is None:
+            try:
+                resource = parse_resource(document)
+                assert isinstance(resource, InferenceService | Predictor)
+                names = _scoped(model_names(resource))
+            except MeshServeError:
+                return  # a spec that could not be read made nothing
+        log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
+        with contextlib.suppress(PreconditionFailedError):  # another's: not ours to remove
             await self._mesh.delete_vmodel(names.vmodel_id, owner=names.owner)
 
 
