@@ -45,6 +45,12 @@ from meshserve.controller._change_log import ChangeLog
 from meshserve.controller._failures import failure_of, owned_elsewhere
 from meshserve.controller._pools import AnyRuntime, PoolPlanner, PoolSpecMaker, RuntimePools
 from meshserve.controller._port import MeshPort
+from meshserve.controller._resource_ids import (
+    model_key_of,
+    revision_of,
+    scoped_names,
+    unservable_model_id,
+)
 from meshserve.controller._resource_store import ResourceKey, ResourceSource, ResourceStore
 from meshserve.controller._runtime_catalog import RuntimeCatalog, RuntimeRefusal, runtime_catalog
 from meshserve.controller._status import (
@@ -62,10 +68,7 @@ from meshserve.errors import (
     PreconditionFailedError,
 )
 from meshserve.mesh import ModelState, VModelStatus
-from meshserve.protocol import routing
 from meshserve.resources import (
-    INFERENCE_SERVICE_SOURCE,
-    PREDICTOR_SOURCE,
     FailureReason,
     InferenceService,
     ModelNames,
@@ -76,7 +79,7 @@ from meshserve.resources import (
     parse_resource,
 )
 from meshserve.settings import ControlSettings
-from meshserve.storage import LocalRoots, build_model_key
+from meshserve.storage import LocalRoots
 from meshserve.store import Election, Store, StoreError
 
 __all__ = ["Controller"]
@@ -289,7 +292,7 @@ class Controller:
             key, reason, message, bug=None if isinstance(exc, MeshServeError) else exc
         )
         return PredictorStatus.refused(
-            reason, message, generation=_generation(document), model_id=_revision(key, document)
+            reason, message, generation=_generation(document), model_id=revision_of(key, document)
         )
 
     def _log_refused(
@@ -313,7 +316,7 @@ class Controller:
         try:
             resource = parse_resource(document)
             assert isinstance(resource, InferenceService | Predictor)
-            names = _scoped(model_names(resource))
+            names = scoped_names(model_names(resource))
             target = model_target(resource)
             self._resources.admit(resource)
         except ForeignResourceError as exc:
@@ -323,7 +326,7 @@ class Controller:
                 FailureReason.INVALID_PREDICTOR_SPEC,
                 str(exc),
                 generation=generation,
-                model_id=_unservable_model_id(key, document),
+                model_id=unservable_model_id(key, document),
             ), None
         choice = catalog.choose(target, namespace=key.namespace)
         if isinstance(choice, RuntimeRefusal):
@@ -421,7 +424,7 @@ class Controller:
                     owner=names.owner,
                     model_type=names.type_label,
                     model_path=target.path,
-                    model_key=_model_key(target),
+                    model_key=model_key_of(target),
                     auto_delete_target=True,
                     load_now=True,
                 )
@@ -449,7 +452,7 @@ class Controller:
             try:
                 resource = parse_resource(document)
                 assert isinstance(resource, InferenceService | Predictor)
-                names = _scoped(model_names(resource))
+                names = scoped_names(model_names(resource))
             except MeshServeError:
                 return  # a spec that could not be read made nothing
         log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
@@ -475,44 +478,3 @@ def _fingerprint(document: dict[str, Any]) -> str:
     """What tells a changed resource from the one that failed (any change:
     the spec, or an annotation that names its runtime)."""
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _scoped(names: ModelNames) -> ModelNames:
-    """Ids outside the default namespace carry it: ``<namespace>/<name>``."""
-    return dataclasses.replace(
-        names,
-        vmodel_id=routing.namespaced_id(names.namespace, names.vmodel_id),
-        model_id=routing.namespaced_id(names.namespace, names.model_id),
-    )
-
-
-def _revision(key: ResourceKey, document: dict[str, Any]) -> str:
-    """The model revision a resource's spec names, as its failure reports
-    it (:func:`_unservable_model_id` for a spec that cannot be read)."""
-    try:
-        resource = parse_resource(document)
-        assert isinstance(resource, InferenceService | Predictor)
-        return _scoped(model_names(resource)).model_id
-    except MeshServeError:
-        return _unservable_model_id(key, document)
-
-
-def _unservable_model_id(key: ResourceKey, document: dict[str, Any]) -> str:
-    """The revision a spec that cannot be served names in its failure:
-    ``<name>__<source>-<hash>`` as a servable one's, the hash over the spec
-    as applied (there is no Predictor spec to hash), so that it changes
-    with the spec as upstream's modelRevisionName does."""
-    source = PREDICTOR_SOURCE if key.kind == "Predictor" else INFERENCE_SERVICE_SOURCE
-    spec = orjson.dumps(document.get("spec"), option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha1(spec).hexdigest()[:10]
-    return routing.namespaced_id(key.namespace, f"{key.name}__{source}-{digest}")
-
-
-def _model_key(target: ModelTarget) -> str:
-    return build_model_key(
-        model_type=target.model_format.name,
-        model_type_version=target.model_format.version or "",
-        storage_key=target.storage_key,
-        storage_params=target.storage_params,
-        schema_path=target.schema_path,
-    )
