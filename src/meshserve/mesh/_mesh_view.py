@@ -159,9 +159,10 @@ class MeshView:
             if label.startswith("rt:") or self.instance_id in exclude:
                 # A named runtime whose instances are not up (yet): wait for them.
                 return None
-            # No instance advertises the format: let the local runtime try,
-            # so the error is the runtime's own precise one.
-            return instances[0]
+            # No instance advertises the format: let a runtime try, so the
+            # error is the runtime's own precise one; never a member with no
+            # labels at all (the operator's, which runs no models).
+            return next((r for r in instances if r.labels), None)
         return choose_instance(
             instances,
             label=label,

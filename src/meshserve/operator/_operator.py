@@ -297,7 +297,7 @@ def _controller(
         mesh=instance,
         candidate_id=options.identity,
         lease_ttl_s=settings.mesh.lease_ttl_s,
-        grpc_url=f"grpc://{host}:{config.grpc_port}",
+        grpc_url=f"{host}:{config.grpc_port}",
         rest_url=f"http://{host}:{config.rest_port}" if config.rest_enabled else None,
         control=config.control_settings(settings.control),
         pools=pools,
