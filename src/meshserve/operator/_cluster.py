@@ -131,7 +131,7 @@ class ClusterResources:
     async def statuses(self, kind: str | None = None) -> dict[ResourceKey, dict[str, Any]]:
         return {
             key: doc["status"]
-            for key, doc in self._documents.items()
+            for key, doc in self._served().items()
             if (kind is None or key.kind == kind) and isinstance(doc.get("status"), dict)
         }
 
