@@ -52,6 +52,19 @@ def _runtime(*, env: str = "a", annotations: dict[str, str] | None = None) -> di
     }
 
 
+def _predictor(model: pathlib.Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "Predictor",
+        "metadata": {"name": "example-predictor", "namespace": NAMESPACE},
+        "spec": {
+            "modelType": {"name": "sklearn"},
+            "runtime": {"name": RUNTIME},
+            "path": str(model),
+        },
+    }
+
+
 def _isvc(model: pathlib.Path, *, name: str = "example") -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(
         isvc(name, namespace=NAMESPACE, path=str(model), runtime=RUNTIME)
@@ -82,10 +95,16 @@ async def test_a_runtime_and_an_inference_service_become_a_deployment_services_a
         cluster.start_operator("op-0")
         await cluster.apply(_runtime())
         await cluster.apply(_isvc(model))
+        await cluster.apply(_predictor(model))
 
-        # The vmodel and its model are in the mesh's etcd.
+        # The vmodel and its model are in the mesh's etcd (the Predictor's too).
         target = await wait_for(lambda: _vmodel_target(cluster), what="the vmodel in etcd")
         assert target.startswith(f"{NAMESPACE}/example__isvc-")
+        predictor_target = await wait_for(
+            lambda: _vmodel_target(cluster, f"{NAMESPACE}/example-predictor"),
+            what="the Predictor's vmodel",
+        )
+        assert predictor_target.startswith(f"{NAMESPACE}/example-predictor__ksp-")
 
         # The runtime's Deployment, in use: podsPerRuntime replicas.
         deployment = await wait_for(lambda: _deployment(cluster), what="the Deployment")
@@ -108,6 +127,15 @@ async def test_a_runtime_and_an_inference_service_become_a_deployment_services_a
         assert model_status["states"]["activeModelState"] in {"Pending", "Loading", "Standby"}
         assert model_status["transitionStatus"] in {"UpToDate", "InProgress"}
         assert {c["type"] for c in found["status"]["conditions"]} >= {"PredictorReady", "Ready"}
+
+        # A Predictor's status in ModelMesh Serving's v1alpha1 shape.
+        async def predictor_status() -> dict[str, Any] | None:
+            found = await cluster.get("Predictor", "example-predictor")
+            return (found or {}).get("status", {}).get("activeModelState") and found
+
+        predictor = await wait_for(predictor_status, what="the Predictor's status")
+        assert predictor["status"]["transitionStatus"] in {"UpToDate", "InProgress"}
+        await cluster.delete("Predictor", "example-predictor")
 
         # A changed runtime rolls its pods: a new pod template.
         before = _template(deployment)
