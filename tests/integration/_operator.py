@@ -102,9 +102,10 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def start_operator(self, identity: str) -> None:
+    def start_operator(self, identity: str, *, clusterwide: bool = False) -> None:
         settings = self.settings()
         options = OperatorOptions(
+            clusterwide=clusterwide,
             connection=KubeConnection(server=str(self.emulator.url)),
             namespace=NAMESPACE,
             identity=identity,

@@ -50,6 +50,7 @@ _BY_KIND = {
     "HorizontalPodAutoscaler": HPAS,
     "Lease": LEASES,
     "NetworkPolicy": NETWORK_POLICIES,
+    "Namespace": NAMESPACES,
 }
 
 

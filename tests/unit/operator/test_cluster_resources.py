@@ -7,6 +7,7 @@ from typing import Any
 from meshserve.controller import ResourceKey
 from meshserve.operator import KubeApi, KubeConnection
 from meshserve.operator._cluster import FINALIZER, ClusterResources
+from meshserve.operator._watches import Inputs, serves
 
 
 def _view(served_namespaces: set[str] = frozenset({"mm"})) -> ClusterResources:  # type: ignore[assignment]
@@ -59,3 +60,20 @@ async def test_first_seen_first_listed_and_deleting_ones_are_left_out() -> None:
     assert list(view.deleting()) == [ResourceKey("InferenceService", "mm", "a-later")]
     view.gone(ResourceKey("InferenceService", "mm", "a-later"))
     assert view.deleting() == {}
+
+
+def test_which_namespaces_are_served() -> None:
+    """Namespace-scoped: the operator's own; cluster-scoped: also those
+    labelled modelmesh-enabled (kmock 0.8 cannot serve /api/v1/namespaces,
+    so the cluster-scoped mode is tested here, not against the emulator)."""
+    inputs = Inputs(enabled_namespaces={"team-a"})
+    key = ResourceKey.named
+
+    def served(k: ResourceKey, clusterwide: bool) -> bool:
+        return serves(k, namespace="mm", clusterwide=clusterwide, inputs=inputs)
+
+    assert served(key("InferenceService", "mm", "x"), False)
+    assert not served(key("InferenceService", "team-a", "x"), False)
+    assert served(key("InferenceService", "team-a", "x"), True)
+    assert not served(key("InferenceService", "team-b", "x"), True)
+    assert served(key("ClusterServingRuntime", "", "rt"), True)
