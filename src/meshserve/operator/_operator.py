@@ -66,7 +66,7 @@ from meshserve.runtime import InProcessRuntime
 from meshserve.server import peer_client, secret_from_store
 from meshserve.settings import Settings
 from meshserve.storage import LocalRoots
-from meshserve.store import open_store
+from meshserve.store import Store, open_store
 
 __all__ = ["OperatorOptions", "run_operator"]
 
@@ -215,11 +215,11 @@ async def _act(
     view: ClusterResources,
     inputs: Inputs,
     instance: Instance,
-    store: Any,
+    store: Store,
     election: LeaseElection,
     wake: _Wake,
     stop: asyncio.Event,
-    etcd_changed: Any,
+    etcd_changed: Callable[[], bool],
 ) -> None:
     """The passes of the active replica (a standby waits here)."""
     control = settings.control
@@ -282,7 +282,7 @@ def _controller(
     api: KubeApi,
     view: ClusterResources,
     instance: Instance,
-    store: Any,
+    store: Store,
     namespaces: Callable[[], Iterable[str]],
 ) -> Controller:
     pools = DeploymentPools(
@@ -444,7 +444,7 @@ async def _kopf_running(
 
 @contextlib.asynccontextmanager
 async def _mesh_member(
-    settings: Settings, registry: Registry, *, store: Any, identity: str
+    settings: Settings, registry: Registry, *, store: Store, identity: str
 ) -> AsyncIterator[Instance]:
     """The operator's place in the mesh: an instance with no placement
     labels and a token capacity (never given a copy), through which the
