@@ -21,6 +21,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/services": ("Service", True),
     "v1/secrets": ("Secret", True),
     "v1/configmaps": ("ConfigMap", True),
+    "v1/events": ("Event", True),
     "v1/namespaces": ("Namespace", False),
     "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True),
     "coordination.k8s.io/v1/leases": ("Lease", True),

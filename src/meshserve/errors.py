@@ -12,7 +12,8 @@ the same thing on every port::
     │   │                             predicting (an InferenceError too)
     │   ├── MessageTooLargeError      over grpcMaxMessageSizeBytes
     │   └── InvalidResourceError      a resource document is malformed (names the field)
-    │       └── ForeignResourceError  valid, but meant for another controller
+    │       ├── ForeignResourceError  valid, but meant for another controller
+    │       └── UnsupportedRuntimeError  valid, but meshserve cannot run it on Kubernetes
     ├── ModelNotFoundError            no such model or vmodel
     ├── AlreadyExistsError            exists already, differently (or owned by another)
     ├── PreconditionFailedError       the current state forbids it (compare-and-set lost)
@@ -89,6 +90,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedModelError",
+    "UnsupportedRuntimeError",
     "bounded_message",
     "quote_client_value",
 ]
@@ -217,6 +219,14 @@ class ForeignResourceError(InvalidResourceError):
     without ``serving.kserve.io/deploymentMode: ModelMesh`` (KServe's own
     controller serves it), or a ServingRuntime that is not ``multiModel``.
     ModelMesh Serving ignores these; a caller may skip them with a warning."""
+
+
+class UnsupportedRuntimeError(InvalidResourceError):
+    """The ServingRuntime is well formed but asks for what meshserve does not
+    implement on Kubernetes: a ``builtInAdapter.serverType`` other than
+    ``mlserver`` (triton, ovms, torchserve), or no container to run. The
+    operator writes it to the runtime's status; applying the runtime again
+    will not help until its spec changes."""
 
 
 class ModelNotFoundError(MeshServeError):

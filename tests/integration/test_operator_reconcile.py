@@ -14,6 +14,7 @@ import kmock
 import pytest
 import yaml
 
+from meshserve.operator._endpoints import endpoint_of_kind
 from meshserve.operator._render import OPERATOR_API_USE
 from tests._processes import stop_process
 from tests.integration._etcd import EtcdServer, run_etcd
@@ -136,6 +137,21 @@ async def test_a_runtime_and_an_inference_service_become_a_deployment_services_a
         predictor = await wait_for(predictor_status, what="the Predictor's status")
         assert predictor["status"]["transitionStatus"] in {"UpToDate", "InProgress"}
         await cluster.delete("Predictor", "example-predictor")
+
+        # A resource refused: its status says why, and so does a Warning
+        # Event (kubectl describe), once.
+        wrong = _isvc(model, name="wrong")
+        wrong["spec"]["predictor"]["model"]["runtime"] = "no-such-runtime"
+        await cluster.apply(wrong)
+
+        async def warned() -> list[dict[str, Any]]:
+            events = await cluster.api.list(endpoint_of_kind("Event"), namespace=NAMESPACE)
+            return [e for e in events if e["involvedObject"]["name"] == "wrong"]
+
+        (event,) = await wait_for(warned, what="a Warning Event about the refused resource")
+        assert event["type"] == "Warning" and event["reason"] == "RuntimeNotRecognized"
+        assert event["involvedObject"]["kind"] == "InferenceService"
+        await cluster.delete("InferenceService", "wrong")
 
         # A changed runtime rolls its pods: a new pod template.
         before = _template(deployment)

@@ -23,6 +23,7 @@ from meshserve.controller._pools import (
     PoolSpecMaker,
     RuntimePools,
     expand_vars,
+    format_labels,
     pool_spec,
     pool_variables,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "builtin_runtimes",
     "expand_vars",
     "find_condition",
+    "format_labels",
     "kind_of",
     "pool_spec",
     "pool_variables",

@@ -36,6 +36,7 @@ __all__ = [
     "PoolSpecMaker",
     "RuntimePools",
     "expand_vars",
+    "format_labels",
     "pool_spec",
     "pool_variables",
 ]
@@ -186,7 +187,7 @@ def pool_spec(
 ) -> PoolSpec | str:
     """How ``runtime``'s instances run here, or why they cannot."""
     spec = runtime.spec
-    labels = tuple(_format_labels(runtime))
+    labels = tuple(format_labels(runtime))
     if runtime.name == PICKLE_RUNTIME and not spec.containers:
         return PoolSpec(
             name=runtime.name, replicas=replicas, host="process", allow_pickle=True, labels=labels
@@ -274,7 +275,7 @@ def _env(container: Container | None) -> tuple[tuple[str, str], ...]:
     return tuple((e.name, e.value or "") for e in container.env if e.value is not None)
 
 
-def _format_labels(runtime: AnyRuntime) -> Iterable[str]:
+def format_labels(runtime: AnyRuntime) -> Iterable[str]:
     """ModelMesh Serving labels a runtime's pods with each format it
     auto-selects, with and without the version."""
     for supported in runtime.spec.supported_model_formats:

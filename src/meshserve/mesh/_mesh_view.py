@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from meshserve._clock import Clock
 from meshserve.errors import MeshServeError
-from meshserve.mesh._placement import choose_instance, required_label
+from meshserve.mesh._placement import HOLDS_NO_MODELS, choose_instance, required_label
 from meshserve.protocol.status import error_from_name
 from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
 from meshserve.settings import MeshSettings
@@ -160,9 +160,9 @@ class MeshView:
                 # A named runtime whose instances are not up (yet): wait for them.
                 return None
             # No instance advertises the format: let a runtime try, so the
-            # error is the runtime's own precise one; never a member with no
-            # labels at all (the operator's, which runs no models).
-            return next((r for r in instances if r.labels), None)
+            # error is the runtime's own precise one; never a member that
+            # holds no models (the operator's).
+            return next((r for r in instances if HOLDS_NO_MODELS not in r.labels), None)
         return choose_instance(
             instances,
             label=label,

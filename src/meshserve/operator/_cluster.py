@@ -18,6 +18,7 @@ from typing import Any
 
 from meshserve.controller import ResourceKey
 from meshserve.operator._endpoints import endpoint_of_kind
+from meshserve.operator._events import failure_of, post_failure_event
 from meshserve.operator._kube import KubeApi, Ref
 from meshserve.resources import Resource
 
@@ -56,12 +57,15 @@ class ClusterResources:
         *,
         admit: Callable[[Resource], None],
         serves: Callable[[ResourceKey], bool] = lambda key: True,
+        events_namespace: str = "default",
     ) -> None:
         """``admit``: the check of a resource's model location
         (:meth:`meshserve.controller.ResourceStore.admit`); ``serves``:
         whether a resource's namespace is served now (the others are kept,
-        and count once their namespace is enabled)."""
+        and count once their namespace is enabled); ``events_namespace``:
+        where Events about cluster-scoped resources go."""
         self._api = api
+        self._events_namespace = events_namespace
         self._admit = admit
         self._serves = serves
         self._documents: dict[ResourceKey, dict[str, Any]] = {}
@@ -142,6 +146,11 @@ class ClusterResources:
         previous = document.get("status") if isinstance(document.get("status"), dict) else {}
         await self._api.patch(_ref(key), {"status": merge_patch(previous, status)}, status=True)
         self._update(key, status=status)
+        failure = failure_of(key.kind, status)
+        if failure is not None and failure != failure_of(key.kind, previous):
+            await post_failure_event(
+                self._api, key, document, failure=failure, namespace=self._events_namespace
+            )
 
     async def delete_status(self, key: ResourceKey) -> None:
         """Nothing to do: a status goes with its object."""

@@ -10,6 +10,7 @@ __all__ = [
     "CLUSTER_SERVING_RUNTIMES",
     "CONFIG_MAPS",
     "DEPLOYMENTS",
+    "EVENTS",
     "HPAS",
     "INFERENCE_SERVICES",
     "LEASES",
@@ -30,6 +31,7 @@ PREDICTORS = Endpoint(KSERVE, "v1alpha1", "predictors")
 DEPLOYMENTS = Endpoint("apps", "v1", "deployments")
 SERVICES = Endpoint("", "v1", "services")
 SECRETS = Endpoint("", "v1", "secrets")
+EVENTS = Endpoint("", "v1", "events")
 SERVICE_ACCOUNTS = Endpoint("", "v1", "serviceaccounts")
 CONFIG_MAPS = Endpoint("", "v1", "configmaps")
 NAMESPACES = Endpoint("", "v1", "namespaces", namespaced=False)
@@ -51,6 +53,7 @@ _BY_KIND = {
     "Lease": LEASES,
     "NetworkPolicy": NETWORK_POLICIES,
     "Namespace": NAMESPACES,
+    "Event": EVENTS,
 }
 
 

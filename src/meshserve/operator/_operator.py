@@ -37,7 +37,7 @@ import yaml
 from meshserve import _tasks
 from meshserve.controller import Controller, ResourceStore
 from meshserve.errors import MeshServeError
-from meshserve.mesh import Instance
+from meshserve.mesh import HOLDS_NO_MODELS, Instance
 from meshserve.operator._cluster import ClusterResources
 from meshserve.operator._endpoints import (
     CLUSTER_SERVING_RUNTIMES,
@@ -126,7 +126,8 @@ async def run_operator(
             while not stop.is_set():
                 try:
                     await _connected(settings, options, api=api, election=election, stop=stop)
-                except MeshServeError as exc:  # the API or etcd: connect again
+                except (MeshServeError, ValueError) as exc:  # the API, etcd, its Secret
+                    # (ValueError: an etcd connection JSON that cannot be used)
                     log.warning("operator: %s; starting again", exc)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), control.operator_lease_renew_s)
@@ -152,7 +153,10 @@ async def _connected(
         return
     with tempfile.TemporaryDirectory(prefix="meshserve-operator-") as files:
         store_settings = etcd_store_settings(secret, base=settings.store, files=pathlib.Path(files))
-        connected = settings.model_copy(update={"store": store_settings})
+        # The CA an inline certificate names is written beside the file.
+        connected = settings.model_copy(
+            update={"store": store_settings, "data_dir": pathlib.Path(files)}
+        )
         async with open_store(connected) as store, Registry.open(store) as registry:
             resources_store = ResourceStore(
                 store, local_roots=LocalRoots.for_resources(settings.storage)
@@ -160,6 +164,7 @@ async def _connected(
             view = ClusterResources(
                 api,
                 admit=resources_store.admit,
+                events_namespace=options.namespace,
                 serves=partial(
                     serves,
                     namespace=options.namespace,
@@ -446,9 +451,9 @@ async def _kopf_running(
 async def _mesh_member(
     settings: Settings, registry: Registry, *, store: Store, identity: str
 ) -> AsyncIterator[Instance]:
-    """The operator's place in the mesh: an instance with no placement
-    labels and a token capacity (never given a copy), through which the
-    controller registers models and asks the others to load them."""
+    """The operator's place in the mesh: an instance placement never
+    chooses (labelled HOLDS_NO_MODELS, never given a copy), through which
+    the controller registers models and asks the others to load them."""
     peers = peer_client(settings, secret=await secret_from_store(store))
     runtime_settings = settings.runtime.model_copy(
         update={"host": "inprocess", "allow_pickle": False}
@@ -462,7 +467,7 @@ async def _mesh_member(
                 runtime=runtime,
                 settings=settings.cache,
                 mesh=settings.mesh,
-                labels=(),
+                labels=(HOLDS_NO_MODELS,),
                 peers=peers,
             ) as instance,
         ):

@@ -24,7 +24,6 @@ from meshserve.operator._objects import ObjectWriter
 from meshserve.operator._render import (
     ClusterConfig,
     render_runtime,
-    render_runtime_account,
     render_services,
 )
 from meshserve.resources import ClusterServingRuntime, ServingRuntime, parse_resource
@@ -82,8 +81,9 @@ class DeploymentPools:
                 (deployments if kind == "Deployment" else hpas).append(where)
                 if await self._writer.apply(document):
                     log.info("%s %s/%s applied (%d replicas planned)", kind, *where, spec.replicas)
-        # What every runtime pod needs: its account (no roles, no token), the Services.
-        for document in [render_runtime_account(config), *render_services(config)]:
+        # The Services every runtime pod is behind (the pods' account is
+        # installed with the operator: it grants the operator nothing).
+        for document in render_services(config):
             await self._writer.apply(document)
         namespaces = {config.namespace, *self._namespaces()}
         for endpoint, keep in ((HPAS, hpas), (DEPLOYMENTS, deployments)):

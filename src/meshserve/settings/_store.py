@@ -20,6 +20,13 @@ class StoreSettings(Group):
     for another file; ``etcd://HOST:PORT[,HOST:PORT...]`` for etcd (what
     instances on several machines share)."""
 
+    etcd_connection_file: pathlib.Path | None = None
+    """ModelMesh Serving's etcd connection JSON (the ``etcd_connection`` key
+    of the ``model-serving-etcd`` Secret, mounted as a file): ``endpoints``,
+    ``root_prefix``, ``userid``/``password``, ``certificate`` (PEM) or
+    ``certificate_file``, ``client_certificate_file``/``client_key_file``.
+    What it sets wins over the settings below; read once at start."""
+
     etcd_ca: str = ""
     """PEM file of the CA that signed etcd's certificate; setting it turns on TLS."""
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from meshserve.errors import PreconditionFailedError
 from meshserve.settings import Settings, StoreSettings
+from meshserve.store._etcd_connection import with_etcd_connection
 from meshserve.store._etcd_settings import EtcdSettings
 from meshserve.store._prefixed import PrefixedStore
 from meshserve.store._sqlite import SqliteStore
@@ -45,10 +46,11 @@ def store_url(settings: Settings) -> str:
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The mesh's store, scoped to ``<root_prefix>/mm/<service_name>/``."""
-    url = settings.store.url
-    root = settings.store.root_prefix.strip("/")
+    store_settings = with_etcd_connection(settings.store, data_dir=settings.data_dir)
+    url = store_settings.url
+    root = store_settings.root_prefix.strip("/")
     prefix = f"{root}/" if root else ""
-    scope = f"{prefix}mm/{settings.store.service_name}/"
+    scope = f"{prefix}mm/{store_settings.service_name}/"
     if url.startswith("etcd://"):
         try:
             # Imported here: the etcd backend needs the etcd extra.
@@ -58,7 +60,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
                 f"store url {url!r}: the etcd store needs the etcd extra "
                 f"(pip install 'meshserve[etcd]'): {exc}"
             ) from None
-        async with EtcdStore.open(etcd_settings(settings.store)) as etcd:
+        async with EtcdStore.open(etcd_settings(store_settings)) as etcd:
             yield PrefixedStore(etcd, scope)
         return
     if url and not url.startswith("sqlite:///"):
