@@ -455,8 +455,9 @@ async def _mesh_member(
     chooses (labelled HOLDS_NO_MODELS, never given a copy), through which
     the controller registers models and asks the others to load them."""
     peers = peer_client(settings, secret=await secret_from_store(store))
+    # It loads nothing: no model libraries imported, no pickle.
     runtime_settings = settings.runtime.model_copy(
-        update={"host": "inprocess", "allow_pickle": False}
+        update={"host": "inprocess", "allow_pickle": False, "preload_libraries": False}
     )
     try:
         async with (
