@@ -22,7 +22,7 @@ COPY src ./src
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/meshserve \
  && wheel=$(ls /wheels/meshserve-*.whl) \
- && /opt/meshserve/bin/pip install "${wheel}[formats,storage,etcd]" \
+ && /opt/meshserve/bin/pip install "${wheel}[formats,storage,etcd,operator]" \
  && /opt/meshserve/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

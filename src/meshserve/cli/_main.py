@@ -19,6 +19,7 @@ __all__ = ["cli", "main"]
 _COMMANDS = {
     "up": "_up:up",
     "instance": "_instance:instance",
+    "operator": "_operator:operator",
     "config": "_config:config",
     "apply": "_resources:apply",
     "get": "_resources:get",

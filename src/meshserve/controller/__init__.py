@@ -16,9 +16,11 @@ from meshserve.controller._builtin_runtimes import (
 )
 from meshserve.controller._controller import Controller
 from meshserve.controller._pools import (
+    AnyRuntime,
     PoolPlan,
     PoolPlanner,
     PoolSpec,
+    PoolSpecMaker,
     RuntimePools,
     expand_vars,
     format_labels,
@@ -30,6 +32,7 @@ from meshserve.controller._resource_store import (
     CLUSTER,
     Applied,
     ResourceKey,
+    ResourceSource,
     ResourceStore,
     SealedSecrets,
     kind_of,
@@ -57,6 +60,7 @@ __all__ = [
     "PICKLE_RUNTIME",
     "PREDICTOR_READY",
     "READY",
+    "AnyRuntime",
     "Applied",
     "ConditionStatus",
     "Controller",
@@ -66,8 +70,10 @@ __all__ = [
     "PoolPlan",
     "PoolPlanner",
     "PoolSpec",
+    "PoolSpecMaker",
     "PredictorStatus",
     "ResourceKey",
+    "ResourceSource",
     "ResourceStatus",
     "ResourceStore",
     "RuntimePools",

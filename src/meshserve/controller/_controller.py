@@ -43,9 +43,15 @@ from meshserve.controller._backoff import Backoff
 from meshserve.controller._builtin_runtimes import BUILTIN_RUNTIME, PICKLE_RUNTIMES
 from meshserve.controller._change_log import ChangeLog
 from meshserve.controller._failures import failure_of, owned_elsewhere
-from meshserve.controller._pools import AnyRuntime, PoolPlanner, RuntimePools
+from meshserve.controller._pools import AnyRuntime, PoolPlanner, PoolSpecMaker, RuntimePools
 from meshserve.controller._port import MeshPort
-from meshserve.controller._resource_store import ResourceKey, ResourceStore
+from meshserve.controller._resource_ids import (
+    model_key_of,
+    revision_of,
+    scoped_names,
+    unservable_model_id,
+)
+from meshserve.controller._resource_store import ResourceKey, ResourceSource, ResourceStore
 from meshserve.controller._runtime_catalog import RuntimeCatalog, RuntimeRefusal, runtime_catalog
 from meshserve.controller._status import (
     PredictorStatus,
@@ -59,12 +65,10 @@ from meshserve.errors import (
     ForeignResourceError,
     InvalidResourceError,
     MeshServeError,
+    PreconditionFailedError,
 )
 from meshserve.mesh import ModelState, VModelStatus
-from meshserve.protocol import routing
 from meshserve.resources import (
-    INFERENCE_SERVICE_SOURCE,
-    PREDICTOR_SOURCE,
     FailureReason,
     InferenceService,
     ModelNames,
@@ -75,7 +79,7 @@ from meshserve.resources import (
     parse_resource,
 )
 from meshserve.settings import ControlSettings
-from meshserve.storage import LocalRoots, build_model_key
+from meshserve.storage import LocalRoots
 from meshserve.store import Election, Store, StoreError
 
 __all__ = ["Controller"]
@@ -105,14 +109,21 @@ class Controller:
         pools: RuntimePools | None = None,
         clock: Clock | None = None,
         local_roots: LocalRoots | None = None,
+        resources: ResourceSource | None = None,
+        pool_spec: PoolSpecMaker | None = None,
+        skip_pools: tuple[str, ...] = (BUILTIN_RUNTIME,),
     ) -> None:
         """``candidate_id`` and ``lease_ttl_s``: this instance's id and
         lease in the election of the mesh's one controller. ``local_roots``:
         where a resource's local model path may lie (a resource that got in
         without the admin API's check, ``apply --store``, is refused here).
-        ``namespace_grpc_urls``: the gRPC URL of a namespace's own port."""
+        ``namespace_grpc_urls``: the gRPC URL of a namespace's own port.
+
+        ``resources``: where resources come from and status goes (None: the
+        store; the operator gives the cluster's). ``pool_spec``: how a pool
+        runs (None: local processes); ``skip_pools``: runtimes with none."""
         self._store = store
-        self._resources = ResourceStore(store, local_roots=local_roots)
+        self._resources: ResourceSource = resources or ResourceStore(store, local_roots=local_roots)
         self._mesh = mesh
         self._grpc_urls = namespace_grpc_urls or {}
         self._grpc_url = grpc_url
@@ -129,9 +140,9 @@ class Controller:
             scale_to_zero=control.scale_to_zero_enabled,
             grace_period_s=control.scale_to_zero_grace_period_s,
             mlserver_executable=control.mlserver_executable,
-            # The instances of the mesh itself offer the built-in runtime.
-            skip=(BUILTIN_RUNTIME,),
+            skip=skip_pools,
             clock=clock.monotonic,
+            spec=pool_spec,
         )
         self._election = Election(
             store,
@@ -281,7 +292,7 @@ class Controller:
             key, reason, message, bug=None if isinstance(exc, MeshServeError) else exc
         )
         return PredictorStatus.refused(
-            reason, message, generation=_generation(document), model_id=_revision(key, document)
+            reason, message, generation=_generation(document), model_id=revision_of(key, document)
         )
 
     def _log_refused(
@@ -305,7 +316,7 @@ class Controller:
         try:
             resource = parse_resource(document)
             assert isinstance(resource, InferenceService | Predictor)
-            names = _scoped(model_names(resource))
+            names = scoped_names(model_names(resource))
             target = model_target(resource)
             self._resources.admit(resource)
         except ForeignResourceError as exc:
@@ -315,7 +326,7 @@ class Controller:
                 FailureReason.INVALID_PREDICTOR_SPEC,
                 str(exc),
                 generation=generation,
-                model_id=_unservable_model_id(key, document),
+                model_id=unservable_model_id(key, document),
             ), None
         choice = catalog.choose(target, namespace=key.namespace)
         if isinstance(choice, RuntimeRefusal):
@@ -413,7 +424,7 @@ class Controller:
                     owner=names.owner,
                     model_type=names.type_label,
                     model_path=target.path,
-                    model_key=_model_key(target),
+                    model_key=model_key_of(target),
                     auto_delete_target=True,
                     load_now=True,
                 )
@@ -429,6 +440,23 @@ class Controller:
         names = self._applied.pop(key)
         log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
         with contextlib.suppress(MeshServeError):
+            await self._mesh.delete_vmodel(names.vmodel_id, owner=names.owner)
+
+    async def release(self, key: ResourceKey, document: dict[str, Any]) -> None:
+        """Remove the vmodel of a resource being deleted, whether this
+        controller applied it or one before it did (the operator, restarted,
+        holding the resource by its finalizer); raises what the mesh raised,
+        so that the caller keeps the resource and tries again."""
+        names = self._applied.pop(key, None)
+        if names is None:
+            try:
+                resource = parse_resource(document)
+                assert isinstance(resource, InferenceService | Predictor)
+                names = scoped_names(model_names(resource))
+            except MeshServeError:
+                return  # a spec that could not be read made nothing
+        log.info("resource %s deleted; removing vmodel %s", key.path(), names.vmodel_id)
+        with contextlib.suppress(PreconditionFailedError):  # another's: not ours to remove
             await self._mesh.delete_vmodel(names.vmodel_id, owner=names.owner)
 
 
@@ -450,44 +478,3 @@ def _fingerprint(document: dict[str, Any]) -> str:
     """What tells a changed resource from the one that failed (any change:
     the spec, or an annotation that names its runtime)."""
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _scoped(names: ModelNames) -> ModelNames:
-    """Ids outside the default namespace carry it: ``<namespace>/<name>``."""
-    return dataclasses.replace(
-        names,
-        vmodel_id=routing.namespaced_id(names.namespace, names.vmodel_id),
-        model_id=routing.namespaced_id(names.namespace, names.model_id),
-    )
-
-
-def _revision(key: ResourceKey, document: dict[str, Any]) -> str:
-    """The model revision a resource's spec names, as its failure reports
-    it (:func:`_unservable_model_id` for a spec that cannot be read)."""
-    try:
-        resource = parse_resource(document)
-        assert isinstance(resource, InferenceService | Predictor)
-        return _scoped(model_names(resource)).model_id
-    except MeshServeError:
-        return _unservable_model_id(key, document)
-
-
-def _unservable_model_id(key: ResourceKey, document: dict[str, Any]) -> str:
-    """The revision a spec that cannot be served names in its failure:
-    ``<name>__<source>-<hash>`` as a servable one's, the hash over the spec
-    as applied (there is no Predictor spec to hash), so that it changes
-    with the spec as upstream's modelRevisionName does."""
-    source = PREDICTOR_SOURCE if key.kind == "Predictor" else INFERENCE_SERVICE_SOURCE
-    spec = orjson.dumps(document.get("spec"), option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha1(spec).hexdigest()[:10]
-    return routing.namespaced_id(key.namespace, f"{key.name}__{source}-{digest}")
-
-
-def _model_key(target: ModelTarget) -> str:
-    return build_model_key(
-        model_type=target.model_format.name,
-        model_type_version=target.model_format.version or "",
-        storage_key=target.storage_key,
-        storage_params=target.storage_params,
-        schema_path=target.schema_path,
-    )

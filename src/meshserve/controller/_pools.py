@@ -33,6 +33,7 @@ __all__ = [
     "PoolPlan",
     "PoolPlanner",
     "PoolSpec",
+    "PoolSpecMaker",
     "RuntimePools",
     "expand_vars",
     "format_labels",
@@ -118,14 +119,18 @@ class PoolPlanner:
         mlserver_executable: str = "mlserver",
         skip: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        spec: PoolSpecMaker | None = None,
     ) -> None:
+        """``spec``: how a runtime's pool runs, or why it cannot
+        (:func:`pool_spec`, for local processes, unless given: the operator
+        runs pools as Deployments, whose limits are not this machine's)."""
         self._pods = pods_per_runtime
         self._scale_to_zero = scale_to_zero
         self._grace_s = grace_period_s
-        self._mlserver = mlserver_executable
         self._skip = frozenset(skip)
         self._clock = clock
         self._last_used: dict[str, float] = {}
+        self._spec = spec or _local_spec(mlserver_executable)
 
     def plan(self, runtimes: Sequence[AnyRuntime], used: Iterable[str]) -> PoolPlan:
         """The pools for these accepted runtimes, given the names of those
@@ -143,7 +148,7 @@ class PoolPlanner:
                 last = self._last_used.get(name)
                 if last is None or now - last >= self._grace_s:
                     wanted = 0
-            spec = pool_spec(runtime, replicas=wanted, mlserver_executable=self._mlserver)
+            spec = self._spec(runtime, wanted)
             if isinstance(spec, str):
                 plan.refused[name] = spec
             else:
@@ -155,7 +160,7 @@ class PoolPlanner:
         or when it has no pool (skipped, disabled, not multiModel)."""
         if not self._runs_pool(runtime):
             return None
-        spec = pool_spec(runtime, replicas=0, mlserver_executable=self._mlserver)
+        spec = self._spec(runtime, 0)
         return spec if isinstance(spec, str) else None
 
     def _runs_pool(self, runtime: AnyRuntime) -> bool:
@@ -164,6 +169,17 @@ class PoolPlanner:
             and not runtime.spec.is_disabled
             and runtime.spec.is_multi_model
         )
+
+
+PoolSpecMaker = Callable[[AnyRuntime, int], "PoolSpec | str"]
+"""How a runtime's pool of ``replicas`` instances runs, or why it cannot."""
+
+
+def _local_spec(mlserver_executable: str) -> PoolSpecMaker:
+    def spec(runtime: AnyRuntime, replicas: int) -> PoolSpec | str:
+        return pool_spec(runtime, replicas=replicas, mlserver_executable=mlserver_executable)
+
+    return spec
 
 
 def pool_spec(

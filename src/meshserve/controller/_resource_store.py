@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -37,7 +37,15 @@ from meshserve.security import SealingKey
 from meshserve.storage import LocalRoots, SecretEntries
 from meshserve.store import Store, StoreError, WatchStream
 
-__all__ = ["CLUSTER", "Applied", "ResourceKey", "ResourceStore", "SealedSecrets", "kind_of"]
+__all__ = [
+    "CLUSTER",
+    "Applied",
+    "ResourceKey",
+    "ResourceSource",
+    "ResourceStore",
+    "SealedSecrets",
+    "kind_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,28 @@ class Applied(enum.Enum):
     CREATED = "created"
     CONFIGURED = "configured"
     UNCHANGED = "unchanged"
+
+
+class ResourceSource(Protocol):
+    """What the controller reads resources from and writes status to:
+    :class:`ResourceStore` (the mesh's store), or the operator's view of a
+    Kubernetes cluster."""
+
+    async def list(self, kind: str | None = None) -> dict[ResourceKey, dict[str, Any]]:
+        """The resources, first applied first."""
+        ...
+
+    async def statuses(self, kind: str | None = None) -> dict[ResourceKey, dict[str, Any]]:
+        """The status last written for each resource."""
+        ...
+
+    async def put_status(self, key: ResourceKey, status: dict[str, Any]) -> None: ...
+
+    async def delete_status(self, key: ResourceKey) -> None: ...
+
+    def admit(self, resource: Resource) -> None:
+        """InvalidResourceError if the resource's model location is known bad."""
+        ...
 
 
 class ResourceStore:

@@ -6,6 +6,7 @@ from meshserve.mesh._instance import Instance
 from meshserve.mesh._instance_state import InstanceState
 from meshserve.mesh._lru import WeightedLru
 from meshserve.mesh._mesh_records import MeshRecords
+from meshserve.mesh._placement import HOLDS_NO_MODELS
 from meshserve.mesh._status import (
     CopyInfo,
     ModelState,
@@ -16,6 +17,7 @@ from meshserve.mesh._status import (
 )
 
 __all__ = [
+    "HOLDS_NO_MODELS",
     "CopyInfo",
     "Instance",
     "InstanceState",

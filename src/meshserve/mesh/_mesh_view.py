@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from meshserve._clock import Clock
 from meshserve.errors import MeshServeError
-from meshserve.mesh._placement import choose_instance, required_label
+from meshserve.mesh._placement import HOLDS_NO_MODELS, choose_instance, required_label
 from meshserve.mesh._store_contact import StoreContact
 from meshserve.protocol.status import error_from_name
 from meshserve.registry import CopyRecord, CopyState, InstanceRecord, ModelRecord, Registry
@@ -232,9 +232,10 @@ class MeshView:
             if label.startswith("rt:") or self.instance_id in exclude:
                 # A named runtime whose instances are not up (yet): wait for them.
                 return None
-            # No instance advertises the format: let the local runtime try,
-            # so the error is the runtime's own precise one.
-            return instances[0]
+            # No instance advertises the format: let a runtime try, so the
+            # error is the runtime's own precise one; never a member that
+            # holds no models (the operator's).
+            return next((r for r in instances if HOLDS_NO_MODELS not in r.labels), None)
         return choose_instance(
             instances,
             label=label,

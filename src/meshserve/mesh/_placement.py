@@ -14,7 +14,11 @@ from collections.abc import Collection, Iterable
 
 from meshserve.registry import InstanceRecord
 
-__all__ = ["choose_instance", "is_full", "rank_instances", "required_label"]
+__all__ = ["HOLDS_NO_MODELS", "choose_instance", "is_full", "rank_instances", "required_label"]
+
+HOLDS_NO_MODELS = "meshserve:holds-no-models"
+"""The label of a mesh member placement never chooses (the operator's: it
+registers models, it does not serve them). No model requires it."""
 
 # A full instance keeps this share of its capacity at most as its reserve.
 _MAX_RESERVE_FRACTION = 0.05

@@ -210,6 +210,25 @@ class ControlSettings(Group):
     runs (a path, or a name looked up on PATH). MLServer needs a Python
     environment of its own: see docs/model-formats.md."""
 
+    operator_interval_s: float = Field(default=2.0, gt=0)
+    """How often ``meshserve operator`` reconciles when nothing changed
+    (a change in the cluster wakes it at once): statuses follow the mesh
+    (a copy that loaded) within this, without a pass costing much."""
+
+    operator_lease_duration_s: float = Field(default=15.0, gt=0)
+    """How long the operator's Lease (coordination.k8s.io) holds without a
+    renewal: a replica that died is replaced by another after this, and
+    one that cannot renew stops acting before another may start."""
+
+    operator_lease_renew_s: float = Field(default=5.0, gt=0)
+    """How often the active operator renews its Lease, and a standby one
+    checks it: a third of the duration leaves two renewals' slack."""
+
+    operator_api_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest wait for one Kubernetes API call of the operator (watches
+    excepted): long enough for a loaded API server, short enough that a
+    stuck call does not outlive the Lease for long."""
+
     allowed_runtime_images: tuple[str, ...] = ()
     """Patterns (``fnmatch``: ``*``, ``?``, ``[...]``) that a ServingRuntime's
     container images and commands must match to be used. Empty: none, so

@@ -18,6 +18,7 @@ import pytest
 from meshserve import errors
 from meshserve._clock import ManualClock
 from meshserve.controller import (
+    BUILTIN_RUNTIME,
     CLUSTER,
     Controller,
     MeshPort,
@@ -1062,3 +1063,56 @@ async def test_later_passes_keep_the_times_of_an_unchanged_status(
     assert await _status(resources, key) == first
     assert first["modelStatus"]["lastFailureInfo"]["time"] == START_TEXT
     assert {c["lastTransitionTime"] for c in first["conditions"]} == {START_TEXT}
+
+
+async def test_release_removes_a_vmodel_applied_before_a_restart(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    """The operator holds a deleted resource by its finalizer; the
+    controller that applied it is gone (restarted): release still finds
+    its vmodel from the document, and leaves another owner's alone."""
+    document = _isvc("iris")
+    await _served(_controller(store, mesh, clock), mesh, resources, document)
+    restarted = _controller(store, mesh, clock)
+
+    await restarted.release(_key("InferenceService", "iris"), document)
+    assert mesh.deleted == [("iris", "isvc")]
+    assert "iris" not in mesh.vmodels
+    # Nothing left: no effect; a spec that cannot be read made nothing.
+    await restarted.release(_key("InferenceService", "iris"), document)
+    await restarted.release(_key("InferenceService", "bad"), {"kind": "InferenceService"})
+
+
+async def test_a_pool_spec_maker_decides_which_runtimes_can_run(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    """The operator's pools are Deployments: what it cannot run is its
+    PoolSpecMaker's say (written to the runtime's status), not the local
+    machine's, and no runtime is skipped."""
+    control = ControlSettings(allowed_runtime_images=("/opt/rt/*",))
+    pools = FakePools()
+
+    def spec(runtime: Any, replicas: int) -> PoolSpec | str:
+        if runtime.name == "tf-rt":
+            return "tf-rt is not for this cluster"
+        return PoolSpec(name=runtime.name, replicas=replicas, host="external")
+
+    controller = Controller(
+        store=store,
+        mesh=mesh,
+        candidate_id="operator",
+        lease_ttl_s=10.0,
+        grpc_url=GRPC,
+        rest_url=REST,
+        control=control,
+        pools=pools,
+        clock=clock,
+        pool_spec=spec,
+        skip_pools=(),
+    )
+    await resources.apply(_runtime("tf-rt"))
+    await controller.reconcile()
+    status = await _status(resources, _key("ServingRuntime", "tf-rt"))
+    assert status["message"] == "cannot run here: tf-rt is not for this cluster"
+    assert "tf-rt" not in pools.synced
+    assert BUILTIN_RUNTIME in pools.synced, "not skipped: on a cluster it runs as pods too"

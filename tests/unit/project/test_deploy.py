@@ -63,7 +63,8 @@ def test_the_image_is_multi_stage_on_python_3_11_slim() -> None:
     assert arg == "PYTHON_IMAGE=python:3.11-slim"
     bases = [ins.argument.split()[0] for ins in instructions if ins.keyword == "FROM"]
     assert bases == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
-    assert any("[formats,storage,etcd]" in ins.argument for ins in instructions)
+    # operator: the same image runs `meshserve operator` (kopf).
+    assert any("[formats,storage,etcd,operator]" in ins.argument for ins in instructions)
     # lightgbm links to the system's libgomp.so.1, which python:3.11-slim lacks.
     assert any("libgomp1" in ins.argument for ins in _final_stage() if ins.keyword == "RUN")
 

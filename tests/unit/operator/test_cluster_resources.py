@@ -1,0 +1,79 @@
+"""The operator's view of the cluster's resources, as the controller reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshserve.controller import ResourceKey
+from meshserve.operator import KubeApi, KubeConnection
+from meshserve.operator._cluster import FINALIZER, ClusterResources
+from meshserve.operator._watches import Inputs, serves
+
+
+def _view(served_namespaces: set[str] = frozenset({"mm"})) -> ClusterResources:  # type: ignore[assignment]
+    api = KubeApi(KubeConnection(server="http://127.0.0.1:9"), timeout_s=1, user_agent="t")
+    return ClusterResources(
+        api, admit=lambda resource: None, serves=lambda key: key.namespace in served_namespaces
+    )
+
+
+def _isvc(
+    name: str, *, namespace: str = "mm", mode: str | None = "ModelMesh", **meta: Any
+) -> dict[str, Any]:
+    annotations = {} if mode is None else {"serving.kserve.io/deploymentMode": mode}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations, **meta},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}}}},
+        "status": {"old": True},
+    }
+
+
+async def test_only_modelmesh_inference_services_of_served_namespaces_count() -> None:
+    view = _view()
+    assert view.seen(_isvc("a")) == ResourceKey("InferenceService", "mm", "a")
+    assert view.seen(_isvc("kserve", mode="Serverless")) is None
+    assert view.seen(_isvc("plain", mode=None)) is None
+    view.seen(_isvc("elsewhere", namespace="other"))
+    listed = await view.list()
+    assert list(listed) == [ResourceKey("InferenceService", "mm", "a")]
+    assert "status" not in listed[ResourceKey("InferenceService", "mm", "a")]
+    statuses = await view.statuses()
+    assert statuses == {ResourceKey("InferenceService", "mm", "a"): {"old": True}}
+    # An annotation removed: no longer ours.
+    view.seen(_isvc("a", mode=None))
+    assert await view.list() == {}
+
+
+async def test_first_seen_first_listed_and_deleting_ones_are_left_out() -> None:
+    view = _view()
+    view.seen(_isvc("second-name-first-seen"))
+    view.seen(_isvc("a-later"))
+    assert [key.name for key in await view.list()] == ["second-name-first-seen", "a-later"]
+    assert set(view.without_finalizer()) == {
+        ResourceKey("InferenceService", "mm", "second-name-first-seen"),
+        ResourceKey("InferenceService", "mm", "a-later"),
+    }
+    view.seen(_isvc("a-later", deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[FINALIZER]))
+    assert [key.name for key in await view.list()] == ["second-name-first-seen"]
+    assert list(view.deleting()) == [ResourceKey("InferenceService", "mm", "a-later")]
+    view.gone(ResourceKey("InferenceService", "mm", "a-later"))
+    assert view.deleting() == {}
+
+
+def test_which_namespaces_are_served() -> None:
+    """Namespace-scoped: the operator's own; cluster-scoped: also those
+    labelled modelmesh-enabled (kmock 0.8 cannot serve /api/v1/namespaces,
+    so the cluster-scoped mode is tested here, not against the emulator)."""
+    inputs = Inputs(enabled_namespaces={"team-a"})
+    key = ResourceKey.named
+
+    def served(k: ResourceKey, clusterwide: bool) -> bool:
+        return serves(k, namespace="mm", clusterwide=clusterwide, inputs=inputs)
+
+    assert served(key("InferenceService", "mm", "x"), False)
+    assert not served(key("InferenceService", "team-a", "x"), False)
+    assert served(key("InferenceService", "team-a", "x"), True)
+    assert not served(key("InferenceService", "team-b", "x"), True)
+    assert served(key("ClusterServingRuntime", "", "rt"), True)
