@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http
 import pathlib
-import urllib.error
-import urllib.parse
-import urllib.request
+from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -23,8 +21,9 @@ from meshserve.cli._client import (
 )
 from meshserve.cli._output import print_json
 from meshserve.errors import InvalidRequestError
-from meshserve.protocol import codecs
-from meshserve.protocol.inference import InferenceRequest, InferenceResponse
+
+if TYPE_CHECKING:
+    from meshserve.protocol.inference import InferenceRequest, InferenceResponse
 
 __all__ = ["infer"]
 
@@ -66,6 +65,10 @@ def infer(
     NAME may be left out when --model-id or --vmodel-id names the target;
     when given too, those headers decide where the request goes.
     """
+    # Imported here: the codecs bring numpy, which `infer --help` and a
+    # usage error do without.
+    from meshserve.protocol import codecs
+
     model_name = name or vmodel_id or model_id
     if not model_name:
         raise click.UsageError("give NAME, --model-id or --vmodel-id")
@@ -96,6 +99,8 @@ def infer(
 def _infer_grpc(
     conn: Connection, request: InferenceRequest, *, headers: list[tuple[str, str]]
 ) -> InferenceResponse:
+    from meshserve.protocol import codecs
+
     reply = conn.call(conn.v2.ModelInfer, codecs.request_to_proto(request), metadata=headers)
     return codecs.response_from_proto(reply)
 
@@ -109,6 +114,13 @@ def _infer_rest(
     timeout_s: float,
     tls: ClientTls | None,
 ) -> InferenceResponse:
+    # Imported here: only --rest needs an HTTP client.
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from meshserve.protocol import codecs
+
     url = f"{base.rstrip('/')}/v2/models/{urllib.parse.quote(model_name, safe='')}/infer"
     request = urllib.request.Request(
         url,

@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import enum
 import hashlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from meshserve._resource_refs import CLUSTER, Applied, ResourceKey, kind_of
 from meshserve.controller._builtin_runtimes import builtin_runtimes
 from meshserve.controller._secret_documents import redact_secret, seal_secret, unseal_secret
 from meshserve.errors import InvalidResourceError, StorageUnavailableError
@@ -43,70 +42,9 @@ log = logging.getLogger(__name__)
 
 RESOURCES_PREFIX = "resources/"
 STATUS_PREFIX = "status/"
-CLUSTER = "_cluster"
-
-_ALIASES = {
-    "inferenceservice": "InferenceService",
-    "inferenceservices": "InferenceService",
-    "isvc": "InferenceService",
-    "predictor": "Predictor",
-    "predictors": "Predictor",
-    "servingruntime": "ServingRuntime",
-    "servingruntimes": "ServingRuntime",
-    "clusterservingruntime": "ClusterServingRuntime",
-    "clusterservingruntimes": "ClusterServingRuntime",
-    "secret": "Secret",
-    "secrets": "Secret",
-}
-
-
-def kind_of(name: str) -> str:
-    """The kind a CLI name means (``isvc`` -> InferenceService); ValueError if none."""
-    kind = _ALIASES.get(name.lower())
-    if kind is None:
-        raise ValueError(f"unknown kind {name!r}; expected one of {', '.join(sorted(_ALIASES))}")
-    return kind
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ResourceKey:
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def named(cls, kind: str, namespace: str, name: str) -> ResourceKey:
-        """The key of ``kind``/``name``; cluster-scoped kinds ignore ``namespace``."""
-        return cls(kind, CLUSTER if kind == "ClusterServingRuntime" else namespace, name)
-
-    @classmethod
-    def of(cls, document: dict[str, Any]) -> ResourceKey:
-        metadata = document.get("metadata") or {}
-        return cls.named(
-            str(document.get("kind", "")),
-            str(metadata.get("namespace") or "default"),
-            str(metadata.get("name", "")),
-        )
-
-    def path(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-    @classmethod
-    def parse(cls, path: str) -> ResourceKey:
-        kind, namespace, name = path.split("/", 2)
-        return cls(kind, namespace, name)
-
 
 Listing = list[dict[str, Any]]
 """Resources as ``meshserve get`` shows them."""
-
-
-class Applied(enum.Enum):
-    """What applying a document did (``kubectl apply``'s words)."""
-
-    CREATED = "created"
-    CONFIGURED = "configured"
-    UNCHANGED = "unchanged"
 
 
 class ResourceStore:
