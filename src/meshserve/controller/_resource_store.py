@@ -131,7 +131,9 @@ class ResourceStore:
                     ResourceKey.named(kind, CLUSTER, shipped.name), shipped.to_document()
                 )
         found = []
-        for key, document in sorted(documents.items()):
+        # Sorted on plain tuples: the dataclass's own comparisons, called
+        # n log n times, are most of the time at 100,000 resources.
+        for key, document in sorted(documents.items(), key=_key_order):
             if namespace is not None and key.namespace not in (namespace, CLUSTER):
                 continue
             if (name is not None and key.name != name) or not visible(key.namespace):
@@ -232,6 +234,11 @@ class ResourceStore:
 
 # Set by the store on every write: not part of what was applied.
 _SERVER_METADATA = ("generation", "uid", "creationTimestamp")
+
+
+def _key_order(item: tuple[ResourceKey, Any]) -> tuple[str, str, str]:
+    key = item[0]
+    return key.kind, key.namespace, key.name
 
 
 def _as_applied(document: dict[str, Any]) -> dict[str, Any]:
