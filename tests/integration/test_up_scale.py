@@ -15,6 +15,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import urllib.request
 from types import ModuleType
 from typing import Any
 
@@ -54,10 +55,16 @@ def test_listings_at_100k_registrations_return_every_entry(tmp_path: pathlib.Pat
     asyncio.run(scale.seed_store(data_dir, models=COUNT, vmodels=VMODELS, isvcs=COUNT))
 
     with run_up(data_dir, env=scale.UP_ENV) as up:
+        endpoints = json.loads((data_dir / "endpoints.json").read_text())
+        with urllib.request.urlopen(endpoints["instances"][0]["metrics"], timeout=30) as reply:
+            metrics = reply.read().decode()
         models = _cli("models", "list", "--endpoint", up.grpc)["models"]
         vmodels = _cli("vmodels", "list", "--endpoint", up.grpc)["vModels"]
         isvcs = _cli("get", "isvc", "--data-dir", str(data_dir))["items"]
 
+    # No series per model (metrics.perModel is off): a scrape stays small.
+    assert "m-000000" not in metrics
+    assert len(metrics) < 200_000
     assert len(models) == COUNT
     assert [m["modelId"] for m in models] == [f"m-{i:06d}" for i in range(COUNT)]
     assert models[VMODELS - 1]["vModelIds"] == [f"v-{VMODELS - 1:06d}"]
