@@ -133,10 +133,10 @@ class AdminServicer:
         mesh of any size: the unary calls answer in one message, which gRPC's
         message limit (4 MiB by default) refuses past some tens of thousands
         of entries. One snapshot taken when the call starts, in the same order
-        as the unary call; each message holds at most 1,000 entries or about
-        1 MiB, and at least one. The concatenation of the messages' repeated
-        field is the unary call's answer. `meshserve models list`,
-        `vmodels list` and `get` use these.
+        as the unary call; each message holds at least one entry and at most
+        1,000 or about 1 MiB (an empty listing is no message). The
+        concatenation of the messages' repeated field is the unary call's
+        answer. `meshserve models list`, `vmodels list` and `get` use these.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
