@@ -245,7 +245,7 @@ def test_resource_commands_need_a_credential(up: Up) -> None:
     after = _denials(up)
     counted = (
         ("ApplyResources", 1),
-        ("GetResources", 3),
+        ("StreamResources", 3),
         ("WatchResources", 1),
         ("DeleteResources", 1),
     )

@@ -48,6 +48,7 @@ __all__ = [
     "ServerError",
     "client_command",
     "connect",
+    "default_data_dir",
     "endpoints_file_entry",
     "pass_call_options",
     "pass_connection",
@@ -59,8 +60,10 @@ DEFAULT_TIMEOUT_S = 120.0
 # How long the reachability probe after a DEADLINE_EXCEEDED may take; not
 # bounded by --timeout, since a tiny --timeout would make any server look down.
 _PROBE_S = 2.0
-# `meshserve up` writes this under its default --data-dir (./.meshserve).
-ENDPOINTS_FILE = pathlib.Path(".meshserve") / "endpoints.json"
+# settings' default data_dir (tests/unit/cli/test_cli_startup.py checks it):
+# `meshserve up` writes endpoints.json there.
+DEFAULT_DATA_DIR = pathlib.Path(".meshserve")
+ENDPOINTS_FILE = DEFAULT_DATA_DIR / "endpoints.json"
 
 # Codes that may mean "never reached the server" (see Connection._error).
 _CONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -114,6 +117,17 @@ def endpoints_file_entry(key: str, *, path: pathlib.Path = ENDPOINTS_FILE) -> st
     _refuse_stale(path, data)
     value = data.get(key)
     return value if isinstance(value, str) and value else None
+
+
+def default_data_dir() -> pathlib.Path:
+    """The settings' ``data_dir`` where no --data-dir was given:
+    MESHSERVE_DATA_DIR (any case, as the settings read it), else
+    ./.meshserve. Without building the settings: importing them (pydantic)
+    costs a client command more than its call."""
+    for name, value in os.environ.items():
+        if name.upper() == "MESHSERVE_DATA_DIR":
+            return pathlib.Path(value)
+    return DEFAULT_DATA_DIR
 
 
 def _refuse_stale(path: pathlib.Path, data: dict[str, Any]) -> None:
@@ -256,6 +270,19 @@ class Connection:
             raise self._error(exc) from None
         finally:
             replies.cancel()
+
+    def listing(self, streamed: _Rpc, unary: _Rpc, request: Any) -> list[Any]:
+        """The replies of a listing streamed in chunks (``Admin.Stream*``)
+        within --timeout, so that no message limit is reached however long
+        it is; from a server that predates those calls, the one reply of
+        its unary twin. Failures as in :meth:`call`."""
+        replies = streamed(request, timeout=self.timeout_s, metadata=self.auth_metadata or None)
+        try:
+            return list(replies)
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED and not _from_meshserve(exc):
+                return [self.call(unary, request)]
+            raise self._error(exc) from None
 
     def _error(self, exc: grpc.RpcError) -> ServerError:
         # On the sync stack the raised error is also the grpc.Call.

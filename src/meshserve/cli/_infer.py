@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,8 +12,9 @@ from meshserve.cli._client import EXIT_CODES_EPILOG, ClientTls, Connection, pass
 from meshserve.cli._output import print_json
 from meshserve.cli._rest_client import rest_base, rest_request, rest_url_option
 from meshserve.errors import InvalidRequestError
-from meshserve.protocol import codecs
-from meshserve.protocol.inference import InferenceRequest, InferenceResponse
+
+if TYPE_CHECKING:
+    from meshserve.protocol.inference import InferenceRequest, InferenceResponse
 
 __all__ = ["infer"]
 
@@ -45,6 +47,10 @@ def infer(
     NAME may be left out when --model-id or --vmodel-id names the target;
     when given too, those headers decide where the request goes.
     """
+    # Imported here: the codecs bring numpy, which `infer --help` and a
+    # usage error do without.
+    from meshserve.protocol import codecs
+
     model_name = name or vmodel_id or model_id
     if not model_name:
         raise click.UsageError("give NAME, --model-id or --vmodel-id")
@@ -75,6 +81,8 @@ def infer(
 def _infer_grpc(
     conn: Connection, request: InferenceRequest, *, headers: list[tuple[str, str]]
 ) -> InferenceResponse:
+    from meshserve.protocol import codecs
+
     reply = conn.call(conn.v2.ModelInfer, codecs.request_to_proto(request), metadata=headers)
     return codecs.response_from_proto(reply)
 
@@ -88,6 +96,8 @@ def _infer_rest(
     timeout_s: float,
     tls: ClientTls | None,
 ) -> InferenceResponse:
+    from meshserve.protocol import codecs
+
     payload = rest_request(
         base,
         f"/v2/models/{urllib.parse.quote(model_name, safe='')}/infer",

@@ -14,7 +14,6 @@ from meshserve.cli._output import Table, age, emit, output_option, proto_json, s
 from meshserve.errors import MeshServeError
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 from meshserve.protocol._pb import model_mesh_pb2 as mm
-from meshserve.storage import build_model_key, is_storage_uri, parse_storage_uri
 
 __all__ = ["check_model_status", "copies_cell", "models"]
 
@@ -91,6 +90,10 @@ def model_location(
 ) -> tuple[str, str]:
     """The registration's path and model key (ModelMesh's JSON: storage key
     and parameters, never a credential) for the flags given."""
+    # Imported here: storage brings the providers' and settings' imports,
+    # which `models list` and the other client commands do without.
+    from meshserve.storage import build_model_key, is_storage_uri, parse_storage_uri
+
     if uri is not None and (path is not None or storage_key is not None):
         raise click.UsageError("give either --uri, or --path (with --storage-key for a store)")
     if uri is None and path is None:
@@ -185,7 +188,7 @@ def status(conn: Connection, name: str, namespace: str | None, output: str) -> N
     reply = conn.call(conn.mm.getModelStatus, mm.GetStatusRequest(modelId=name))
     if reply.status == _Status.NOT_FOUND:
         name, reply = _model_of_vmodel(conn, name, reply)
-    listed = conn.call(conn.admin.ListModels, admin.ListModelsRequest())
+    listed = conn.call(conn.admin.ListModels, admin.ListModelsRequest(modelId=name))
     summary = next((m for m in listed.models if m.modelId == name), None)
     _show_status(name, reply, output=output, sync=False, summary=summary)
 
@@ -257,10 +260,12 @@ def list_models(conn: Connection, namespace: str | None, output: str) -> None:
     PULL       this instance's last pull from storage
     The JSON adds this instance's own counters (loadCount, evictionCount,
     lastLoadMillis). -n: only the models of that namespace."""
-    reply = conn.call(conn.admin.ListModels, admin.ListModelsRequest())
-    kept = [m for m in reply.models if in_listing(m.modelId, namespace)]
-    del reply.models[:]
-    reply.models.extend(kept)
+    replies = conn.listing(
+        conn.admin.StreamModels, conn.admin.ListModels, admin.ListModelsRequest()
+    )
+    reply = admin.ListModelsResponse(
+        models=[m for r in replies for m in r.models if in_listing(m.modelId, namespace)]
+    )
     emit(
         output,
         data=proto_json(reply),
@@ -333,7 +338,9 @@ class _PullWatcher:
     def _summary(self) -> admin.ModelSummary | None:
         try:
             reply = self._conn.admin.ListModels(
-                admin.ListModelsRequest(), timeout=5, metadata=self._conn.auth_metadata or None
+                admin.ListModelsRequest(modelId=self._name),
+                timeout=5,
+                metadata=self._conn.auth_metadata or None,
             )
         except grpc.RpcError:
             return None

@@ -14,34 +14,28 @@ key the settings give.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
 import pathlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import click
 
+from meshserve._resource_refs import Applied, ResourceKey
 from meshserve.cli._client import (
     CallOptions,
     CannotConnectError,
     Connection,
+    default_data_dir,
     endpoints_file_entry,
     pass_call_options,
 )
-from meshserve.cli._store_access import store_settings
-from meshserve.controller import Applied, ResourceKey, ResourceStore
-from meshserve.errors import InvalidResourceError
 from meshserve.protocol._pb import meshserve_admin_pb2 as admin
-from meshserve.resources import parse_resource
-from meshserve.security import SealingKey, SealingKeyError, load_sealing_key
-from meshserve.settings import Settings, load_settings
-from meshserve.store import open_store
 
-__all__ = ["ResourceAccess", "ResourceTarget", "pass_resource_target"]
+__all__ = ["Listing", "ResourceAccess", "ResourceTarget", "pass_resource_target"]
 
 T = TypeVar("T")
 _Command = TypeVar("_Command", bound=Callable[..., None])
@@ -85,11 +79,12 @@ class ServerAccess:
         return [(_key(entry.ref), _outcome(entry)) for entry in reply.applied]
 
     def get(self, kind: str, *, namespace: str | None, name: str | None) -> Listing:
-        reply = self._conn.call(
+        replies = self._conn.listing(
+            self._conn.admin.StreamResources,
             self._conn.admin.GetResources,
             admin.GetResourcesRequest(kind=kind, namespace=namespace or "", name=name or ""),
         )
-        return [json.loads(document) for document in reply.documents]
+        return [json.loads(document) for reply in replies for document in reply.documents]
 
     def delete(self, keys: Sequence[ResourceKey]) -> list[tuple[ResourceKey, bool]]:
         refs = [admin.ResourceRef(kind=k.kind, namespace=k.namespace, name=k.name) for k in keys]
@@ -114,80 +109,6 @@ def _key(ref: admin.ResourceRef) -> ResourceKey:
     return ResourceKey.named(ref.kind, ref.namespace, ref.name)
 
 
-class StoreAccess:
-    """The store itself (``--store``): no server, no authorisation."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    def _run(
-        self,
-        work: Callable[[ResourceStore], Awaitable[T]],
-        *,
-        sealing_key: SealingKey | None = None,
-    ) -> T:
-        async def run() -> T:
-            async with open_store(self._settings) as store:
-                return await work(ResourceStore(store, sealing_key=sealing_key))
-
-        return asyncio.run(run())
-
-    def apply(self, documents: Sequence[dict[str, Any]]) -> list[tuple[ResourceKey, Applied]]:
-        secrets = [
-            f"secret/{ResourceKey.of(d).name}" for d in documents if d.get("kind") == "Secret"
-        ]
-        sealing_key = self._sealing_key(secrets) if secrets else None
-
-        async def apply_all(resources: ResourceStore) -> list[tuple[ResourceKey, Applied]]:
-            # The storage checks the API makes, but for local roots: this
-            # store's server knows its own (its controller refuses those).
-            for document in documents:
-                try:
-                    resources.admit(parse_resource(document))
-                except InvalidResourceError as exc:
-                    key = ResourceKey.of(document)
-                    raise click.ClickException(f"{key.kind.lower()}/{key.name}: {exc}") from None
-            return [(ResourceKey.of(d), await resources.apply(d)) for d in documents]
-
-        return self._run(apply_all, sealing_key=sealing_key)
-
-    def _sealing_key(self, secrets: list[str]) -> SealingKey:
-        """The key that seals the Secrets being applied; refused before
-        anything is written when there is none."""
-        settings = self._settings
-        try:
-            key = load_sealing_key(settings.security, data_dir=settings.data_dir)
-        except SealingKeyError as exc:
-            raise click.ClickException(str(exc)) from None
-        if key is None:
-            raise click.ClickException(
-                f"cannot apply {', '.join(secrets)}: a Secret's values are sealed before they "
-                "are stored, and there is no sealing key. Give the --data-dir of the `meshserve "
-                "up` that made <data dir>/sealing.key, or set security.sealingKeyFile "
-                "(MESHSERVE_SECURITY__SEALING_KEY_FILE) or MESHSERVE_SECURITY__SEALING_KEY"
-            )
-        return key
-
-    def get(self, kind: str, *, namespace: str | None, name: str | None) -> Listing:
-        return self._run(lambda resources: resources.shown(kind, namespace=namespace, name=name))
-
-    def delete(self, keys: Sequence[ResourceKey]) -> list[tuple[ResourceKey, bool]]:
-        async def remove(resources: ResourceStore) -> list[tuple[ResourceKey, bool]]:
-            return [(key, await resources.delete(key)) for key in keys]
-
-        return self._run(remove)
-
-    def watch(self, kind: str, *, namespace: str | None, show: Callable[[Listing], None]) -> None:
-        async def run() -> None:
-            async with open_store(self._settings) as store:
-                listings = ResourceStore(store).watch_shown(kind, namespace=namespace)
-                async with contextlib.aclosing(listings):
-                    async for listing in listings:
-                        show(listing)
-
-        asyncio.run(run())
-
-
 @dataclass(frozen=True, slots=True)
 class ResourceTarget:
     """The options that say where the resources are."""
@@ -203,6 +124,11 @@ class ResourceTarget:
         """The store (``--store``), or the API of the server ``--grpc`` or
         the data dir names; CannotConnectError (exit 3) if none is found."""
         if self.store is not None:
+            # Imported here: the store, the controller's resource store and
+            # the settings (pydantic) are for --store only.
+            from meshserve.cli._store_access import store_settings
+            from meshserve.cli._store_resources import StoreAccess
+
             yield StoreAccess(store_settings(self.data_dir, self.store, self.root_prefix))
             return
         if self.root_prefix is not None:
@@ -211,7 +137,7 @@ class ResourceTarget:
             yield ServerAccess(conn)
 
     def _up_address(self) -> str:
-        data_dir = load_settings(overrides={"data_dir": self.data_dir}).data_dir
+        data_dir = self.data_dir or default_data_dir()
         address = endpoints_file_entry("grpc", path=data_dir / "endpoints.json")
         if address is None:
             raise CannotConnectError(

@@ -27,12 +27,11 @@ from typing import Any
 import click
 import yaml
 
+from meshserve._resource_refs import READY, ResourceKey, find_condition, kind_of
 from meshserve.cli._client import ServerError
 from meshserve.cli._output import Table, emit
 from meshserve.cli._resource_access import Listing, ResourceTarget, pass_resource_target
-from meshserve.controller import READY, ResourceKey, find_condition, kind_of
 from meshserve.errors import InvalidResourceError
-from meshserve.resources import load_documents, load_manifest
 
 __all__ = ["apply", "delete", "describe", "get"]
 
@@ -60,6 +59,10 @@ def _documents(
     does not act on. Also the Kubernetes objects it does not manage
     (``Kind/name``), which are skipped. A bad document exits 1 before
     anything is sent."""
+    # Imported here, as in describe: the schemas (pydantic) cost more to
+    # import than `get` takes to run.
+    from meshserve.resources import load_manifest
+
     resources = []
     skipped = []
     for path in _files(file):
@@ -295,6 +298,8 @@ def _table(kind: str, documents: list[dict[str, Any]]) -> Table:
 def describe(kind: str, name: str, namespace: str, target: ResourceTarget) -> None:
     """Show one resource as applied, its status, and the fields meshserve
     keeps but does not act on."""
+    from meshserve.resources import load_documents
+
     resolved = _kind(kind)
     with target.open() as resources:
         found = resources.get(resolved, namespace=namespace, name=name)

@@ -161,10 +161,12 @@ def delete(conn: Connection, vname: str, owner: str, namespace: str | None) -> N
 def list_vmodels(conn: Connection, namespace: str | None, output: str) -> None:
     """List vmodels and their active and target models (Admin.ListVModels);
     -n: only those of that namespace."""
-    reply = conn.call(conn.admin.ListVModels, admin.ListVModelsRequest())
-    kept = [v for v in reply.vModels if in_listing(v.vModelId, namespace)]
-    del reply.vModels[:]
-    reply.vModels.extend(kept)
+    replies = conn.listing(
+        conn.admin.StreamVModels, conn.admin.ListVModels, admin.ListVModelsRequest()
+    )
+    reply = admin.ListVModelsResponse(
+        vModels=[v for r in replies for v in r.vModels if in_listing(v.vModelId, namespace)]
+    )
     emit(
         output,
         data=proto_json(reply),

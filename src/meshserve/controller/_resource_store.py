@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import enum
 import hashlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
+from meshserve._resource_refs import CLUSTER, Applied, ResourceKey, kind_of
 from meshserve.controller._builtin_runtimes import builtin_runtimes
 from meshserve.controller._secret_documents import redact_secret, seal_secret, unseal_secret
 from meshserve.errors import InvalidResourceError, StorageUnavailableError
@@ -51,70 +50,9 @@ log = logging.getLogger(__name__)
 
 RESOURCES_PREFIX = "resources/"
 STATUS_PREFIX = "status/"
-CLUSTER = "_cluster"
-
-_ALIASES = {
-    "inferenceservice": "InferenceService",
-    "inferenceservices": "InferenceService",
-    "isvc": "InferenceService",
-    "predictor": "Predictor",
-    "predictors": "Predictor",
-    "servingruntime": "ServingRuntime",
-    "servingruntimes": "ServingRuntime",
-    "clusterservingruntime": "ClusterServingRuntime",
-    "clusterservingruntimes": "ClusterServingRuntime",
-    "secret": "Secret",
-    "secrets": "Secret",
-}
-
-
-def kind_of(name: str) -> str:
-    """The kind a CLI name means (``isvc`` -> InferenceService); ValueError if none."""
-    kind = _ALIASES.get(name.lower())
-    if kind is None:
-        raise ValueError(f"unknown kind {name!r}; expected one of {', '.join(sorted(_ALIASES))}")
-    return kind
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ResourceKey:
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def named(cls, kind: str, namespace: str, name: str) -> ResourceKey:
-        """The key of ``kind``/``name``; cluster-scoped kinds ignore ``namespace``."""
-        return cls(kind, CLUSTER if kind == "ClusterServingRuntime" else namespace, name)
-
-    @classmethod
-    def of(cls, document: dict[str, Any]) -> ResourceKey:
-        metadata = document.get("metadata") or {}
-        return cls.named(
-            str(document.get("kind", "")),
-            str(metadata.get("namespace") or "default"),
-            str(metadata.get("name", "")),
-        )
-
-    def path(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-    @classmethod
-    def parse(cls, path: str) -> ResourceKey:
-        kind, namespace, name = path.split("/", 2)
-        return cls(kind, namespace, name)
-
 
 Listing = list[dict[str, Any]]
 """Resources as ``meshserve get`` shows them."""
-
-
-class Applied(enum.Enum):
-    """What applying a document did (``kubectl apply``'s words)."""
-
-    CREATED = "created"
-    CONFIGURED = "configured"
-    UNCHANGED = "unchanged"
 
 
 class ResourceSource(Protocol):
@@ -223,7 +161,9 @@ class ResourceStore:
                     ResourceKey.named(kind, CLUSTER, shipped.name), shipped.to_document()
                 )
         found = []
-        for key, document in sorted(documents.items()):
+        # Sorted on plain tuples: the dataclass's own comparisons, called
+        # n log n times, are most of the time at 100,000 resources.
+        for key, document in sorted(documents.items(), key=_key_order):
             if namespace is not None and key.namespace not in (namespace, CLUSTER):
                 continue
             if (name is not None and key.name != name) or not visible(key.namespace):
@@ -324,6 +264,11 @@ class ResourceStore:
 
 # Set by the store on every write: not part of what was applied.
 _SERVER_METADATA = ("generation", "uid", "creationTimestamp")
+
+
+def _key_order(item: tuple[ResourceKey, Any]) -> tuple[str, str, str]:
+    key = item[0]
+    return key.kind, key.namespace, key.name
 
 
 def _as_applied(document: dict[str, Any]) -> dict[str, Any]:

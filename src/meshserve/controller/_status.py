@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from meshserve import mesh
+from meshserve._resource_refs import READY, find_condition
 from meshserve.protocol import routing
 from meshserve.resources import FailureReason, ModelNames, redact_uris
 
@@ -154,7 +155,6 @@ class ConditionStatus(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
-READY = "Ready"
 PREDICTOR_READY = "PredictorReady"
 """The InferenceService's conditions: KServe's ``PredictorReady`` and the
 ``Ready`` that sums it up (ModelMesh Serving's living condition set)."""
@@ -315,16 +315,6 @@ def _conditions(status: PredictorStatus, *, previous: Any, now_s: float) -> list
             condition["message"] = message
         conditions.append(condition)
     return conditions
-
-
-def find_condition(status: Mapping[str, Any], condition_type: str) -> Mapping[str, Any] | None:
-    """The condition of ``condition_type`` in a status document (None: it
-    has none), as ``kubectl wait --for=condition=...`` finds it."""
-    conditions = status.get("conditions")
-    for condition in conditions if isinstance(conditions, list) else []:
-        if isinstance(condition, Mapping) and condition.get("type") == condition_type:
-            return condition
-    return None
 
 
 def _failure_reason(status: PredictorStatus) -> tuple[str, str] | None:

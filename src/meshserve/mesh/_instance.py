@@ -303,8 +303,8 @@ class Instance:
             model_id, last_used_ms=last_used_ms, sync=sync, headers=headers
         )
 
-    def list_models(self) -> list[ModelSummary]:
-        return self._models.list_models()
+    def list_models(self, *, only: str | None = None) -> list[ModelSummary]:
+        return self._models.list_models(only=only)
 
     async def ensure_available(self, model_id: str, *, sync: bool, last_used_ms: int = 0) -> None:
         """Have a copy loaded (or loading) somewhere; with ``sync``, wait for it."""

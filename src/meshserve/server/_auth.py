@@ -95,11 +95,14 @@ GRPC_RULES: Mapping[str, Rule | None] = {
     # filtered by the servicer (security.may_see).
     _ADMIN + "ListModels": Rule("read"),
     _ADMIN + "ListVModels": Rule("read"),
+    _ADMIN + "StreamModels": Rule("read"),
+    _ADMIN + "StreamVModels": Rule("read"),
     # The resources: the role here, each document's or ref's namespace (and
     # admin for Secrets and ClusterServingRuntimes) in the servicer
     # (server._admin_resources), which counts its refusals the same way.
     _ADMIN + "GetResources": Rule("read"),
     _ADMIN + "WatchResources": Rule("read"),
+    _ADMIN + "StreamResources": Rule("read"),
     _ADMIN + "ApplyResources": Rule("write"),
     _ADMIN + "DeleteResources": Rule("write"),
     # Reflection shows the published API's schemas, nothing of the mesh's:

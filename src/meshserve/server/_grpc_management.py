@@ -18,6 +18,7 @@ from meshserve.protocol.routing import routing_headers_from_grpc
 from meshserve.protocol.status import reports_errors
 from meshserve.security import may_see_model
 from meshserve.server import _admin_resources
+from meshserve.server._chunks import chunked
 
 __all__ = ["AdminService", "ModelMeshService", "model_status_to_proto", "vmodel_status_to_proto"]
 
@@ -150,53 +151,77 @@ class AdminService(admin_grpc.AdminServicer):
         self._instance = instance
         self._resources = resources
 
+    def _model_summaries(self, request: admin.ListModelsRequest) -> list[admin.ModelSummary]:
+        return [
+            admin.ModelSummary(
+                modelId=m.model_id,
+                type=m.type,
+                path=m.path,
+                status=m.status.state.value,
+                errors=list(m.status.errors),
+                sizeBytes=m.size_bytes,
+                lastUsedTime=max(m.last_used_ms, 0),
+                copies=m.copies,
+                loadCount=m.load_count,
+                evictionCount=m.eviction_count,
+                lastLoadMillis=m.last_load_ms,
+                autoDelete=m.auto_delete,
+                vModelIds=list(m.vmodels),
+                pullMillis=m.pull_ms,
+                pullBytes=m.pull_bytes,
+                pullTotalBytes=m.pull_total_bytes,
+                pulledFromCache=m.pulled_from_cache,
+            )
+            for m in self._instance.list_models(only=request.modelId or None)
+            if _visible(m.model_id)
+        ]
+
+    def _vmodel_summaries(self) -> list[admin.VModelSummary]:
+        return [
+            admin.VModelSummary(
+                vModelId=name,
+                status=status.state.value,
+                activeModelId=status.active_model_id,
+                targetModelId=status.target_model_id,
+                owner=status.owner,
+            )
+            for name, status in self._instance.list_vmodels()
+            if _visible(name)
+        ]
+
+    async def _documents(self, request: admin.GetResourcesRequest) -> list[str]:
+        documents = await _admin_resources.get_resources(
+            self._resources, kind=request.kind, namespace=request.namespace, name=request.name
+        )
+        return [orjson.dumps(document).decode() for document in documents]
+
     @reports_errors
     async def ListModels(
         self, request: admin.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> admin.ListModelsResponse:
-        return admin.ListModelsResponse(
-            models=[
-                admin.ModelSummary(
-                    modelId=m.model_id,
-                    type=m.type,
-                    path=m.path,
-                    status=m.status.state.value,
-                    errors=list(m.status.errors),
-                    sizeBytes=m.size_bytes,
-                    lastUsedTime=max(m.last_used_ms, 0),
-                    copies=m.copies,
-                    loadCount=m.load_count,
-                    evictionCount=m.eviction_count,
-                    lastLoadMillis=m.last_load_ms,
-                    autoDelete=m.auto_delete,
-                    vModelIds=list(m.vmodels),
-                    pullMillis=m.pull_ms,
-                    pullBytes=m.pull_bytes,
-                    pullTotalBytes=m.pull_total_bytes,
-                    pulledFromCache=m.pulled_from_cache,
-                )
-                for m in self._instance.list_models()
-                if _visible(m.model_id)
-            ]
-        )
+        return admin.ListModelsResponse(models=self._model_summaries(request))
+
+    @reports_errors
+    async def StreamModels(
+        self, request: admin.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        # Written through the context (as WatchResources), so that
+        # reports_errors can end the call with the mapped status.
+        for chunk in chunked(self._model_summaries(request), size_of=_message_size):
+            await context.write(admin.ListModelsResponse(models=chunk))
 
     @reports_errors
     async def ListVModels(
         self, request: admin.ListVModelsRequest, context: grpc.aio.ServicerContext
     ) -> admin.ListVModelsResponse:
-        return admin.ListVModelsResponse(
-            vModels=[
-                admin.VModelSummary(
-                    vModelId=name,
-                    status=status.state.value,
-                    activeModelId=status.active_model_id,
-                    targetModelId=status.target_model_id,
-                    owner=status.owner,
-                )
-                for name, status in self._instance.list_vmodels()
-                if _visible(name)
-            ]
-        )
+        return admin.ListVModelsResponse(vModels=self._vmodel_summaries())
+
+    @reports_errors
+    async def StreamVModels(
+        self, request: admin.ListVModelsRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        for chunk in chunked(self._vmodel_summaries(), size_of=_message_size):
+            await context.write(admin.ListVModelsResponse(vModels=chunk))
 
     @reports_errors
     async def ApplyResources(
@@ -218,12 +243,14 @@ class AdminService(admin_grpc.AdminServicer):
     async def GetResources(
         self, request: admin.GetResourcesRequest, context: grpc.aio.ServicerContext
     ) -> admin.GetResourcesResponse:
-        documents = await _admin_resources.get_resources(
-            self._resources, kind=request.kind, namespace=request.namespace, name=request.name
-        )
-        return admin.GetResourcesResponse(
-            documents=[orjson.dumps(document).decode() for document in documents]
-        )
+        return admin.GetResourcesResponse(documents=await self._documents(request))
+
+    @reports_errors
+    async def StreamResources(
+        self, request: admin.GetResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        for chunk in chunked(await self._documents(request), size_of=len):
+            await context.write(admin.GetResourcesResponse(documents=chunk))
 
     @reports_errors
     async def WatchResources(
@@ -259,6 +286,10 @@ class AdminService(admin_grpc.AdminServicer):
 def _ref(key: ResourceKey) -> admin.ResourceRef:
     namespace = "" if key.namespace == CLUSTER else key.namespace
     return admin.ResourceRef(kind=key.kind, namespace=namespace, name=key.name)
+
+
+def _message_size(message: admin.ModelSummary | admin.VModelSummary) -> int:
+    return int(message.ByteSize())
 
 
 def _visible(name: str) -> bool:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n,meshserve/protocol/_pb/meshserve_admin.proto\x12\x12meshserve.admin.v1\"\x13\n\x11ListModelsRequest\"\xd5\x02\n\x0cModelSummary\x12\x0f\n\x07modelId\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12\x11\n\tsizeBytes\x18\x06 \x01(\x04\x12\x14\n\x0clastUsedTime\x18\x07 \x01(\x04\x12\x0e\n\x06\x63opies\x18\x11 \x01(\r\x12\x11\n\tloadCount\x18\x08 \x01(\r\x12\x15\n\revictionCount\x18\t \x01(\r\x12\x16\n\x0elastLoadMillis\x18\n \x01(\x04\x12\x12\n\nautoDelete\x18\x0b \x01(\x08\x12\x11\n\tvModelIds\x18\x0c \x03(\t\x12\x12\n\npullMillis\x18\r \x01(\x04\x12\x11\n\tpullBytes\x18\x0e \x01(\x04\x12\x16\n\x0epullTotalBytes\x18\x0f \x01(\x04\x12\x17\n\x0fpulledFromCache\x18\x10 \x01(\x08\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .meshserve.admin.v1.ModelSummary\"\x14\n\x12ListVModelsRequest\"n\n\rVModelSummary\x12\x10\n\x08vModelId\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\ractiveModelId\x18\x03 \x01(\t\x12\x15\n\rtargetModelId\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\"I\n\x13ListVModelsResponse\x12\x32\n\x07vModels\x18\x01 \x03(\x0b\x32!.meshserve.admin.v1.VModelSummary\"<\n\x0bResourceRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"*\n\x15\x41pplyResourcesRequest\x12\x11\n\tdocuments\x18\x01 \x03(\t\"c\n\x0f\x41ppliedResource\x12,\n\x03ref\x18\x01 \x01(\x0b\x32\x1f.meshserve.admin.v1.ResourceRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x11\n\tunchanged\x18\x03 \x01(\x08\"N\n\x16\x41pplyResourcesResponse\x12\x34\n\x07\x61pplied\x18\x01 \x03(\x0b\x32#.meshserve.admin.v1.AppliedResource\"D\n\x13GetResourcesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\")\n\x14GetResourcesResponse\x12\x11\n\tdocuments\x18\x01 \x03(\t\"G\n\x16\x44\x65leteResourcesRequest\x12-\n\x04refs\x18\x01 \x03(\x0b\x32\x1f.meshserve.admin.v1.ResourceRef\"P\n\x0f\x44\x65letedResource\x12,\n\x03ref\x18\x01 \x01(\x0b\x32\x1f.meshserve.admin.v1.ResourceRef\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"O\n\x17\x44\x65leteResourcesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.meshserve.admin.v1.DeletedResource2\xef\x04\n\x05\x41\x64min\x12]\n\nListModels\x12%.meshserve.admin.v1.ListModelsRequest\x1a&.meshserve.admin.v1.ListModelsResponse\"\x00\x12`\n\x0bListVModels\x12&.meshserve.admin.v1.ListVModelsRequest\x1a\'.meshserve.admin.v1.ListVModelsResponse\"\x00\x12i\n\x0e\x41pplyResources\x12).meshserve.admin.v1.ApplyResourcesRequest\x1a*.meshserve.admin.v1.ApplyResourcesResponse\"\x00\x12\x63\n\x0cGetResources\x12\'.meshserve.admin.v1.GetResourcesRequest\x1a(.meshserve.admin.v1.GetResourcesResponse\"\x00\x12g\n\x0eWatchResources\x12\'.meshserve.admin.v1.GetResourcesRequest\x1a(.meshserve.admin.v1.GetResourcesResponse\"\x00\x30\x01\x12l\n\x0f\x44\x65leteResources\x12*.meshserve.admin.v1.DeleteResourcesRequest\x1a+.meshserve.admin.v1.DeleteResourcesResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n,meshserve/protocol/_pb/meshserve_admin.proto\x12\x12meshserve.admin.v1\"$\n\x11ListModelsRequest\x12\x0f\n\x07modelId\x18\x01 \x01(\t\"\xd5\x02\n\x0cModelSummary\x12\x0f\n\x07modelId\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12\x11\n\tsizeBytes\x18\x06 \x01(\x04\x12\x14\n\x0clastUsedTime\x18\x07 \x01(\x04\x12\x0e\n\x06\x63opies\x18\x11 \x01(\r\x12\x11\n\tloadCount\x18\x08 \x01(\r\x12\x15\n\revictionCount\x18\t \x01(\r\x12\x16\n\x0elastLoadMillis\x18\n \x01(\x04\x12\x12\n\nautoDelete\x18\x0b \x01(\x08\x12\x11\n\tvModelIds\x18\x0c \x03(\t\x12\x12\n\npullMillis\x18\r \x01(\x04\x12\x11\n\tpullBytes\x18\x0e \x01(\x04\x12\x16\n\x0epullTotalBytes\x18\x0f \x01(\x04\x12\x17\n\x0fpulledFromCache\x18\x10 \x01(\x08\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .meshserve.admin.v1.ModelSummary\"\x14\n\x12ListVModelsRequest\"n\n\rVModelSummary\x12\x10\n\x08vModelId\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\ractiveModelId\x18\x03 \x01(\t\x12\x15\n\rtargetModelId\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\"I\n\x13ListVModelsResponse\x12\x32\n\x07vModels\x18\x01 \x03(\x0b\x32!.meshserve.admin.v1.VModelSummary\"<\n\x0bResourceRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"*\n\x15\x41pplyResourcesRequest\x12\x11\n\tdocuments\x18\x01 \x03(\t\"c\n\x0f\x41ppliedResource\x12,\n\x03ref\x18\x01 \x01(\x0b\x32\x1f.meshserve.admin.v1.ResourceRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x11\n\tunchanged\x18\x03 \x01(\x08\"N\n\x16\x41pplyResourcesResponse\x12\x34\n\x07\x61pplied\x18\x01 \x03(\x0b\x32#.meshserve.admin.v1.AppliedResource\"D\n\x13GetResourcesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\")\n\x14GetResourcesResponse\x12\x11\n\tdocuments\x18\x01 \x03(\t\"G\n\x16\x44\x65leteResourcesRequest\x12-\n\x04refs\x18\x01 \x03(\x0b\x32\x1f.meshserve.admin.v1.ResourceRef\"P\n\x0f\x44\x65letedResource\x12,\n\x03ref\x18\x01 \x01(\x0b\x32\x1f.meshserve.admin.v1.ResourceRef\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"O\n\x17\x44\x65leteResourcesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.meshserve.admin.v1.DeletedResource2\xa2\x07\n\x05\x41\x64min\x12]\n\nListModels\x12%.meshserve.admin.v1.ListModelsRequest\x1a&.meshserve.admin.v1.ListModelsResponse\"\x00\x12`\n\x0bListVModels\x12&.meshserve.admin.v1.ListVModelsRequest\x1a\'.meshserve.admin.v1.ListVModelsResponse\"\x00\x12i\n\x0e\x41pplyResources\x12).meshserve.admin.v1.ApplyResourcesRequest\x1a*.meshserve.admin.v1.ApplyResourcesResponse\"\x00\x12\x63\n\x0cGetResources\x12\'.meshserve.admin.v1.GetResourcesRequest\x1a(.meshserve.admin.v1.GetResourcesResponse\"\x00\x12g\n\x0eWatchResources\x12\'.meshserve.admin.v1.GetResourcesRequest\x1a(.meshserve.admin.v1.GetResourcesResponse\"\x00\x30\x01\x12l\n\x0f\x44\x65leteResources\x12*.meshserve.admin.v1.DeleteResourcesRequest\x1a+.meshserve.admin.v1.DeleteResourcesResponse\"\x00\x12\x61\n\x0cStreamModels\x12%.meshserve.admin.v1.ListModelsRequest\x1a&.meshserve.admin.v1.ListModelsResponse\"\x00\x30\x01\x12\x64\n\rStreamVModels\x12&.meshserve.admin.v1.ListVModelsRequest\x1a\'.meshserve.admin.v1.ListVModelsResponse\"\x00\x30\x01\x12h\n\x0fStreamResources\x12\'.meshserve.admin.v1.GetResourcesRequest\x1a(.meshserve.admin.v1.GetResourcesResponse\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,35 +33,35 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshserve.protocol._pb.mesh
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTMODELSREQUEST']._serialized_start=68
-  _globals['_LISTMODELSREQUEST']._serialized_end=87
-  _globals['_MODELSUMMARY']._serialized_start=90
-  _globals['_MODELSUMMARY']._serialized_end=431
-  _globals['_LISTMODELSRESPONSE']._serialized_start=433
-  _globals['_LISTMODELSRESPONSE']._serialized_end=503
-  _globals['_LISTVMODELSREQUEST']._serialized_start=505
-  _globals['_LISTVMODELSREQUEST']._serialized_end=525
-  _globals['_VMODELSUMMARY']._serialized_start=527
-  _globals['_VMODELSUMMARY']._serialized_end=637
-  _globals['_LISTVMODELSRESPONSE']._serialized_start=639
-  _globals['_LISTVMODELSRESPONSE']._serialized_end=712
-  _globals['_RESOURCEREF']._serialized_start=714
-  _globals['_RESOURCEREF']._serialized_end=774
-  _globals['_APPLYRESOURCESREQUEST']._serialized_start=776
-  _globals['_APPLYRESOURCESREQUEST']._serialized_end=818
-  _globals['_APPLIEDRESOURCE']._serialized_start=820
-  _globals['_APPLIEDRESOURCE']._serialized_end=919
-  _globals['_APPLYRESOURCESRESPONSE']._serialized_start=921
-  _globals['_APPLYRESOURCESRESPONSE']._serialized_end=999
-  _globals['_GETRESOURCESREQUEST']._serialized_start=1001
-  _globals['_GETRESOURCESREQUEST']._serialized_end=1069
-  _globals['_GETRESOURCESRESPONSE']._serialized_start=1071
-  _globals['_GETRESOURCESRESPONSE']._serialized_end=1112
-  _globals['_DELETERESOURCESREQUEST']._serialized_start=1114
-  _globals['_DELETERESOURCESREQUEST']._serialized_end=1185
-  _globals['_DELETEDRESOURCE']._serialized_start=1187
-  _globals['_DELETEDRESOURCE']._serialized_end=1267
-  _globals['_DELETERESOURCESRESPONSE']._serialized_start=1269
-  _globals['_DELETERESOURCESRESPONSE']._serialized_end=1348
-  _globals['_ADMIN']._serialized_start=1351
-  _globals['_ADMIN']._serialized_end=1974
+  _globals['_LISTMODELSREQUEST']._serialized_end=104
+  _globals['_MODELSUMMARY']._serialized_start=107
+  _globals['_MODELSUMMARY']._serialized_end=448
+  _globals['_LISTMODELSRESPONSE']._serialized_start=450
+  _globals['_LISTMODELSRESPONSE']._serialized_end=520
+  _globals['_LISTVMODELSREQUEST']._serialized_start=522
+  _globals['_LISTVMODELSREQUEST']._serialized_end=542
+  _globals['_VMODELSUMMARY']._serialized_start=544
+  _globals['_VMODELSUMMARY']._serialized_end=654
+  _globals['_LISTVMODELSRESPONSE']._serialized_start=656
+  _globals['_LISTVMODELSRESPONSE']._serialized_end=729
+  _globals['_RESOURCEREF']._serialized_start=731
+  _globals['_RESOURCEREF']._serialized_end=791
+  _globals['_APPLYRESOURCESREQUEST']._serialized_start=793
+  _globals['_APPLYRESOURCESREQUEST']._serialized_end=835
+  _globals['_APPLIEDRESOURCE']._serialized_start=837
+  _globals['_APPLIEDRESOURCE']._serialized_end=936
+  _globals['_APPLYRESOURCESRESPONSE']._serialized_start=938
+  _globals['_APPLYRESOURCESRESPONSE']._serialized_end=1016
+  _globals['_GETRESOURCESREQUEST']._serialized_start=1018
+  _globals['_GETRESOURCESREQUEST']._serialized_end=1086
+  _globals['_GETRESOURCESRESPONSE']._serialized_start=1088
+  _globals['_GETRESOURCESRESPONSE']._serialized_end=1129
+  _globals['_DELETERESOURCESREQUEST']._serialized_start=1131
+  _globals['_DELETERESOURCESREQUEST']._serialized_end=1202
+  _globals['_DELETEDRESOURCE']._serialized_start=1204
+  _globals['_DELETEDRESOURCE']._serialized_end=1284
+  _globals['_DELETERESOURCESRESPONSE']._serialized_start=1286
+  _globals['_DELETERESOURCESRESPONSE']._serialized_end=1365
+  _globals['_ADMIN']._serialized_start=1368
+  _globals['_ADMIN']._serialized_end=2298
 # @@protoc_insertion_point(module_scope)

@@ -7,8 +7,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListModelsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("modelId",)
+    MODELID_FIELD_NUMBER: _ClassVar[int]
+    modelId: str
+    def __init__(self, modelId: _Optional[str] = ...) -> None: ...
 
 class ModelSummary(_message.Message):
     __slots__ = ("modelId", "type", "path", "status", "errors", "sizeBytes", "lastUsedTime", "copies", "loadCount", "evictionCount", "lastLoadMillis", "autoDelete", "vModelIds", "pullMillis", "pullBytes", "pullTotalBytes", "pulledFromCache")

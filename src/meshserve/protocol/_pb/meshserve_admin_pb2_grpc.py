@@ -64,6 +64,21 @@ class AdminStub:
                 request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesRequest.SerializeToString,
                 response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesResponse.FromString,
                 _registered_method=True)
+        self.StreamModels = channel.unary_stream(
+                '/meshserve.admin.v1.Admin/StreamModels',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.StreamVModels = channel.unary_stream(
+                '/meshserve.admin.v1.Admin/StreamVModels',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsResponse.FromString,
+                _registered_method=True)
+        self.StreamResources = channel.unary_stream(
+                '/meshserve.admin.v1.Admin/StreamResources',
+                request_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.SerializeToString,
+                response_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -113,6 +128,32 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamModels(self, request, context):
+        """ListModels, ListVModels and GetResources as a stream of chunks, for a
+        mesh of any size: the unary calls answer in one message, which gRPC's
+        message limit (4 MiB by default) refuses past some tens of thousands
+        of entries. One snapshot taken when the call starts, in the same order
+        as the unary call; each message holds at least one entry and at most
+        1,000 or about 1 MiB (an empty listing is no message). The
+        concatenation of the messages' repeated field is the unary call's
+        answer. `meshserve models list`, `vmodels list` and `get` use these.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamVModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamResources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +186,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DeleteResources,
                     request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesRequest.FromString,
                     response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesResponse.SerializeToString,
+            ),
+            'StreamModels': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamModels,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListModelsRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'StreamVModels': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamVModels,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsResponse.SerializeToString,
+            ),
+            'StreamResources': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamResources,
+                    request_deserializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.FromString,
+                    response_serializer=meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +365,87 @@ class Admin:
             '/meshserve.admin.v1.Admin/DeleteResources',
             meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesRequest.SerializeToString,
             meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.DeleteResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/StreamModels',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListModelsRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamVModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/StreamVModels',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.ListVModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshserve.admin.v1.Admin/StreamResources',
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesRequest.SerializeToString,
+            meshserve_dot_protocol_dot___pb_dot_meshserve__admin__pb2.GetResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,
