@@ -70,6 +70,7 @@ from meshserve.resources import (
     ModelNames,
     ModelTarget,
     Predictor,
+    batch_overrides,
     model_names,
     model_target,
     parse_resource,
@@ -323,6 +324,17 @@ class Controller:
                 choice.reason, choice.message, generation=generation, model_id=names.model_id
             ), None
         runtime = choice.name
+        try:
+            # The resource's own batching annotations win over its runtime's.
+            batching = {**batch_overrides(choice.metadata.annotations), **target.batching}
+        except InvalidResourceError as exc:
+            return PredictorStatus.refused(
+                FailureReason.INVALID_PREDICTOR_SPEC,
+                f"runtime {runtime}: {exc}",
+                generation=generation,
+                model_id=names.model_id,
+            ), None
+        target = dataclasses.replace(target, batching=batching)
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
             return PredictorStatus.refused(
@@ -490,4 +502,5 @@ def _model_key(target: ModelTarget) -> str:
         storage_key=target.storage_key,
         storage_params=target.storage_params,
         schema_path=target.schema_path,
+        extra=target.batching,
     )

@@ -1062,3 +1062,45 @@ async def test_later_passes_keep_the_times_of_an_unchanged_status(
     assert await _status(resources, key) == first
     assert first["modelStatus"]["lastFailureInfo"]["time"] == START_TEXT
     assert {c["lastTransitionTime"] for c in first["conditions"]} == {START_TEXT}
+
+
+def _annotated(document: dict[str, Any], **annotations: str) -> dict[str, Any]:
+    document["metadata"].setdefault("annotations", {}).update(
+        {f"serving.meshserve.io/{name}": value for name, value in annotations.items()}
+    )
+    return document
+
+
+async def test_batching_annotations_reach_the_model_key_the_resources_own_winning(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    controller = _controller(store, mesh, clock, control=_ALLOW_ALL)
+    await resources.apply(_annotated(_runtime("tf"), maxBatchSize="8", maxBatchDelayMs="2"))
+    plain = await _applied(controller, mesh, resources, _isvc("a", model_format="tensorflow"))
+    own = await _applied(
+        controller,
+        mesh,
+        resources,
+        _annotated(_isvc("b", model_format="tensorflow"), maxBatchSize="1"),
+    )
+    assert json.loads(mesh.models[plain].key)["max_batch_size"] == 8
+    key = json.loads(mesh.models[own].key)
+    assert (key["max_batch_size"], key["max_batch_delay_ms"]) == (1, 2.0)
+
+
+async def test_a_resource_without_batching_annotations_has_none_in_its_key(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
+    assert "max_batch_size" not in json.loads(mesh.models[model_id].key)
+
+
+async def test_a_bad_batching_annotation_is_an_invalid_spec_naming_it(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_annotated(_isvc("iris"), maxBatchSize="lots"))
+    await controller.reconcile()
+    failure = _failure(await _status(resources, _key("InferenceService", "iris")))
+    assert failure["reason"] == "InvalidPredictorSpec"
+    assert "serving.meshserve.io/maxBatchSize" in failure["message"]
+    assert mesh.vmodels == {}
