@@ -1,7 +1,8 @@
 """Adaptive batching: concurrent requests for one model share a runtime call.
 
 Each model has a lane. A request that finds its lane idle is dispatched at
-once, alone: batching adds no latency to a request that has no company.
+once, alone, by its own caller: batching adds no latency (not even a task
+switch) to a request that has no company.
 Requests that arrive while the lane's call runs queue, and the next
 dispatch takes them together (up to ``max_batch_size``): "continuous"
 batching, sized by the load itself rather than by a timer. A positive
@@ -54,6 +55,9 @@ class _Lane:
     queue: list[_Waiter] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    """The dispatches of what queued, while they run."""
+    leader: asyncio.Task[object] | None = None
+    """The caller running its own request, alone, found the lane idle."""
 
 
 class Batcher:
@@ -89,7 +93,7 @@ class Batcher:
     def busy(self, model_id: str) -> bool:
         """Whether a dispatch for ``model_id`` is running."""
         lane = self._lanes.get(model_id)
-        return lane is not None and lane.task is not None
+        return lane is not None and (lane.task is not None or lane.leader is not None)
 
     async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
         outcome = await self._submit(model_id, body)
@@ -111,12 +115,38 @@ class Batcher:
                 # Batching off for this model: straight through, no lane.
                 return _result((await self._run(model_id, [item], merging=False))[0])
             self._lanes[model_id] = lane
+            if lane.limits.max_batch_delay_ms <= 0:
+                return await self._lead(model_id, lane, item)
         waiter = _Waiter(item, asyncio.get_running_loop().create_future())
         lane.queue.append(waiter)
         lane.arrived.set()
-        if lane.task is None:
-            lane.task = start_supervised(self._drain(model_id, lane), name=f"batch:{model_id}")
+        if lane.task is None and lane.leader is None:
+            self._start_drain(model_id, lane)
         return _result(await waiter.future)
+
+    async def _lead(self, model_id: str, lane: _Lane, item: Item) -> bytes | InferenceResponse:
+        """Run a request that found its lane idle at once, in the caller's
+        own task (no task to start, nothing to wait for); what queues
+        meanwhile is dispatched after it."""
+        lane.leader = asyncio.current_task()
+        try:
+            outcomes = await self._run(model_id, [item], merging=model_id not in self._unmergeable)
+        except asyncio.CancelledError:
+            if self._closed:
+                raise UnavailableError("the runtime is stopping") from None
+            raise
+        finally:
+            lane.leader = None
+            if lane.queue and not self._closed:
+                self._start_drain(model_id, lane)
+            else:
+                _fail(lane.queue)
+                if self._lanes.get(model_id) is lane:
+                    del self._lanes[model_id]
+        return _result(outcomes[0])
+
+    def _start_drain(self, model_id: str, lane: _Lane) -> None:
+        lane.task = start_supervised(self._drain(model_id, lane), name=f"batch:{model_id}")
 
     async def _run(self, model_id: str, items: list[Item], *, merging: bool) -> list[Outcome]:
         self.dispatches += 1
@@ -188,6 +218,8 @@ class Batcher:
         """Fail what is queued and stop every lane."""
         self._closed = True
         for lane in list(self._lanes.values()):
+            if lane.leader is not None:
+                lane.leader.cancel()
             if lane.task is not None:
                 await cancel_and_wait(lane.task)
         self._lanes.clear()

@@ -92,8 +92,8 @@ async def test_max_batch_size_caps_a_dispatch() -> None:
     await settle()
     execute.gate.set()
     await asyncio.gather(*calls)
-    # All five arrived before the first dispatch ran.
-    assert [len(items) for items, _ in execute.dispatched] == [2, 2, 1]
+    # The first went alone at once; the four that queued behind it, two by two.
+    assert [len(items) for items, _ in execute.dispatched] == [1, 2, 2]
 
 
 async def test_models_have_lanes_of_their_own() -> None:
@@ -186,3 +186,20 @@ async def test_close_fails_what_is_queued() -> None:
             await call
     with pytest.raises(UnavailableError):
         await lanes.infer_grpc("m", b"c")
+
+
+async def test_a_cancelled_lone_caller_hands_what_queued_on() -> None:
+    execute = GatedExecute()
+    execute.gate.clear()
+    lanes = batcher(execute, ON)
+    alone = asyncio.create_task(lanes.infer_grpc("m", b"a"))
+    await settle()
+    queued = asyncio.create_task(lanes.infer_grpc("m", b"b"))
+    await settle()
+    alone.cancel()
+    await settle()
+    assert execute.dispatched[-1][0] == [b"b"]
+    execute.gate.set()
+    assert await queued == b"ok:b"
+    await settle()
+    assert not lanes.busy("m")
