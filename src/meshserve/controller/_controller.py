@@ -324,16 +324,8 @@ class Controller:
                 choice.reason, choice.message, generation=generation, model_id=names.model_id
             ), None
         runtime = choice.name
-        try:
-            # The resource's own batching annotations win over its runtime's.
-            batching = {**batch_overrides(choice.metadata.annotations), **target.batching}
-        except InvalidResourceError as exc:
-            return PredictorStatus.refused(
-                FailureReason.INVALID_PREDICTOR_SPEC,
-                f"runtime {runtime}: {exc}",
-                generation=generation,
-                model_id=names.model_id,
-            ), None
+        # The resource's batching annotations win over its (validated) runtime's.
+        batching = {**batch_overrides(choice.metadata.annotations), **target.batching}
         target = dataclasses.replace(target, batching=batching)
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
