@@ -41,14 +41,20 @@ class InProcessRuntime(Runtime):
         self._runtime = BuiltinRuntime(settings=settings)
         self._load_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._predict_pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._batcher = Batcher(
+        self._observe_batch = observe_batch
+        self._batcher = self._new_batcher()
+
+    def _new_batcher(self) -> Batcher:
+        return Batcher(
             execute=self._execute,
             limits_for=self._runtime.batch_limits,
-            observe=observe_batch,
+            observe=self._observe_batch,
         )
 
     async def start(self) -> None:
         settings = self._runtime.settings
+        # A batcher closed by a previous stop refuses requests.
+        self._batcher = self._new_batcher()
         self._load_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=load_workers(settings), thread_name_prefix="meshserve-load"
         )
