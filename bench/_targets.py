@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "TARGETS",
@@ -121,6 +122,17 @@ class StartContext:
     start_timeout_s: float
     mlserver: str | None
     """Path of the mlserver executable, if one was given or found."""
+    max_batch_size: int = 32
+    """Adaptive batching for meshserve's built-in runtime (1: off) and for
+    ``mlserver-batched``."""
+    max_batch_delay_ms: float = 0.0
+
+    def batching_env(self) -> dict[str, str]:
+        """The built-in runtime's batching settings, as meshserve reads them."""
+        return {
+            "MESHSERVE_RUNTIME__MAX_BATCH_SIZE": str(self.max_batch_size),
+            "MESHSERVE_RUNTIME__MAX_BATCH_DELAY_MS": str(self.max_batch_delay_ms),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +350,7 @@ def _direct(ctx: StartContext) -> Iterator[Running]:
         "--model",
         f"{ctx.model.name}:sklearn:{ctx.model.skops}",
     ]
-    with _process(argv, name="direct", ctx=ctx) as proc:
+    with _process(argv, name="direct", ctx=ctx, env=ctx.batching_env()) as proc:
         match = proc.wait_for_line(
             r"meshserve runtime listening on (\S+:\d+)", timeout_s=ctx.start_timeout_s
         )
@@ -389,7 +401,7 @@ def _up(runtime_host: str) -> Callable[[StartContext], contextlib.AbstractContex
             "--register",
             str(register),
         ]
-        env: dict[str, str] = {}
+        env = ctx.batching_env()
         notes: list[str] = []
         if runtime_host == "process" and os.geteuid() == 0:
             # As root the child would drop to runtime.runAsUser (nobody),
@@ -495,8 +507,32 @@ def find_mlserver(explicit: str | None) -> str | None:
     return None
 
 
+MLSERVER_MIN_BATCH_TIME_S = 0.001
+"""MLServer batches only with a positive max_batch_time: the shortest wait
+it is given when meshserve's maxBatchDelayMs is 0."""
+
+
+def _mlserver_batching(ctx: StartContext) -> dict[str, Any]:
+    """MLServer's adaptive batching at meshserve's limits (model-settings.json)."""
+    return {
+        "max_batch_size": ctx.max_batch_size,
+        "max_batch_time": max(ctx.max_batch_delay_ms / 1000, MLSERVER_MIN_BATCH_TIME_S),
+    }
+
+
+def _mlserver(
+    *, batched: bool
+) -> Callable[[StartContext], contextlib.AbstractContextManager[Running]]:
+    @contextlib.contextmanager
+    def start(ctx: StartContext) -> Iterator[Running]:
+        with _mlserver_running(ctx, batched=batched) as running:
+            yield running
+
+    return start
+
+
 @contextlib.contextmanager
-def _mlserver(ctx: StartContext) -> Iterator[Running]:
+def _mlserver_running(ctx: StartContext, *, batched: bool) -> Iterator[Running]:
     if ctx.mlserver is None:
         raise Unavailable(
             "MLServer is not installed: install `mlserver mlserver-sklearn` (1.7.x) into this "
@@ -519,15 +555,19 @@ def _mlserver(ctx: StartContext) -> Iterator[Running]:
         "environments_dir": str(ctx.work_dir / "mlserver-envs"),
     }
     (repo / "settings.json").write_text(json.dumps(settings))
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": ctx.model.name,
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib"},
-            }
+    model_settings: dict[str, Any] = {
+        "name": ctx.model.name,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib"},
+    }
+    notes: tuple[str, ...] = ()
+    if batched:
+        model_settings.update(_mlserver_batching(ctx))
+        notes = (
+            f"adaptive batching: max_batch_size {model_settings['max_batch_size']}, "
+            f"max_batch_time {model_settings['max_batch_time']:g} s",
         )
-    )
+    (model_dir / "model-settings.json").write_text(json.dumps(model_settings))
     argv = [ctx.mlserver, "start", str(repo)]
     with _process(argv, name="mlserver", ctx=ctx, cwd=repo) as proc:
         _wait_http_ok(
@@ -535,7 +575,7 @@ def _mlserver(ctx: StartContext) -> Iterator[Running]:
             proc=proc,
             timeout_s=ctx.start_timeout_s,
         )
-        yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid)
+        yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid, notes=notes)
 
 
 TARGETS: dict[str, Target] = {
@@ -562,7 +602,12 @@ TARGETS: dict[str, Target] = {
         Target(
             "mlserver",
             "MLServer 1.7 + mlserver-sklearn, .joblib, parallel_workers 0",
-            _mlserver,
+            _mlserver(batched=False),
+        ),
+        Target(
+            "mlserver-batched",
+            "the same MLServer with its adaptive batching at meshserve's limits",
+            _mlserver(batched=True),
         ),
         Target(
             "up-pickle-pool",

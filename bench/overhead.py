@@ -1,9 +1,10 @@
 """What meshserve costs on the request path, against baselines measured in the same run.
 
     python bench/overhead.py [--targets floor,direct,up-inprocess,up-process,mlserver,
-                                        up-pickle-pool,up-mlserver-pool]
+                                        mlserver-batched,up-pickle-pool,up-mlserver-pool]
                              [--duration S] [--requests N] [--warmup S] [--quick]
-                             [--rounds N] [--model logreg|forest] [--mlserver PATH] [--json]
+                             [--rounds N] [--model logreg|forest] [--mlserver PATH]
+                             [--max-batch-size N] [--max-batch-delay-ms MS] [--json]
 
 One sklearn estimator, trained at start on scikit-learn's bundled iris data,
 is saved as .skops (for meshserve) and .joblib (for MLServer). Each target
@@ -14,7 +15,14 @@ then runs alone, in its own process tree, on 127.0.0.1 over TCP gRPC:
 - direct: ``meshserve runtime --model`` (the runtime alone, model preloaded);
 - up-inprocess / up-process: ``meshserve up --runtime-host inprocess|process``
   with the model registered from a file and loaded on first request;
-- mlserver: MLServer 1.7 with mlserver-sklearn serving the .joblib.
+- mlserver: MLServer 1.7 with mlserver-sklearn serving the .joblib;
+- mlserver-batched: the same with MLServer's adaptive batching at the limits
+  meshserve gets (max_batch_size; max_batch_time the delay, at least 1 ms,
+  since MLServer batches only with a positive one).
+
+meshserve's built-in runtime (direct, up-*) batches adaptively with
+--max-batch-size (default 32, its own default; 1 turns it off) and
+--max-batch-delay-ms (default 0).
 
 For each target and concurrency (1, then 32) a fresh client process
 (bench/_client.py, tritonclient gRPC) checks that the known row gets the
@@ -23,8 +31,8 @@ time budget or the request cap is reached. The script prints p50/p99 latency
 and throughput per target side by side, the server's CPU per request, then
 the ratios. --rounds N runs the whole sequence N times, interleaved, and
 reports medians (a busy machine drifts). With --json the last line is one JSON object: the ratios
-(up-inprocess / direct, up-process / direct, up-inprocess / mlserver) and
-every raw number. docs/benchmarks.md has a measured run.
+(up-inprocess / direct, up-process / direct, up-inprocess / mlserver and
+/ mlserver-batched) and every raw number. docs/benchmarks.md has a measured run.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ class Settings:
     start_timeout_s: float
     model: str
     rounds: int
+    max_batch_size: int = 32
+    max_batch_delay_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -282,6 +292,8 @@ def run_target(
         label=model.label,
         start_timeout_s=settings.start_timeout_s,
         mlserver=mlserver,
+        max_batch_size=settings.max_batch_size,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
     )
     try:
         with target.start(start) as running:
@@ -342,6 +354,13 @@ _HEADLINE = (
     ("p50_ratio_c1_outproc", "up-process", "direct", "p50_ms", 1),
     ("throughput_ratio_c32_outproc", "up-process", "direct", "throughput_rps", 32),
     ("mlserver_throughput_ratio_c32", "up-inprocess", "mlserver", "throughput_rps", 32),
+    (
+        "mlserver_batched_throughput_ratio_c32",
+        "up-inprocess",
+        "mlserver-batched",
+        "throughput_rps",
+        32,
+    ),
 )
 _CONTEXT = (
     ("direct_vs_floor_p50_c1", "direct", "floor", "p50_ms", 1),
@@ -353,6 +372,9 @@ _CONTEXT = (
     ("pickle_pool_vs_direct_throughput_c32", "up-pickle-pool", "direct", "throughput_rps", 32),
     ("mlserver_pool_vs_mlserver_p50_c1", "up-mlserver-pool", "mlserver", "p50_ms", 1),
     ("mlserver_pool_vs_mlserver_thr_c32", "up-mlserver-pool", "mlserver", "throughput_rps", 32),
+    ("up_process_vs_mlserver_thr_c32", "up-process", "mlserver", "throughput_rps", 32),
+    ("up_process_vs_mlsrv_batched_thr_c32", "up-process", "mlserver-batched", "throughput_rps", 32),
+    ("mlserver_batched_vs_mlserver_thr_c32", "mlserver-batched", "mlserver", "throughput_rps", 32),
 )
 
 
@@ -407,14 +429,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def render_table(results: dict[str, TargetResult], report: dict[str, Any]) -> str:
     lines: list[str] = []
-    header = f"{'target':<14}"
+    header = f"{'target':<16}"
     for concurrency in CONCURRENCIES:
         header += f" | c={concurrency:<2} p50 ms   p99 ms    req/s"
     header += " | srv CPU ms/req c1  c32 | client cores c1  c32"
     lines.append(header)
     lines.append("-" * len(header))
     for name, result in results.items():
-        row = f"{name:<14}"
+        row = f"{name:<16}"
         cpu_srv, cpu_cli = "", ""
         for concurrency in CONCURRENCIES:
             p = result.point(concurrency) or Point(concurrency)
@@ -505,11 +527,26 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=1,
         help="run every target this many times, interleaved; report the medians",
     )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=32,
+        help="adaptive batching of meshserve's built-in runtime (runtime.maxBatchSize; 1: off) "
+        "and of mlserver-batched",
+    )
+    parser.add_argument(
+        "--max-batch-delay-ms",
+        type=float,
+        default=0.0,
+        help="runtime.maxBatchDelayMs (0: batch only what queued during the previous call)",
+    )
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds per start")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.requests = 1.5, 0.3, min(args.requests, 5000)
+    if args.max_batch_size < 1 or not 0 <= args.max_batch_delay_ms <= 1000:
+        parser.error("--max-batch-size must be 1 or more, --max-batch-delay-ms 0 to 1000")
     if args.duration <= 0 or args.requests <= 0 or args.rounds <= 0 or args.warmup < 0:
         parser.error("--duration, --requests and --rounds must be positive, --warmup not negative")
     return args
@@ -526,6 +563,8 @@ def main(argv: Sequence[str]) -> int:
         start_timeout_s=args.start_timeout,
         model=args.model,
         rounds=args.rounds,
+        max_batch_size=args.max_batch_size,
+        max_batch_delay_ms=args.max_batch_delay_ms,
     )
     mlserver = _targets.find_mlserver(args.mlserver)
     started = datetime.datetime.now(datetime.UTC)
@@ -555,7 +594,9 @@ def main(argv: Sequence[str]) -> int:
     print(
         f"meshserve overhead: sklearn {args.model} on iris, 1 row/request, tritonclient gRPC "
         f"over 127.0.0.1; {settings.duration_s:g} s or {settings.max_requests} requests per "
-        f"point; {settings.rounds} round(s); {report['machine']['cores']} cores; {report['date']}"
+        f"point; {settings.rounds} round(s); {report['machine']['cores']} cores; {report['date']}; "
+        f"meshserve batching: maxBatchSize {settings.max_batch_size}, maxBatchDelayMs "
+        f"{settings.max_batch_delay_ms:g}"
     )
     print(render_table(results, report))
     if args.json:

@@ -74,6 +74,7 @@ from meshserve.resources import (
     ModelNames,
     ModelTarget,
     Predictor,
+    batch_overrides,
     model_names,
     model_target,
     parse_resource,
@@ -334,6 +335,9 @@ class Controller:
                 choice.reason, choice.message, generation=generation, model_id=names.model_id
             ), None
         runtime = choice.name
+        # The resource's batching annotations win over its (validated) runtime's.
+        batching = {**batch_overrides(choice.metadata.annotations), **target.batching}
+        target = dataclasses.replace(target, batching=batching)
         refusal = self._pickle_refusal(runtime, key.namespace)
         if refusal is not None:
             return PredictorStatus.refused(

@@ -64,4 +64,5 @@ def model_key_of(target: ModelTarget) -> str:
         storage_key=target.storage_key,
         storage_params=target.storage_params,
         schema_path=target.schema_path,
+        extra=target.batching,
     )

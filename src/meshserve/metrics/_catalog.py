@@ -89,6 +89,7 @@ _AGE_BUCKETS_MS = (
 )  # fmt: skip
 _MODEL_SIZE_BUCKETS = tuple(256 * 1024 * 4.0**i for i in range(8))  # 256 KiB .. 4 GiB
 _MESSAGE_SIZE_BUCKETS = tuple(128 * 4.0**i for i in range(8))  # 128 B .. 2 MiB
+_BATCH_SIZE_BUCKETS = tuple(2.0**i for i in range(9))  # 1 .. 256 requests
 
 NO_LRU_S = (2**63 - 1) // 1000
 """ModelMesh's "no LRU entry" value: Java's ``Long.MAX_VALUE`` ms, in
@@ -243,6 +244,13 @@ MODEL_PULL_SIZE = MetricSpec(
     buckets=_MODEL_SIZE_BUCKETS,
 )
 
+BATCH_SIZE = MetricSpec(
+    name="meshserve_batch_size",
+    kind=Kind.HISTOGRAM,
+    help="Requests merged into one call of the built-in runtime (adaptive batching)",
+    buckets=_BATCH_SIZE_BUCKETS,
+)
+
 AUTH_DENIED = MetricSpec(
     name="meshserve_auth_denied",
     kind=Kind.COUNTER,
@@ -350,6 +358,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     LOADED_MODEL_SIZE,
     MODEL_PULL_TIME,
     MODEL_PULL_SIZE,
+    BATCH_SIZE,
     AUTH_DENIED,
     LIMIT_REJECTED,
     PAYLOADS_DROPPED,

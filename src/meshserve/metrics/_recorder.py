@@ -142,6 +142,10 @@ class MetricsRecorder(abc.ABC):
         """A request waited ``ms`` for a concurrency slot of its model."""
         self._observe(c.QUEUE_DELAY, ms, (), model_id)
 
+    def observe_batch(self, size: int, *, model_id: str | None = None) -> None:
+        """One call of the built-in runtime served ``size`` requests at once."""
+        self._observe(c.BATCH_SIZE, size, (), model_id)
+
     def auth_denied(self, kind: str, method: str) -> None:
         """A call was refused: ``unauthenticated`` or ``forbidden``."""
         self._count(c.AUTH_DENIED, (kind, method))

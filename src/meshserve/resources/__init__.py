@@ -7,6 +7,11 @@ a resource maps to, and picks the runtime that serves it. The controller
 and the CLI build on it; nothing here talks to the mesh.
 """
 
+from meshserve.resources._batching import (
+    MAX_BATCH_DELAY_ANNOTATION,
+    MAX_BATCH_SIZE_ANNOTATION,
+    batch_overrides,
+)
 from meshserve.resources._documents import (
     Manifest,
     Resource,
@@ -76,6 +81,8 @@ __all__ = [
     "DEPLOYMENT_MODE_ANNOTATION",
     "FRAMEWORKS",
     "INFERENCE_SERVICE_SOURCE",
+    "MAX_BATCH_DELAY_ANNOTATION",
+    "MAX_BATCH_SIZE_ANNOTATION",
     "MODELMESH_DEPLOYMENT_MODE",
     "NO_RUNTIME_LABEL",
     "PREDICTOR_SOURCE",
@@ -107,6 +114,7 @@ __all__ = [
     "StorageLocation",
     "SupportedModelFormat",
     "WarningKind",
+    "batch_overrides",
     "check_no_credentials",
     "go_json",
     "is_storage_uri",

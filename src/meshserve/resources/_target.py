@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from meshserve.resources._batching import batch_overrides
 from meshserve.resources._inference_service import FrameworkSpec, InferenceService
 from meshserve.resources._predictor import Predictor, PredictorSpec
 from meshserve.resources._schema import (
@@ -54,6 +55,9 @@ class ModelTarget:
     predictor_spec: dict[str, Any] = dataclasses.field(compare=False, repr=False)
     """The v1alpha1 PredictorSpec in ModelMesh Serving's JSON field order and
     omission rules (see meshserve.resources._naming)."""
+    batching: dict[str, int | float] = dataclasses.field(default_factory=dict)
+    """Adaptive batching limits the resource's annotations set, as model key
+    fields (:mod:`meshserve.resources._batching`); empty: the runtime's."""
 
 
 def model_target(resource: Predictor | InferenceService) -> ModelTarget:
@@ -63,9 +67,12 @@ def model_target(resource: Predictor | InferenceService) -> ModelTarget:
     """
     if isinstance(resource, Predictor):
         validate_predictor(resource)
-        return _predictor_target(resource.spec)
-    validate_inference_service(resource)
-    return _isvc_target(resource)
+        target = _predictor_target(resource.spec)
+    else:
+        validate_inference_service(resource)
+        target = _isvc_target(resource)
+    batching = batch_overrides(resource.metadata.annotations)
+    return dataclasses.replace(target, batching=batching) if batching else target
 
 
 def _predictor_target(spec: PredictorSpec) -> ModelTarget:

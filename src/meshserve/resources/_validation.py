@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from meshserve.errors import ForeignResourceError, InvalidRequestError, InvalidResourceError
+from meshserve.resources._batching import batch_overrides
 from meshserve.resources._documents import Resource
 from meshserve.resources._inference_service import FRAMEWORKS, FrameworkSpec, InferenceService
 from meshserve.resources._predictor import Predictor
@@ -77,7 +78,9 @@ def validate_serving_runtime(
     *,
     built_in_server_types: Collection[str] = BUILT_IN_SERVER_TYPES,
 ) -> None:
-    """A runtime meshserve can run: multiModel, no reserved names or ports."""
+    """A runtime meshserve can run: multiModel, no reserved names or ports,
+    batching annotations in range."""
+    batch_overrides(runtime.metadata.annotations)
     spec = runtime.spec
     if not spec.is_multi_model:
         stated = "false" if spec.multi_model is False else "not set"

@@ -23,6 +23,7 @@ from meshserve.errors import (
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.model_key import ModelKey
 from meshserve.runtime import _formats
+from meshserve.runtime._batch_limits import BatchLimits
 from meshserve.runtime._records import (
     LoadResult,
     ModelSpec,
@@ -82,6 +83,7 @@ class _Loaded:
     model: _formats.LoadedModel
     size_bytes: int
     loaded_at: float
+    batch_limits: BatchLimits
 
 
 class BuiltinRuntime:
@@ -89,6 +91,7 @@ class BuiltinRuntime:
 
     def __init__(self, *, settings: RuntimeSettings) -> None:
         self._settings = settings
+        self._batch_limits = BatchLimits.of_settings(settings)
         self._lock = threading.Lock()
         self._models: dict[str, _Loaded] = {}
         self._loading: set[str] = set()
@@ -159,6 +162,9 @@ class BuiltinRuntime:
         try:
             self._preloaded.wait()
             artifact = self._artifact(spec)
+            limits = self._batch_limits.for_key(
+                ModelKey.parse(spec.model_key, error=UnsupportedModelError)
+            )
             estimate = _formats.estimate_size(artifact)
             capacity = self._settings.capacity_bytes
             if estimate > capacity:
@@ -191,7 +197,7 @@ class BuiltinRuntime:
             if spec.model_id in self._unload_requested:
                 self._unload_requested.discard(spec.model_id)
                 raise ModelLoadError(f"model '{spec.model_id}' was unloaded while loading")
-            self._models[spec.model_id] = _Loaded(model, size, time.time())
+            self._models[spec.model_id] = _Loaded(model, size, time.time(), limits)
         return LoadResult(size_bytes=size)
 
     def unload(self, model_id: str) -> None:
@@ -211,6 +217,12 @@ class BuiltinRuntime:
 
     def model_size(self, model_id: str) -> int:
         return self._get(model_id).size_bytes
+
+    def batch_limits(self, model_id: str) -> BatchLimits:
+        """How far ``model_id``'s requests are merged: its model key's limits,
+        else the runtime's (also for a model not loaded, which fails alone)."""
+        loaded = self._models.get(model_id)
+        return self._batch_limits if loaded is None else loaded.batch_limits
 
     def is_loaded(self, model_id: str) -> bool:
         return model_id in self._models

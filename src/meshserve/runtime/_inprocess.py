@@ -9,30 +9,17 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from meshserve.errors import PickleRefusedError
-from meshserve.protocol import codecs
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
+from meshserve.runtime._batch_run import BatchRun, Item, run_batch
+from meshserve.runtime._batcher import Batcher
 from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
 from meshserve.runtime._interface import Runtime
 from meshserve.runtime._records import LoadResult, ModelSpec, RuntimeStatus
 from meshserve.settings import RuntimeSettings
 
-__all__ = ["InProcessRuntime", "infer_grpc_bytes"]
+__all__ = ["InProcessRuntime"]
 
 T = TypeVar("T")
-
-
-def infer_grpc_bytes(runtime: BuiltinRuntime, model_id: str, body: bytes) -> bytes:
-    """Decode, predict and encode one gRPC request (blocking; run off-loop).
-
-    The response uses raw contents when the request did, typed otherwise, so
-    clients get back the form they chose.
-    """
-    message = codecs.parse_request(body)
-    request = codecs.request_from_proto(message)
-    response = runtime.infer(request, model_id=model_id)
-    raw = bool(message.raw_input_contents) or not message.inputs
-    encoded: bytes = codecs.response_to_proto(response, raw=raw).SerializeToString()
-    return encoded
 
 
 class InProcessRuntime(Runtime):
@@ -43,7 +30,9 @@ class InProcessRuntime(Runtime):
     instance's privileges and memory.
     """
 
-    def __init__(self, *, settings: RuntimeSettings) -> None:
+    def __init__(
+        self, *, settings: RuntimeSettings, observe_batch: Callable[[str, int], None] | None = None
+    ) -> None:
         if settings.allow_pickle:
             raise PickleRefusedError(
                 "allow_pickle needs the out-of-process runtime host (--runtime-host process): "
@@ -52,9 +41,20 @@ class InProcessRuntime(Runtime):
         self._runtime = BuiltinRuntime(settings=settings)
         self._load_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._predict_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._observe_batch = observe_batch
+        self._batcher = self._new_batcher()
+
+    def _new_batcher(self) -> Batcher:
+        return Batcher(
+            execute=self._execute,
+            limits_for=self._runtime.batch_limits,
+            observe=self._observe_batch,
+        )
 
     async def start(self) -> None:
         settings = self._runtime.settings
+        # A batcher closed by a previous stop refuses requests.
+        self._batcher = self._new_batcher()
         self._load_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=load_workers(settings), thread_name_prefix="meshserve-load"
         )
@@ -64,6 +64,7 @@ class InProcessRuntime(Runtime):
         start_preload(self._runtime)
 
     async def stop(self) -> None:
+        await self._batcher.close()
         self._runtime.purge()
         for pool in (self._load_pool, self._predict_pool):
             if pool is not None:
@@ -85,6 +86,7 @@ class InProcessRuntime(Runtime):
 
     async def unload(self, model_id: str) -> None:
         self._runtime.unload(model_id)
+        self._batcher.forget(model_id)
 
     async def predict_size(self, spec: ModelSpec) -> int:
         return self._runtime.predict_size(spec)
@@ -95,10 +97,14 @@ class InProcessRuntime(Runtime):
     async def metadata(self, model_id: str) -> ModelMetadata:
         return self._runtime.metadata(model_id)
 
-    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
+    async def _execute(self, model_id: str, items: list[Item], *, merging: bool) -> BatchRun:
         return await self._run(
-            self._predict_pool, functools.partial(self._runtime.infer, model_id=model_id), request
+            self._predict_pool,
+            functools.partial(run_batch, self._runtime, model_id, items, merging=merging),
         )
 
+    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
+        return await self._batcher.infer(model_id, request)
+
     async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
-        return await self._run(self._predict_pool, infer_grpc_bytes, self._runtime, model_id, body)
+        return await self._batcher.infer_grpc(model_id, body)

@@ -28,8 +28,9 @@ from meshserve.protocol.routing import NO_HEADERS, RoutingHeaders, ServerInfo
 from meshserve.protocol.service import v2_handler
 from meshserve.protocol.status import reports_errors
 from meshserve.runtime._address import ListenAddress
+from meshserve.runtime._batch_run import BatchRun, Item, run_batch
+from meshserve.runtime._batcher import Batcher
 from meshserve.runtime._builtin import BuiltinRuntime, load_workers, start_preload
-from meshserve.runtime._inprocess import infer_grpc_bytes
 from meshserve.runtime._link import LinkServer, link_path
 from meshserve.runtime._spi import spec_from_request
 
@@ -70,9 +71,10 @@ class _Pools:
 
 
 class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
-    def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
+    def __init__(self, runtime: BuiltinRuntime, pools: _Pools, batcher: Batcher) -> None:
         self._runtime = runtime
         self._pools = pools
+        self._batcher = batcher
 
     @reports_errors
     async def loadModel(
@@ -90,6 +92,7 @@ class _ModelRuntimeServicer(spi_grpc.ModelRuntimeServicer):
         self, request: spi.UnloadModelRequest, context: grpc.aio.ServicerContext
     ) -> spi.UnloadModelResponse:
         self._runtime.unload(request.modelId)
+        self._batcher.forget(request.modelId)
         return spi.UnloadModelResponse()
 
     @reports_errors
@@ -139,6 +142,16 @@ class _RuntimeBackend:
     def __init__(self, runtime: BuiltinRuntime, pools: _Pools) -> None:
         self._runtime = runtime
         self._pools = pools
+        # Concurrent requests from the instance merge here, in the runtime's
+        # process: the instance only forwards bytes.
+        self.batcher = Batcher(execute=self._execute, limits_for=runtime.batch_limits)
+
+    async def _execute(self, model_id: str, items: list[Item], *, merging: bool) -> BatchRun:
+        # Decoded in the worker thread, not on the loop.
+        return await self._pools.run(
+            self._pools.predict,
+            functools.partial(run_batch, self._runtime, model_id, items, merging=merging),
+        )
 
     def resolve(self, name: str, headers: RoutingHeaders) -> str:
         return headers.model_id or name
@@ -146,11 +159,7 @@ class _RuntimeBackend:
     async def infer_grpc(
         self, model_id: str, body: bytes, headers: RoutingHeaders = NO_HEADERS
     ) -> bytes:
-        # Decoded in the worker thread, not on the loop.
-        return await self._pools.run(
-            self._pools.predict,
-            functools.partial(infer_grpc_bytes, self._runtime, model_id, body),
-        )
+        return await self.batcher.infer_grpc(model_id, body)
 
     async def model_metadata(
         self, model_id: str, headers: RoutingHeaders = NO_HEADERS
@@ -212,6 +221,7 @@ class RuntimeServer(Service):
         self._server: grpc.aio.Server | None = None
         self._pools: _Pools | None = None
         self._link: LinkServer | None = None
+        self._backend: _RuntimeBackend | None = None
         self.address: str = str(listen)
 
     async def start(self) -> None:
@@ -221,10 +231,10 @@ class RuntimeServer(Service):
         )
         start_preload(self._runtime)
         server = grpc.aio.server(options=_UNLIMITED_MESSAGES)
-        spi_grpc.add_ModelRuntimeServicer_to_server(
-            _ModelRuntimeServicer(self._runtime, pools), server
-        )
         backend = _RuntimeBackend(self._runtime, pools)
+        spi_grpc.add_ModelRuntimeServicer_to_server(
+            _ModelRuntimeServicer(self._runtime, pools, backend.batcher), server
+        )
         server.add_generic_rpc_handlers((v2_handler(backend),))
         if self._listen.unix_path is not None:
             path = pathlib.Path(self._listen.unix_path)
@@ -234,7 +244,7 @@ class RuntimeServer(Service):
             self._link = LinkServer(path=link_path(path), handler=backend.infer_grpc)
             await self._link.start()
         self.address = await bind_and_start(server, self._listen)
-        self._server, self._pools = server, pools
+        self._server, self._pools, self._backend = server, pools, backend
         log.info("runtime listening on %s", self.address)
 
     async def stop(self, grace: float = 1.0) -> None:
@@ -244,6 +254,9 @@ class RuntimeServer(Service):
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._backend is not None:
+            await self._backend.batcher.close()
+            self._backend = None
         if self._pools is not None:
             self._pools.shutdown()
             self._pools = None

@@ -19,7 +19,7 @@ from typing import Any
 from meshserve._events import AsyncEvent, Event
 from meshserve.controller import ResourceStore, SealedSecrets
 from meshserve.mesh import Instance
-from meshserve.metrics import Metrics
+from meshserve.metrics import Metrics, MetricsRecorder
 from meshserve.payloads import PayloadProcessors, parse_processors
 from meshserve.protocol.peer import PeerClient
 from meshserve.registry import Registry
@@ -58,10 +58,15 @@ def instance_labels(settings: Settings) -> tuple[str, ...]:
     return (f"rt:{settings.mesh.runtime_name}", *formats, *settings.mesh.labels)
 
 
-def build_runtime(settings: Settings, *, on_restart: Callable[[], Awaitable[None]]) -> Runtime:
+def build_runtime(
+    settings: Settings,
+    *,
+    on_restart: Callable[[], Awaitable[None]],
+    metrics: MetricsRecorder | None = None,
+) -> Runtime:
     """The runtime ``runtime.host`` names; ``on_restart`` is awaited each
     time it comes back empty (its process restarted, or it was reached
-    again after a loss)."""
+    again after a loss). ``metrics`` sees the in-process runtime's batches."""
     runtime = settings.runtime
     if runtime.host == "process":
         return ProcessRuntime(
@@ -89,7 +94,15 @@ def build_runtime(settings: Settings, *, on_restart: Callable[[], Awaitable[None
             stop_grace_s=runtime.stop_grace_s,
             **reach,
         )
-    return InProcessRuntime(settings=runtime)
+    observe = None if metrics is None else _batch_observer(metrics)
+    return InProcessRuntime(settings=runtime, observe_batch=observe)
+
+
+def _batch_observer(metrics: MetricsRecorder) -> Callable[[str, int], None]:
+    def observe(model_id: str, size: int) -> None:
+        metrics.observe_batch(size, model_id=model_id)
+
+    return observe
 
 
 def _tracing_env(tracing: TracingSettings) -> dict[str, str]:
@@ -144,7 +157,7 @@ async def open_instance_stack(
                 settings.storage, auth_enabled=settings.auth.enabled
             ),
         ) as puller,
-        build_runtime(settings, on_restart=restarted.emit) as runtime,
+        build_runtime(settings, on_restart=restarted.emit, metrics=metrics) as runtime,
         PayloadProcessors(
             specs=parse_processors(settings.payloads.processors),
             queue_size=settings.payloads.queue_size,

@@ -60,6 +60,21 @@ class RuntimeSettings(Group):
     thread beat 4 by ~10% in throughput); raise it for libraries that release
     the GIL (onnxruntime, xgboost) on machines with more cores."""
 
+    max_batch_size: int = Field(default=32, ge=1)
+    """Requests for one model merged into one runtime call at most (adaptive
+    batching, built-in runtime only; 1 turns it off). On by default because
+    it adds nothing to a request that is alone: one runs at once, and only
+    the requests that queued while the model's previous call ran are merged.
+    A model's ``max_batch_size`` model key field (from the resource's
+    ``serving.meshserve.io/maxBatchSize`` annotation) overrides it. 32
+    requests bound the memory and the latency one merged call can take."""
+
+    max_batch_delay_ms: float = Field(default=0.0, ge=0, le=1000)
+    """How long a batch that is not full may wait for more requests, in
+    milliseconds. 0 (the default) never waits: batches form only from what
+    queued while the previous call ran, so a lone request has no added
+    latency; a positive value trades that latency for fuller batches."""
+
     max_loading_concurrency: int = Field(default=1, ge=1)
     """Loads in flight at once (ModelMesh's default is 1)."""
 

@@ -23,9 +23,11 @@ def build_model_key(
     storage_key: str | None = None,
     storage_params: Mapping[str, str] | None = None,
     schema_path: str | None = None,
+    extra: Mapping[str, int | float] | None = None,
 ) -> str:
     """A model key JSON for a registration (``models register``, the
-    controller). Refuses credential fields in ``storage_params``."""
+    controller). Refuses credential fields in ``storage_params``. ``extra``
+    adds fields for the runtime (adaptive batching limits)."""
     params = {str(k): str(v) for k, v in (storage_params or {}).items()}
     refuse_credential_params(params)
     return ModelKey(
@@ -34,6 +36,7 @@ def build_model_key(
         model_type=model_type,
         model_type_version=model_type_version,
         schema_path=schema_path or None,
+        extra=dict(extra or {}),
     ).to_json()
 
 

@@ -1116,3 +1116,45 @@ async def test_a_pool_spec_maker_decides_which_runtimes_can_run(
     assert status["message"] == "cannot run here: tf-rt is not for this cluster"
     assert "tf-rt" not in pools.synced
     assert BUILTIN_RUNTIME in pools.synced, "not skipped: on a cluster it runs as pods too"
+
+
+def _annotated(document: dict[str, Any], **annotations: str) -> dict[str, Any]:
+    document["metadata"].setdefault("annotations", {}).update(
+        {f"serving.meshserve.io/{name}": value for name, value in annotations.items()}
+    )
+    return document
+
+
+async def test_batching_annotations_reach_the_model_key_the_resources_own_winning(
+    store: SqliteStore, mesh: FakeMesh, resources: ResourceStore, clock: ManualClock
+) -> None:
+    controller = _controller(store, mesh, clock, control=_ALLOW_ALL)
+    await resources.apply(_annotated(_runtime("tf"), maxBatchSize="8", maxBatchDelayMs="2"))
+    plain = await _applied(controller, mesh, resources, _isvc("a", model_format="tensorflow"))
+    own = await _applied(
+        controller,
+        mesh,
+        resources,
+        _annotated(_isvc("b", model_format="tensorflow"), maxBatchSize="1"),
+    )
+    assert json.loads(mesh.models[plain].key)["max_batch_size"] == 8
+    key = json.loads(mesh.models[own].key)
+    assert (key["max_batch_size"], key["max_batch_delay_ms"]) == (1, 2.0)
+
+
+async def test_a_resource_without_batching_annotations_has_none_in_its_key(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    model_id = await _applied(controller, mesh, resources, _isvc("iris"))
+    assert "max_batch_size" not in json.loads(mesh.models[model_id].key)
+
+
+async def test_a_bad_batching_annotation_is_an_invalid_spec_naming_it(
+    controller: Controller, mesh: FakeMesh, resources: ResourceStore
+) -> None:
+    await resources.apply(_annotated(_isvc("iris"), maxBatchSize="lots"))
+    await controller.reconcile()
+    failure = _failure(await _status(resources, _key("InferenceService", "iris")))
+    assert failure["reason"] == "InvalidPredictorSpec"
+    assert "serving.meshserve.io/maxBatchSize" in failure["message"]
+    assert mesh.vmodels == {}

@@ -85,6 +85,7 @@ def bucket_bounds(metrics: Metrics, family: str) -> list[float]:
 MESHSERVE_METRICS = {
     "meshserve_model_pull_milliseconds": "histogram",
     "meshserve_model_pull_bytes": "histogram",
+    "meshserve_batch_size": "histogram",
     "meshserve_auth_denied": "counter",
     "meshserve_limit_rejected": "counter",
     "meshserve_payloads_dropped": "counter",
@@ -93,6 +94,15 @@ MESHSERVE_METRICS = {
 
 def test_exports_modelmesh_names_and_types() -> None:
     assert types(Metrics()) == MODELMESH_METRICS | MESHSERVE_METRICS
+
+
+def test_batch_sizes_are_observed() -> None:
+    metrics = Metrics()
+    for size in (1, 3, 3):
+        metrics.observe_batch(size, model_id="m")
+    assert value(metrics, "meshserve_batch_size_count") == 3
+    assert value(metrics, "meshserve_batch_size_sum") == 7
+    assert bucket_bounds(metrics, "meshserve_batch_size")[:3] == [1.0, 2.0, 4.0]
 
 
 def test_auth_denials_are_counted_by_kind_and_method() -> None:

@@ -261,3 +261,34 @@ def test_a_predictor_path_carrying_a_credential_is_refused_when_parsed() -> None
         load_documents(text)
     assert info.value.field == "spec.path"
     assert _SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        ({}, {}),
+        ({"serving.meshserve.io/maxBatchSize": " 16 "}, {"max_batch_size": 16}),
+        ({"serving.meshserve.io/maxBatchDelayMs": "2.5"}, {"max_batch_delay_ms": 2.5}),
+    ],
+)
+def test_batching_annotations_become_model_key_fields(
+    annotations: dict[str, str], expected: dict[str, float]
+) -> None:
+    assert control.batch_overrides(annotations) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("maxBatchSize", "0"),
+        ("maxBatchSize", "2.5"),
+        ("maxBatchDelayMs", "-1"),
+        ("maxBatchDelayMs", "nan"),
+        ("maxBatchDelayMs", "5000"),
+    ],
+)
+def test_batching_annotations_out_of_range_are_refused_naming_them(name: str, value: str) -> None:
+    annotation = f"serving.meshserve.io/{name}"
+    with pytest.raises(InvalidResourceError) as caught:
+        control.batch_overrides({annotation: value})
+    assert caught.value.field == f"metadata.annotations[{annotation}]"

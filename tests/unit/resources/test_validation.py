@@ -10,6 +10,7 @@ from meshserve.errors import ForeignResourceError, InvalidResourceError
 from meshserve.resources import (
     Resource,
     load_documents,
+    model_target,
     parse_resource,
     validate_resource,
 )
@@ -285,3 +286,22 @@ def test_predictor_errors(spec: dict[str, object], field: str, words: str) -> No
         validate_resource(_predictor(spec))
     assert caught.value.field == field
     assert words in str(caught.value)
+
+
+def test_a_runtime_with_a_batching_annotation_out_of_range_is_invalid() -> None:
+    [runtime] = load_documents(_RUNTIME)
+    document = runtime.to_document()
+    document["metadata"]["annotations"] = {"serving.meshserve.io/maxBatchDelayMs": "-3"}
+    with pytest.raises(InvalidResourceError) as caught:
+        validate_resource(parse_resource(document))
+    assert caught.value.field == "metadata.annotations[serving.meshserve.io/maxBatchDelayMs]"
+
+
+def test_an_inference_service_with_a_bad_batching_annotation_is_invalid() -> None:
+    annotations = {
+        "serving.kserve.io/deploymentMode": "ModelMesh",
+        "serving.meshserve.io/maxBatchSize": "0",
+    }
+    predictor = {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b/m"}}
+    with pytest.raises(InvalidResourceError, match="1 or more"):
+        model_target(_isvc(predictor, annotations))
