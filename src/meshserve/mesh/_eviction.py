@@ -28,7 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-__all__ = ["EvictionPolicy", "Gdsf", "Lru", "Scored", "make_policy"]
+__all__ = ["NOTHING_TO_EVICT", "EvictionPolicy", "Gdsf", "Lru", "Scored", "make_policy"]
+
+NOTHING_TO_EVICT = 1e12
+"""A victim value no copy reaches: the instance has nothing it could evict."""
 
 _COST_SMOOTHING = 0.5
 """Weight of the newest load time in a model's reload cost (load times are
@@ -71,6 +74,12 @@ class EvictionPolicy(Protocol):
     def evicting(self, entry: Scored, *, now_ms: int) -> None:
         """``entry`` is about to be evicted for space."""
 
+    def victim_value(self, entries: Iterable[Scored], *, now_ms: int) -> float:
+        """What evicting the first of ``entries`` would lose, comparable
+        across instances (placement sends a new copy where this is lowest);
+        0 for a policy whose placement is by last use alone."""
+        ...
+
 
 class Lru:
     """ModelMesh's order: least recently used first."""
@@ -88,6 +97,9 @@ class Lru:
 
     def evicting(self, entry: Scored, *, now_ms: int) -> None:
         pass
+
+    def victim_value(self, entries: Iterable[Scored], *, now_ms: int) -> float:
+        return 0.0
 
 
 @dataclass(slots=True)
@@ -151,7 +163,7 @@ class Gdsf:
     def priority(self, entry: Scored, *, now_ms: int) -> float:
         """Clock at last use + decayed frequency x relative reload cost / size."""
         history = self._history.get(entry.model_id)
-        clock = history.clock if history is not None else self.clock
+        clock = self._clock_of(entry.model_id)
         cost = self._relative_cost(history.cost_ms if history is not None else 0.0)
         units = max(1, -(-entry.size_bytes // self._unit_bytes))
         return clock + self.frequency(entry.model_id, now_ms) * cost / units
@@ -162,6 +174,20 @@ class Gdsf:
 
     def evicting(self, entry: Scored, *, now_ms: int) -> None:
         self.clock = max(self.clock, self.priority(entry, now_ms=now_ms))
+
+    def victim_value(self, entries: Iterable[Scored], *, now_ms: int) -> float:
+        """The first victim's decayed frequency x relative cost / size: its
+        priority without this cache's clock, which other instances' clocks
+        are not comparable with. ``NOTHING_TO_EVICT`` when there is none."""
+        ordered = self.order(entries, now_ms=now_ms)
+        if not ordered:
+            return NOTHING_TO_EVICT
+        first = ordered[0]
+        return self.priority(first, now_ms=now_ms) - self._clock_of(first.model_id)
+
+    def _clock_of(self, model_id: str) -> float:
+        history = self._history.get(model_id)
+        return history.clock if history is not None else self.clock
 
     def _relative_cost(self, cost_ms: float) -> float:
         """A model's load time over the mean of all loads here, within

@@ -114,6 +114,13 @@ class WeightedLru:
             self.used_bytes -= entry.size_bytes
         return entry
 
+    def victim_value(self, now_ms: int) -> float:
+        """What the policy's first victim would lose (``policy.victim_value``)."""
+        evictable = (
+            e for e in self._entries.values() if e.state is EntryState.LOADED and e.inflight == 0
+        )
+        return self.policy.victim_value(evictable, now_ms=now_ms)
+
     def victims(
         self,
         *,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from meshserve.mesh._eviction import Gdsf, Lru, make_policy
+from meshserve.mesh._eviction import NOTHING_TO_EVICT, Gdsf, Lru, make_policy
 from meshserve.mesh._lru import UNIT_BYTES, EntryState, WeightedLru
 
 _HALF_LIFE_MS = 60_000
@@ -190,3 +190,28 @@ def test_gdsf_never_picks_busy_loading_or_newer_copies() -> None:
     _loaded(cache, "recent", at=500)
     assert cache.victims(needed_bytes=UNIT_BYTES, older_than_ms=100, now_ms=600) is None
     assert _victim_ids(cache, units=1, now=1_000) == ["recent"]
+
+
+def test_victim_value_is_the_first_victims_worth_without_the_clock() -> None:
+    policy = _gdsf(half_life_ms=1e12)
+    cache = WeightedLru(4 * UNIT_BYTES, policy=policy)
+    _loaded(cache, "hot", at=0)
+    for t in range(1, 4):
+        cache.used("hot", t)  # 4 uses, 1 unit
+    _loaded(cache, "big", units=2, at=10)  # 1 use, 2 units
+    # Equal load times: relative cost 1; big's worth is 1 use / 2 units.
+    assert cache.victim_value(20) == pytest.approx(0.5)
+    big = cache.get("big")
+    assert big is not None
+    big.inflight = 1  # busy copies are not victims: hot is next
+    assert cache.victim_value(20) == pytest.approx(4.0)
+    hot = cache.get("hot")
+    assert hot is not None
+    hot.inflight = 1
+    assert cache.victim_value(20) == NOTHING_TO_EVICT
+
+
+def test_lru_publishes_no_victim_value() -> None:
+    cache = WeightedLru(2 * UNIT_BYTES, policy=Lru())
+    _loaded(cache, "a", at=1)
+    assert cache.victim_value(2) == 0.0
