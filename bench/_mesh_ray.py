@@ -142,7 +142,14 @@ def _serve(
             }
         )
     )
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
+    env = {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+        # Single-node mode: the node address stays 127.0.0.1 (otherwise Ray
+        # swaps a loopback address for the machine's own) and its servers
+        # listen on loopback only.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
     proc = _targets._Process(
         [python, str(_APP), str(config)], log_path=base / "ray.log", cwd=base, env=env
     )

@@ -3,8 +3,8 @@ offline LRU simulation of the same trace with the same total capacity.
 
     python bench/mesh.py [--models N] [--requests N] [--concurrency N] [--seed N]
                          [--instances N] [--capacity-ratio R] [--zipf S]
-                         [--time-limit S] [--eviction-policy gdsf|lru] [--quick]
-                         [--json]
+                         [--time-limit S] [--eviction-policy gdsf|lru]
+                         [--ray auto|on|off] [--quick] [--json]
 
 At start a few tiny sklearn estimators (a logistic regression and decision
 trees of 4 to 2,048 leaves) are trained and saved as .skops; model id ``i``
@@ -39,7 +39,13 @@ is hit_ratio >= lru_sim_hit_ratio + 0.05; with --eviction-policy lru, within
 is one JSON object (throughput_rps, p50_ms, p99_ms, hit_ratio,
 lru_sim_hit_ratio, gdsf_sim_hit_ratio, opt_sim_hit_ratio, loads, evictions,
 requests, errors, ...).
-docs/benchmarks.md has a measured run.
+
+Then, with --ray auto (when scripts/ray-venv has installed it) or on, the
+same trace goes to Ray Serve's model multiplexing over HTTP, one replica per
+instance, each holding the mesh's capacity in models
+(bench/_mesh_ray.py): ray_hit_ratio, ray_throughput_rps, ray_p50_ms,
+ray_p99_ms, throughput_ratio_vs_ray (goal >= 2.0), p99_ratio_vs_ray (goal
+<= 1.0). docs/benchmarks.md has a measured run.
 """
 
 from __future__ import annotations
