@@ -29,6 +29,7 @@ from meshserve.errors import (
 from meshserve.mesh._eviction import make_policy
 from meshserve.mesh._lru import UNIT_BYTES, CacheEntry, EntryState, WeightedLru
 from meshserve.mesh._quotas import LoadQuota
+from meshserve.mesh._sizing import SizeRatio
 from meshserve.mesh._status import ModelState
 from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.resources import redact_uris
@@ -61,25 +62,6 @@ class ModelStats:
     pulled_from_cache: bool = False
     size_bytes: int = 0
     """The size the runtime measured at the last load (0: never loaded)."""
-
-
-class _SizeRatio:
-    """Measured size over the runtime's estimate, smoothed over recent loads,
-    at most 1: what a new model's estimate is scaled by before room is made
-    for it."""
-
-    _WEIGHT = 0.2
-
-    def __init__(self) -> None:
-        self.value = 1.0
-        self._seen = False
-
-    def learn(self, ratio: float) -> None:
-        ratio = min(1.0, max(0.0, ratio))
-        if not self._seen:
-            self.value, self._seen = ratio, True
-        else:
-            self.value += self._WEIGHT * (ratio - self.value)
 
 
 class ArtifactPuller(Protocol):
@@ -123,7 +105,7 @@ class ModelCache:
             ),
         )
         self.default_size = status.default_model_size_bytes
-        self._size_ratio = _SizeRatio()
+        self._size_ratio = SizeRatio()
         self._load_timeout_s = status.model_loading_timeout_ms / 1000
         self.loading_slots = max(1, status.max_loading_concurrency)
         self._slots = asyncio.Semaphore(self.loading_slots)
