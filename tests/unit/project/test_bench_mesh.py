@@ -335,6 +335,34 @@ def test_summary_hit_ratio_is_one_minus_misses_per_request() -> None:
     assert summary["errors"] == 0 and summary["requests"] == 4
 
 
+def _policy_report(policy: str, hit: float | None) -> dict[str, object]:
+    return {
+        "eviction_policy": policy,
+        "hit_ratio": hit,
+        "lru_sim": {"hit_ratio": 0.60},
+        "gdsf_sim": {"hit_ratio": 0.70},
+        "opt_sim": {"hit_ratio": 0.80},
+    }
+
+
+@pytest.mark.parametrize(
+    ("policy", "hit", "met"),
+    [
+        ("gdsf", 0.66, True),  # beats the LRU simulation by 0.06
+        ("gdsf", 0.64, False),  # by 0.04 only
+        ("lru", 0.56, True),  # within 0.05 of it
+        ("lru", 0.54, False),
+        ("gdsf", None, None),  # nothing served
+    ],
+)
+def test_the_goal_depends_on_the_policy(policy: str, hit: float | None, met: bool | None) -> None:
+    figures = mesh.policy_figures(_policy_report(policy, hit))
+    assert figures["policy_goal_met"] is met
+    assert figures["gdsf_sim_hit_ratio"] == 0.70 and figures["opt_sim_hit_ratio"] == 0.80
+    if hit is not None:
+        assert figures["gain_over_lru_sim"] == pytest.approx(hit - 0.60)
+
+
 def test_summary_has_no_hit_ratio_when_nothing_was_served() -> None:
     result = load_mod.TraceResult(latencies_ms=np.full(3, np.nan), elapsed_s=1.0, sent=3)
     result.errors["UNAVAILABLE"] = 3
