@@ -179,10 +179,14 @@ class Gdsf:
         """The first victim's decayed frequency x relative cost / size: its
         priority without this cache's clock, which other instances' clocks
         are not comparable with. ``NOTHING_TO_EVICT`` when there is none."""
-        ordered = self.order(entries, now_ms=now_ms)
-        if not ordered:
+        # min, not order(): the instance record asks on every placement.
+        first = min(
+            entries,
+            key=lambda e: (self.priority(e, now_ms=now_ms), e.last_used_ms),
+            default=None,
+        )
+        if first is None:
             return NOTHING_TO_EVICT
-        first = ordered[0]
         return self.priority(first, now_ms=now_ms) - self._clock_of(first.model_id)
 
     def _clock_of(self, model_id: str) -> float:
