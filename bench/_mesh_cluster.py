@@ -142,9 +142,7 @@ def _argv(
         argv += ["--metrics-port", "0"]
     if flags.capacity is not None:
         argv += [flags.capacity, str(capacity_bytes)]
-    else:
-        argv += ["--config", config]
-    return argv
+    return [*argv, "--config", config]
 
 
 @contextlib.contextmanager
@@ -156,15 +154,20 @@ def start_mesh(
     instances: int,
     capacity_bytes: int,
     start_timeout_s: float,
+    eviction_policy: str | None = None,
 ) -> Iterator[RunningMesh]:
     """Run ``meshserve up`` with ``instances`` instances of ``capacity_bytes``
-    each until the block exits; yields once endpoints.json lists them all."""
+    each until the block exits; yields once endpoints.json lists them all.
+    ``eviction_policy`` sets ``cache.evictionPolicy`` (None: up's default)."""
     base = work_dir / name
     data_dir = base / "data"
     data_dir.mkdir(parents=True)
     config = base / "config.yaml"
-    # JSON is YAML. Used only when `up` has no capacity flag.
-    config.write_text(json.dumps({"runtime": {"capacityBytes": capacity_bytes}}))
+    # JSON is YAML. The capacity flag, where `up` has one, overrides the file's.
+    settings: dict[str, Any] = {"runtime": {"capacityBytes": capacity_bytes}}
+    if eviction_policy is not None:
+        settings["cache"] = {"evictionPolicy": eviction_policy}
+    config.write_text(json.dumps(settings))
     argv = _argv(
         flags=flags,
         instances=instances,

@@ -15,7 +15,7 @@ import asyncio
 import resource
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import _mesh_api
@@ -23,7 +23,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-__all__ = ["TraceResult", "TraceSpec", "run_trace"]
+__all__ = ["RequestFailed", "Send", "TraceResult", "TraceSpec", "drive", "run_trace"]
 
 _ERROR_EXAMPLES = 5
 
@@ -69,10 +69,74 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run_trace(spec: TraceSpec) -> TraceResult:
-    """Send ``spec.trace``; return once every sent request has finished."""
-    latencies = np.full(len(spec.trace), np.nan)
+class RequestFailed(Exception):
+    """One request failed: ``kind`` is its gRPC status name, HTTP status or
+    ``WRONG_ANSWER``; ``detail`` says what happened."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+Send = Callable[[int, str], Awaitable[int]]
+"""Sends request ``index`` for a model id; returns the predicted label or
+raises RequestFailed."""
+
+
+async def drive(
+    *,
+    trace: Sequence[str],
+    send: Send,
+    expected: Mapping[str, int],
+    concurrency: int,
+    time_limit_s: float,
+) -> TraceResult:
+    """Send ``trace`` through ``send`` with ``concurrency`` in flight; return
+    once every sent request has finished. Any server's driver: the mesh's
+    (gRPC, ``run_trace``) and Ray Serve's (HTTP) share it."""
+    latencies = np.full(len(trace), np.nan)
     result = TraceResult(latencies_ms=latencies, elapsed_s=0.0, sent=0)
+    next_index = 0
+    clock = time.perf_counter_ns
+    cpu0 = _cpu_s()
+    start = clock()
+    stop_at = start + int(time_limit_s * 1e9)
+
+    def fail(index: int, kind: str, detail: str) -> None:
+        result.errors[kind] += 1
+        if len(result.error_examples) < _ERROR_EXAMPLES:
+            result.error_examples.append(f"request {index} ({trace[index]}): {detail}")
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < len(trace) and clock() < stop_at:
+            index = next_index
+            next_index += 1
+            model_id = trace[index]
+            t0 = clock()
+            try:
+                label = await send(index, model_id)
+            except RequestFailed as exc:
+                fail(index, exc.kind, exc.detail)
+                continue
+            elapsed_ns = clock() - t0
+            if label != expected[model_id]:
+                fail(index, "WRONG_ANSWER", f"predict {label}, expected {expected[model_id]}")
+                continue
+            latencies[index] = elapsed_ns / 1e6
+
+    async with asyncio.TaskGroup() as tasks:
+        for _ in range(concurrency):
+            tasks.create_task(worker())
+    result.elapsed_s = (clock() - start) / 1e9
+    result.client_cpu_s = _cpu_s() - cpu0
+    result.sent = next_index
+    return result
+
+
+async def run_trace(spec: TraceSpec) -> TraceResult:
+    """Send ``spec.trace`` to the mesh; return once every sent request has finished."""
     channels = [grpc.aio.insecure_channel(address) for address in spec.addresses]
     try:
         calls = [
@@ -83,52 +147,26 @@ async def run_trace(spec: TraceSpec) -> TraceResult:
         ]
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), timeout=spec.request_timeout_s)
-        next_index = 0
-        clock = time.perf_counter_ns
-        cpu0 = _cpu_s()
-        start = clock()
-        stop_at = start + int(spec.time_limit_s * 1e9)
 
-        def fail(index: int, kind: str, detail: str) -> None:
-            result.errors[kind] += 1
-            if len(result.error_examples) < _ERROR_EXAMPLES:
-                result.error_examples.append(f"request {index} ({spec.trace[index]}): {detail}")
+        async def send(index: int, model_id: str) -> int:
+            call = calls[index % len(calls)]
+            try:
+                reply = await call(spec.bodies[model_id], timeout=spec.request_timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                name = exc.code().name
+                raise RequestFailed(name, f"{name}: {exc.details()}") from None
+            try:
+                return _mesh_api.decode_label(reply)
+            except ValueError as exc:
+                raise RequestFailed("WRONG_ANSWER", str(exc)) from None
 
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < len(spec.trace) and clock() < stop_at:
-                index = next_index
-                next_index += 1
-                model_id = spec.trace[index]
-                call = calls[index % len(calls)]
-                t0 = clock()
-                try:
-                    reply = await call(spec.bodies[model_id], timeout=spec.request_timeout_s)
-                except grpc.aio.AioRpcError as exc:
-                    fail(index, exc.code().name, f"{exc.code().name}: {exc.details()}")
-                    continue
-                elapsed_ns = clock() - t0
-                try:
-                    label = _mesh_api.decode_label(reply)
-                except ValueError as exc:
-                    fail(index, "WRONG_ANSWER", str(exc))
-                    continue
-                if label != spec.expected[model_id]:
-                    fail(
-                        index,
-                        "WRONG_ANSWER",
-                        f"predict {label}, expected {spec.expected[model_id]}",
-                    )
-                    continue
-                latencies[index] = elapsed_ns / 1e6
-
-        async with asyncio.TaskGroup() as tasks:
-            for _ in range(spec.concurrency):
-                tasks.create_task(worker())
-        result.elapsed_s = (clock() - start) / 1e9
-        result.client_cpu_s = _cpu_s() - cpu0
-        result.sent = next_index
+        return await drive(
+            trace=spec.trace,
+            send=send,
+            expected=spec.expected,
+            concurrency=spec.concurrency,
+            time_limit_s=spec.time_limit_s,
+        )
     finally:
         for channel in channels:
             await channel.close()
-    return result

@@ -1,21 +1,33 @@
-"""The mesh benchmark's request trace and its offline LRU simulation.
+"""The mesh benchmark's request trace and its offline cache simulations.
 
 Pure functions, no I/O: ``make_trace`` draws a seeded Zipf trace over model
-indices, ``simulate_lru`` replays any trace through one byte-weighted LRU
-cache. The benchmark compares the mesh's measured hit ratio with what this
-simulation gets for the same trace, sizes and total capacity.
+indices; ``simulate_lru`` replays any trace through one byte-weighted LRU
+cache (ModelMesh's policy), ``simulate_gdsf`` through one GDSF cache (the
+mesh's default policy, ``meshserve.mesh.Gdsf`` itself, every reload costing
+the same), and ``simulate_belady`` through an offline optimum that knows the
+future. The benchmark compares the mesh's measured hit ratio with what these
+get for the same trace, sizes and total capacity.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["LruResult", "make_trace", "simulate_lru", "zipf_weights"]
+from meshserve.mesh import Gdsf
+
+__all__ = [
+    "LruResult",
+    "make_trace",
+    "simulate_belady",
+    "simulate_gdsf",
+    "simulate_lru",
+    "zipf_weights",
+]
 
 _Model = TypeVar("_Model", bound=Hashable)
 
@@ -92,4 +104,115 @@ def simulate_lru(
         loads += 1
     return LruResult(
         requests=requests, hits=hits, loads=loads, evictions=evictions, too_large=too_large
+    )
+
+
+def simulate_gdsf(
+    trace: Iterable[_Model],
+    *,
+    sizes: Mapping[_Model, int],
+    capacity_bytes: int,
+    ms_per_request: float = 0.0,
+    half_life_s: float = 120.0,
+) -> LruResult:
+    """Replay ``trace`` through one byte-weighted cache evicting in the order
+    of the mesh's GDSF policy, every reload costing the same.
+
+    Request ``i`` happens at ``i * ms_per_request`` (the frequencies' decay
+    runs on that clock; 0: no decay). Same accounting as ``simulate_lru``.
+    """
+    policy = Gdsf(half_life_ms=half_life_s * 1000, remembered=1 << 30, unit_bytes=1)
+    cache: dict[str, _Entry] = {}
+    used = requests = hits = loads = evictions = too_large = 0
+    for index, model in enumerate(trace):
+        requests += 1
+        now = int(index * ms_per_request)
+        key = str(model)
+        entry = cache.get(key)
+        if entry is not None:
+            hits += 1
+            entry.last_used_ms = now
+            policy.used(key, now)
+            continue
+        size = sizes[model]
+        if size > capacity_bytes:
+            too_large += 1
+            continue
+        if used + size > capacity_bytes:
+            for victim in policy.order(cache.values(), now_ms=now):
+                policy.evicting(victim, now_ms=now)
+                del cache[victim.model_id]
+                used -= victim.size_bytes
+                evictions += 1
+                if used + size <= capacity_bytes:
+                    break
+        cache[key] = _Entry(model_id=key, size_bytes=size, last_used_ms=now)
+        policy.loaded(key, load_ms=1.0)
+        policy.used(key, now)
+        used += size
+        loads += 1
+    return LruResult(
+        requests=requests, hits=hits, loads=loads, evictions=evictions, too_large=too_large
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    model_id: str
+    size_bytes: int
+    last_used_ms: int
+
+
+def simulate_belady(
+    trace: Sequence[_Model], *, sizes: Mapping[_Model, int], capacity_bytes: int
+) -> LruResult:
+    """Replay ``trace`` through an offline cache that knows the future:
+    Belady's optimum, approximated for sizes.
+
+    On a miss the requested model competes with the cached ones; the
+    candidates whose next request is farthest away per byte they free
+    (distance x size, never requested again first) are dropped until the
+    rest fit, and the requested model itself may be the one dropped
+    (served without being cached: an offline optimum may bypass). With
+    equal sizes this is Belady's MIN, optimal; with sizes it is the usual
+    approximation of the (NP-hard) optimum, an estimate of what any policy
+    could reach, not a bound.
+    """
+    never = len(trace) + 1
+    next_use = [never] * len(trace)
+    seen: dict[_Model, int] = {}
+    for index in range(len(trace) - 1, -1, -1):
+        next_use[index] = seen.get(trace[index], never)
+        seen[trace[index]] = index
+    cache: dict[_Model, int] = {}
+    """Cached model -> index of its next request."""
+    used = hits = loads = evictions = too_large = 0
+    for index, model in enumerate(trace):
+        if model in cache:
+            hits += 1
+            cache[model] = next_use[index]
+            continue
+        size = sizes[model]
+        if size > capacity_bytes:
+            too_large += 1
+            continue
+        cache[model] = next_use[index]
+        used += size
+        if used > capacity_bytes:
+            ranked = sorted(
+                cache,
+                key=lambda m: (cache[m] >= never, (cache[m] - index) * sizes[m]),
+                reverse=True,
+            )
+            for candidate in ranked:
+                if used <= capacity_bytes:
+                    break
+                del cache[candidate]
+                used -= sizes[candidate]
+                if candidate != model:  # else bypassed: served, not cached
+                    evictions += 1
+        if model in cache:
+            loads += 1
+    return LruResult(
+        requests=len(trace), hits=hits, loads=loads, evictions=evictions, too_large=too_large
     )

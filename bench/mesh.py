@@ -3,7 +3,8 @@ offline LRU simulation of the same trace with the same total capacity.
 
     python bench/mesh.py [--models N] [--requests N] [--concurrency N] [--seed N]
                          [--instances N] [--capacity-ratio R] [--zipf S]
-                         [--time-limit S] [--quick] [--json]
+                         [--time-limit S] [--eviction-policy gdsf|lru]
+                         [--ray auto|on|off] [--quick] [--json]
 
 At start a few tiny sklearn estimators (a logistic regression and decision
 trees of 4 to 2,048 leaves) are trained and saved as .skops; model id ``i``
@@ -29,11 +30,22 @@ trace: hit_ratio = 1 - misses / requests. Where an instance exposes no
 metrics, loads and evictions come from Admin.ListModels' per-model counters
 and misses are taken to be the loads.
 
-The same trace goes through a byte-weighted LRU of the mesh's total capacity
-with the models' measured sizes (bench/_mesh_trace.py). The output is a table;
-with --json the last line is one JSON object (throughput_rps, p50_ms, p99_ms,
-hit_ratio, lru_sim_hit_ratio, loads, evictions, requests, errors, ...).
-docs/benchmarks.md has a measured run.
+The same trace goes through offline simulations of one cache of the mesh's
+total capacity with the models' measured sizes (bench/_mesh_trace.py):
+ModelMesh's byte-weighted LRU, the mesh's GDSF policy, and Belady's optimum
+(size-aware approximation). With the mesh's default policy (gdsf) the goal
+is hit_ratio >= lru_sim_hit_ratio + 0.05; with --eviction-policy lru, within
+0.05 of the LRU simulation. The output is a table; with --json the last line
+is one JSON object (throughput_rps, p50_ms, p99_ms, hit_ratio,
+lru_sim_hit_ratio, gdsf_sim_hit_ratio, opt_sim_hit_ratio, loads, evictions,
+requests, errors, ...).
+
+Then, with --ray auto (when scripts/ray-venv has installed it) or on, the
+same trace goes to Ray Serve's model multiplexing over HTTP, one replica per
+instance, each holding the mesh's capacity in models
+(bench/_mesh_ray.py): ray_hit_ratio, ray_throughput_rps, ray_p50_ms,
+ray_p99_ms, throughput_ratio_vs_ray (goal >= 2.0), p99_ratio_vs_ray (goal
+<= 1.0). docs/benchmarks.md has a measured run.
 """
 
 from __future__ import annotations
@@ -58,13 +70,20 @@ import _mesh_cluster
 import _mesh_load
 import _mesh_metrics
 import _mesh_models
+import _mesh_ray
 import _mesh_trace
 import _targets
 import grpc
 import numpy as np
 
 HIT_GAP_GOAL = 0.05
-"""The mesh's hit ratio should be within this of the LRU simulation's."""
+"""With ``lru``, the mesh's hit ratio should be within this of the LRU simulation's."""
+BEAT_LRU_GOAL = 0.05
+"""With ``gdsf``, the mesh's hit ratio should beat the LRU simulation's by this."""
+THROUGHPUT_VS_RAY_GOAL = 2.0
+"""The mesh's throughput over Ray Serve's on the same trace, at least."""
+P99_VS_RAY_GOAL = 1.0
+"""The mesh's p99 over Ray Serve's, at most."""
 _MODEL_TYPE = "sklearn"
 _CALIBRATION_CAPACITY = 1024**3
 _MIN_MODELS_PER_INSTANCE = 3
@@ -86,6 +105,10 @@ class Settings:
     zipf: float
     time_limit_s: float
     start_timeout_s: float
+    eviction_policy: str | None = None
+    """``cache.evictionPolicy`` of the mesh (None: up's default, gdsf)."""
+    ray: str = "auto"
+    """Ray Serve side by side: ``on``, ``off``, or ``auto`` (when installed)."""
 
 
 @dataclass(slots=True)
@@ -297,15 +320,12 @@ async def run(settings: Settings, work_dir: pathlib.Path) -> dict[str, Any]:
         f"{settings.instances} instance(s)"
     )
 
-    simulated = _mesh_trace.simulate_lru(
-        trace, sizes=sizes, capacity_bytes=capacity * settings.instances
+    mesh_capacity = capacity * settings.instances
+    simulated = _mesh_trace.simulate_lru(trace, sizes=sizes, capacity_bytes=mesh_capacity)
+    report["lru_sim"] = _sim_report(simulated)
+    report["opt_sim"] = _sim_report(
+        _mesh_trace.simulate_belady(trace, sizes=sizes, capacity_bytes=mesh_capacity)
     )
-    report["lru_sim"] = {
-        "hit_ratio": simulated.hit_ratio,
-        "loads": simulated.loads,
-        "evictions": simulated.evictions,
-        "too_large": simulated.too_large,
-    }
 
     bodies = {
         m: _mesh_api.infer_body(
@@ -321,6 +341,7 @@ async def run(settings: Settings, work_dir: pathlib.Path) -> dict[str, Any]:
         instances=settings.instances,
         capacity_bytes=capacity,
         start_timeout_s=settings.start_timeout_s,
+        eviction_policy=settings.eviction_policy,
     ) as mesh:
         endpoints = mesh.endpoints
         addresses = tuple(i.grpc for i in endpoints.instances)
@@ -355,12 +376,33 @@ async def run(settings: Settings, work_dir: pathlib.Path) -> dict[str, Any]:
         final = [await _mesh_api.list_models(a) for a in addresses]
     counts = count_between(before, after)
     counts.notes += check_counts(counts, after=after, capacity_bytes=capacity, sent=result.sent)
+    # The GDSF simulation's frequencies decay on the run's own clock.
+    report["gdsf_sim"] = _sim_report(
+        _mesh_trace.simulate_gdsf(
+            trace,
+            sizes=sizes,
+            capacity_bytes=mesh_capacity,
+            ms_per_request=result.elapsed_s * 1000 / max(1, result.sent),
+        )
+    )
     report.update(
         summarise(
             result=result,
             counts=counts,
             simulated_hit_ratio=simulated.hit_ratio,
             server_cpu_s=server_cpu_s,
+        )
+    )
+    report["eviction_policy"] = settings.eviction_policy or "gdsf"
+    report.update(policy_figures(report))
+    report.update(
+        await ray_side_by_side(
+            settings,
+            work_dir=work_dir,
+            trace=trace,
+            paths={m: str(a.path) for m, a in model_artifact.items()},
+            expected=expected,
+            mesh=report,
         )
     )
     report["load_1m_at_start"] = load_1m
@@ -370,6 +412,115 @@ async def run(settings: Settings, work_dir: pathlib.Path) -> dict[str, Any]:
         "instances": [asdict(i) for i in endpoints.instances],
     }
     return report
+
+
+async def ray_side_by_side(
+    settings: Settings,
+    *,
+    work_dir: pathlib.Path,
+    trace: list[str],
+    paths: dict[str, str],
+    expected: dict[str, int],
+    mesh: dict[str, Any],
+) -> dict[str, Any]:
+    """The same trace through Ray Serve's model multiplexing: one replica
+    per mesh instance, each holding the mesh's capacity per instance in
+    models (models / (capacity ratio x instances))."""
+    if settings.ray == "off":
+        return {"ray_status": "off"}
+    python = _mesh_ray.find_ray_python()
+    if python is None:
+        reason = f"Ray is not installed at {_mesh_ray.RAY_VENV}: run scripts/ray-venv"
+        if settings.ray == "on":
+            raise _targets.Unavailable(reason)
+        _log(f"Ray Serve skipped: {reason}")
+        return {"ray_status": "unavailable", "ray_reason": reason}
+    per_replica = max(1, round(settings.models / (settings.capacity_ratio * settings.instances)))
+    _log(
+        f"Ray Serve: {settings.instances} replica(s) x {per_replica} models "
+        "(max_num_models_per_replica); sending the same trace over HTTP"
+    )
+    try:
+        ran = await _mesh_ray.run_ray(
+            python=python,
+            work_dir=work_dir,
+            paths=paths,
+            trace=trace,
+            rows=dict.fromkeys(paths, _mesh_models.ROW),
+            expected=expected,
+            replicas=settings.instances,
+            models_per_replica=per_replica,
+            concurrency=settings.concurrency,
+            time_limit_s=settings.time_limit_s,
+            start_timeout_s=settings.start_timeout_s,
+            request_timeout_s=_REQUEST_TIMEOUT_S,
+        )
+    except _targets.StartFailed as exc:
+        _log(f"Ray Serve failed to start: {exc}")
+        return {"ray_status": "failed", "ray_reason": str(exc)}
+    result = ran.result
+    ok = result.latencies_ms[~np.isnan(result.latencies_ms)]
+    sent = result.sent
+    rps = ok.size / result.elapsed_s if result.elapsed_s > 0 and ok.size else None
+    p50 = float(np.percentile(ok, 50)) if ok.size else None
+    p99 = float(np.percentile(ok, 99)) if ok.size else None
+
+    def ratio(ours: float | None, theirs: float | None) -> float | None:
+        return ours / theirs if ours is not None and theirs else None
+
+    return {
+        "ray_status": "ok",
+        "ray_protocol": "http",
+        "ray_replicas": settings.instances,
+        "ray_models_per_replica": per_replica,
+        "ray_requests": sent,
+        "ray_errors": result.error_count,
+        "ray_errors_by_status": dict(result.errors),
+        "ray_error_examples": result.error_examples,
+        "ray_loads": ran.loads,
+        "ray_hit_ratio": 1.0 - ran.loads / sent if ok.size else None,
+        "ray_throughput_rps": rps,
+        "ray_p50_ms": p50,
+        "ray_p99_ms": p99,
+        "ray_start_s": ran.start_s,
+        "ray_server_cpu_ms_per_req": ran.cpu_s * 1000 / sent if sent else None,
+        "throughput_ratio_vs_ray": ratio(mesh["throughput_rps"], rps),
+        "p50_ratio_vs_ray": ratio(mesh["p50_ms"], p50),
+        "p99_ratio_vs_ray": ratio(mesh["p99_ms"], p99),
+        "throughput_ratio_goal": THROUGHPUT_VS_RAY_GOAL,
+        "p99_ratio_goal": P99_VS_RAY_GOAL,
+    }
+
+
+def _sim_report(result: _mesh_trace.LruResult) -> dict[str, Any]:
+    return {
+        "hit_ratio": result.hit_ratio,
+        "loads": result.loads,
+        "evictions": result.evictions,
+        "too_large": result.too_large,
+    }
+
+
+def policy_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The simulations beside the mesh, and the goal that applies to its
+    policy: with gdsf, beat the LRU simulation by ``BEAT_LRU_GOAL``; with
+    lru, stay within ``HIT_GAP_GOAL`` of it."""
+    lru = report["lru_sim"]["hit_ratio"]
+    hit = report["hit_ratio"]
+    policy = report["eviction_policy"]
+    if hit is None:
+        met = None
+    elif policy == "lru":
+        met = lru - hit <= HIT_GAP_GOAL
+    else:
+        met = hit >= lru + BEAT_LRU_GOAL
+    return {
+        "gdsf_sim_hit_ratio": report["gdsf_sim"]["hit_ratio"],
+        "opt_sim_hit_ratio": report["opt_sim"]["hit_ratio"],
+        "gain_over_lru_sim": None if hit is None else hit - lru,
+        "beat_lru_goal": BEAT_LRU_GOAL,
+        "policy_goal_met": met,
+    }
 
 
 def summarise(
@@ -452,7 +603,6 @@ def _fmt(value: float | None, spec: str) -> str:
 def render(report: dict[str, Any]) -> str:
     s = report["settings"]
     sizing = report["sizing"]
-    sim = report["lru_sim"]
     sizes = sizing["artifact_bytes"].values()
     lines = [
         f"meshserve mesh: {s['instances']} instance(s), {s['models']} models "
@@ -476,18 +626,46 @@ def render(report: dict[str, Any]) -> str:
         f"{_fmt(report['p99_ms'], '8.2f')} {_fmt(report['hit_ratio'], '9.3f')} "
         f"{report['loads']:>6.0f} {report['evictions']:>9.0f}"
     )
-    lines.append(
-        f"{'LRU simulation':<16} {s['requests']:>8} {'-':>6} {'-':>7} {'-':>7} {'-':>8} "
-        f"{sim['hit_ratio']:>9.3f} {sim['loads']:>6} {sim['evictions']:>9}"
-    )
-    gap = report["hit_gap"]
-    verdict = "-" if gap is None else ("met" if gap <= HIT_GAP_GOAL else "MISSED")
+    if report.get("ray_status") == "ok":
+        lines.append(
+            f"{'Ray Serve (HTTP)':<16} {report['ray_requests']:>8} {report['ray_errors']:>6} "
+            f"{_fmt(report['ray_throughput_rps'], '7.0f')} {_fmt(report['ray_p50_ms'], '7.2f')} "
+            f"{_fmt(report['ray_p99_ms'], '8.2f')} {_fmt(report['ray_hit_ratio'], '9.3f')} "
+            f"{report['ray_loads']:>6} {'-':>9}"
+        )
+    for label, key in (
+        ("LRU simulation", "lru_sim"),
+        ("GDSF simulation", "gdsf_sim"),
+        ("Belady (offline)", "opt_sim"),
+    ):
+        sim = report[key]
+        lines.append(
+            f"{label:<16} {s['requests']:>8} {'-':>6} {'-':>7} {'-':>7} {'-':>8} "
+            f"{sim['hit_ratio']:>9.3f} {sim['loads']:>6} {sim['evictions']:>9}"
+        )
+    met = report["policy_goal_met"]
+    verdict = "-" if met is None else ("met" if met else "MISSED")
     if report["errors"]:
         verdict += f" ({report['errors']} failed requests)"
     lines.append("")
-    lines.append(
-        f"hit gap (simulation - mesh): {_fmt(gap, '.3f')} (goal: at most {HIT_GAP_GOAL}): {verdict}"
-    )
+    if report["eviction_policy"] == "lru":
+        goal = f"hit gap (LRU simulation - mesh, policy lru): {_fmt(report['hit_gap'], '.3f')} "
+        goal += f"(goal: at most {HIT_GAP_GOAL}): {verdict}"
+    else:
+        goal = f"gain over the LRU simulation (policy {report['eviction_policy']}): "
+        goal += f"{_fmt(report['gain_over_lru_sim'], '.3f')} (goal: at least {BEAT_LRU_GOAL}): "
+        goal += verdict
+    lines.append(goal)
+    if report.get("ray_status") == "ok":
+        lines.append(
+            f"vs Ray Serve: throughput x{_fmt(report['throughput_ratio_vs_ray'], '.2f')} "
+            f"(goal: at least {THROUGHPUT_VS_RAY_GOAL}), p99 "
+            f"x{_fmt(report['p99_ratio_vs_ray'], '.2f')} (goal: at most {P99_VS_RAY_GOAL}), "
+            f"p50 x{_fmt(report['p50_ratio_vs_ray'], '.2f')}; Ray: "
+            f"{report['ray_replicas']} replicas x {report['ray_models_per_replica']} models"
+        )
+    elif "ray_reason" in report:
+        lines.append(f"Ray Serve: {report['ray_status']} ({report['ray_reason']})")
     lines.append(
         f"hits from: {report['hit_source']}; server CPU "
         f"{_fmt(report['server_cpu_ms_per_req'], '.2f')} ms/request; client "
@@ -562,6 +740,18 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 300 models, 3,000 requests"
     )
+    parser.add_argument(
+        "--eviction-policy",
+        choices=("gdsf", "lru"),
+        default=None,
+        help="the mesh's cache.evictionPolicy (default: up's, gdsf)",
+    )
+    parser.add_argument(
+        "--ray",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run the same trace against Ray Serve (scripts/ray-venv); auto: when installed",
+    )
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args(argv)
     if args.quick:
@@ -586,6 +776,8 @@ def main(argv: Sequence[str]) -> int:
         zipf=args.zipf,
         time_limit_s=args.time_limit,
         start_timeout_s=args.start_timeout,
+        eviction_policy=args.eviction_policy,
+        ray=args.ray,
     )
     started = datetime.datetime.now(datetime.UTC)
     with tempfile.TemporaryDirectory(prefix="meshserve-bench-mesh-") as tmp:

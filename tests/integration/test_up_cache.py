@@ -1,5 +1,7 @@
 """`meshserve up` with more models than memory: lazy loads, LRU evictions
-and proactive loads that respect recent use.
+(``cache.evictionPolicy: lru``, ModelMesh's order) and proactive loads that
+respect recent use; and with the default GDSF policy, a model used often
+outlives a burst of one-off models.
 
 Every model here is a copy of the onnx example under its own name, so all
 have the same size S, measured by a first `up`; the instance under test gets
@@ -62,7 +64,8 @@ def cache(
     names = [*LOOP, *RECENT]
     register = [Registration(name=name, type="onnx", path=path) for name in names]
     args = ["--capacity", str(capacity)]
-    with run_up(root / "data", register=register, args=args) as up:
+    env = {"MESHSERVE_CACHE__EVICTION_POLICY": "lru"}
+    with run_up(root / "data", register=register, args=args, env=env) as up:
         yield Cache(up=up, model_bytes=model_bytes, capacity_bytes=capacity, path=path)
 
 
@@ -148,3 +151,30 @@ def test_load_now_registration_never_evicts_models_used_in_the_last_hour(
     assert models[RECENT[0]].status == "NOT_LOADED"
     assert models[RECENT[0]].evictionCount == before[RECENT[0]].evictionCount + 1
     assert _loaded(cache) == {*RECENT[1:], LATE}
+
+
+ONE_OFFS = [f"one-off-{i}" for i in range(FITS)]
+
+
+def test_with_gdsf_a_model_used_often_outlives_one_off_models(
+    cache: Cache, tmp_path: pathlib.Path
+) -> None:
+    # The default policy. LRU would evict "hot" for the last one-off (it is
+    # then the least recently used); GDSF evicts a one-off instead.
+    names = ["hot", *ONE_OFFS]
+    register = [Registration(name=name, type="onnx", path=cache.path) for name in names]
+    args = ["--capacity", str(cache.capacity_bytes)]
+    with run_up(tmp_path / "data", register=register, args=args) as up:
+        client = up.grpc_client()
+        try:
+            rows = iris_rows(1)
+            for _ in range(8):
+                _infer_and_check(client, "hot", cache.path, rows)
+            for name in ONE_OFFS:
+                _infer_and_check(client, name, cache.path, rows)
+        finally:
+            client.close()
+        models = up.management.models()
+    assert models["hot"].status == "LOADED"
+    assert models["hot"].evictionCount == 0
+    assert sum(models[name].evictionCount for name in ONE_OFFS) == 1

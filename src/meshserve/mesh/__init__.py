@@ -1,7 +1,8 @@
-"""One instance of the mesh: routing, the weighted LRU cache of loaded
-models, loads and evictions, vmodels."""
+"""One instance of the mesh: routing, the weighted cache of loaded models
+(GDSF or ModelMesh's LRU eviction), loads and evictions, vmodels."""
 
 from meshserve.mesh._cache import ModelCache
+from meshserve.mesh._eviction import Gdsf, Lru
 from meshserve.mesh._instance import Instance
 from meshserve.mesh._instance_state import InstanceState
 from meshserve.mesh._lru import WeightedLru
@@ -19,8 +20,10 @@ from meshserve.mesh._status import (
 __all__ = [
     "HOLDS_NO_MODELS",
     "CopyInfo",
+    "Gdsf",
     "Instance",
     "InstanceState",
+    "Lru",
     "MeshRecords",
     "ModelCache",
     "ModelState",

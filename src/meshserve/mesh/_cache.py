@@ -2,7 +2,8 @@
 
 One load per model at a time (concurrent requests wait on the same load),
 at most ``max_loading_concurrency`` loads at once, each bounded by the load
-timeout; space is made by evicting least recently used models; a failed
+timeout; space is made by evicting the copies the eviction policy ranks
+lowest (``cache.evictionPolicy``: GDSF, or ModelMesh's LRU); a failed
 load is remembered with its reason until it expires.
 """
 
@@ -25,8 +26,10 @@ from meshserve.errors import (
     ModelTooLargeError,
     UnavailableError,
 )
-from meshserve.mesh._lru import CacheEntry, EntryState, WeightedLru
+from meshserve.mesh._eviction import make_policy
+from meshserve.mesh._lru import UNIT_BYTES, CacheEntry, EntryState, WeightedLru
 from meshserve.mesh._quotas import LoadQuota
+from meshserve.mesh._sizing import SizeRatio
 from meshserve.mesh._status import ModelState
 from meshserve.metrics import MetricsRecorder, NullMetrics
 from meshserve.resources import redact_uris
@@ -59,6 +62,8 @@ class ModelStats:
     pull_total_bytes: int = 0
     """Size of the pull in progress, when the store reported it."""
     pulled_from_cache: bool = False
+    size_bytes: int = 0
+    """The size the runtime measured at the last load (0: never loaded)."""
 
 
 class ArtifactPuller(Protocol):
@@ -92,8 +97,17 @@ class ModelCache:
         self._metrics = metrics or NullMetrics()
         self._settings = settings
         self._clock = clock
-        self.lru = WeightedLru(status.capacity_bytes)
+        self.lru = WeightedLru(
+            status.capacity_bytes,
+            policy=make_policy(
+                settings.eviction_policy,
+                half_life_ms=settings.frequency_half_life_seconds * 1000,
+                remembered=settings.frequency_memory_models,
+                unit_bytes=UNIT_BYTES,
+            ),
+        )
         self.default_size = status.default_model_size_bytes
+        self._size_ratio = SizeRatio()
         self._load_timeout_s = status.model_loading_timeout_ms / 1000
         self.loading_slots = max(1, status.max_loading_concurrency)
         self._slots = asyncio.Semaphore(self.loading_slots)
@@ -217,7 +231,24 @@ class ModelCache:
             if future.done() and not future.cancelled():
                 future.exception()  # mark retrieved; waiters re-raise it themselves
 
-    async def _predicted_size(self, spec: ModelSpec) -> int:
+    async def _predicted_size(self, spec: ModelSpec) -> tuple[int, int]:
+        """The size to make room for, and the runtime's own estimate (0: it
+        gave none, or was not asked)."""
+        # A model loaded here before reloads at the size it measured then:
+        # the runtime's estimate can be several times too big for small
+        # models (skops: 1.3x the file + 256 KiB), and each load would
+        # evict that much more than it needs.
+        known = self.stats.get(spec.model_id)
+        if known is not None and known.size_bytes > 0:
+            return known.size_bytes, 0
+        estimate = await self._runtime_estimate(spec)
+        if not estimate:
+            return self.default_size, 0
+        # Scaled by how far the runtime's estimates have overshot so far
+        # (never scaled up: a load measured bigger settles the difference).
+        return max(1, int(estimate * self._size_ratio.value)), estimate
+
+    async def _runtime_estimate(self, spec: ModelSpec) -> int:
         started = self._clock.monotonic()
         try:
             size = await asyncio.wait_for(
@@ -228,14 +259,14 @@ class ModelCache:
             )
         except (TimeoutError, MeshServeError) as exc:
             log.debug("no size prediction for %s (%s); using the default", spec.model_id, exc)
-            return self.default_size
-        return size if size > 0 else self.default_size
+            return 0
+        return max(0, size)
 
     async def _load_now(self, spec: ModelSpec, *, last_used_ms: int) -> None:
         model_id = spec.model_id
         capacity = self.lru.capacity_bytes
         spec = await self._pull(spec)
-        predicted = await self._predicted_size(spec)
+        predicted, estimate = await self._predicted_size(spec)
         if predicted > capacity:
             self._record_failure(
                 model_id,
@@ -295,6 +326,10 @@ class ModelCache:
         stats = self.stats.setdefault(model_id, ModelStats())
         stats.loads += 1
         stats.last_load_ms = duration_ms
+        stats.size_bytes = size
+        if estimate:
+            self._size_ratio.learn(size / estimate)
+        self.lru.loaded(model_id, load_ms=duration_ms)
         self._metrics.observe_load(duration_ms, size_bytes=size, model_id=model_id)
         self._failures.pop(model_id, None)
         log.info("loaded %s (%d bytes) in %d ms", model_id, size, duration_ms)
@@ -370,7 +405,9 @@ class ModelCache:
     async def _make_room(
         self, model_id: str, size: int, *, older_than_ms: int, keep: str | None = None
     ) -> None:
-        victims = self.lru.victims(needed_bytes=size, older_than_ms=older_than_ms, keep=keep)
+        victims = self.lru.victims(
+            needed_bytes=size, older_than_ms=older_than_ms, keep=keep, now_ms=self.now_ms()
+        )
         if victims is None:
             raise UnavailableError(
                 f"no room for model '{model_id}' ({size} bytes): the cache "
@@ -445,7 +482,7 @@ class ModelCache:
         if entry is None or entry.state is not EntryState.LOADED:
             raise ModelNotFoundError(f"model '{model_id}' is not loaded")
         entry.inflight += 1
-        self.lru.touch(model_id, self.now_ms())
+        self.lru.used(model_id, self.now_ms())
         try:
             yield
         finally:

@@ -1,7 +1,9 @@
-"""A weighted LRU of loaded models: sizes in bytes against a capacity.
+"""A weighted cache of loaded models: sizes in bytes against a capacity.
 
 Pure bookkeeping, no I/O: the instance asks it which models to evict before a
-load and tells it what happened. Sizes are rounded up to ModelMesh's 8 KiB
+load and tells it what happened. Which copies go first is the eviction
+policy's choice (``mesh/_eviction.py``: GDSF, or ModelMesh's LRU); entries
+are listed least recently used first either way. Sizes are rounded up to ModelMesh's 8 KiB
 accounting unit so that many tiny models cannot pretend to be free.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from meshserve.mesh._eviction import EvictionPolicy, Lru
 
 __all__ = ["UNIT_BYTES", "CacheEntry", "EntryState", "WeightedLru", "round_size"]
 
@@ -37,10 +41,12 @@ class CacheEntry:
 
 
 class WeightedLru:
-    """Entries ordered by last use, with their sizes summed against capacity."""
+    """Entries ordered by last use, with their sizes summed against capacity;
+    victims chosen by ``policy`` (default: least recently used first)."""
 
-    def __init__(self, capacity_bytes: int) -> None:
+    def __init__(self, capacity_bytes: int, *, policy: EvictionPolicy | None = None) -> None:
         self.capacity_bytes = capacity_bytes
+        self.policy: EvictionPolicy = policy or Lru()
         self._entries: dict[str, CacheEntry] = {}
         self.used_bytes = 0
 
@@ -70,6 +76,17 @@ class WeightedLru:
         if entry is not None and now_ms > entry.last_used_ms:
             entry.last_used_ms = now_ms
 
+    def used(self, model_id: str, now_ms: int) -> None:
+        """A request runs on the model's copy: recency, and the policy's
+        frequency."""
+        if model_id in self._entries:
+            self.touch(model_id, now_ms)
+            self.policy.used(model_id, now_ms)
+
+    def loaded(self, model_id: str, *, load_ms: float) -> None:
+        """The model's copy loaded in ``load_ms`` (its reload cost)."""
+        self.policy.loaded(model_id, load_ms=load_ms)
+
     def add(self, model_id: str, *, size_bytes: int, last_used_ms: int) -> CacheEntry:
         """Account for a model about to load (state LOADING)."""
         if model_id in self._entries:
@@ -97,34 +114,54 @@ class WeightedLru:
             self.used_bytes -= entry.size_bytes
         return entry
 
+    def victim_value(self, now_ms: int) -> float:
+        """What the policy's first victim would lose (``policy.victim_value``)."""
+        evictable = (
+            e for e in self._entries.values() if e.state is EntryState.LOADED and e.inflight == 0
+        )
+        return self.policy.victim_value(evictable, now_ms=now_ms)
+
     def victims(
-        self, *, needed_bytes: int, older_than_ms: int, keep: str | None = None
+        self,
+        *,
+        needed_bytes: int,
+        older_than_ms: int,
+        keep: str | None = None,
+        now_ms: int | None = None,
     ) -> list[CacheEntry] | None:
-        """The least recently used loaded entries to evict so that
-        ``needed_bytes`` more fit, or None if that is impossible.
+        """The loaded entries to evict, in the policy's order, so that
+        ``needed_bytes`` more fit, or None if that is impossible. The policy
+        is told of each one chosen (they are to be evicted at once).
 
         Only entries last used no later than ``older_than_ms`` qualify: a load for a
         request passes "now" (anything older may go), a proactive load passes
         its own, older, timestamp, so it never displaces a model used more
-        recently than it. Loading and busy entries never qualify.
+        recently than it. Loading and busy entries never qualify. ``now_ms``
+        (default ``older_than_ms``) is the time the policy scores at.
         """
         # needed_bytes 0 still frees space when the cache is over capacity
         # (a model measured bigger than predicted).
         shortfall = (round_size(needed_bytes) if needed_bytes > 0 else 0) - self.free_bytes
         if shortfall <= 0:
             return []
+        now = older_than_ms if now_ms is None else now_ms
+        candidates = (
+            e
+            for e in self._entries.values()
+            if e.model_id != keep
+            and e.state is EntryState.LOADED
+            and e.inflight == 0
+            and e.last_used_ms <= older_than_ms
+        )
         chosen: list[CacheEntry] = []
         freed = 0
-        for entry in self.entries():
+        for entry in self.policy.order(candidates, now_ms=now):
             if freed >= shortfall:
                 break
-            if (
-                entry.model_id == keep
-                or entry.state is not EntryState.LOADED
-                or entry.inflight > 0
-                or entry.last_used_ms > older_than_ms
-            ):
-                continue
             chosen.append(entry)
             freed += entry.size_bytes
-        return chosen if freed >= shortfall else None
+        if freed < shortfall:
+            return None
+        for entry in chosen:
+            self.policy.evicting(entry, now_ms=now)
+        return chosen

@@ -63,6 +63,9 @@ class OwnRecords:
             used_bytes=lru.used_bytes,
             model_count=len(self._cache.loaded_ids()),
             lru_oldest_ms=oldest,
+            # Two significant digits: it drifts as uses decay, and each
+            # change republishes the record.
+            victim_value=float(f"{lru.victim_value(int(self._clock.time() * 1000)):.2g}"),
             loading_slots=self._cache.loading_slots,
             loading_count=self._cache.loading_count,
             # Whole minutes' worth, so that small jitter does not republish.

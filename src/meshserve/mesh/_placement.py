@@ -1,8 +1,9 @@
 """Where a model's first (or next) copy goes: ModelMesh's placement order.
 
 Pure functions over instance records, so the order is unit-tested on its own:
-not shutting down; not full before full; among full ones the oldest LRU
-entry (its eviction hurts least); fewer models; more free space; older LRU;
+not shutting down; not full before full; among full ones the one whose
+first victim is worth least (GDSF's victim value; 0 everywhere with lru),
+then the oldest LRU entry (its eviction hurts least); fewer models; more free space; older LRU;
 more free loading slots; fewer loads in progress; more capacity; lower
 request rate. Labels restrict where a model may go at all.
 """
@@ -52,6 +53,7 @@ def _key(record: InstanceRecord, *, default_model_size: int) -> tuple[object, ..
     return (
         record.shutting_down,
         full,
+        record.victim_value if full else 0,
         lru if full else 0,
         record.model_count,
         -record.free_bytes,

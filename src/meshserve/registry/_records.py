@@ -76,6 +76,10 @@ class InstanceRecord:
     model_count: int = 0
     lru_oldest_ms: int = 0
     """Last use of its least recently used model (0: nothing loaded)."""
+    victim_value: float = 0.0
+    """With ``cache.evictionPolicy: gdsf``: what evicting its first victim
+    would lose (decayed uses x reload cost / size, two significant digits);
+    placement puts a new copy where it is lowest. 0 with lru."""
     loading_slots: int = 1
     loading_count: int = 0
     rpm: int = 0

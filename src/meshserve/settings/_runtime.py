@@ -119,3 +119,20 @@ class CacheSettings(Group):
 
     reload_after_restart: bool = True
     """Reload what was loaded when an out-of-process runtime restarts."""
+
+    eviction_policy: Literal["gdsf", "lru"] = "gdsf"
+    """Which copies go first when space is short. ``gdsf`` weighs how often
+    a model is used (decayed), what reloading it costs (its measured load
+    time) and its size: on a skewed workload it keeps more of what is asked
+    for (docs/benchmarks.md, the mesh's hit ratio). ``lru`` is ModelMesh's
+    order, least recently used first, exactly."""
+
+    frequency_half_life_seconds: float = Field(default=120.0, gt=0)
+    """With ``gdsf``: a model's use count halves every this many seconds, so
+    a shift in popularity is followed within a few minutes while a steady
+    favourite keeps its lead."""
+
+    frequency_memory_models: int = Field(default=10_000, ge=1)
+    """With ``gdsf``: use counts kept for models no longer loaded (so one
+    that comes back is not a stranger); past twice this many the least used
+    are forgotten. About 100 bytes each."""

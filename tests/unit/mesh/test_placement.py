@@ -74,3 +74,20 @@ def test_labels_exclusions_and_ties() -> None:
         assert pick is not None
         picks.add(pick.instance_id)
     assert picks == {"a", "b"}
+
+
+def test_with_gdsf_the_full_instance_whose_first_victim_is_worth_least_goes_first() -> None:
+    # f1's least recently used copy is the older, but its first GDSF victim
+    # (a hot, small model) is worth more than f2's (a cold, big one).
+    f1 = record("f1", used_bytes=100 * MB, lru_oldest_ms=1_000, victim_value=3.5)
+    f2 = record("f2", used_bytes=100 * MB, lru_oldest_ms=2_000, victim_value=0.02)
+    assert order(f1, f2) == ["f2", "f1"]
+    # Not full still comes first, whatever the values.
+    roomy = record("r", used_bytes=50 * MB, victim_value=9.0)
+    assert order(f1, f2, roomy) == ["r", "f2", "f1"]
+
+
+def test_with_lru_victim_values_are_zero_and_the_oldest_lru_entry_decides() -> None:
+    f1 = record("f1", used_bytes=100 * MB, lru_oldest_ms=1_000)
+    f2 = record("f2", used_bytes=100 * MB, lru_oldest_ms=2_000)
+    assert order(f2, f1) == ["f1", "f2"]

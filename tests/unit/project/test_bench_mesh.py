@@ -92,6 +92,58 @@ def test_lru_on_an_empty_trace() -> None:
 # --- the trace --------------------------------------------------------------------
 
 
+def test_belady_on_a_hand_checked_trace() -> None:
+    # Room for two: a and b load; c and d are never asked for again, so
+    # the optimum serves them without caching them and keeps a and b.
+    result = trace_mod.simulate_belady(
+        list("abcabdab"), sizes=dict.fromkeys("abcd", 1), capacity_bytes=2
+    )
+    assert (result.hits, result.loads, result.evictions) == (4, 2, 0)
+    # LRU on the same trace hits nothing.
+    assert _simulate("abcabdab", dict.fromkeys("abcd", 1), 2) == (0, 8, 6)
+
+
+def test_belady_evicts_the_model_needed_last() -> None:
+    # Room for two: c arrives with a needed next and b needed last, so b
+    # goes (LRU would drop a); at the end b comes back and loads again.
+    sizes = dict.fromkeys("abc", 1)
+    result = trace_mod.simulate_belady(list("abcacb"), sizes=sizes, capacity_bytes=2)
+    assert (result.hits, result.loads, result.evictions) == (2, 4, 2)
+    assert _simulate("abcacb", sizes, 2) == (1, 5, 3)
+
+
+def test_belady_frees_the_big_model_first_when_both_come_back_as_late() -> None:
+    # big (3 units) and s1 are both asked for again after s2's request,
+    # big after s1: big goes, s1 and s2 stay; then big misses once more.
+    sizes = {"big": 3, "s1": 1, "s2": 1}
+    result = trace_mod.simulate_belady(
+        ["big", "s1", "s2", "s1", "s2", "big"], sizes=sizes, capacity_bytes=4
+    )
+    assert (result.hits, result.evictions) == (2, 1)
+
+
+def test_belady_never_does_worse_than_lru_or_gdsf() -> None:
+    trace = [f"m{i}" for i in trace_mod.make_trace(models=60, requests=2000, exponent=1.1, seed=3)]
+    sizes = {f"m{i}": 1 + i % 4 for i in range(60)}
+    args = {"sizes": sizes, "capacity_bytes": 20}
+    optimum = trace_mod.simulate_belady(trace, **args).hits
+    assert optimum >= trace_mod.simulate_lru(trace, **args).hits
+    assert optimum >= trace_mod.simulate_gdsf(trace, **args).hits
+
+
+def test_gdsf_simulation_keeps_the_frequent_model() -> None:
+    # Room for two: h is used three times, x once; y's load evicts x, not h.
+    sizes = dict.fromkeys("hxy", 1)
+    result = trace_mod.simulate_gdsf(list("hhhxyh"), sizes=sizes, capacity_bytes=2)
+    assert (result.hits, result.loads, result.evictions) == (3, 3, 1)
+    assert _simulate("hhhxyh", sizes, 2) == (2, 4, 2)
+
+
+def test_gdsf_simulation_never_caches_a_model_bigger_than_the_capacity() -> None:
+    result = trace_mod.simulate_gdsf(list("aba"), sizes={"a": 1, "b": 5}, capacity_bytes=2)
+    assert (result.hits, result.loads, result.too_large) == (1, 1, 1)
+
+
 def test_zipf_weights_are_normalised_power_law() -> None:
     weights = trace_mod.zipf_weights(1000, 1.1)
     assert weights.sum() == pytest.approx(1.0)
@@ -281,6 +333,34 @@ def test_summary_hit_ratio_is_one_minus_misses_per_request() -> None:
     assert summary["throughput_rps"] == pytest.approx(2.0)
     assert summary["p50_ms"] == pytest.approx(2.5)
     assert summary["errors"] == 0 and summary["requests"] == 4
+
+
+def _policy_report(policy: str, hit: float | None) -> dict[str, object]:
+    return {
+        "eviction_policy": policy,
+        "hit_ratio": hit,
+        "lru_sim": {"hit_ratio": 0.60},
+        "gdsf_sim": {"hit_ratio": 0.70},
+        "opt_sim": {"hit_ratio": 0.80},
+    }
+
+
+@pytest.mark.parametrize(
+    ("policy", "hit", "met"),
+    [
+        ("gdsf", 0.66, True),  # beats the LRU simulation by 0.06
+        ("gdsf", 0.64, False),  # by 0.04 only
+        ("lru", 0.56, True),  # within 0.05 of it
+        ("lru", 0.54, False),
+        ("gdsf", None, None),  # nothing served
+    ],
+)
+def test_the_goal_depends_on_the_policy(policy: str, hit: float | None, met: bool | None) -> None:
+    figures = mesh.policy_figures(_policy_report(policy, hit))
+    assert figures["policy_goal_met"] is met
+    assert figures["gdsf_sim_hit_ratio"] == 0.70 and figures["opt_sim_hit_ratio"] == 0.80
+    if hit is not None:
+        assert figures["gain_over_lru_sim"] == pytest.approx(hit - 0.60)
 
 
 def test_summary_has_no_hit_ratio_when_nothing_was_served() -> None:
