@@ -99,13 +99,17 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
-    """:data:`CONSOLE_FORMAT`, then the request's fields in brackets."""
+    """:data:`CONSOLE_FORMAT`, then the request's fields in brackets,
+    except on a line that carries fields of its own (the access log's, which
+    name the model, vmodel and peer already, in ModelMesh's form)."""
 
     def __init__(self) -> None:
         super().__init__(CONSOLE_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        if _record_fields(record):
+            return line
         context = _log_context.fields()
         context.pop("instance", None)  # one per process: noise on every line
         if not context:

@@ -147,6 +147,14 @@ def test_a_console_line_ends_with_the_requests_fields() -> None:
     assert ConsoleFormatter().format(_record()).endswith("meshserve.test: hello world")
 
 
+def test_a_console_line_with_fields_of_its_own_keeps_its_form() -> None:
+    """The access log names the model, vmodel and peer itself, in
+    ModelMesh's form: no bracketed repeat after it."""
+    record = _record(fields={"model_id": "m", "code": "OK"})
+    line = str(_in_request(lambda: ConsoleFormatter().format(record)))
+    assert line.endswith("meshserve.test: hello world")
+
+
 @pytest.fixture
 def root() -> Iterator[logging.Logger]:
     """The root logger, its handlers and level restored after the test."""
