@@ -78,6 +78,9 @@ class Running:
     pid: int
     """Root of the target's process tree (for CPU accounting)."""
     notes: tuple[str, ...] = ()
+    views: tuple[tuple[str, str], ...] = ()
+    """Other addresses of the same processes measured as results of their
+    own: (name, host:port) (the ``forwarded`` target's holder)."""
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds used so far by the live processes of the tree."""
@@ -126,6 +129,8 @@ class StartContext:
     """Adaptive batching for meshserve's built-in runtime (1: off) and for
     ``mlserver-batched``."""
     max_batch_delay_ms: float = 0.0
+    row: tuple[float, ...] = ()
+    """The known row (a target that sends a request of its own at start)."""
 
     def batching_env(self) -> dict[str, str]:
         """The built-in runtime's batching settings, as meshserve reads them."""
@@ -578,6 +583,14 @@ def _mlserver_running(ctx: StartContext, *, batched: bool) -> Iterator[Running]:
         yield Running(url=f"{HOST}:{grpc_port}", pid=proc.popen.pid, notes=notes)
 
 
+@contextlib.contextmanager
+def _one_hop(ctx: StartContext) -> Iterator[Running]:
+    import _forwarded  # imports this module: loaded only when used
+
+    with _forwarded.start_forwarded(ctx) as running:
+        yield running
+
+
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
@@ -620,6 +633,12 @@ TARGETS: dict[str, Target] = {
             "`meshserve up` + InferenceService on meshserve-mlserver (hop to the pool's "
             "instance, then MLServer through the adapter's data path)",
             _up_pool("meshserve-mlserver"),
+        ),
+        Target(
+            "forwarded",
+            "`meshserve up --instances 2`, the client calling the instance without the model "
+            "(one hop per request); forwarded-local: the holder called directly",
+            _one_hop,
         ),
     )
 }

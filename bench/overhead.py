@@ -1,7 +1,8 @@
 """What meshserve costs on the request path, against baselines measured in the same run.
 
     python bench/overhead.py [--targets floor,direct,up-inprocess,up-process,mlserver,
-                                        mlserver-batched,up-pickle-pool,up-mlserver-pool]
+                                        mlserver-batched,up-pickle-pool,up-mlserver-pool,
+                                        forwarded]
                              [--duration S] [--requests N] [--warmup S] [--quick]
                              [--rounds N] [--model logreg|forest] [--mlserver PATH]
                              [--max-batch-size N] [--max-batch-delay-ms MS] [--json]
@@ -16,6 +17,10 @@ then runs alone, in its own process tree, on 127.0.0.1 over TCP gRPC:
 - up-inprocess / up-process: ``meshserve up --runtime-host inprocess|process``
   with the model registered from a file and loaded on first request;
 - mlserver: MLServer 1.7 with mlserver-sklearn serving the .joblib;
+- forwarded: ``meshserve up --instances 2`` with the client calling the
+  instance that does not hold the model, so every request is forwarded once
+  to the other (bench/_forwarded.py); the same run measures the holder called
+  directly (forwarded-local): forwarded / forwarded-local is the hop's cost;
 - mlserver-batched: the same with MLServer's adaptive batching at the limits
   meshserve gets (max_batch_size; max_batch_time the delay, at least 1 ms,
   since MLServer batches only with a positive one).
@@ -32,13 +37,15 @@ and throughput per target side by side, the server's CPU per request, then
 the ratios. --rounds N runs the whole sequence N times, interleaved, and
 reports medians (a busy machine drifts). With --json the last line is one JSON object: the ratios
 (up-inprocess / direct, up-process / direct, up-inprocess / mlserver and
-/ mlserver-batched) and every raw number. docs/benchmarks.md has a measured run.
+/ mlserver-batched, forwarded / forwarded-local) and every raw number.
+docs/benchmarks.md has a measured run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import multiprocessing
@@ -281,10 +288,12 @@ def run_target(
     model: Model,
     settings: Settings,
     mlserver: str | None,
-) -> TargetResult:
-    result = TargetResult(
-        name=target.name, description=target.description, load_1m=[os.getloadavg()[0]]
-    )
+) -> dict[str, TargetResult]:
+    """The target's result, and one per extra view of the same processes
+    (``Running.views``: the ``forwarded`` target's holder)."""
+    load = os.getloadavg()[0]
+    result = TargetResult(name=target.name, description=target.description, load_1m=[load])
+    results = {target.name: result}
     target_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=work_dir))
     start = _targets.StartContext(
         work_dir=target_dir,
@@ -294,34 +303,56 @@ def run_target(
         mlserver=mlserver,
         max_batch_size=settings.max_batch_size,
         max_batch_delay_ms=settings.max_batch_delay_ms,
+        row=model.row,
     )
     try:
         with target.start(start) as running:
             result.notes.extend(running.notes)
             _log(f"{target.name}: serving on {running.url} (pid {running.pid})")
-            for concurrency in CONCURRENCIES:
-                point = measure_point(
-                    running, model=model, concurrency=concurrency, settings=settings
+            urls = {target.name: running.url}
+            for name, url in running.views:
+                urls[name] = url
+                results[name] = TargetResult(
+                    name=name, description=f"{target.name}: {url}", load_1m=[load]
                 )
-                result.points[f"c{concurrency}"] = point
-                if point.error is None:
-                    result.verified = True
-                    _log(
-                        f"{target.name} c={concurrency}: {point.requests} requests, "
-                        f"p50 {point.p50_ms:.3f} ms, {point.throughput_rps:.0f} req/s"
+            for concurrency in CONCURRENCIES:
+                # Views side by side at each concurrency: the same machine state.
+                for name, url in urls.items():
+                    view = dataclasses.replace(running, url=url)
+                    _measure_into(
+                        results[name], view, model=model, concurrency=concurrency, settings=settings
                     )
-                else:
-                    _log(f"{target.name} c={concurrency}: FAILED: {point.error}")
     except _targets.Unavailable as exc:
         result.status, result.reason = "unavailable", str(exc)
     except _targets.StartFailed as exc:
         result.status, result.reason = "failed", f"did not start: {exc}"
-    if result.status == "ok" and not any(p.error is None for p in result.points.values()):
-        errors = {p.error for p in result.points.values()}
-        result.status, result.reason = "failed", "; ".join(sorted(e for e in errors if e))
-    if result.status != "ok":
-        _log(f"{target.name}: {result.status}: {result.reason}")
-    return result
+    for one in results.values():
+        if one.status == "ok" and not any(p.error is None for p in one.points.values()):
+            errors = {p.error for p in one.points.values()}
+            one.status, one.reason = "failed", "; ".join(sorted(e for e in errors if e))
+        if one.status != "ok":
+            _log(f"{one.name}: {one.status}: {one.reason}")
+    return results
+
+
+def _measure_into(
+    result: TargetResult,
+    running: _targets.Running,
+    *,
+    model: Model,
+    concurrency: int,
+    settings: Settings,
+) -> None:
+    point = measure_point(running, model=model, concurrency=concurrency, settings=settings)
+    result.points[f"c{concurrency}"] = point
+    if point.error is None:
+        result.verified = True
+        _log(
+            f"{result.name} c={concurrency}: {point.requests} requests, "
+            f"p50 {point.p50_ms:.3f} ms, {point.throughput_rps:.0f} req/s"
+        )
+    else:
+        _log(f"{result.name} c={concurrency}: FAILED: {point.error}")
 
 
 # --- report --------------------------------------------------------------------
@@ -361,6 +392,8 @@ _HEADLINE = (
         "throughput_rps",
         32,
     ),
+    ("forwarded_p50_ratio_c1", "forwarded", "forwarded-local", "p50_ms", 1),
+    ("forwarded_throughput_ratio_c32", "forwarded", "forwarded-local", "throughput_rps", 32),
 )
 _CONTEXT = (
     ("direct_vs_floor_p50_c1", "direct", "floor", "p50_ms", 1),
@@ -572,23 +605,23 @@ def main(argv: Sequence[str]) -> int:
         work_dir = pathlib.Path(tmp)
         model = make_model(args.model, work_dir)
         _log(f"model: {args.model}, known row {_KNOWN_ROW} -> predict {model.label}")
-        rounds: dict[str, list[TargetResult]] = {name: [] for name in args.targets}
+        rounds: dict[str, list[TargetResult]] = {}
         for number in range(1, settings.rounds + 1):
             if settings.rounds > 1:
                 _log(f"round {number} of {settings.rounds}")
             for name in args.targets:
-                done = rounds[name]
+                done = rounds.get(name)
                 if done and done[-1].status == "unavailable":
                     continue
-                done.append(
-                    run_target(
-                        _targets.TARGETS[name],
-                        work_dir=work_dir,
-                        model=model,
-                        settings=settings,
-                        mlserver=mlserver,
-                    )
+                found = run_target(
+                    _targets.TARGETS[name],
+                    work_dir=work_dir,
+                    model=model,
+                    settings=settings,
+                    mlserver=mlserver,
                 )
+                for view, result in found.items():
+                    rounds.setdefault(view, []).append(result)
         results = {name: combine_rounds(done) for name, done in rounds.items()}
     report = build_report(results, settings=settings, started=started)
     print(

@@ -22,6 +22,7 @@ runtime is back (within the client's deadline).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -41,7 +42,7 @@ from meshserve.errors import (
 from meshserve.mesh._background import Spawn
 from meshserve.mesh._cache import ModelCache
 from meshserve.mesh._copies import Copies
-from meshserve.mesh._hop import ClientDeadline, forward_within, hop_timeout
+from meshserve.mesh._hop import ClientDeadline, Forwards, hop_timeout
 from meshserve.mesh._instance_state import Lifecycle
 from meshserve.mesh._mesh_view import LOADED, MeshView
 from meshserve.mesh._model_names import resolve_name
@@ -123,6 +124,7 @@ class Router:
         self._settings = settings
         self._spawn = spawn
         self._payloads = payloads
+        self._forwards = Forwards(registry=registry, spawn=spawn)
 
     # -- which model -----------------------------------------------------------
 
@@ -294,11 +296,10 @@ class Router:
                     self._view.forwarding(peer),
                     span(trace.FORWARD, kind="client", attributes=forward),
                 ):
-                    return await forward_within(
-                        remote(target.address, metadata, timeout),
+                    return await self._forwards.call(
+                        functools.partial(remote, target.address, metadata, timeout),
                         peer=peer,
                         timeout_s=timeout,
-                        registry=self._registry,
                     )
             except PeerTimeoutError as exc:
                 self._suspects.mark(peer)

@@ -47,7 +47,8 @@ _TRANSPORT_CODES = frozenset(
 
 
 class PeerClient:
-    """Warm channels to other instances, one per address."""
+    """Warm channels to other instances, one per address, each method's
+    callable made once: a call builds nothing but its metadata."""
 
     def __init__(
         self,
@@ -66,6 +67,8 @@ class PeerClient:
         self._credentials = credentials
         self._auth = ((MESH_AUTH_HEADER, mesh_token),)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._methods: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+        """Per (address, method): made once, over the address's one channel."""
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -77,8 +80,15 @@ class PeerClient:
             self._channels[address] = channel
         return channel
 
+    def _method(self, address: str, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        callable_ = self._methods.get((address, method))
+        if callable_ is None:
+            callable_ = self._methods[address, method] = self._channel(address).unary_unary(method)
+        return callable_
+
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
+        self._methods = {}
         for channel in channels.values():
             await channel.close()
 
@@ -91,7 +101,7 @@ class PeerClient:
         *,
         timeout_s: float | None = None,
     ) -> bytes:
-        call = self._channel(address).unary_unary(method)
+        call = self._method(address, method)
         try:
             response: bytes = await call(
                 body,

@@ -41,7 +41,7 @@ def new_mesh_secret_text() -> str:
 class MeshSecret:
     """The secret, held only as the token instances present to each other."""
 
-    __slots__ = ("_token",)
+    __slots__ = ("_token", "_token_bytes")
 
     def __init__(self, text: str, *, source: str) -> None:
         """``source`` names where the text came from, for the error."""
@@ -52,6 +52,8 @@ class MeshSecret:
                 "(make one with `openssl rand -hex 32`)"
             )
         self._token = hmac.new(secret.encode(), _TOKEN_LABEL, hashlib.sha256).hexdigest()
+        # Encoded once: every forwarded call is checked against it.
+        self._token_bytes = self._token.encode()
 
     @classmethod
     def from_file(cls, path: pathlib.Path) -> MeshSecret:
@@ -76,7 +78,7 @@ class MeshSecret:
         if presented is None:
             return False
         given = presented.encode(errors="replace") if isinstance(presented, str) else presented
-        return hmac.compare_digest(given, self._token.encode())
+        return hmac.compare_digest(given, self._token_bytes)
 
     def __repr__(self) -> str:
         return "MeshSecret(<hidden>)"

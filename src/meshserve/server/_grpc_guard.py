@@ -178,13 +178,26 @@ async def _no_check(
     return contextlib.nullcontext()
 
 
+_GUARDED_CACHE_SIZE = 1024
+"""Most handlers a RequestDecodingInterceptor keeps wrapped: a server's
+handlers are a fixed few (grpc hands back the same object for a method on
+every call), so this is never reached but by handlers built per call."""
+
+
 class RequestDecodingInterceptor:
     """Has every handler of a server decode its request itself (see the
     module's docstring). List it last, so that it wraps the handlers before
     the other interceptors do and their checks run before any decoding.
 
+    Each handler is wrapped once, on its first call, not on every call.
+
     A ``grpc.aio.ServerInterceptor`` by registration, as the auth one is.
     """
+
+    def __init__(self) -> None:
+        # By identity: handlers are named tuples of functions, and the one
+        # wrapped is kept with its wrapping so the id is not reused.
+        self._guarded: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -194,7 +207,14 @@ class RequestDecodingInterceptor:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return guard_handler(handler, _no_check)
+        found = self._guarded.get(id(handler))
+        if found is not None and found[0] is handler:
+            return found[1]
+        guarded = guard_handler(handler, _no_check)
+        if len(self._guarded) >= _GUARDED_CACHE_SIZE:
+            self._guarded.clear()
+        self._guarded[id(handler)] = (handler, guarded)
+        return guarded
 
 
 grpc.aio.ServerInterceptor.register(RequestDecodingInterceptor)
