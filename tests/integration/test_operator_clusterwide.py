@@ -21,6 +21,8 @@ from tests.integration._operator import Cluster, assert_api_use, running_cluster
 from tests.integration._resources import isvc
 
 RUNTIME = "cluster-runtime"
+NAMESPACED_RUNTIME = "team-runtime"
+TEAM_DEPLOYMENT = f"modelmesh-serving-{NAMESPACED_RUNTIME}"
 SERVED = ("team-a", "team-b")
 UNLABELLED = "team-c"
 ENABLED = "modelmesh-enabled"
@@ -51,6 +53,13 @@ def _cluster_runtime() -> dict[str, Any]:
     }
 
 
+def _namespaced_runtime(namespace: str) -> dict[str, Any]:
+    runtime = _cluster_runtime()
+    runtime["kind"] = "ServingRuntime"
+    runtime["metadata"] = {"name": NAMESPACED_RUNTIME, "namespace": namespace}
+    return runtime
+
+
 def _isvc(model: pathlib.Path, namespace: str) -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(
         isvc("example", namespace=namespace, path=str(model), runtime=RUNTIME)
@@ -79,6 +88,10 @@ async def _served(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
     return found if held and status and registered else None
 
 
+async def _absent(cluster: Cluster, kind: str, name: str, *, namespace: str) -> bool:
+    return await cluster.get(kind, name, namespace=namespace) is None
+
+
 def _untouched(found: dict[str, Any]) -> bool:
     return not found["metadata"].get("finalizers") and not found.get("status")
 
@@ -92,6 +105,7 @@ async def test_labelled_namespaces_are_served_with_a_cluster_runtime(
             await cluster.apply(_namespace(name, enabled=True))
         await cluster.apply(_namespace(UNLABELLED, enabled=None))
         await cluster.apply(_cluster_runtime())
+        await cluster.apply(_namespaced_runtime("team-a"))
         for name in (*SERVED, UNLABELLED):
             await cluster.apply(_isvc(model, name))
         cluster.start_operator("op-0", clusterwide=True)
@@ -117,6 +131,11 @@ async def test_labelled_namespaces_are_served_with_a_cluster_runtime(
             return (found or {}).get("status")
 
         await wait_for(runtime_status, what="the ClusterServingRuntime's status")
+        # A namespace's own ServingRuntime: its Deployment in that namespace.
+        await wait_for(
+            lambda: cluster.get("Deployment", TEAM_DEPLOYMENT, namespace="team-a"),
+            what="team-a's runtime Deployment",
+        )
 
         # The unlabelled namespace's is left alone: no vmodel, no finalizer, no status.
         assert f"{UNLABELLED}/example" not in await _vmodels(cluster)
@@ -139,6 +158,11 @@ async def test_labelled_namespaces_are_served_with_a_cluster_runtime(
             )
 
         await wait_for(let_go, what="team-a's InferenceService let go")
+        # ... and its runtime Deployment is deleted (as upstream).
+        await wait_for(
+            lambda: _absent(cluster, "Deployment", TEAM_DEPLOYMENT, namespace="team-a"),
+            what="team-a's runtime Deployment deleted",
+        )
         assert {"team-b/example", f"{UNLABELLED}/example"} <= await _vmodels(cluster)
         await cluster.delete("InferenceService", "example", namespace="team-a")
         assert await cluster.get("InferenceService", "example", namespace="team-a") is None

@@ -110,6 +110,12 @@ class ClusterResources:
             if not self._serves(key) and key.kind in SERVED_KINDS and FINALIZER in _finalizers(doc)
         }
 
+    def runtime_namespaces(self) -> set[str]:
+        """The namespaces of every ServingRuntime seen, served or not: where
+        a runtime Deployment may be (one left in a namespace unlabelled,
+        even while the operator was down, is pruned from there)."""
+        return {key.namespace for key in self._documents if key.kind == "ServingRuntime"}
+
     def _served(self) -> dict[ResourceKey, dict[str, Any]]:
         return {key: doc for key, doc in self._documents.items() if self._serves(key)}
 

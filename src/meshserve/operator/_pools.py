@@ -85,7 +85,9 @@ class DeploymentPools:
         # installed with the operator: it grants the operator nothing).
         for document in render_services(config):
             await self._writer.apply(document)
-        namespaces = {config.namespace, *self._namespaces()}
+        # Also where a runtime's namespace is no longer served: its
+        # Deployments go, as upstream's do when a namespace is unlabelled.
+        namespaces = {config.namespace, *self._namespaces(), *self._resources.runtime_namespaces()}
         for endpoint, keep in ((HPAS, hpas), (DEPLOYMENTS, deployments)):
             for gone in await self._writer.prune(endpoint, keep=keep, namespaces=namespaces):
                 log.info("%s %s deleted: no runtime renders it now", endpoint.plural, gone)

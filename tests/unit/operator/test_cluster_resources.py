@@ -126,3 +126,17 @@ async def test_resources_of_a_namespace_no_longer_served_are_let_go() -> None:
         assert view.held_unserved() == {}
         served.add("team-a")
         assert list(view.without_finalizer()) == [key]
+
+
+def test_runtime_namespaces_include_those_no_longer_served() -> None:
+    """Where runtime Deployments may be, to prune them once a namespace is unlabelled."""
+    view = _view()
+
+    def runtime(namespace: str) -> dict[str, Any]:
+        return {"kind": "ServingRuntime", "metadata": {"name": "rt", "namespace": namespace}}
+
+    view.seen(runtime("mm"))
+    view.seen(runtime("unlabelled"))
+    view.seen(_isvc("x", namespace="elsewhere"))
+    assert view.runtime_namespaces() == {"mm", "unlabelled"}
+    assert view.runtime_document("rt", namespace="unlabelled") is None  # not served
