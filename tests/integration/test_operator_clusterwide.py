@@ -136,6 +136,12 @@ async def test_labelled_namespaces_are_served_with_a_cluster_runtime(
             lambda: cluster.get("Deployment", TEAM_DEPLOYMENT, namespace="team-a"),
             what="team-a's runtime Deployment",
         )
+        # ... behind the mesh's Services there (a Service selects its namespace's pods).
+        await wait_for(
+            lambda: cluster.get("Service", "modelmesh-serving", namespace="team-a"),
+            what="team-a's modelmesh-serving Service",
+        )
+        assert await cluster.get("Service", "modelmesh-serving", namespace="team-b") is None
 
         # The unlabelled namespace's is left alone: no vmodel, no finalizer, no status.
         assert f"{UNLABELLED}/example" not in await _vmodels(cluster)
@@ -158,11 +164,17 @@ async def test_labelled_namespaces_are_served_with_a_cluster_runtime(
             )
 
         await wait_for(let_go, what="team-a's InferenceService let go")
-        # ... and its runtime Deployment is deleted (as upstream).
-        await wait_for(
-            lambda: _absent(cluster, "Deployment", TEAM_DEPLOYMENT, namespace="team-a"),
-            what="team-a's runtime Deployment deleted",
-        )
+        # ... and its runtime Deployment and Services are deleted (as upstream).
+        for kind, name in (
+            ("Deployment", TEAM_DEPLOYMENT),
+            ("Service", "modelmesh-serving"),
+            ("Service", "modelmesh-serving-internal"),
+        ):
+            await wait_for(
+                lambda k=kind, n=name: _absent(cluster, k, n, namespace="team-a"),
+                what=f"team-a's {kind} {name} deleted",
+            )
+        assert await cluster.get("Service", "modelmesh-serving") is not None
         assert {"team-b/example", f"{UNLABELLED}/example"} <= await _vmodels(cluster)
         await cluster.delete("InferenceService", "example", namespace="team-a")
         assert await cluster.get("InferenceService", "example", namespace="team-a") is None
