@@ -23,6 +23,7 @@ import yaml
 from meshserve.operator import KubeApi, KubeConnection, OperatorOptions, run_operator
 from meshserve.operator._endpoints import endpoint_of_kind, ref_of
 from meshserve.operator._kube import Ref
+from meshserve.operator._render import OPERATOR_API_USE
 from meshserve.registry import Registry
 from meshserve.settings import Settings
 from meshserve.store import open_store
@@ -30,7 +31,7 @@ from tests._kube_emulator import running_emulator
 from tests._processes import stop_process
 from tests.integration._etcd import EtcdServer
 
-__all__ = ["NAMESPACE", "Cluster", "running_cluster", "wait_for"]
+__all__ = ["NAMESPACE", "Cluster", "assert_api_use", "running_cluster", "wait_for"]
 
 NAMESPACE = "modelmesh-serving"
 IMAGE = "meshserve:test"
@@ -132,13 +133,15 @@ class Cluster:
         if await self.api.create(ref, document) is None:
             await self.api.patch(ref, {k: v for k, v in document.items() if k != "status"})
 
-    async def delete(self, kind: str, name: str) -> None:
+    async def delete(self, kind: str, name: str, *, namespace: str = NAMESPACE) -> None:
         endpoint = endpoint_of_kind(kind)
-        await self.api.delete(Ref(endpoint, NAMESPACE if endpoint.namespaced else None, name))
+        await self.api.delete(Ref(endpoint, namespace if endpoint.namespaced else None, name))
 
-    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, kind: str, name: str, *, namespace: str = NAMESPACE
+    ) -> dict[str, Any] | None:
         endpoint = endpoint_of_kind(kind)
-        return await self.api.get(Ref(endpoint, NAMESPACE if endpoint.namespaced else None, name))
+        return await self.api.get(Ref(endpoint, namespace if endpoint.namespaced else None, name))
 
     @contextlib.asynccontextmanager
     async def registry(self) -> AsyncIterator[Registry]:
@@ -210,3 +213,48 @@ async def running_cluster(
                 await cluster.stop_operator(identity)
             for process in cluster.processes:
                 await asyncio.to_thread(stop_process, process, grace=20.0)
+
+
+_VERBS = {
+    kmock.action.FETCH: "get",
+    kmock.action.LIST: "list",
+    kmock.action.WATCH: "watch",
+    kmock.action.CREATE: "create",
+    kmock.action.DELETE: "delete",
+}
+
+
+def assert_api_use(
+    emulator: kmock.KubernetesEmulator, *, agent: str, clusterwide: bool = False
+) -> None:
+    """Every call the operator made is granted by a row of OPERATOR_API_USE
+    for its scope; namespace-scoped, every such row's verbs were used;
+    cluster-scoped, every cluster-only row's (the rest is the former's)."""
+    used: set[tuple[str, str, str]] = set()
+    for request in emulator:
+        if request.resource is None or request.resource.plural is None:
+            continue  # discovery: /api, /apis/... (granted to every account)
+        user_agent = request.headers.get("User-Agent", "")
+        if not (user_agent == agent or user_agent.startswith("kopf/")):
+            continue
+        verb = _VERBS.get(request.action)
+        if verb is None:
+            verb = "patch" if str(request.method).upper().endswith("PATCH") else "update"
+        resource = request.resource.plural
+        if request.subresource:
+            resource = f"{resource}/{request.subresource}"
+        used.add((request.resource.group or "", resource, verb))
+    rows = [use for use in OPERATOR_API_USE if clusterwide or use.where != "cluster"]
+    granted = {(use.api_group, use.resource, verb) for use in rows for verb in use.verbs}
+    assert used <= granted, (
+        f"calls not granted by OPERATOR_API_USE: {sorted(map(str, used - granted))}"
+    )
+    checked = [use for use in rows if use.where == "cluster" or not clusterwide]
+    unused = [
+        use
+        for use in checked
+        if not any((use.api_group, use.resource, v) in used for v in use.verbs)
+    ]
+    assert not unused, (
+        f"rows of OPERATOR_API_USE never used: {unused}; used: {sorted(map(str, used))}"
+    )

@@ -10,16 +10,20 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
-import kmock
 import pytest
 import yaml
 
 from meshserve.operator._endpoints import endpoint_of_kind
-from meshserve.operator._render import OPERATOR_API_USE
 from tests._processes import stop_process
 from tests.integration._etcd import EtcdServer, run_etcd
 from tests.integration._mesh import make_model
-from tests.integration._operator import NAMESPACE, Cluster, running_cluster, wait_for
+from tests.integration._operator import (
+    NAMESPACE,
+    Cluster,
+    assert_api_use,
+    running_cluster,
+    wait_for,
+)
 from tests.integration._resources import isvc
 
 RUNTIME = "test-runtime"
@@ -208,7 +212,7 @@ async def test_a_runtime_and_an_inference_service_become_a_deployment_services_a
 
         await wait_for(pruned, what="the Deployment and HPA deleted")
         await cluster.stop_operator("op-0")
-        _assert_api_use(cluster.emulator, agent="meshserve-operator/op-0")
+        assert_api_use(cluster.emulator, agent="meshserve-operator/op-0")
 
 
 async def test_an_unimplemented_adapter_is_refused_in_the_runtime_status(
@@ -293,42 +297,3 @@ async def test_of_two_replicas_one_acts(etcd: EtcdServer, tmp_path: pathlib.Path
             timeout_s=60,
         )
         assert acting() == {active, standby}
-
-
-_VERBS = {
-    kmock.action.FETCH: "get",
-    kmock.action.LIST: "list",
-    kmock.action.WATCH: "watch",
-    kmock.action.CREATE: "create",
-    kmock.action.DELETE: "delete",
-}
-
-
-def _assert_api_use(emulator: kmock.KubernetesEmulator, *, agent: str) -> None:
-    """Every call the operator made is granted by a row of OPERATOR_API_USE,
-    and every row's every verb was used."""
-    used: set[tuple[str, str, str]] = set()
-    for request in emulator:
-        if request.resource is None or request.resource.plural is None:
-            continue  # discovery: /api, /apis/... (granted to every account)
-        user_agent = request.headers.get("User-Agent", "")
-        if not (user_agent == agent or user_agent.startswith("kopf/")):
-            continue
-        verb = _VERBS.get(request.action)
-        if verb is None:
-            verb = "patch" if str(request.method).upper().endswith("PATCH") else "update"
-        resource = request.resource.plural
-        if request.subresource:
-            resource = f"{resource}/{request.subresource}"
-        used.add((request.resource.group or "", resource, verb))
-    rows = [use for use in OPERATOR_API_USE if use.where != "cluster"]  # namespace scope
-    granted = {(use.api_group, use.resource, verb) for use in rows for verb in use.verbs}
-    assert used <= granted, (
-        f"calls not granted by OPERATOR_API_USE: {sorted(map(str, used - granted))}"
-    )
-    unused = [
-        use for use in rows if not any((use.api_group, use.resource, v) in used for v in use.verbs)
-    ]
-    assert not unused, (
-        f"rows of OPERATOR_API_USE never used: {unused}; used: {sorted(map(str, used))}"
-    )

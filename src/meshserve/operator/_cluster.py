@@ -13,7 +13,7 @@ controller removes its vmodel, and is handed to whoever releases it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from meshserve.controller import ResourceKey
@@ -99,6 +99,23 @@ class ClusterResources:
             if _deleting(doc) and FINALIZER in _finalizers(doc)
         }
 
+    def held_unserved(self) -> dict[ResourceKey, dict[str, Any]]:
+        """The resources holding our finalizer in a namespace no longer
+        served (unlabelled, cluster-scoped): the operator lets go of them
+        (their vmodels out of the mesh, the finalizer off), or deleting one
+        would wait on an operator that no longer watches it."""
+        return {
+            key: doc
+            for key, doc in self._documents.items()
+            if not self._serves(key) and key.kind in SERVED_KINDS and FINALIZER in _finalizers(doc)
+        }
+
+    def runtime_namespaces(self) -> set[str]:
+        """The namespaces of every ServingRuntime seen, served or not: where
+        a runtime Deployment may be (one left in a namespace unlabelled,
+        even while the operator was down, is pruned from there)."""
+        return {key.namespace for key in self._documents if key.kind == "ServingRuntime"}
+
     def _served(self) -> dict[ResourceKey, dict[str, Any]]:
         return {key: doc for key, doc in self._documents.items() if self._serves(key)}
 
@@ -160,7 +177,11 @@ class ClusterResources:
 
     async def add_finalizer(self, key: ResourceKey) -> None:
         document = self._documents[key]
-        finalizers = [*_finalizers(document), FINALIZER]
+        await self._set_finalizers(key, document, [*_finalizers(document), FINALIZER])
+
+    async def _set_finalizers(
+        self, key: ResourceKey, document: dict[str, Any], finalizers: Sequence[str]
+    ) -> None:
         await self._api.patch(_ref(key), {"metadata": {"finalizers": finalizers}})
         self._update(key, metadata={**(document.get("metadata") or {}), "finalizers": finalizers})
 
@@ -171,13 +192,17 @@ class ClusterResources:
         if document is not None:
             self._documents[key] = {**document, **fields}
 
-    async def remove_finalizer(self, key: ResourceKey) -> None:
+    async def remove_finalizer(self, key: ResourceKey, *, deleting: bool = True) -> None:
+        """Our finalizer off ``key``; ``deleting``: the object goes with it
+        (else it stays in the view, to be served again once its namespace is)."""
         document = self._documents.get(key)
         if document is None:
             return
-        finalizers = [f for f in _finalizers(document) if f != FINALIZER]
-        await self._api.patch(_ref(key), {"metadata": {"finalizers": finalizers}})
-        self.gone(key)
+        await self._set_finalizers(
+            key, document, [f for f in _finalizers(document) if f != FINALIZER]
+        )
+        if deleting:
+            self.gone(key)
 
 
 def _ref(key: ResourceKey) -> Ref:

@@ -5,7 +5,8 @@ Every replica watches (kopf, :mod:`._watches`) into one view of the cluster
 acts, each pass:
 
 1. puts its finalizer on each served InferenceService and Predictor;
-2. releases the ones being deleted: their vmodel removed from the mesh
+2. releases the ones being deleted, and those of a namespace no longer
+   served (cluster scope: unlabelled): their vmodel removed from the mesh
    (:meth:`Controller.release`), then the finalizer;
 3. runs :meth:`Controller.reconcile`, the same as ``meshserve up``'s, over
    the view: models and vmodels in the mesh's etcd, each resource's status
@@ -276,6 +277,11 @@ async def _pass(view: ClusterResources, controller: Controller) -> None:
     for key, document in view.deleting().items():
         await controller.release(key, document)
         await view.remove_finalizer(key)
+    # A namespace unlabelled (cluster scope): its resources are let go, as
+    # upstream stops serving it; labelled again, they are taken up anew.
+    for key, document in view.held_unserved().items():
+        await controller.release(key, document)
+        await view.remove_finalizer(key, deleting=False)
     await controller.reconcile()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from meshserve.controller import AnyRuntime, PoolSpec, builtin_runtimes
 from meshserve.errors import MeshServeError, UnsupportedRuntimeError
 from meshserve.operator._cluster import ClusterResources
-from meshserve.operator._endpoints import DEPLOYMENTS, HPAS
+from meshserve.operator._endpoints import DEPLOYMENTS, HPAS, SERVICES
 from meshserve.operator._objects import ObjectWriter
 from meshserve.operator._render import (
     ClusterConfig,
@@ -81,12 +81,20 @@ class DeploymentPools:
                 (deployments if kind == "Deployment" else hpas).append(where)
                 if await self._writer.apply(document):
                     log.info("%s %s/%s applied (%d replicas planned)", kind, *where, spec.replicas)
-        # The Services every runtime pod is behind (the pods' account is
-        # installed with the operator: it grants the operator nothing).
-        for document in render_services(config):
-            await self._writer.apply(document)
-        namespaces = {config.namespace, *self._namespaces()}
-        for endpoint, keep in ((HPAS, hpas), (DEPLOYMENTS, deployments)):
+        # The Services every runtime pod is behind, in each namespace that
+        # has runtime pods (a Service selects pods of its own namespace
+        # only), as upstream renders them per namespace (the pods' account
+        # is installed with the operator: it grants the operator nothing).
+        services: list[tuple[str, str]] = []
+        for namespace in sorted({config.namespace, *(where for where, _ in deployments)}):
+            for document in render_services(config, namespace=namespace):
+                services.append((namespace, str(document["metadata"]["name"])))
+                await self._writer.apply(document)
+        # Also where a runtime's namespace is no longer served: its
+        # Deployments and Services go, as upstream's do when a namespace
+        # is unlabelled.
+        namespaces = {config.namespace, *self._namespaces(), *self._resources.runtime_namespaces()}
+        for endpoint, keep in ((HPAS, hpas), (DEPLOYMENTS, deployments), (SERVICES, services)):
             for gone in await self._writer.prune(endpoint, keep=keep, namespaces=namespaces):
                 log.info("%s %s deleted: no runtime renders it now", endpoint.plural, gone)
 

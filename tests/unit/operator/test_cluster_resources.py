@@ -7,7 +7,10 @@ from typing import Any
 from meshserve.controller import ResourceKey
 from meshserve.operator import KubeApi, KubeConnection
 from meshserve.operator._cluster import FINALIZER, ClusterResources
+from meshserve.operator._endpoints import INFERENCE_SERVICES, NAMESPACES, ref_of
+from meshserve.operator._kube import Ref
 from meshserve.operator._watches import Inputs, serves
+from tests._kube_emulator import running_emulator
 
 
 def _view(served_namespaces: set[str] = frozenset({"mm"})) -> ClusterResources:  # type: ignore[assignment]
@@ -64,8 +67,8 @@ async def test_first_seen_first_listed_and_deleting_ones_are_left_out() -> None:
 
 def test_which_namespaces_are_served() -> None:
     """Namespace-scoped: the operator's own; cluster-scoped: also those
-    labelled modelmesh-enabled (kmock 0.8 cannot serve /api/v1/namespaces,
-    so the cluster-scoped mode is tested here, not against the emulator)."""
+    labelled modelmesh-enabled (against the emulator:
+    tests/integration/test_operator_clusterwide.py)."""
     inputs = Inputs(enabled_namespaces={"team-a"})
     key = ResourceKey.named
 
@@ -77,3 +80,63 @@ def test_which_namespaces_are_served() -> None:
     assert served(key("InferenceService", "team-a", "x"), True)
     assert not served(key("InferenceService", "team-b", "x"), True)
     assert served(key("ClusterServingRuntime", "", "rt"), True)
+
+
+async def test_the_emulator_serves_the_namespace_resource() -> None:
+    """kmock 0.8 alone answers 500 to /api/v1/namespaces (see tests/_kube_emulator.py)."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}
+    async with (
+        running_emulator() as emulator,
+        KubeApi(KubeConnection(server=str(emulator.url)), timeout_s=5, user_agent="t") as api,
+    ):
+        assert await api.list(NAMESPACES, namespace=None) == []
+        assert await api.create(ref_of(namespace), namespace) is not None
+        await api.patch(ref_of(namespace), {"metadata": {"labels": {"modelmesh-enabled": "true"}}})
+        found = await api.get(Ref(NAMESPACES, None, "team-a"))
+        assert found is not None and found["metadata"]["labels"] == {"modelmesh-enabled": "true"}
+        # Namespaced paths are parsed as before.
+        assert await api.list(INFERENCE_SERVICES, namespace="team-a") == []
+        (listed,) = await api.list(NAMESPACES, namespace=None)
+        assert listed["metadata"]["name"] == "team-a"
+        plurals = {request.resource.plural for request in emulator if request.resource}
+        assert plurals == {"namespaces", "inferenceservices"}
+
+
+async def test_resources_of_a_namespace_no_longer_served_are_let_go() -> None:
+    """Unlabelled: what holds our finalizer is handed back (the finalizer
+    off, the object kept in the view); labelled again, it is taken up."""
+    served = {"mm", "team-a"}
+    held = _isvc("x", namespace="team-a", finalizers=[FINALIZER, "other/keep"])
+    key = ResourceKey("InferenceService", "team-a", "x")
+    async with (
+        running_emulator() as emulator,
+        KubeApi(KubeConnection(server=str(emulator.url)), timeout_s=5, user_agent="t") as api,
+    ):
+        await api.create(ref_of(held), held)
+        view = ClusterResources(
+            api, admit=lambda resource: None, serves=lambda k: k.namespace in served
+        )
+        view.seen(held)
+        assert view.held_unserved() == {}
+        served.discard("team-a")
+        assert list(view.held_unserved()) == [key]
+        await view.remove_finalizer(key, deleting=False)
+        found = await api.get(ref_of(held))
+        assert found is not None and found["metadata"]["finalizers"] == ["other/keep"]
+        assert view.held_unserved() == {}
+        served.add("team-a")
+        assert list(view.without_finalizer()) == [key]
+
+
+def test_runtime_namespaces_include_those_no_longer_served() -> None:
+    """Where runtime Deployments may be, to prune them once a namespace is unlabelled."""
+    view = _view()
+
+    def runtime(namespace: str) -> dict[str, Any]:
+        return {"kind": "ServingRuntime", "metadata": {"name": "rt", "namespace": namespace}}
+
+    view.seen(runtime("mm"))
+    view.seen(runtime("unlabelled"))
+    view.seen(_isvc("x", namespace="elsewhere"))
+    assert view.runtime_namespaces() == {"mm", "unlabelled"}
+    assert view.runtime_document("rt", namespace="unlabelled") is None  # not served
