@@ -1,6 +1,6 @@
 """Density: many small models loaded at once, ModelMesh's headline.
 
-    python bench/density.py [--models N] [--mesh] [--step-s S]
+    python bench/density.py [--models N] [--mesh | --mesh-only] [--step-s S]
                             [--concurrency 1,2,4,...] [--seed N] [--json]
 
 ModelMesh's headline is ~20,000 small models loaded on one 8-vCPU node
@@ -255,6 +255,7 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=int, default=20_000)
     parser.add_argument("--mesh", action="store_true", help="also run 3 instances with etcd")
+    parser.add_argument("--mesh-only", action="store_true", help="run only the 3-instance mesh")
     parser.add_argument(
         "--concurrency", default="1,2,4,8,16,32", help="steps of requests in flight"
     )
@@ -272,7 +273,8 @@ def main(argv: Sequence[str]) -> int:
         }
     }
     with tempfile.TemporaryDirectory(prefix="meshserve-density-") as tmp:
-        layouts = [("single", 1)] + ([("mesh", 3)] if args.mesh else [])
+        layouts = [] if args.mesh_only else [("single", 1)]
+        layouts += [("mesh", 3)] if args.mesh or args.mesh_only else []
         for key, instances in layouts:
             try:
                 result = run_density(
