@@ -17,12 +17,12 @@ serving ~1,000 requests/s at single-digit-millisecond latency
    local etcd) runs with capacity for all of them; the models are
    registered over mmesh gRPC with ``loadNow`` and ``sync``, 16 calls in
    flight, so each call returns once its copy is loaded: the load rate is
-   models / seconds of that loop. Every instance must then list all the
-   models as loaded.
+   models / seconds of that loop. Admin.ListModels then says how many
+   models have a loaded copy, and how many copies (the mesh's view).
 3. Memory: the RSS of `up`'s process tree (instances and runtime processes;
    etcd left out) after loading, less the RSS before registering, divided
-   by the loaded models; beside it the cache's own accounting (the sum of
-   Admin.ListModels' sizeBytes over the loaded copies).
+   by the loaded copies; beside it the caches' own accounting (each
+   model's sizeBytes times its copies, over the copies).
 4. Traffic: uniform random over all the model ids, raw v2 ModelInfer calls
    (bench/_mesh_load.py, round-robin over the instances' own addresses),
    every answer checked. The offered load is stepped up by the number of
@@ -31,7 +31,8 @@ serving ~1,000 requests/s at single-digit-millisecond latency
    step ``--step-s`` seconds; the result is the highest-throughput step
    with p50 under 10 ms and no errors.
 
-With --json the last line is one JSON object. docs/benchmarks.md has a
+With --json the last line is one JSON object. The exit status is 1 if a
+model failed to load or a request failed. docs/benchmarks.md has a
 measured run.
 """
 
@@ -55,8 +56,13 @@ import _mesh_cluster
 import _mesh_load
 import _mesh_models
 import _targets
+import grpc
+import grpc.aio
 import numpy as np
 import psutil
+
+from meshserve.protocol._pb import meshserve_admin_pb2 as admin
+from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 
 P50_GOAL_MS = 10.0
 _MODEL_TYPE = "sklearn"
@@ -94,16 +100,29 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values.size else float("nan")
 
 
-async def _loaded_bytes(addresses: Sequence[str]) -> tuple[int, int]:
-    """Copies listed as loaded on all instances, and the bytes the caches
-    account for them."""
-    loaded = size = 0
-    for address in addresses:
-        for model in await _mesh_api.list_models(address, timeout_s=_API_TIMEOUT_S):
-            if model.size_bytes > 0:
-                loaded += 1
-                size += model.size_bytes
-    return loaded, size
+async def _loaded_bytes(address: str) -> tuple[int, int, int]:
+    """Models with a loaded copy, loaded copies, and the bytes the caches
+    account for them: the mesh's view (Admin.ListModels gives each model's
+    loaded copies and the size of one, the same from every instance)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await admin_grpc.AdminStub(channel).ListModels(
+            admin.ListModelsRequest(), timeout=_API_TIMEOUT_S
+        )
+    loaded = sum(1 for m in reply.models if m.copies > 0)
+    copies = sum(m.copies for m in reply.models)
+    return loaded, copies, sum(m.sizeBytes * m.copies for m in reply.models)
+
+
+def _settled_loaded(address: str, *, models: int, timeout_s: float) -> tuple[int, int, int]:
+    """``_loaded_bytes`` once every model has a copy, or after ``timeout_s``
+    (copies loaded elsewhere reach this instance's mirror of the store a
+    moment after their load returned)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = asyncio.run(_loaded_bytes(address))
+        if result[0] >= models or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
 
 
 def _step(
@@ -185,7 +204,9 @@ def run_density(
         )
         load_s = time.perf_counter() - start
         load_cpu_s = mesh.cpu_seconds() - cpu0
-        loaded, accounted = asyncio.run(_loaded_bytes(addresses))
+        loaded, copies, accounted = _settled_loaded(
+            addresses[0], models=models, timeout_s=_START_TIMEOUT_S
+        )
         time.sleep(_SETTLE_S)
         rss_after, procs_after = _tree_rss(mesh.pid)
         rng = random.Random(seed)
@@ -203,7 +224,7 @@ def run_density(
                 )
             )
         # Traffic may have loaded what registration did not, or evicted.
-        loaded_end, _ = asyncio.run(_loaded_bytes(addresses))
+        loaded_end, copies_end, _ = asyncio.run(_loaded_bytes(addresses[0]))
         rss_end, _ = _tree_rss(mesh.pid)
     good = [r for r in results if r["errors"] == 0 and r["p50_ms"] < P50_GOAL_MS]
     best = max(good, key=lambda r: r["throughput_rps"]) if good else None
@@ -214,6 +235,8 @@ def run_density(
         "capacity_bytes_per_instance": capacity,
         "loaded_models": loaded,
         "loaded_models_end": loaded_end,
+        "loaded_copies": copies,
+        "loaded_copies_end": copies_end,
         "load_s": round(load_s, 1),
         "load_rate_models_per_s": round(models / load_s, 1),
         "load_server_cpu_s": round(load_cpu_s, 1),
@@ -221,8 +244,8 @@ def run_density(
         "rss_loaded_mb": round(rss_after / 1e6, 1),
         "rss_end_mb": round(rss_end / 1e6, 1),
         "processes": procs_after or procs_before,
-        "rss_per_loaded_model_kb": round((rss_after - rss_before) / max(loaded, 1) / 1e3, 2),
-        "cache_accounted_per_model_kb": round(accounted / max(loaded, 1) / 1e3, 2),
+        "rss_per_loaded_model_kb": round((rss_after - rss_before) / max(copies, 1) / 1e3, 2),
+        "cache_accounted_per_model_kb": round(accounted / max(copies, 1) / 1e3, 2),
         "steps": results,
         "best": best,
         "throughput_rps": best["throughput_rps"] if best else 0.0,
@@ -235,7 +258,8 @@ def run_density(
 def _print_table(result: dict[str, Any]) -> None:
     print(
         f"{result['instances']} instance(s), {result['models']} models: "
-        f"{result['loaded_models']} loaded in {result['load_s']} s "
+        f"{result['loaded_models']} loaded ({result['loaded_copies']} copies) in "
+        f"{result['load_s']} s "
         f"({result['load_rate_models_per_s']} models/s); RSS {result['rss_before_mb']} -> "
         f"{result['rss_loaded_mb']} MB over {result['processes']} processes = "
         f"{result['rss_per_loaded_model_kb']} KB/model "
@@ -293,7 +317,11 @@ def main(argv: Sequence[str]) -> int:
     out["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(out))
-    return 0
+    runs = [r for r in (out.get("single"), out.get("mesh")) if r and "unavailable" not in r]
+    failed = any(
+        r["loaded_models"] < r["models"] or any(s["errors"] for s in r["steps"]) for r in runs
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
