@@ -161,6 +161,13 @@ def _step(
     }
 
 
+def best_step(steps: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The step with the highest throughput among those with no error and
+    a p50 under ``P50_GOAL_MS`` (None: no step met that)."""
+    good = [s for s in steps if s["errors"] == 0 and s["p50_ms"] < P50_GOAL_MS]
+    return max(good, key=lambda s: s["throughput_rps"]) if good else None
+
+
 def run_density(
     work: pathlib.Path,
     *,
@@ -226,8 +233,7 @@ def run_density(
         # Traffic may have loaded what registration did not, or evicted.
         loaded_end, copies_end, _ = asyncio.run(_loaded_bytes(addresses[0]))
         rss_end, _ = _tree_rss(mesh.pid)
-    good = [r for r in results if r["errors"] == 0 and r["p50_ms"] < P50_GOAL_MS]
-    best = max(good, key=lambda r: r["throughput_rps"]) if good else None
+    best = best_step(results)
     return {
         "models": models,
         "instances": instances,
