@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -28,6 +29,9 @@ __all__ = ["Membership"]
 log = logging.getLogger(__name__)
 
 _RETRY_S = 0.5
+_COPIES_PER_TXN = 64
+"""Copy records written in one store transaction: loading thousands of
+models wrote one transaction per copy change (etcd allows 128 operations)."""
 
 
 class Membership:
@@ -128,8 +132,9 @@ class Membership:
         self._pending.clear()
         self._published = None
         await self._publish_instance(lease, force=True)
-        for copy in self._current_copies():
-            await self._registry.put_copy(copy, lease=lease.id)
+        copies = self._current_copies()
+        for start in range(0, len(copies), _COPIES_PER_TXN):
+            await self._registry.put_copies(copies[start : start + _COPIES_PER_TXN], lease=lease.id)
 
     async def _follow(self, lease: KeptLease) -> None:
         lost = asyncio.ensure_future(lease.wait_lost())
@@ -152,18 +157,22 @@ class Membership:
             lost.cancel()
 
     async def _flush_copies(self, lease: KeptLease) -> None:
+        """Write the queued copy changes: the puts of up to
+        ``_COPIES_PER_TXN`` at a time in one transaction, deletes one by one."""
         while self._pending:
-            model_id = next(iter(self._pending))
-            copy = self._pending[model_id]
-            if copy is None:
-                await self._registry.delete_copy(
-                    model_id=ModelId(model_id), instance_id=self.instance_id
-                )
-            else:
-                await self._registry.put_copy(copy, lease=lease.id)
-            # Only drop it if no newer change arrived while writing.
-            if self._pending.get(model_id, copy) is copy:
-                self._pending.pop(model_id, None)
+            batch = list(itertools.islice(self._pending.items(), _COPIES_PER_TXN))
+            for model_id, copy in batch:
+                if copy is None:
+                    await self._registry.delete_copy(
+                        model_id=ModelId(model_id), instance_id=self.instance_id
+                    )
+            puts = [copy for _, copy in batch if copy is not None]
+            if puts:
+                await self._registry.put_copies(puts, lease=lease.id)
+            for model_id, copy in batch:
+                # Only drop it if no newer change arrived while writing.
+                if self._pending.get(model_id, copy) is copy:
+                    self._pending.pop(model_id, None)
 
     async def _publish_instance(self, lease: KeptLease, *, force: bool) -> None:
         record = self._describe()

@@ -157,11 +157,14 @@ class Upkeep:
         threshold = self.scaleup_threshold()
         if self._view.trusts_absences():
             await self._trim_outage_copies()
-            for model_id in self._cache.loaded_ids():
+            # One snapshot for the pass: listing the loaded models walks the
+            # whole cache, which with thousands of models stalls the loop.
+            loaded = self._cache.loaded_ids()
+            for model_id in loaded:
                 if self._rates.rpm(model_id) > threshold and model_id not in self._scaling:
                     self._scale_up(model_id)
-            self._rebalance()
-            await self._scale_down(threshold)
+            self._rebalance(loaded)
+            await self._scale_down(threshold, loaded)
         self._membership.poke()
         self._report()
         self._apply_logger_level()
@@ -193,9 +196,10 @@ class Upkeep:
         self._scaling.add(model_id)
         self._spawn(self._add_copy(model_id, None), name=f"scale-up:{model_id}")
 
-    def _rebalance(self) -> None:
-        """Give copies of the hottest models here to underused instances
-        (one per such instance per pass, while the mesh has room to spare)."""
+    def _rebalance(self, loaded: list[str]) -> None:
+        """Give copies of the hottest of the ``loaded`` models here to
+        underused instances (one per such instance per pass, while the mesh
+        has room to spare)."""
         if self._scaling:
             return  # one at a time: the next pass sees its effect on the records
         live = self._view.live_instances()
@@ -204,7 +208,7 @@ class Upkeep:
         if capacity <= 0 or free / capacity <= 2 * self._settings.scale_down_free_fraction:
             return  # near the point where extra copies are removed: no churn
         hottest = sorted(
-            ((m, self._rates.rpm(m)) for m in self._cache.loaded_ids()),
+            ((m, self._rates.rpm(m)) for m in loaded),
             key=lambda item: -item[1],
         )
 
@@ -279,15 +283,16 @@ class Upkeep:
             return None  # a newer copy elsewhere removes itself instead
         return entry
 
-    async def _scale_down(self, threshold: int) -> None:
-        """Remove cold extra copies while the mesh is short of space."""
+    async def _scale_down(self, threshold: int, loaded: list[str]) -> None:
+        """Remove cold extra copies among the ``loaded`` models (most
+        recently used first) while the mesh is short of space."""
         live = self._view.live_instances()
         capacity = sum(r.capacity_bytes for r in live)
         free = sum(max(0, r.free_bytes) for r in live)
         if capacity <= 0 or free / capacity > self._settings.scale_down_free_fraction:
             return
         budget = int(self._cache.lru.capacity_bytes * _SCALE_DOWN_SHARE)
-        for model_id in reversed(self._cache.loaded_ids()):  # least recently used first
+        for model_id in reversed(loaded):  # least recently used first
             if budget <= 0:
                 return
             if self._rates.rpm(model_id) * 2 > threshold:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -26,7 +26,7 @@ from meshserve.registry._records import (
     decode_record,
     encode_record,
 )
-from meshserve.store import CompactedError, EventKind, LeaseId, Store, StoreError
+from meshserve.store import CompactedError, EventKind, LeaseId, PutOp, Store, StoreError
 
 __all__ = ["Registry", "Versioned"]
 
@@ -97,6 +97,14 @@ class _Table(Generic[R]):
         """Write unconditionally (records only their owner writes)."""
         data = encode_record(record)
         self.apply_put(name, data, await self._store.put(self.key(name), data, lease=lease))
+
+    async def put_many(self, items: Sequence[tuple[str, R]], *, lease: LeaseId | None) -> None:
+        """Write several records unconditionally in one transaction."""
+        encoded = [(name, encode_record(record)) for name, record in items]
+        ops = [PutOp(self.key(name), data, lease=lease) for name, data in encoded]
+        revision = (await self._store.txn((), ops)).revision
+        for name, data in encoded:
+            self.apply_put(name, data, revision)
 
     async def remove(self, name: str) -> None:
         if await self._store.delete(self.key(name)):
@@ -317,6 +325,13 @@ class Registry:
 
     async def put_copy(self, record: CopyRecord, *, lease: LeaseId) -> None:
         await self._copies.put(_copy_name(record.model_id, record.instance_id), record, lease=lease)
+
+    async def put_copies(self, records: Sequence[CopyRecord], *, lease: LeaseId) -> None:
+        """Write several copy records in one store transaction (distinct
+        copies; at most etcd's 128 operations a transaction)."""
+        await self._copies.put_many(
+            [(_copy_name(r.model_id, r.instance_id), r) for r in records], lease=lease
+        )
 
     async def delete_copy(self, *, model_id: ModelId, instance_id: InstanceId) -> None:
         await self._copies.remove(_copy_name(model_id, instance_id))

@@ -60,3 +60,26 @@ def test_a_copy_record_carries_its_size() -> None:
     # One written before copies had sizes reads as size 0.
     older = b'{"model_id": "m", "instance_id": "i", "state": "loaded", "time_ms": 1}'
     assert decode_record(CopyRecord, older).size_bytes == 0
+
+
+async def test_copies_written_together_reach_every_mirror(tmp_path: pathlib.Path) -> None:
+    """put_copies: one transaction (one revision) for many copies, mirrored
+    by the writer at once and by other clients through the watch."""
+    path = tmp_path / "store.db"
+    async with (
+        SqliteStore.open(path) as mine,
+        SqliteStore.open(path) as theirs,
+        Registry.open(mine) as registry,
+        Registry.open(theirs) as other,
+    ):
+        lease = await mine.grant_lease(30)
+        before = await mine.current_revision()
+        copies = [
+            CopyRecord(model_id=f"m{i}", instance_id="i", state=CopyState.LOADED, time_ms=i)
+            for i in range(50)
+        ]
+        await registry.put_copies(copies, lease=lease)
+        assert await mine.current_revision() == before + 1
+        assert [registry.copies(f"m{i}")["i"] for i in range(50)] == copies
+        await _until(lambda: len(other.copies_on("i")) == 50)
+        assert sorted(other.copies_on("i"), key=lambda c: c.time_ms) == copies

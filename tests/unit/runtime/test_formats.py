@@ -773,6 +773,24 @@ def test_reachable_bytes_enters_object_arrays_and_extension_types(
     assert _sizing.reachable_bytes(forest) >= tree_bytes
 
 
+def test_a_tiny_sklearn_model_is_measured_in_kilobytes(tmp_path: pathlib.Path) -> None:
+    """A logistic regression takes a few KB (bench/density.py: ~7 KB of RSS
+    per loaded copy); a fixed overhead of 64 KiB made the cache hold a tenth
+    of the tiny models its memory could."""
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    estimator = LogisticRegression().fit(x, (x[:, 0] > 0).astype(np.int64))
+    path = tmp_path / "tiny.skops"
+    skops.io.dump(estimator, path)
+    model = _load("sklearn", path)
+    reachable = _sizing.reachable_bytes(estimator)
+    assert model.size_bytes == _sizing.apply(_sizing.SKLEARN_RULE, reachable)
+    assert model.size_bytes <= 24 * 1024
+
+
 def test_estimate_grows_with_the_file(models: dict[str, pathlib.Path]) -> None:
     for name, (model_type, _) in EXAMPLE_MODELS.items():
         artifact = _formats.find_artifact(model_type=model_type, model_path=models[name])

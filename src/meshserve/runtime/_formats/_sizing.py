@@ -56,8 +56,12 @@ ESTIMATE_RULES: dict[ModelFormat, SizeRule] = {
 # Measured after load. scikit-learn: bytes reachable from the estimator
 # (reachable_bytes); RSS growth / reachable was 0.84-1.43 for forests (skops
 # loads fragment the heap more than pickle), 0.97-1.0 for MLPs; with this
-# rule measured / RSS growth was 0.81-1.34.
-SKLEARN_RULE = SizeRule(factor=1.15, overhead=64 * _KIB)
+# rule measured / RSS growth was 0.81-1.34. The overhead is one cache unit
+# (mesh/_lru.py rounds to 8 KiB): bench/density.py measured ~7 KB of RSS
+# per loaded LogisticRegression copy, instance bookkeeping included, so the
+# 64 KiB it was overstated tiny models ~10x (a 1 GiB cache held 14,500 of
+# them where its memory held 150,000); MB-sized models move by under 2 %.
+SKLEARN_RULE = SizeRule(factor=1.15, overhead=8 * _KIB)
 # XGBoost: the booster's own UBJSON serialization (save_raw); RSS growth /
 # that size was 2.52-2.84 whichever file format the model came from; with
 # this rule measured / RSS growth was 0.82-1.10.
