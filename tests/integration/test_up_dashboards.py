@@ -33,6 +33,9 @@ from tests.integration._etcd import free_port
 from tests.integration._mesh import make_model
 from tests.integration._up import Registration, Up, run_up, wait_until
 
+MODELS = tuple(f"m{i}" for i in range(40))
+"""More copies than the capacity holds (see the live fixture)."""
+
 # Labels Prometheus attaches at scrape time, not the instance.
 _TARGET_LABELS = frozenset({"job", "instance"})
 _SUFFIXES = {"_bucket": "histogram", "_count": "histogram", "_sum": "histogram"}
@@ -56,13 +59,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     corrupt = work / "corrupt.skops"
     corrupt.write_bytes(b"not a model")
     register = [
-        Registration(name="m1", type="sklearn", path=model),
-        Registration(name="m2", type="sklearn", path=model),
+        *(Registration(name=name, type="sklearn", path=model) for name in MODELS),
         Registration(name="broken", type="sklearn", path=corrupt),
     ]
-    # Room for one copy: a skops model is predicted at 1.3 x its file +
-    # 256 KiB before it loads (~270 KiB here), so the second model's load
-    # evicts the first.
+    # Room for the first load's prediction (a skops model is predicted at
+    # 1.3 x its file + 256 KiB, ~270 KiB here) but not for every copy: a
+    # copy is measured at 8 KiB or more, and later predictions are scaled
+    # to what loads measured, so loading all of MODELS evicts.
     env = {
         "MESHSERVE_METRICS__PER_MODEL": "true",
         "MESHSERVE_RUNTIME__CAPACITY_BYTES": str(300 * 1024),
@@ -72,7 +75,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         url: str = endpoints["instances"][0]["metrics"]
         client = up.http_client()
         try:
-            for name in ("m1", "m2", "broken", "missing"):
+            for name in (*MODELS, "broken", "missing"):
                 _infer(client, name)
         finally:
             client.close()
@@ -289,13 +292,13 @@ _SHOWN = (
 
 def test_dashboard_panels_render_in_prometheus_graphs(live: Live, prometheus: str) -> None:
     """A screenshot of some panels' queries graphed by Prometheus' own
-    page (Grafana is not packaged), after traffic that makes the two
-    models, with room for one, take turns: misses, loads and evictions."""
+    page (Grafana is not packaged), after traffic that makes more models
+    than fit take turns: misses, loads and evictions."""
     client = live.up.http_client()
     try:
         for turn in range(30):
             for _ in range(3):
-                _infer(client, ("m1", "m2")[turn % 2])
+                _infer(client, MODELS[(turn * 7) % len(MODELS)])
             time.sleep(0.5)  # spread over the graphs' minute
     finally:
         client.close()
