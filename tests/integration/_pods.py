@@ -103,15 +103,18 @@ async def prepare_pod(
         for mount in container.get("volumeMounts", []):
             pod.mounts[mount["mountPath"]] = local[mount["name"]]
     for container in template["spec"]["containers"]:
-        argv = [*container.get("command", []), *container.get("args", [])]
+        given = [*container.get("command", []), *container.get("args", [])]
+        argv = [pod.local_path(a) for a in given]
         if argv and argv[0] == "meshserve":
+            # This machine's meshserve, whose path is never the pod's: it may
+            # lie under a mount point (a clone in /tmp, an emptyDir at /tmp).
             argv = [sys.executable, "-m", "meshserve", *argv[1:]]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHSERVE_")}
         for variable in container.get("env", []):
             value = await _env_value(variable, pod=pod, lookup=lookup)
             if value is not None:
                 env[variable["name"]] = value
-        pod.containers.append((container["name"], [pod.local_path(a) for a in argv], env))
+        pod.containers.append((container["name"], argv, env))
     return pod
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tritonclient.utils import InferenceServerException
 
 from tests.integration._etcd import EtcdServer, run_etcd
 from tests.integration._load import Load, Sent
@@ -80,6 +81,16 @@ def _report(label: str, sent: list[Sent]) -> None:
     )
 
 
+def _serves(mesh: Mesh, index: int, model: str) -> bool:
+    """Whether ``index`` serves ``model`` (NOT_FOUND until its watch has
+    brought it the registration)."""
+    try:
+        return mesh.infer(index, model).shape == (2,)
+    except InferenceServerException as exc:
+        assert "not registered" in exc.message(), exc.message()
+        return False
+
+
 def _duplicates(mesh: Mesh, index: int) -> dict[str, set[str]]:
     loaded = {name: mesh.loaded_on(index, name) for name in MODELS}
     return {name: holders for name, holders in loaded.items() if len(holders) > 1}
@@ -127,5 +138,5 @@ def test_a_hung_instance_stalls_no_client_and_leaves_no_duplicates(
     # Re-registered: a new model it loads itself is published under its
     # new lease, as the others see.
     mesh.management(0).register("after-hang", type="sklearn", path=work / "models" / "m.skops")
-    mesh.infer(victim, "after-hang")
+    wait_until(lambda: _serves(mesh, victim, "after-hang"), 20, "the victim sees the registration")
     wait_until(lambda: victim_id in mesh.loaded_on(0, "after-hang"), 10, "the victim re-registered")
