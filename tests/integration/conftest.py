@@ -1,8 +1,13 @@
-"""Fixtures shared by the `meshserve up` tests: each module defines a
-module-scoped ``up`` fixture; these give clients of it."""
+"""Fixtures shared by the integration tests: clients of the module-scoped
+``up`` fixture each `meshserve up` test module defines, and a real etcd and
+a work directory for the modules that run a mesh of instances (a module may
+define its own instead)."""
 
 from __future__ import annotations
 
+import pathlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +15,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
 from tests.integration._credentials import leaked_credentials
+from tests.integration._etcd import EtcdServer, run_etcd
 from tests.integration._up import Up
 
 
@@ -34,3 +40,21 @@ def http_client(up: Up) -> Iterator[triton_http.InferenceServerClient]:
     client = up.http_client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdServer]:
+    """A real etcd for the module's tests."""
+    with run_etcd() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def work(request: pytest.FixtureRequest) -> Iterator[pathlib.Path]:
+    """A directory for the module's tests, removed after them."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    path = pathlib.Path(tempfile.mkdtemp(prefix=f"meshserve-{name}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -9,16 +9,14 @@ The figures the fault matrix (docs/reliability.md) quotes are printed
 from __future__ import annotations
 
 import pathlib
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._load import Load, Sent
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
 
@@ -30,21 +28,6 @@ DEADLINE_S = 5.0
 REROUTE_SLACK_S = 4.0
 """The issue's figure is 2 s (the hop deadline is 1.5 s of a 5 s deadline);
 this leaves room for a 2-core machine shared by other work."""
-
-
-@pytest.fixture(scope="module")
-def work() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-hang-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,14 @@ The figures the fault matrix (docs/reliability.md) quotes are printed
 from __future__ import annotations
 
 import pathlib
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._load import Load
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
 
@@ -26,21 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 MODELS = ["rt-0", "rt-1", "rt-2"]
 VICTIM = 1
-
-
-@pytest.fixture(scope="module")
-def work() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-rtkill-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

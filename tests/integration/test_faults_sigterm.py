@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from tests._processes import meshserve, read_until
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._load import Load, Sent
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
 from tests.integration._resources import infer
@@ -37,21 +35,6 @@ _KEEP_SENDING_S = 2.0
 # Longer than the lag, with room for a busy machine.
 _LAME_DUCK_S = 3.0
 _MODELS = [f"m{i}" for i in range(6)]
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def work() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-sigterm-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 
@@ -17,27 +15,12 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from tests._processes import meshserve
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._load import Load
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
 from tests.unit.metrics.test_metrics import CLUSTER_METRICS, MODELMESH_METRICS
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def work() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-mesh-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

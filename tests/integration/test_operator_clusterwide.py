@@ -8,14 +8,12 @@ cluster scope's RBAC grants."""
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
 
 from meshserve.operator._cluster import FINALIZER
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._mesh import make_model
 from tests.integration._operator import Cluster, assert_api_use, running_cluster, wait_for
 from tests.integration._resources import isvc
@@ -26,12 +24,6 @@ TEAM_DEPLOYMENT = f"modelmesh-serving-{NAMESPACED_RUNTIME}"
 SERVED = ("team-a", "team-b")
 UNLABELLED = "team-c"
 ENABLED = "modelmesh-enabled"
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
 
 
 def _namespace(name: str, *, enabled: bool | None) -> dict[str, Any]:

@@ -7,27 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pytest
 import tritonclient.http as triton_http
 import yaml
 
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._mesh import make_model
 from tests.integration._operator import NAMESPACE, running_cluster, wait_for
 from tests.integration._pods import prepare_pod
 from tests.integration._resources import isvc
 
 DEPLOYMENT = "modelmesh-serving-meshserve-builtin"
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
 
 
 async def test_a_rendered_pod_run_locally_serves_an_inference_service(

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
 
 from meshserve.operator._endpoints import endpoint_of_kind
 from tests._processes import stop_process
-from tests.integration._etcd import EtcdServer, run_etcd
+from tests.integration._etcd import EtcdServer
 from tests.integration._mesh import make_model
 from tests.integration._operator import (
     NAMESPACE,
@@ -29,12 +27,6 @@ from tests.integration._resources import isvc
 RUNTIME = "test-runtime"
 DEPLOYMENT = f"modelmesh-serving-{RUNTIME}"
 VMODEL = f"{NAMESPACE}/example"
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
 
 
 def _runtime(*, env: str = "a", annotations: dict[str, str] | None = None) -> dict[str, Any]:

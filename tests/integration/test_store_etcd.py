@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import etcd3aio
 import pytest
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.integration
 # and the round trip, while leaving keepalives at 0.6 x TTL well inside
 # the 3 s TTL.
 EXPIRY_SLACK = 0.6
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with run_etcd() as server:
-        yield server
 
 
 async def _revoke_every_lease(endpoint: str) -> None:
