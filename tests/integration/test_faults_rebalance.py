@@ -5,10 +5,7 @@ model stays with its one copy."""
 from __future__ import annotations
 
 import pathlib
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,15 +18,6 @@ pytestmark = pytest.mark.timeout(240)
 HOT = [f"hot-{i}" for i in range(6)]
 COLD = "cold"
 SPREAD_BOUND_S = 60.0
-
-
-@pytest.fixture()
-def work() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="meshserve-faults-rebalance-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _holders(mesh: Mesh) -> dict[str, set[str]]:
