@@ -44,6 +44,9 @@ SETTINGS = {
         "peerRetryS": 2,
         "drainDeadlineS": 15,
         "forwardTimeoutS": 30,
+        # Peers re-publish within a lease after the store is back: as short
+        # as the leases, so a test after an etcd restart sees deaths again.
+        "storeOutageGraceS": 2,
     },
     # No lame duck unless a test asks for one (test_faults_sigterm.py).
     "server": {"gracePeriodS": 3, "lameDuckS": 0},
