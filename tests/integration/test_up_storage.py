@@ -44,6 +44,10 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return tmp_path_factory.mktemp("storage-up")
 
 
+FILLERS = 100
+"""Copies of the model in the bucket: more than the up's capacity holds."""
+
+
 @pytest.fixture(scope="module")
 def model(work: pathlib.Path) -> pathlib.Path:
     return make_model(work / "artifact" / "model.skops")
@@ -55,7 +59,7 @@ def s3(work: pathlib.Path, model: pathlib.Path) -> Iterator[S3Server]:
         client = server.client()
         client.create_bucket(Bucket="models")
         client.upload_file(str(model), "models", OBJECT)
-        for i in range(10):
+        for i in range(FILLERS):
             client.upload_file(str(model), "models", f"other/{i}.skops")
         yield server
 
@@ -130,8 +134,9 @@ def up(
     config_file = work / "storage-config.json"
     config_file.write_text(json.dumps({key: json.dumps(value) for key, value in config.items()}))
     args = ["--storage-config", str(config_file), "--pvc-root", str(pvc_root)]
-    # Room for a dozen of these models (~70 kB loaded, ~270 kB predicted
-    # before loading), so the cache test can fill it up.
+    # Room for the first of these models' prediction (~270 kB before any
+    # load) and for a few dozen loaded ones (~15 kB each), so the cache test
+    # can fill it up with FILLERS.
     with run_up(work / "data", args=[*args, "--capacity", str(1000000)]) as running:
         yield running
 
@@ -255,7 +260,7 @@ def test_a_model_evicted_and_loaded_again_comes_from_the_cache(up: Up, s3: S3Ser
     assert up.management.status_name(name) == "LOADED"
     gets = s3.request_count(key_substring="other/0.skops")
     assert gets >= 1
-    for i in range(1, 10):
+    for i in range(1, FILLERS):
         _register(up, f"{name}-filler-{i}", key=key, path=f"other/{i}.skops")
         if up.management.status_name(name) == "NOT_LOADED":
             break
