@@ -164,6 +164,11 @@ class ModelCache:
         entry = self.lru.get(model_id)
         return entry is not None and entry.state is EntryState.LOADED
 
+    def loaded_count(self) -> int:
+        """How many models are loaded (published with every record: no
+        sort, unlike :meth:`loaded_ids`)."""
+        return self.lru.count(EntryState.LOADED)
+
     def loaded_ids(self) -> list[str]:
         """Loaded models, most recently used first."""
         return [e.model_id for e in reversed(self.lru.entries()) if e.state is EntryState.LOADED]

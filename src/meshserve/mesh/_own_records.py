@@ -61,7 +61,7 @@ class OwnRecords:
             address=self._address,
             capacity_bytes=lru.capacity_bytes,
             used_bytes=lru.used_bytes,
-            model_count=len(self._cache.loaded_ids()),
+            model_count=self._cache.loaded_count(),
             lru_oldest_ms=oldest,
             # Two significant digits: it drifts as uses decay, and each
             # change republishes the record.

@@ -310,7 +310,7 @@ class Upkeep:
         self._metrics.set_instance(
             capacity_bytes=lru.capacity_bytes,
             used_bytes=lru.used_bytes,
-            model_copies=len(self._cache.loaded_ids()),
+            model_copies=self._cache.loaded_count(),
             lru_last_used_ms=oldest or None,
             now_ms=int(self._clock.time() * 1000),
         )

@@ -69,3 +69,14 @@ def test_adding_twice_is_an_error() -> None:
     lru.add("a", size_bytes=1, last_used_ms=1)
     with pytest.raises(KeyError):
         lru.add("a", size_bytes=1, last_used_ms=1)
+
+
+def test_count_is_the_entries_in_a_state() -> None:
+    lru = WeightedLru(4 * UNIT_BYTES)
+    _loaded(lru, "a", UNIT_BYTES, used=1)
+    _loaded(lru, "b", UNIT_BYTES, used=2)
+    lru.add("c", size_bytes=UNIT_BYTES, last_used_ms=3)  # still loading
+    assert lru.count(EntryState.LOADED) == 2
+    assert lru.count(EntryState.LOADED) == sum(
+        1 for e in lru.entries() if e.state is EntryState.LOADED
+    )
