@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from tests._processes import meshserve, read_until
 from tests.integration._etcd import EtcdServer
 from tests.integration._load import Load, Sent
 from tests.integration._mesh import Mesh, make_model, run_mesh, wait_until
-from tests.integration._resources import infer
+from tests.integration._resources import ISVC, apply, infer
 from tests.integration._up import Registration, run_up
 
 pytestmark = pytest.mark.timeout(240)
@@ -228,3 +229,42 @@ def test_a_rolling_restart_of_all_three_under_load_fails_no_request(mesh: Mesh) 
     for index, instance in mesh.instances.items():
         assert instance.signalled_at is None
         assert mesh.infer(index, _MODELS[index]).shape == (2,)
+
+
+def test_get_watch_on_up_instances_keeps_watching_through_a_rolling_restart(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The shared port ages connections out (and a restart closes them):
+    ``get -w`` watches again instead of ending."""
+    data = tmp_path / "data"
+    args = ["up", "--instances", "2", "--data-dir", str(data), "--grpc-port", "0"]
+    args += ["--rest-port", "0", "--metrics-port", "0"]
+    env = {
+        "MESHSERVE_SERVER__LAME_DUCK_S": "2",
+        # The watch's connection is cut 1 s after its age is up.
+        "MESHSERVE_SERVER__GRPC_MAX_CONNECTION_AGE_GRACE_S": "1",
+    }
+    with (tmp_path / "up.log").open("wb") as log, meshserve(args, env=env, stderr=log) as up:
+        read_until(up, r"meshserve up: ready", 120)
+        before = {e["pid"] for e in json.loads((data / "endpoints.json").read_text())["instances"]}
+        watch = ["get", "isvc", "-w", "--data-dir", str(data)]
+        with (
+            (tmp_path / "watch.log").open("wb") as errors,
+            meshserve(watch, stderr=errors) as watcher,
+        ):
+            read_until(watcher, r"^NAME", 60)
+            up.send_signal(signal.SIGHUP)
+
+            def restarted() -> bool:
+                now = json.loads((data / "endpoints.json").read_text())["instances"]
+                return len(now) == 2 and not before & {entry["pid"] for entry in now}
+
+            wait_until(restarted, 90, "both instances restarted")
+            time.sleep(3)  # more than the age and its grace
+            uri = "pvc://claim/v1/model.skops"
+            done = apply(
+                SimpleNamespace(data_dir=data), ISVC.format(name="w", format="sklearn", uri=uri)
+            )
+            assert done.returncode == 0, done.stderr
+            read_until(watcher, r"^w ", 60)
+            assert watcher.poll() is None, (tmp_path / "watch.log").read_text()

@@ -37,6 +37,7 @@ async def _run(settings: Settings, register: list[ModelEntry]) -> None:
         register=register,
         stop=shutdown.stop,
         hurry=shutdown.hurry,
+        hand_over=shutdown.hand_over,
         on_ready=_announce,
     )
 
@@ -63,7 +64,8 @@ def instance(
     """Run one instance until SIGTERM, then stop without failing a request:
     not ready but still serving for server.lameDuckS (SIGINT or a second
     signal skips it), then drain (its recently used models are loaded
-    elsewhere) before it leaves the mesh."""
+    elsewhere) before it leaves the mesh. SIGUSR1 does the same, first
+    handing shared ports (--share-ports) over to the instances that stay."""
     settings = with_sealing_key(
         settings_from_flags(
             **flags,

@@ -50,22 +50,29 @@ class Shutdown:
     """Stop: go lame duck, drain, close."""
     hurry: asyncio.Event = field(default_factory=asyncio.Event)
     """Skip what is left of the lame duck (the drain still runs)."""
+    hand_over: asyncio.Event = field(default_factory=asyncio.Event)
+    """Stop as ``stop`` does, first handing shared ports (``server.sharePorts``)
+    over to the instances that stay."""
 
 
 def shutdown_on_signals() -> Shutdown:
     """SIGTERM (Kubernetes, systemd, ``docker stop``, ``up`` stopping a
     child) stops with a lame duck; SIGINT (Ctrl-C: a person who wants it
     down) stops without one; a second signal of either kind while stopping
-    ends the lame duck at once. Call inside the running loop."""
+    ends the lame duck at once. SIGUSR1 (``up``'s rolling restart) stops as
+    SIGTERM does and hands the shared ports over to the instances that stay.
+    Call inside the running loop."""
     shutdown = Shutdown()
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         if sig is signal.SIGINT or shutdown.stop.is_set():
             shutdown.hurry.set()
+        if sig is signal.SIGUSR1:
+            shutdown.hand_over.set()
         shutdown.stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         loop.add_signal_handler(sig, on_signal, sig)
     return shutdown
 

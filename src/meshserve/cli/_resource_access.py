@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import pathlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -38,6 +39,9 @@ from meshserve.protocol._pb import meshserve_admin_pb2 as admin
 __all__ = ["Listing", "ResourceAccess", "ResourceTarget", "pass_resource_target"]
 
 T = TypeVar("T")
+_REWATCH_S = 0.2
+"""Pause before watching again after the connection dropped."""
+
 _Command = TypeVar("_Command", bound=Callable[..., None])
 
 Listing = list[dict[str, Any]]
@@ -95,8 +99,21 @@ class ServerAccess:
 
     def watch(self, kind: str, *, namespace: str | None, show: Callable[[Listing], None]) -> None:
         request = admin.GetResourcesRequest(kind=kind, namespace=namespace or "")
-        for reply in self._conn.stream(self._conn.admin.WatchResources, request):
-            show([json.loads(document) for document in reply.documents])
+        while True:
+            answered = False
+            try:
+                for reply in self._conn.stream(self._conn.admin.WatchResources, request):
+                    answered = True
+                    show([json.loads(document) for document in reply.documents])
+                return
+            except CannotConnectError:
+                # A server that answered, then dropped the connection (a
+                # shared port ages connections out; an instance restarted):
+                # watch again, which starts with the whole listing. One that
+                # never answered is down.
+                if not answered:
+                    raise
+                time.sleep(_REWATCH_S)
 
 
 def _outcome(entry: admin.AppliedResource) -> Applied:

@@ -49,12 +49,15 @@ async def serve_instance(
     register: list[ModelEntry] | None = None,
     stop: asyncio.Event,
     hurry: asyncio.Event | None = None,
+    hand_over: asyncio.Event | None = None,
     on_ready: Callable[[Endpoints], None] | None = None,
     pools: RuntimePools | None = None,
 ) -> None:
     """Run one instance until ``stop`` is set, then go lame duck, drain and
     leave the mesh. ``hurry`` (set by SIGINT or a second signal, before or
     during the lame duck) ends the lame duck early; the drain still runs.
+    ``hand_over`` set with ``stop``: other instances stay on the shared
+    ports, so this one stops accepting there when its lame duck starts.
 
     With ``pools``, this instance's controller (when elected) also sizes
     the runtime pools they run."""
@@ -71,6 +74,7 @@ async def serve_instance(
             register=register,
             stop=stop,
             hurry=hurry,
+            hand_over=hand_over,
             on_ready=on_ready,
             pools=pools,
         )
@@ -83,6 +87,7 @@ async def _serve_instance(
     register: list[ModelEntry] | None,
     stop: asyncio.Event,
     hurry: asyncio.Event | None,
+    hand_over: asyncio.Event | None,
     on_ready: Callable[[Endpoints], None] | None,
     pools: RuntimePools | None,
 ) -> None:
@@ -112,9 +117,11 @@ async def _serve_instance(
             await _serve(
                 settings,
                 stack,
+                fronts=fronts,
                 endpoints=endpoints,
                 stop=stop,
                 hurry=hurry,
+                hand_over=hand_over,
                 on_ready=on_ready,
                 pools=pools,
             )
@@ -128,9 +135,11 @@ async def _serve(
     settings: Settings,
     stack: InstanceStack,
     *,
+    fronts: FrontEnds,
     endpoints: Endpoints,
     stop: asyncio.Event,
     hurry: asyncio.Event | None,
+    hand_over: asyncio.Event | None,
     on_ready: Callable[[Endpoints], None] | None,
     pools: RuntimePools | None,
 ) -> None:
@@ -158,6 +167,9 @@ async def _serve(
         await stop.wait()
         # Not ready at once, before the controller steps down.
         ends = await _begin_lame_duck(stack, lame_duck_s=settings.server.lame_duck_s, hurry=hurry)
+    if hand_over is not None and hand_over.is_set():
+        # The clients' connections move to the others as they age out.
+        await fronts.stop_accepting_shared()
     await _lame_duck(ends, hurry=hurry)
 
 

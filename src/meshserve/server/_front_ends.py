@@ -124,6 +124,14 @@ class FrontEnds:
             },
         )
 
+    async def stop_accepting_shared(self) -> None:
+        """Leave the shared ports (``server.sharePorts``) to the other
+        instances: new connections go there, this one's are still served."""
+        for public in (self.public, *self.namespace_ports):
+            public.stop_accepting_shared()
+        if self._rest is not None and self._settings.server.share_ports:
+            await self._rest.stop_accepting()
+
     async def stop_public(self) -> None:
         """Stop taking clients, letting calls in progress finish."""
         for public in (self.public, *self.namespace_ports):

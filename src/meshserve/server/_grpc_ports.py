@@ -5,6 +5,7 @@ address is known; started once it serves."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -35,11 +36,14 @@ from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._grpc_reflection import enable_reflection
 from meshserve.server._internal_port import InternalPortGuard, internal_handlers
 from meshserve.server._limits import grpc_connection_options
+from meshserve.server._listeners import listening_sockets, stop_listening
 from meshserve.server._ports import address
 from meshserve.server._public_guards import PublicGuards
 from meshserve.settings import Settings
 
 __all__ = ["InternalPort", "PublicPort", "peer_client"]
+
+log = logging.getLogger(__name__)
 
 
 def peer_client(settings: Settings, *, secret: MeshSecret) -> PeerClient:
@@ -97,6 +101,9 @@ class PublicPort:
     """A port of ``server.namespacePorts``: plain model names mean this
     namespace's, and only v2 inference is served."""
     reflection: bool = True
+    shared_listeners: frozenset[str] = frozenset()
+    """With ``server.sharePorts``: this instance's listening sockets on the
+    shared port (see :meth:`stop_accepting_shared`)."""
 
     @classmethod
     def bind(
@@ -114,19 +121,44 @@ class PublicPort:
             # One set per port: each watches the certificate files on its own.
             return grpc_server_credentials(tls) if tls is not None else None
 
+        requested = (
+            settings.server.grpc_port
+            if namespace is None
+            else settings.server.namespace_ports[namespace]
+        )
+        # Another server of this process may listen there too (tests do).
+        before = listening_sockets(requested) if share and requested else frozenset()
+        port = _bind(server, host, requested, credentials=credentials())
+        shared = listening_sockets(port) - before if share else frozenset()
         if namespace is not None:
-            port = settings.server.namespace_ports[namespace]
-            bound = _bind(server, host, port, credentials=credentials())
             return cls(
                 server=server,
-                port=bound,
+                port=port,
                 own_port=None,
                 namespace=namespace,
                 reflection=reflection,
+                shared_listeners=shared,
             )
-        port = _bind(server, host, settings.server.grpc_port, credentials=credentials())
         own_port = _bind(server, host, 0, credentials=credentials()) if share else None
-        return cls(server=server, port=port, own_port=own_port, reflection=reflection)
+        return cls(
+            server=server,
+            port=port,
+            own_port=own_port,
+            reflection=reflection,
+            shared_listeners=shared,
+        )
+
+    def stop_accepting_shared(self) -> None:
+        """Take this instance out of the shared port: new connections go to
+        the other instances, this one's connections are still served (they
+        move when their age is up: :func:`grpc_connection_options`)."""
+        if self.shared_listeners:
+            log.info(
+                "stopping: handing port %d over to the instances sharing it "
+                "(grpc logs 'Closing acceptor' for it next)",
+                self.port,
+            )
+            stop_listening(self.shared_listeners)
 
     async def start(
         self,
@@ -184,7 +216,7 @@ def _grpc_server(
             # Off unless instances share the port on purpose: otherwise a
             # second server would silently take half the traffic.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            *grpc_connection_options(settings.server),
+            *grpc_connection_options(settings.server, shared=reuse_port),
         ],
     )
 

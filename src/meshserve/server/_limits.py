@@ -55,6 +55,7 @@ __all__ = [
     "GrpcRateLimitInterceptor",
     "RestRateLimitMiddleware",
     "grpc_connection_options",
+    "max_connection_age_s",
     "peer_host",
     "rest_connection_limits",
     "retry_after",
@@ -203,9 +204,12 @@ class RestRateLimitMiddleware:
         await self._app(scope, receive, send)
 
 
-def grpc_connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
+def grpc_connection_options(
+    settings: ServerSettings, *, shared: bool = False
+) -> list[tuple[str, int]]:
     """gRPC server options bounding connections in time and calls
-    (``ServerSettings``; gRPC core enforces them)."""
+    (``ServerSettings``; gRPC core enforces them). ``shared``: a port
+    several instances share (``server.sharePorts``)."""
 
     def millis(seconds: float) -> int:
         # 0 means "never" in the settings; gRPC's "never" is INT_MAX.
@@ -216,7 +220,7 @@ def grpc_connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
         # within it: a connection that sends nothing, or half, is closed.
         ("grpc.server_handshake_timeout_ms", millis(settings.header_timeout_s)),
         ("grpc.max_connection_idle_ms", millis(settings.grpc_max_connection_idle_s)),
-        ("grpc.max_connection_age_ms", millis(settings.grpc_max_connection_age_s)),
+        ("grpc.max_connection_age_ms", millis(max_connection_age_s(settings, shared=shared))),
         ("grpc.max_connection_age_grace_ms", millis(settings.grpc_max_connection_age_grace_s)),
         ("grpc.keepalive_time_ms", millis(settings.grpc_keepalive_time_s)),
         ("grpc.keepalive_timeout_ms", millis(settings.grpc_keepalive_timeout_s)),
@@ -225,6 +229,24 @@ def grpc_connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
 
 
 _GRPC_INFINITE_MS = 2**31 - 1
+
+
+def max_connection_age_s(settings: ServerSettings, *, shared: bool) -> float:
+    """How old a client's gRPC connection may grow (0: no limit).
+
+    On a shared port, at most half the lame duck: an instance going away
+    stops accepting there at once (the others take new connections) but
+    grpc can only ask a client to reconnect when its connection's age is
+    up, graciously; stopping the server instead cancels calls that arrived
+    but were not picked up yet. So each client has moved to another
+    instance before the lame duck ends, whatever its connection's age.
+    """
+    age = settings.grpc_max_connection_age_s
+    if not shared or not settings.lame_duck_s:
+        return age
+    # gRPC adds up to 10 % jitter to the age.
+    handover = settings.lame_duck_s / 2
+    return min(age, handover) if age else handover
 
 
 def rest_connection_limits(settings: ServerSettings) -> ConnectionLimits:

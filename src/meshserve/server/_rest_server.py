@@ -132,6 +132,14 @@ class RestServer(Service):
         # The context reloads its certificate itself (meshserve.security).
         return lambda _config, _default: context
 
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; connections already open are served
+        until :meth:`stop`."""
+        if self._state is not _State.RUNNING or self._server is None:
+            return
+        for listener in self._server.servers:
+            listener.close()
+
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (within the grace
         period), close connections. Safe to call more than once."""

@@ -77,7 +77,10 @@ class ServerSettings(Group):
     ports (SO_REUSEPORT; ``meshserve up --instances N`` sets it). Off
     otherwise, so that a second server on a taken port fails loudly instead
     of silently taking half the traffic. An instance sharing the gRPC port
-    also serves it on a free port of its own, listed in endpoints.json."""
+    also serves it on a free port of its own, listed in endpoints.json.
+    Connections to a shared gRPC port live at most ``lameDuckS / 2``
+    (``grpcMaxConnectionAgeS`` capped), so that an instance leaving in a
+    rolling restart has handed its clients to the others before it stops."""
 
     namespace_ports: dict[str, Annotated[int, Field(ge=0, le=65535)]] = Field(default_factory=dict)
     """Namespace -> port: one more public gRPC port per entry (same host,

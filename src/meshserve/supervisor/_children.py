@@ -191,7 +191,8 @@ class InstanceChild:
         not start). The supervisor does not count it as a crash."""
         rolling = self._rolling = asyncio.Event()
         try:
-            await self._end(deadline_s, hurry=None)
+            # Its ports stay with the others while it goes (SIGUSR1).
+            await self._end(deadline_s, hurry=None, sig=signal.SIGUSR1)
             if not self._stopping:
                 await self.start()
         finally:
@@ -204,11 +205,17 @@ class InstanceChild:
         self._stopping = True
         await self._end(deadline_s, hurry=hurry)
 
-    async def _end(self, deadline_s: float, *, hurry: asyncio.Event | None) -> None:
+    async def _end(
+        self,
+        deadline_s: float,
+        *,
+        hurry: asyncio.Event | None,
+        sig: signal.Signals = signal.SIGTERM,
+    ) -> None:
         process = self.process
         if process is None or process.returncode is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         try:
             await asyncio.wait_for(_exit_hurried(process, hurry), deadline_s)
         except TimeoutError:

@@ -38,3 +38,15 @@ async def test_sigint_during_the_lame_duck_ends_it() -> None:
     shutdown = shutdown_on_signals()
     assert await _after(signal.SIGTERM, shutdown) == (True, False)
     assert await _after(signal.SIGINT, shutdown) == (True, True)
+
+
+async def test_sigusr1_stops_with_a_lame_duck_handing_the_shared_ports_over() -> None:
+    shutdown = shutdown_on_signals()
+    assert await _after(signal.SIGUSR1, shutdown) == (True, False)
+    assert shutdown.hand_over.is_set()
+
+
+async def test_sigterm_keeps_the_shared_ports() -> None:
+    shutdown = shutdown_on_signals()
+    assert await _after(signal.SIGTERM, shutdown) == (True, False)
+    assert not shutdown.hand_over.is_set()
