@@ -80,6 +80,8 @@ class DataPort:
         self._log = LimitedLog(log)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._served: set[_Connection] = set()
+        """The authenticated connections, whose forwards a stop lets finish."""
         self._infer: ForwardedInfer | None = None
 
     @classmethod
@@ -121,9 +123,10 @@ class DataPort:
             server.close()
         else:
             self._sock.close()
+        answering = [task for served in self._served for task in served.answering()]
+        if grace_s and answering:
+            await asyncio.wait(answering, timeout=grace_s)
         connections = list(self._connections)
-        if grace_s and connections:
-            await asyncio.wait(connections, timeout=grace_s)
         for connection in connections:
             connection.cancel()
         if connections:
@@ -144,7 +147,11 @@ class DataPort:
                     peer=peer,
                     log=self._log,
                 )
-                await connection.serve()
+                self._served.add(connection)
+                try:
+                    await connection.serve()
+                finally:
+                    self._served.discard(connection)
         except asyncio.CancelledError:
             pass
         finally:
@@ -209,6 +216,10 @@ class _Connection:
         self._writer = writer
         self._peer = peer
         self._answering: dict[int, asyncio.Task[None]] = {}
+
+    def answering(self) -> list[asyncio.Task[None]]:
+        """The forwards in flight on this connection."""
+        return list(self._answering.values())
 
     def _peer_name(self) -> str:
         return self._peer

@@ -309,3 +309,38 @@ async def test_with_tls_the_data_port_is_mutual_tls_and_still_wants_the_secret(
         await member.close()
         await stranger.close()
         await port.stop(None)
+
+
+async def test_a_stop_lets_forwards_in_flight_finish_and_does_not_wait_for_idle_links() -> None:
+    async with _links() as links:
+        port = DataPort.bind(
+            host="127.0.0.1",
+            port=0,
+            secret=SECRET,
+            max_message_bytes=LIMIT,
+            handshake_timeout_s=5,
+        )
+        release = asyncio.Event()
+
+        async def slow(
+            request: bytes, metadata: Metadata, *, timeout_s: float | None, peer: Peer
+        ) -> bytes:
+            if request == b"slow":
+                await release.wait()
+            return request
+
+        await port.start(slow)
+        assert await links.infer(port.address, b"warm", ()) == b"warm"
+        in_flight = asyncio.create_task(links.infer(port.address, b"slow", ()))
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.create_task(port.stop(30))
+        await asyncio.sleep(0.1)
+        assert not stopping.done()  # the forward in flight holds it
+        started = loop.time()
+        release.set()
+        assert await in_flight == b"slow"
+        await asyncio.wait_for(stopping, timeout=5)  # not the 30 s grace
+        assert loop.time() - started < 5
+        with pytest.raises(PeerUnreachableError):
+            await links.infer(port.address, b"after", ())
