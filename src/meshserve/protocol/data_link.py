@@ -15,7 +15,6 @@ the message).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import ssl
@@ -34,8 +33,6 @@ __all__ = ["DataLinks"]
 log = logging.getLogger(__name__)
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-_STREAM_LIMIT = 1 << 20
-"""asyncio's read buffer per connection: fewer wake-ups for large bodies."""
 
 
 class DataLinks:
@@ -101,44 +98,45 @@ class DataLinks:
     async def _open(self, address: str) -> _Link:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
+        loop = asyncio.get_running_loop()
+        link: _Link | None = None
         try:
             async with asyncio.timeout(self._handshake_timeout_s):
-                reader, writer = await asyncio.open_connection(
+                _, link = await loop.create_connection(
+                    lambda: _Link(address, max_frame=self._max_frame),
                     host,
                     int(port),
                     ssl=self._ssl,
                     server_hostname=host if self._ssl is not None else None,
-                    limit=_STREAM_LIMIT,
                 )
-                try:
-                    writer.writelines(frames.encode_frame(self._hello))
-                    answer = await frames.read_frame(reader, max_bytes=frames.HEAD_LIMIT_BYTES + 16)
-                except BaseException:
-                    writer.close()
-                    raise
+                link.send(self._hello)
+                answer = await link.welcome
         except TimeoutError:
+            if link is not None:
+                link.close()
             raise PeerTimeoutError(
                 f"instance at {address} did not accept a data connection within "
                 f"{self._handshake_timeout_s:g} s"
             ) from None
-        except (OSError, EOFError, FrameError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError) as exc:
             raise PeerUnreachableError(
                 f"instance at {address} did not answer on its data port ({exc})"
             ) from None
-        if answer.kind is Kind.REFUSED:
-            writer.close()
-            raise refused_secret(address)
+        except BaseException:
+            if link is not None:
+                link.close()
+            raise
         if answer.kind is not Kind.WELCOME:
-            writer.close()
+            link.close()
+            if answer.kind is Kind.REFUSED:
+                raise refused_secret(address)
             raise PeerUnreachableError(
                 f"instance at {address} answered a data connection with {answer.kind.name}"
             )
-        link = _Link(address, reader, writer, max_frame=self._max_frame)
-        link.reading = asyncio.create_task(link.read(), name=f"data-link-read:{address}")
         old = self._links.get(address)
         self._links[address] = link
         if old is not None:
-            await old.close()
+            old.close()
         log.info("data link to %s open", address)
         return link
 
@@ -147,95 +145,85 @@ class DataLinks:
             opening.cancel()
         links, self._links = self._links, {}
         for link in links.values():
-            await link.close()
+            link.close()
 
 
-class _Link:
-    """One open connection: forwards in flight by request id, and the task
-    that reads their replies."""
+class _Link(frames.FrameProtocol):
+    """One connection: the forwards in flight on it by request id, each
+    woken by its REPLY as soon as that arrives."""
 
-    def __init__(
-        self,
-        address: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        max_frame: int,
-    ) -> None:
+    def __init__(self, address: str, *, max_frame: int) -> None:
+        # Until WELCOME, only a short answer is expected.
+        super().__init__(max_bytes=frames.HEAD_LIMIT_BYTES + 16)
         self._address = address
-        self._reader = reader
-        self._writer = writer
         self._max_frame = max_frame
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._next_id = 0
-        self.open = True
-        self.reading: asyncio.Task[None] | None = None
-        """The task running :meth:`read` (its owner's to start)."""
+        self._why = "closed the connection"
+        self.welcome: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        """The answer to HELLO (WELCOME or REFUSED)."""
+        # Whoever opened the link may have given up on it already.
+        self.welcome.add_done_callback(_retrieved)
+
+    @property
+    def open(self) -> bool:
+        return not self.closed and self.welcome.done()
 
     async def call(self, body: bytes, metadata: Metadata, *, timeout_s: float) -> Frame:
         """Send one REQUEST; its REPLY."""
-        if not self.open:
-            raise self._gone("closed")
+        if self.closed:
+            raise self._gone()
         self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
         reply: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = reply
         head = frames.encode_request_head(timeout_s, metadata)
         try:
-            self._writer.writelines(
-                frames.encode_frame(Frame(Kind.REQUEST, request_id, head, body))
-            )
-            await self._writer.drain()
+            self.send(Frame(Kind.REQUEST, request_id, head, body))
+            await self.drain()
             return await reply
         except asyncio.CancelledError:
-            if self._pending.pop(request_id, None) is not None and self.open:
+            if self._pending.pop(request_id, None) is not None:
                 # The peer stops working on it, as on a cancelled gRPC call.
-                self._writer.write(frames.encode_frame(Frame(Kind.CANCEL, request_id))[0])
+                self.send(Frame(Kind.CANCEL, request_id))
             raise
-        except (ConnectionError, OSError) as exc:
-            raise self._gone(str(exc)) from None
         finally:
             self._pending.pop(request_id, None)
 
-    async def read(self) -> None:
-        """Hand each REPLY to its forward, until the connection ends."""
-        why = "closed the connection"
-        try:
-            while True:
-                frame = await frames.read_frame(self._reader, max_bytes=self._max_frame)
-                if frame.kind is not Kind.REPLY:
-                    raise FrameError(f"a {frame.kind.name} frame where only REPLY may come")
-                waiting = self._pending.pop(frame.request_id, None)
-                # None: a forward cancelled here meanwhile.
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(frame)
-        except asyncio.CancelledError:
-            why = "closed here"
-            raise
-        except FrameError as exc:
-            why = f"sent a bad frame: {exc}"
-            log.warning("data link to %s: closing: %s", self._address, why)
-        except (asyncio.IncompleteReadError, OSError, ssl.SSLError) as exc:
-            why = f"closed the connection ({exc})" if str(exc) else why
-        finally:
-            self._fail(why)
+    def frame_received(self, frame: Frame) -> None:
+        if not self.welcome.done():
+            self.welcome.set_result(frame)
+            self.frames.max_bytes = self._max_frame
+            return
+        if frame.kind is not Kind.REPLY:
+            raise FrameError(f"a {frame.kind.name} frame where only REPLY may come")
+        waiting = self._pending.pop(frame.request_id, None)
+        # None: a forward cancelled here meanwhile.
+        if waiting is not None and not waiting.done():
+            waiting.set_result(frame)
 
-    def _fail(self, why: str) -> None:
-        self.open = False
+    def bad_frame(self, exc: FrameError) -> None:
+        self._why = f"sent a bad frame: {exc}"
+        log.warning("data link to %s: closing: %s", self._address, self._why)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if exc is not None and self._why == "closed the connection":
+            self._why = f"closed the connection ({exc})"
+        if not self.welcome.done():
+            self.welcome.set_exception(
+                PeerUnreachableError(
+                    f"instance at {self._address} did not answer on its data port ({self._why})"
+                )
+            )
         pending, self._pending = self._pending, {}
         for waiting in pending.values():
             if not waiting.done():
-                waiting.set_exception(self._gone(why))
-        self._writer.close()
+                waiting.set_exception(self._gone())
 
-    def _gone(self, why: str) -> MeshServeError:
-        return PeerUnreachableError(f"instance at {self._address}: data link {why}")
+    def _gone(self) -> MeshServeError:
+        return PeerUnreachableError(f"instance at {self._address}: data link {self._why}")
 
-    async def close(self) -> None:
-        if self.reading is not None:
-            self.reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reading
-        else:
-            self._fail("closed here")
-        with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
-            await self._writer.wait_closed()
+
+def _retrieved(future: asyncio.Future[Frame]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -36,7 +36,9 @@ __all__ = [
     "VERSION",
     "ErrorReply",
     "Frame",
+    "FrameBuffer",
     "FrameError",
+    "FrameProtocol",
     "Kind",
     "decode_error",
     "decode_hello",
@@ -46,7 +48,6 @@ __all__ = [
     "encode_hello",
     "encode_request_head",
     "frame_limit",
-    "read_frame",
 ]
 
 VERSION = 1
@@ -105,11 +106,60 @@ def encode_frame(frame: Frame) -> tuple[bytes, ...]:
     return (prefix + frame.head,)
 
 
-async def read_frame(reader: asyncio.StreamReader, *, max_bytes: int) -> Frame:
-    """The next frame. FrameError for one over ``max_bytes`` (checked before
-    reading it) or malformed; ``asyncio.IncompleteReadError`` when the
-    connection ends, mid-frame or between frames."""
-    rest, kind, request_id, head_length = _PREFIX.unpack(await reader.readexactly(_PREFIX.size))
+class FrameBuffer:
+    """Frames out of a byte stream as its pieces arrive (an asyncio
+    protocol's ``data_received``): whole frames come out, the rest waits.
+
+    Each frame is judged by its prefix as soon as that is in (size, kind,
+    head length): a frame over ``max_bytes`` is a FrameError before any of
+    it is kept."""
+
+    __slots__ = ("_buffer", "max_bytes")
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        """The largest frame (after its length) accepted; may be raised
+        between two ``feed`` calls (once a connection is authenticated)."""
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """The frames ``data`` completes (none, one or several)."""
+        if not self._buffer:
+            # The common case, a whole frame in one piece: sliced straight
+            # out of ``data``.
+            found, used = self._parse(data)
+            if used < len(data):
+                self._buffer += data[used:]
+            return found
+        self._buffer += data
+        found, used = self._parse(self._buffer)
+        del self._buffer[:used]
+        return found
+
+    def _parse(self, source: bytes | bytearray) -> tuple[list[Frame], int]:
+        found = []
+        pos, end_of_data = 0, len(source)
+        while end_of_data - pos >= _PREFIX.size:
+            rest, kind, request_id, head_length = _PREFIX.unpack_from(source, pos)
+            known = _checked(rest, kind, head_length, max_bytes=self.max_bytes)
+            end = pos + 4 + rest
+            if end > end_of_data:
+                break
+            head_end = pos + _PREFIX.size + head_length
+            found.append(
+                Frame(
+                    known,
+                    request_id,
+                    bytes(source[pos + _PREFIX.size : head_end]),
+                    bytes(source[head_end:end]),
+                )
+            )
+            pos = end
+        return found, pos
+
+
+def _checked(rest: int, kind: int, head_length: int, *, max_bytes: int) -> Kind:
+    """The kind of a frame whose prefix says this; FrameError if it is not one."""
     if rest > max_bytes:
         raise FrameError(f"a frame of {rest} bytes is over the limit of {max_bytes}")
     if rest < _AFTER_LENGTH or head_length > rest - _AFTER_LENGTH:
@@ -117,13 +167,78 @@ async def read_frame(reader: asyncio.StreamReader, *, max_bytes: int) -> Frame:
     if head_length > HEAD_LIMIT_BYTES:
         raise FrameError(f"a frame head of {head_length} bytes is over {HEAD_LIMIT_BYTES}")
     try:
-        known = Kind(kind)
+        return Kind(kind)
     except ValueError:
         raise FrameError(f"unknown frame kind {kind}") from None
-    head = await reader.readexactly(head_length) if head_length else b""
-    body_length = rest - _AFTER_LENGTH - head_length
-    body = await reader.readexactly(body_length) if body_length else b""
-    return Frame(known, request_id, head, body)
+
+
+class FrameProtocol(asyncio.Protocol):
+    """An asyncio protocol that speaks frames, for both ends of a data-port
+    connection: each frame goes to :meth:`frame_received` as soon as its
+    last byte arrives (no reader task between the socket and the caller),
+    :meth:`send` writes one, :meth:`drain` waits while the transport's
+    buffer is full. A FrameError (from the buffer or from
+    :meth:`frame_received`) goes to :meth:`bad_frame` and closes the
+    connection."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.frames = FrameBuffer(max_bytes=max_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._paused = False
+        self._drained: list[asyncio.Future[None]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for frame in self.frames.feed(data):
+                if self.closed:
+                    return
+                self.frame_received(frame)
+        except FrameError as exc:
+            self.bad_frame(exc)
+            self.close()
+
+    def frame_received(self, frame: Frame) -> None:
+        raise NotImplementedError
+
+    def bad_frame(self, exc: FrameError) -> None:
+        """The connection is about to close for ``exc``."""
+
+    def send(self, frame: Frame) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(b"".join(encode_frame(frame)))
+
+    async def drain(self) -> None:
+        """Return once the transport takes more (at once unless it is full)."""
+        if self._paused and not self.closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drained.append(waiter)
+            await waiter
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._drained = self._drained, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 # -- heads ---------------------------------------------------------------------

@@ -23,7 +23,6 @@ serving the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -72,17 +71,15 @@ class DataPort:
         self._sock = sock
         host, port = sock.getsockname()[:2]
         self.address = address(host, port)
-        self._secret = secret
-        self._max_message_bytes = max_message_bytes
-        self._handshake_timeout_s = handshake_timeout_s
+        self._guard = _Guard(
+            secret=secret,
+            max_message_bytes=max_message_bytes,
+            handshake_timeout_s=handshake_timeout_s,
+            on_denied=on_denied,
+        )
         self._ssl = ssl_context
-        self._on_denied = on_denied
-        self._log = LimitedLog(log)
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._served: set[_Connection] = set()
-        """The authenticated connections, whose forwards a stop lets finish."""
-        self._infer: ForwardedInfer | None = None
+        self._connections: set[_Connection] = set()
 
     @classmethod
     def bind(
@@ -107,12 +104,11 @@ class DataPort:
 
     async def start(self, infer: ForwardedInfer) -> None:
         """Serve forwards with ``infer``."""
-        self._infer = infer
-        self._server = await asyncio.start_server(
-            self._connected,
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Connection(self._guard, infer, connections=self._connections),
             sock=self._sock,
             ssl=self._ssl,
-            ssl_handshake_timeout=self._handshake_timeout_s if self._ssl else None,
+            ssl_handshake_timeout=self._guard.handshake_timeout_s if self._ssl else None,
         )
 
     async def stop(self, grace_s: float | None) -> None:
@@ -123,62 +119,39 @@ class DataPort:
             server.close()
         else:
             self._sock.close()
-        answering = [task for served in self._served for task in served.answering()]
+        answering = [task for connection in self._connections for task in connection.answering()]
         if grace_s and answering:
             await asyncio.wait(answering, timeout=grace_s)
         connections = list(self._connections)
+        self._connections.clear()
         for connection in connections:
-            connection.cancel()
-        if connections:
-            await asyncio.wait(connections)
+            connection.close()
+        left = [task for connection in connections for task in connection.stop_answering()]
+        if left:
+            await asyncio.wait(left)
 
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        peer = _peer_of(writer)
-        try:
-            if await self._admitted(reader, writer, peer=peer) and self._infer is not None:
-                connection = _Connection(
-                    reader,
-                    writer,
-                    infer=self._infer,
-                    max_message_bytes=self._max_message_bytes,
-                    peer=peer,
-                    log=self._log,
-                )
-                self._served.add(connection)
-                try:
-                    await connection.serve()
-                finally:
-                    self._served.discard(connection)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
 
-    async def _admitted(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, peer: str
-    ) -> bool:
-        """Whether the connection's HELLO presents the mesh secret (WELCOME
-        sent); if not, REFUSED is sent when there was a HELLO to refuse."""
-        try:
-            async with asyncio.timeout(self._handshake_timeout_s):
-                hello = await frames.read_frame(reader, max_bytes=_HELLO_LIMIT)
-            if hello.kind is not Kind.HELLO:
-                raise FrameError(f"a {hello.kind.name} frame before HELLO")
-            token = frames.decode_hello(hello.head)
-        except TimeoutError:
-            problem = f"no HELLO within {self._handshake_timeout_s:g} s"
-        except (FrameError, asyncio.IncompleteReadError, OSError, ssl.SSLError) as exc:
-            problem = f"no valid HELLO ({_why(exc)})"
-        else:
-            if self._secret.admits(token):
-                writer.write(frames.encode_frame(Frame(Kind.WELCOME))[0])
-                return True
-            problem = "a HELLO without the mesh secret"
-            writer.write(frames.encode_frame(Frame(Kind.REFUSED, head=_REFUSAL.encode()))[0])
+class _Guard:
+    """What every connection of one port checks and reports: the mesh
+    secret, the limits, and the port's log lines (each kind at most once a
+    minute: anyone who can reach the port can cause them)."""
+
+    def __init__(
+        self,
+        *,
+        secret: MeshSecret,
+        max_message_bytes: int,
+        handshake_timeout_s: float,
+        on_denied: DeniedHook | None,
+    ) -> None:
+        self.secret = secret
+        self.max_message_bytes = max_message_bytes
+        self.handshake_timeout_s = handshake_timeout_s
+        self._on_denied = on_denied
+        self._log = LimitedLog(log)
+
+    def refused(self, peer: str, problem: str) -> None:
+        """A connection closed before it presented the mesh secret."""
         if self._on_denied is not None:
             self._on_denied("unauthenticated", DATA_PORT_METHOD)
         self._log.log(
@@ -188,69 +161,108 @@ class DataPort:
             peer,
             problem,
         )
-        with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
-            await writer.drain()
-        return False
+
+    def bad_frame(self, peer: str, exc: FrameError) -> None:
+        """An authenticated connection closed for a frame that breaks the format."""
+        self._log.log(
+            logging.WARNING,
+            "data-port:bad-frame",
+            "data port: closing the connection from %s: %s",
+            peer,
+            exc,
+        )
+
+    def unexpected(self, exc: Exception) -> None:
+        self._log.log(logging.ERROR, _UNEXPECTED, "unexpected error in a forward", exc_info=exc)
 
 
-class _Connection:
-    """One authenticated connection: a task per REQUEST, each answered with
-    one REPLY unless the peer cancels it."""
+class _Connection(frames.FrameProtocol):
+    """One connection: a HELLO with the mesh secret first (within the
+    handshake timeout), then a task per REQUEST, each answered with one
+    REPLY unless the peer cancels it."""
 
     def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        infer: ForwardedInfer,
-        max_message_bytes: int,
-        peer: str,
-        log: LimitedLog,
+        self, guard: _Guard, infer: ForwardedInfer, *, connections: set[_Connection]
     ) -> None:
-        """``log``: the port's, which writes a kind of line at most once a minute."""
+        """``connections``: the port's open connections, this one among them while open."""
+        super().__init__(max_bytes=_HELLO_LIMIT)
+        self._guard = guard
         self._infer = infer
-        self._log = log
-        self._max_frame = frames.frame_limit(max_message_bytes)
-        self._max_message_bytes = max_message_bytes
-        self._reader = reader
-        self._writer = writer
-        self._peer = peer
+        self._connections = connections
+        self._peer = "an unknown peer"
+        self._admitted = False
+        self._handshake: asyncio.TimerHandle | None = None
         self._answering: dict[int, asyncio.Task[None]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._peer = _peer_of(transport)
+        self._connections.add(self)
+        self._handshake = asyncio.get_running_loop().call_later(
+            self._guard.handshake_timeout_s, self._no_hello
+        )
+
+    def _no_hello(self) -> None:
+        if not self._admitted:
+            timeout_s = self._guard.handshake_timeout_s
+            self._guard.refused(self._peer, f"no HELLO within {timeout_s:g} s")
+            self.close()
+
+    def frame_received(self, frame: Frame) -> None:
+        if not self._admitted:
+            self._hello(frame)
+        elif frame.kind is Kind.REQUEST:
+            self._start(frame)
+        elif frame.kind is Kind.CANCEL:
+            answering = self._answering.get(frame.request_id)
+            if answering is not None:
+                answering.cancel()
+        else:
+            raise FrameError(f"a {frame.kind.name} frame on an open connection")
+
+    def _hello(self, frame: Frame) -> None:
+        if self._handshake is not None:
+            self._handshake.cancel()
+        if frame.kind is not Kind.HELLO:
+            raise FrameError(f"a {frame.kind.name} frame before HELLO")
+        if self._guard.secret.admits(frames.decode_hello(frame.head)):
+            self._admitted = True
+            self.frames.max_bytes = frames.frame_limit(self._guard.max_message_bytes)
+            self.send(Frame(Kind.WELCOME))
+            return
+        self.send(Frame(Kind.REFUSED, head=_REFUSAL.encode()))
+        self._guard.refused(self._peer, "a HELLO without the mesh secret")
+        self.close()
+
+    def bad_frame(self, exc: FrameError) -> None:
+        if self._admitted:
+            self._guard.bad_frame(self._peer, exc)
+        else:
+            self._guard.refused(self._peer, f"no valid HELLO ({exc})")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._handshake is not None:
+            self._handshake.cancel()
+        if not self._admitted and exc is not None:
+            # A TLS handshake or the connection failed before any HELLO.
+            self._guard.refused(self._peer, f"no valid HELLO ({exc})")
+        self._connections.discard(self)
+        self.stop_answering()
 
     def answering(self) -> list[asyncio.Task[None]]:
         """The forwards in flight on this connection."""
         return list(self._answering.values())
 
+    def stop_answering(self) -> list[asyncio.Task[None]]:
+        """Cancel the forwards in flight (the connection is gone); them."""
+        tasks = self.answering()
+        for task in tasks:
+            task.cancel()
+        return tasks
+
     def _peer_name(self) -> str:
         return self._peer
-
-    async def serve(self) -> None:
-        try:
-            while True:
-                frame = await frames.read_frame(self._reader, max_bytes=self._max_frame)
-                if frame.kind is Kind.REQUEST:
-                    self._start(frame)
-                elif frame.kind is Kind.CANCEL:
-                    answering = self._answering.get(frame.request_id)
-                    if answering is not None:
-                        answering.cancel()
-                else:
-                    raise FrameError(f"a {frame.kind.name} frame on an open connection")
-        except FrameError as exc:
-            self._log.log(
-                logging.WARNING,
-                "data-port:bad-frame",
-                "data port: closing the connection from %s: %s",
-                self._peer,
-                exc,
-            )
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
-            pass  # the peer closed it (it left, or it closes idle links)
-        finally:
-            for answering in self._answering.values():
-                answering.cancel()
-            if self._answering:
-                await asyncio.wait(list(self._answering.values()))
 
     def _start(self, frame: Frame) -> None:
         if frame.request_id in self._answering:
@@ -270,27 +282,27 @@ class _Connection:
         *,
         timeout_s: float | None,
     ) -> None:
+        limit = self._guard.max_message_bytes
         try:
             reply = await self._infer(body, metadata, timeout_s=timeout_s, peer=self._peer_name)
-            if len(reply) > self._max_message_bytes:
+            if len(reply) > limit:
                 raise MessageTooLargeError(
                     f"the response is {len(reply)} bytes, over the limit of "
-                    f"{self._max_message_bytes} (server.grpcMaxMessageSizeBytes)"
+                    f"{limit} (server.grpcMaxMessageSizeBytes)"
                 )
             frame = Frame(Kind.REPLY, request_id, body=reply)
         except MeshServeError as exc:
             frame = _error_frame(request_id, exc)
         except Exception as exc:
-            self._log.log(logging.ERROR, _UNEXPECTED, "unexpected error in a forward", exc_info=exc)
+            self._guard.unexpected(exc)
             unexpected = ErrorReply(
                 code=grpc.StatusCode.INTERNAL.value[0],
                 type_name="",
                 message=status.wire_text(f"internal error: {exc}"),
             )
             frame = Frame(Kind.REPLY, request_id, head=frames.encode_error(unexpected))
-        with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
-            self._writer.writelines(frames.encode_frame(frame))
-            await self._writer.drain()
+        self.send(frame)
+        await self.drain()
 
 
 def _error_frame(request_id: int, exc: MeshServeError) -> Frame:
@@ -303,14 +315,8 @@ def _error_frame(request_id: int, exc: MeshServeError) -> Frame:
     return Frame(Kind.REPLY, request_id, head=frames.encode_error(reply))
 
 
-def _peer_of(writer: asyncio.StreamWriter) -> str:
-    peername = writer.get_extra_info("peername")
+def _peer_of(transport: asyncio.BaseTransport) -> str:
+    peername = transport.get_extra_info("peername")
     if isinstance(peername, tuple) and len(peername) >= 2:
         return address(str(peername[0]), int(peername[1]))
     return "an unknown peer"
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return "the connection ended"
-    return str(exc) or type(exc).__name__

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import struct
 
@@ -16,17 +15,10 @@ from meshserve.protocol.frames import ErrorReply, Frame, FrameError, Kind
 LIMIT = frames.frame_limit(1 << 16)
 
 
-def _reader(*chunks: bytes, eof: bool = True) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader()
-    for chunk in chunks:
-        reader.feed_data(chunk)
-    if eof:
-        reader.feed_eof()
-    return reader
-
-
-async def _read(data: bytes, *, max_bytes: int = LIMIT) -> Frame:
-    return await frames.read_frame(_reader(data), max_bytes=max_bytes)
+def _read(data: bytes, *, max_bytes: int = LIMIT) -> Frame:
+    """The one frame ``data`` holds."""
+    (frame,) = frames.FrameBuffer(max_bytes=max_bytes).feed(data)
+    return frame
 
 
 _metadata = st.lists(
@@ -48,7 +40,7 @@ def test_any_frame_reads_back_as_written(
     kind: Kind, request_id: int, head: bytes, body: bytes
 ) -> None:
     frame = Frame(kind, request_id, head, body)
-    assert asyncio.run(_read(b"".join(frames.encode_frame(frame)))) == frame
+    assert _read(b"".join(frames.encode_frame(frame))) == frame
 
 
 @given(
@@ -76,39 +68,64 @@ def test_hello_carries_the_token_and_its_version() -> None:
         frames.decode_hello(b"")
 
 
-async def test_a_frame_over_the_limit_is_refused_before_its_bytes_are_read() -> None:
+def test_a_frame_over_the_limit_is_refused_before_its_bytes_arrive() -> None:
     frame = Frame(Kind.REQUEST, 1, b"", b"x" * 100)
     data = b"".join(frames.encode_frame(frame))
     # Only the prefix is there: the size is judged from it alone.
-    reader = _reader(data[:13], eof=False)
     with pytest.raises(FrameError, match="over the limit of 50"):
-        await frames.read_frame(reader, max_bytes=50)
+        frames.FrameBuffer(max_bytes=50).feed(data[:13])
 
 
-async def test_a_head_longer_than_its_frame_or_the_head_limit_is_refused() -> None:
+def test_a_head_longer_than_its_frame_or_the_head_limit_is_refused() -> None:
     inconsistent = struct.pack("!IBII", 9 + 4, Kind.REQUEST, 1, 5) + b"abcd"
     with pytest.raises(FrameError, match="cannot hold a head of 5"):
-        await _read(inconsistent)
+        _read(inconsistent)
     big = frames.HEAD_LIMIT_BYTES + 1
     too_big = struct.pack("!IBII", 9 + big, Kind.REQUEST, 1, big)
     with pytest.raises(FrameError, match="frame head of"):
-        await _read(too_big, max_bytes=2 * big)
+        _read(too_big, max_bytes=2 * big)
     short = struct.pack("!IBII", 3, Kind.REQUEST, 1, 0)
     with pytest.raises(FrameError, match="cannot hold"):
-        await _read(short)
+        _read(short)
 
 
-async def test_an_unknown_kind_is_refused() -> None:
+def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(FrameError, match="unknown frame kind 99"):
-        await _read(struct.pack("!IBII", 9, 99, 1, 0))
+        _read(struct.pack("!IBII", 9, 99, 1, 0))
 
 
-@pytest.mark.parametrize("cut", [0, 3, 12, 15, 20])
-async def test_a_truncated_frame_is_the_end_of_the_connection(cut: int) -> None:
+@given(
+    frame=st.builds(
+        Frame,
+        st.sampled_from(list(Kind)),
+        st.integers(min_value=0, max_value=2**32 - 1),
+        st.binary(max_size=50),
+        st.binary(max_size=300),
+    ),
+    count=st.integers(min_value=1, max_value=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
+)
+def test_frames_cut_anywhere_come_out_whole_once_their_last_byte_arrives(
+    frame: Frame, count: int, cuts: list[int]
+) -> None:
+    data = b"".join(frames.encode_frame(frame)) * count
+    buffer = frames.FrameBuffer(max_bytes=LIMIT)
+    found: list[Frame] = []
+    start = 0
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
+        found += buffer.feed(data[start:cut])
+        start = cut
+    assert found == [frame] * count
+
+
+def test_a_truncated_frame_stays_pending_until_its_last_byte() -> None:
     frame = Frame(Kind.REQUEST, 7, b"head", b"body-bytes")
     data = b"".join(frames.encode_frame(frame))
-    with pytest.raises(asyncio.IncompleteReadError):
-        await _read(data[:cut])
+    for cut in (0, 3, 12, 15, len(data) - 1):
+        assert frames.FrameBuffer(max_bytes=LIMIT).feed(data[:cut]) == []
+    buffer = frames.FrameBuffer(max_bytes=LIMIT)
+    assert buffer.feed(data[:-1]) == []
+    assert buffer.feed(data[-1:]) == [frame]
 
 
 @pytest.mark.parametrize(
@@ -138,15 +155,12 @@ def test_a_malformed_error_reply_is_a_frame_error(head: bytes) -> None:
 
 
 @given(garbage=st.binary(min_size=13, max_size=300))
-def test_garbage_is_a_frame_error_or_a_frame_never_anything_else(garbage: bytes) -> None:
-    async def read_all() -> None:
-        reader = _reader(garbage)
-        while True:
-            frame = await frames.read_frame(reader, max_bytes=256)
+def test_garbage_is_a_frame_error_or_frames_never_anything_else(garbage: bytes) -> None:
+    try:
+        for frame in frames.FrameBuffer(max_bytes=256).feed(garbage):
             if frame.kind is Kind.REQUEST:
                 frames.decode_request_head(frame.head)
             elif frame.kind is Kind.REPLY:
                 frames.decode_error(frame.head)
-
-    with pytest.raises((FrameError, asyncio.IncompleteReadError)):
-        asyncio.run(read_all())
+    except FrameError:
+        pass
