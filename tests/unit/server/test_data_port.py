@@ -24,7 +24,7 @@ from meshserve.protocol import frames
 from meshserve.protocol.data_link import DataLinks
 from meshserve.protocol.frames import Frame, Kind
 from meshserve.protocol.routing import Metadata
-from meshserve.protocol.service import Peer
+from meshserve.protocol.service import ForwardedInfer, Peer
 from meshserve.security import (
     MeshSecret,
     TlsSettings,
@@ -32,10 +32,8 @@ from meshserve.security import (
     rest_ssl_context,
 )
 from meshserve.server._data_port import DATA_PORT_METHOD, DataPort
+from tests.unit.server.test_internal_port import HANG, OTHER, SECRET
 
-SECRET = MeshSecret("a" * 64, source="test")
-OTHER = MeshSecret("b" * 64, source="test")
-HANG = b"hang"
 MISSING = b"missing"
 BUSY = b"busy"
 CRASH = b"crash"
@@ -73,18 +71,24 @@ class _Peer:
 
 @contextlib.asynccontextmanager
 async def _data_port(
-    denied: list[tuple[str, str]] | None = None, *, handshake_timeout_s: float = 5.0
+    denied: list[tuple[str, str]] | None = None,
+    *,
+    handshake_timeout_s: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+    infer: ForwardedInfer | None = None,
 ) -> AsyncIterator[tuple[DataPort, _Peer]]:
+    """A port serving forwards with ``infer`` (default: the ``_Peer`` yielded)."""
     port = DataPort.bind(
         host="127.0.0.1",
         port=0,
         secret=SECRET,
         max_message_bytes=LIMIT,
         handshake_timeout_s=handshake_timeout_s,
+        ssl_context=ssl_context,
         on_denied=(lambda k, m: denied.append((k, m))) if denied is not None else None,
     )
     peer = _Peer()
-    await port.start(peer)
+    await port.start(infer or peer)
     try:
         yield port, peer
     finally:
@@ -264,15 +268,12 @@ def mesh_tls(tmp_path: pathlib.Path) -> TlsSettings:
 async def test_with_tls_the_data_port_is_mutual_tls_and_still_wants_the_secret(
     mesh_tls: TlsSettings, tmp_path: pathlib.Path
 ) -> None:
-    port = DataPort.bind(
-        host="127.0.0.1",
-        port=0,
-        secret=SECRET,
-        max_message_bytes=LIMIT,
-        handshake_timeout_s=5,
-        ssl_context=rest_ssl_context(mesh_tls.for_mesh_links()),
-    )
-    await port.start(_Peer())
+    mutual = rest_ssl_context(mesh_tls.for_mesh_links())
+    async with _data_port(ssl_context=mutual) as (port, _):
+        await _refuses_all_but_members(port, mesh_tls)
+
+
+async def _refuses_all_but_members(port: DataPort, mesh_tls: TlsSettings) -> None:
     member = DataLinks(
         max_message_bytes=LIMIT,
         timeout_s=10,
@@ -309,28 +310,19 @@ async def test_with_tls_the_data_port_is_mutual_tls_and_still_wants_the_secret(
     finally:
         await member.close()
         await stranger.close()
-        await port.stop(None)
 
 
 async def test_a_stop_lets_forwards_in_flight_finish_and_does_not_wait_for_idle_links() -> None:
-    async with _links() as links:
-        port = DataPort.bind(
-            host="127.0.0.1",
-            port=0,
-            secret=SECRET,
-            max_message_bytes=LIMIT,
-            handshake_timeout_s=5,
-        )
-        release = asyncio.Event()
+    release = asyncio.Event()
 
-        async def slow(
-            request: bytes, metadata: Metadata, *, timeout_s: float | None, peer: Peer
-        ) -> bytes:
-            if request == b"slow":
-                await release.wait()
-            return request
+    async def slow(
+        request: bytes, metadata: Metadata, *, timeout_s: float | None, peer: Peer
+    ) -> bytes:
+        if request == b"slow":
+            await release.wait()
+        return request
 
-        await port.start(slow)
+    async with _links() as links, _data_port(infer=slow) as (port, _):
         assert await links.infer(port.address, b"warm", ()) == b"warm"
         in_flight = asyncio.create_task(links.infer(port.address, b"slow", ()))
         await asyncio.sleep(0.1)
