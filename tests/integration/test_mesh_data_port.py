@@ -14,6 +14,7 @@ import json
 import pathlib
 import socket
 import struct
+import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -109,12 +110,29 @@ def test_forwards_between_data_ports_answer_as_the_holder_does_and_others_use_gr
         for forwarder in mesh.instances:
             if forwarder != holder:
                 np.testing.assert_array_equal(mesh.infer(forwarder, name), expected)
+    # A REST request is forwarded over the data port too (re-encoded once).
+    name = next(n for n, h in holders.items() if h == 0)
+    rest = _rest_infer(mesh, 1, name)
+    np.testing.assert_array_equal(rest, _expected(mesh, 0, name))
     # 0 and 1 forwarded to each other over their data ports.
     for forwarder, holder in ((0, 1), (1, 0)):
         assert f"data link to {_data_address(mesh, holder)} open" in _log(mesh, forwarder)
     # The instance without the data plane opened none, and was forwarded to
     # over gRPC (it has no data port to open a link to).
     assert "data link to" not in _log(mesh, WITHOUT)
+
+
+def _rest_infer(mesh: Mesh, index: int, name: str) -> np.ndarray:
+    body = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [1.0] * 8}]}
+    request = urllib.request.Request(
+        f"{mesh.instances[index].rest}/v2/models/{name}/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        outputs = json.loads(reply.read())["outputs"]
+    (predict,) = [o for o in outputs if o["name"] == "predict"]
+    return np.asarray(predict["data"])
 
 
 def _connect(address: str) -> socket.socket:
