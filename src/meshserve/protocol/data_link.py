@@ -10,6 +10,13 @@ lease gone, the client gone) tells the peer with a CANCEL frame, as a gRPC
 call's cancellation would. A peer's error comes back as the exception type
 the gRPC path raises (the REPLY carries the status code, the error type and
 the message).
+
+A data port that cannot be reached at all (refused, filtered, no answer to
+HELLO: nothing of the request was sent) raises :class:`DataPortUnreachable`
+and is skipped for ``retry_s``: the caller forwards over gRPC meanwhile, so a
+network policy that does not open the data port yet costs speed, not
+requests. A peer that refuses the mesh secret is no such case: its internal
+port would refuse it too.
 """
 
 from __future__ import annotations
@@ -28,11 +35,16 @@ from meshserve.protocol.frames import Frame, FrameError, Kind
 from meshserve.protocol.routing import Metadata
 from meshserve.protocol.status import ERROR_TYPE_KEY
 
-__all__ = ["DataLinks"]
+__all__ = ["DataLinks", "DataPortUnreachable"]
 
 log = logging.getLogger(__name__)
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class DataPortUnreachable(PeerUnreachableError):
+    """No connection to a peer's data port could be opened: nothing was
+    sent, so the forward may go another way (gRPC)."""
 
 
 class DataLinks:
@@ -46,10 +58,12 @@ class DataLinks:
         mesh_token: str,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout_s: float = 5.0,
+        retry_s: float = 5.0,
     ) -> None:
         """``timeout_s``: a forward's deadline when the caller gives none;
         ``handshake_timeout_s``: the most a new connection may take to be
-        accepted (TCP, TLS and HELLO)."""
+        accepted (TCP, TLS and HELLO); ``retry_s``: how long a data port that
+        could not be reached is skipped (``mesh.peerRetryS``)."""
         self._max_frame = frames.frame_limit(max_message_bytes)
         self._timeout_s = timeout_s
         self._hello = Frame(Kind.HELLO, head=frames.encode_hello(mesh_token))
@@ -57,6 +71,20 @@ class DataLinks:
         self._handshake_timeout_s = handshake_timeout_s
         self._links: dict[str, _Link] = {}
         self._opening: dict[str, asyncio.Task[_Link]] = {}
+        self._retry_s = retry_s
+        self._unreachable: dict[str, float] = {}
+        """Data address -> the loop's time until which it is skipped."""
+
+    def usable(self, address: str) -> bool:
+        """Whether to try the data port at ``address`` (False: it could not
+        be reached lately; use gRPC)."""
+        until = self._unreachable.get(address)
+        if until is None:
+            return True
+        if asyncio.get_running_loop().time() < until:
+            return False
+        del self._unreachable[address]
+        return True
 
     async def infer(
         self, address: str, body: bytes, metadata: Metadata, *, timeout_s: float | None = None
@@ -96,6 +124,15 @@ class DataLinks:
             task.exception()  # retrieved: every forward waiting on it got it already
 
     async def _open(self, address: str) -> _Link:
+        try:
+            return await self._connect(address)
+        except DataPortUnreachable as exc:
+            loop = asyncio.get_running_loop()
+            self._unreachable[address] = loop.time() + self._retry_s
+            log.warning("%s; forwarding to it over gRPC for %g s", exc, self._retry_s)
+            raise
+
+    async def _connect(self, address: str) -> _Link:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
         loop = asyncio.get_running_loop()
@@ -114,12 +151,12 @@ class DataLinks:
         except TimeoutError:
             if link is not None:
                 link.close()
-            raise PeerTimeoutError(
+            raise DataPortUnreachable(
                 f"instance at {address} did not accept a data connection within "
                 f"{self._handshake_timeout_s:g} s"
             ) from None
         except (OSError, ssl.SSLError) as exc:
-            raise PeerUnreachableError(
+            raise DataPortUnreachable(
                 f"instance at {address} did not answer on its data port ({exc})"
             ) from None
         except BaseException:
@@ -211,7 +248,7 @@ class _Link(frames.FrameProtocol):
             self._why = f"closed the connection ({exc})"
         if not self.welcome.done():
             self.welcome.set_exception(
-                PeerUnreachableError(
+                DataPortUnreachable(
                     f"instance at {self._address} did not answer on its data port ({self._why})"
                 )
             )

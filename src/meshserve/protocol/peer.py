@@ -24,7 +24,7 @@ from meshserve.protocol import codecs
 from meshserve.protocol._pb import grpc_predict_v2_pb2 as v2
 from meshserve.protocol._pb import model_mesh_pb2 as mm
 from meshserve.protocol._peer_errors import peer_error
-from meshserve.protocol.data_link import DataLinks
+from meshserve.protocol.data_link import DataLinks, DataPortUnreachable
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
 from meshserve.protocol.routing import Metadata
 from meshserve.tracing import outgoing
@@ -128,10 +128,14 @@ class PeerClient:
         """Forward a serialized ModelInferRequest; the serialized response.
         ``data_address``: the peer's data port ("": it has none), used when
         this client has data links."""
-        if data_address and self._data_links is not None:
-            return await self._data_links.infer(
-                data_address, body, (*metadata, *outgoing()), timeout_s=timeout_s
-            )
+        links = self._data_links
+        if data_address and links is not None and links.usable(data_address):
+            try:
+                return await links.infer(
+                    data_address, body, (*metadata, *outgoing()), timeout_s=timeout_s
+                )
+            except DataPortUnreachable:
+                pass  # nothing was sent: over gRPC, as to a peer without a data port
         return await self._call(address, _INFER, body, metadata, timeout_s=timeout_s)
 
     async def infer_decoded(

@@ -58,6 +58,7 @@ def peer_client(settings: Settings, *, secret: MeshSecret) -> PeerClient:
             mesh_token=secret.token,
             ssl_context=mesh_client_ssl_context(tls) if tls is not None else None,
             handshake_timeout_s=settings.mesh.data_handshake_timeout_s,
+            retry_s=settings.mesh.peer_retry_s,
         )
     return PeerClient(
         max_message_bytes=max_message_bytes,

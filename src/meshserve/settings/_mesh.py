@@ -121,7 +121,9 @@ class MeshSettings(Group):
     request is forwarded there at once."""
 
     peer_retry_s: float = Field(default=5.0, gt=0)
-    """An instance that could not be reached is skipped this long."""
+    """An instance that could not be reached is skipped this long (and a
+    data port that could not be reached: forwards to that instance go over
+    its internal gRPC port meanwhile)."""
 
     rate_check_interval_s: float = Field(default=10.0, gt=0)
     """How often request rates are compared with ``scaleup_rpm_threshold``."""

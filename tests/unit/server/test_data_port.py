@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import pathlib
+import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from meshserve.errors import (
 from meshserve.protocol import frames
 from meshserve.protocol.data_link import DataLinks
 from meshserve.protocol.frames import Frame, Kind
+from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.routing import Metadata
 from meshserve.protocol.service import ForwardedInfer, Peer
 from meshserve.security import (
@@ -32,7 +34,7 @@ from meshserve.security import (
     rest_ssl_context,
 )
 from meshserve.server._data_port import DATA_PORT_METHOD, DataPort
-from tests.unit.server.test_internal_port import HANG, OTHER, SECRET
+from tests.unit.server.test_internal_port import HANG, OTHER, SECRET, _internal_port
 
 MISSING = b"missing"
 BUSY = b"busy"
@@ -337,3 +339,44 @@ async def test_a_stop_lets_forwards_in_flight_finish_and_does_not_wait_for_idle_
         assert loop.time() - started < 5
         with pytest.raises(PeerUnreachableError):
             await links.infer(port.address, b"after", ())
+
+
+def _closed_address() -> str:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_a_data_port_that_cannot_be_reached_is_skipped_and_forwards_go_over_grpc() -> None:
+    links = DataLinks(max_message_bytes=LIMIT, timeout_s=10, mesh_token=SECRET.token, retry_s=30)
+    client = PeerClient(
+        max_message_bytes=LIMIT, timeout_s=10, mesh_token=SECRET.token, data_links=links
+    )
+    dead = _closed_address()
+    try:
+        async with _internal_port([]) as grpc_address:
+            # Nothing was sent to the data port: the internal port serves it.
+            assert await client.infer(grpc_address, b"payload", (), data_address=dead) == b"payload"
+            assert not links.usable(dead)  # skipped for retry_s: no reconnect per forward
+            assert await client.infer(grpc_address, b"again", (), data_address=dead) == b"again"
+    finally:
+        await client.close()
+
+
+async def test_a_data_port_refusing_the_secret_is_no_reason_to_try_grpc() -> None:
+    # Its gRPC calls would be served (the token the internal port wants):
+    # the refusal on the data port must not send it there.
+    stranger = PeerClient(
+        max_message_bytes=LIMIT,
+        timeout_s=10,
+        mesh_token=SECRET.token,
+        data_links=DataLinks(max_message_bytes=LIMIT, timeout_s=10, mesh_token=OTHER.token),
+    )
+    try:
+        async with _data_port() as (port, peer), _internal_port([]) as grpc_address:
+            with pytest.raises(PeerUnreachableError, match="refused this instance's mesh secret"):
+                await stranger.infer(grpc_address, b"payload", (), data_address=port.address)
+            assert peer.seen == []
+    finally:
+        await stranger.close()
