@@ -12,12 +12,17 @@ Every frame is::
 
 big-endian. The ``head`` holds what a kind needs (the mesh token, the
 timeout and call metadata, a reply's status); the ``body`` is a serialized
-message, read on its own so that it reaches the caller without another
-copy. A connection opens with HELLO (the mesh secret's token) answered by
-WELCOME or REFUSED; then the client sends REQUEST and CANCEL frames under
+message, passed on as it came (a frame that arrived in one piece is sliced
+once out of the socket's read). A connection opens with HELLO (the mesh
+secret's token) answered by WELCOME or REFUSED, and sends nothing else
+before that answer; then the client sends REQUEST and CANCEL frames under
 ids of its choosing and the server answers each REQUEST with one REPLY
 (none when cancelled). Anything else, or a frame over the size limit, is a
 :class:`FrameError`: the connection is closed.
+
+The runtime's data link (``runtime/_link.py``) is a simpler format for a
+simpler link: a trusted Unix socket, one request in flight per connection,
+no handshake.
 """
 
 from __future__ import annotations
