@@ -78,13 +78,14 @@ async def _data_port(
     handshake_timeout_s: float = 5.0,
     ssl_context: ssl.SSLContext | None = None,
     infer: ForwardedInfer | None = None,
+    max_message_bytes: int = LIMIT,
 ) -> AsyncIterator[tuple[DataPort, _Peer]]:
     """A port serving forwards with ``infer`` (default: the ``_Peer`` yielded)."""
     port = DataPort.bind(
         host="127.0.0.1",
         port=0,
         secret=SECRET,
-        max_message_bytes=LIMIT,
+        max_message_bytes=max_message_bytes,
         handshake_timeout_s=handshake_timeout_s,
         ssl_context=ssl_context,
         on_denied=(lambda k, m: denied.append((k, m))) if denied is not None else None,
@@ -380,3 +381,21 @@ async def test_a_data_port_refusing_the_secret_is_no_reason_to_try_grpc() -> Non
             assert peer.seen == []
     finally:
         await stranger.close()
+
+
+async def test_large_bodies_cross_in_pieces_both_ways_and_concurrently() -> None:
+    big = 8 << 20
+
+    async def echo(
+        request: bytes, metadata: Metadata, *, timeout_s: float | None, peer: Peer
+    ) -> bytes:
+        return request[::-1]
+
+    links = DataLinks(max_message_bytes=big, timeout_s=30, mesh_token=SECRET.token)
+    try:
+        async with _data_port(infer=echo, max_message_bytes=big) as (port, _):
+            bodies = [bytes([i]) * (big - 3 * i) + b"end" * i for i in range(1, 4)]
+            replies = await asyncio.gather(*(links.infer(port.address, b, ()) for b in bodies))
+            assert replies == [b[::-1] for b in bodies]
+    finally:
+        await links.close()
