@@ -26,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tritonclient.utils import InferenceServerException
 
+from meshserve.protocol import frames
+from meshserve.protocol.frames import Frame, Kind
 from tests._processes import meshserve, read_until
 from tests.integration._mesh import make_model
 from tests.integration._resources import ISVC, cli, status_field
@@ -104,6 +106,24 @@ def _infer(
         return output
     finally:
         client.close()
+
+
+def _data_port_answer(address: str, pki: Pki, cert: pathlib.Path, key: pathlib.Path) -> bytes:
+    """What the data port at ``address`` answers a HELLO without the mesh
+    secret, over TLS with a client certificate from the mesh's CA."""
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(cert, key)
+    host, port = address.rsplit(":", 1)
+    hello = Frame(Kind.HELLO, head=frames.encode_hello("not-the-mesh-token"))
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(b"".join(frames.encode_frame(hello)))
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+    return answer
 
 
 def _served_serial(address: str, ca: pathlib.Path) -> int:
@@ -237,6 +257,12 @@ def test_instances_forward_to_each_other_over_mutual_tls_and_the_mesh_secret(
         # Served by the instance holding the copy, through the other one.
         assert _infer(other["grpc"], "shared", **client).shape == (1,)
         assert metric_total(other["metrics"], "modelmesh_invoke_model_milliseconds_count") == 0
+        # The forward went over the holder's data port, over mutual TLS.
+        (held,) = [entry for entry in instances if entry["id"] == holder]
+        logs = [log.read_text() for log in (data / "instances").glob("*/instance.log")]
+        assert any(f"data link to {held['data']} open" in log for log in logs)
+        # There too a certificate from the CA is not enough without the secret.
+        assert _data_port_answer(held["data"], pki, client_cert, client_key)[4] == Kind.REFUSED
 
 
 def test_starting_with_an_expired_certificate_warns_naming_the_file_and_the_date(

@@ -43,9 +43,10 @@ def _announcer(settings: Settings) -> Callable[[Endpoints | ClusterEndpoints], N
                 )
         if isinstance(endpoints, ClusterEndpoints):
             for entry in endpoints.instances:
+                data = f", data port {entry['data']}" if entry.get("data") else ""
                 click.echo(
                     f"meshserve up: instance {entry['id']} at {entry['grpc']} "
-                    f"(internal port {entry['internal']})"
+                    f"(internal port {entry['internal']}{data})"
                 )
         click.echo("meshserve up: ready", nl=True)
 

@@ -36,6 +36,7 @@ class OwnRecords:
         *,
         instance_id: InstanceId,
         address: str,
+        data_address: str = "",
         labels: tuple[str, ...],
         registry: Registry,
         cache: ModelCache,
@@ -45,6 +46,7 @@ class OwnRecords:
     ) -> None:
         self.instance_id = instance_id
         self._address = address
+        self._data_address = data_address
         self._labels = labels
         self._registry = registry
         self._cache = cache
@@ -74,6 +76,7 @@ class OwnRecords:
             shutting_down=self._lifecycle.leaving,
             started_ms=self._lifecycle.started_ms,
             version=__version__,
+            data_address=self._data_address,
         )
 
     def copy_record(self, model_id: str, state: ModelState) -> CopyRecord | None:

@@ -63,6 +63,7 @@ def build_parts(
     clock: Clock,
     metrics: MetricsRecorder,
     address: str = "",
+    data_address: str = "",
     labels: tuple[str, ...] = (),
     peers: PeerLink | None = None,
     limits: LimitsSettings | None = None,
@@ -75,6 +76,7 @@ def build_parts(
     own = OwnRecords(
         instance_id=instance_id,
         address=address,
+        data_address=data_address,
         labels=labels,
         registry=registry,
         cache=cache,

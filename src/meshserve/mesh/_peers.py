@@ -13,10 +13,17 @@ __all__ = ["PeerLink", "need_peers"]
 
 class PeerLink(Protocol):
     """Calls to other instances' internal ports (``protocol.peer.PeerClient``).
-    ``timeout_s``: the call's deadline (None: the link's default)."""
+    ``timeout_s``: the call's deadline (None: the link's default);
+    ``data_address``: the peer's data port, for inference ("": it has none)."""
 
     async def infer(
-        self, address: str, body: bytes, metadata: Metadata, *, timeout_s: float | None = None
+        self,
+        address: str,
+        body: bytes,
+        metadata: Metadata,
+        *,
+        timeout_s: float | None = None,
+        data_address: str = "",
     ) -> bytes: ...
 
     async def infer_decoded(
@@ -26,6 +33,7 @@ class PeerLink(Protocol):
         metadata: Metadata,
         *,
         timeout_s: float | None = None,
+        data_address: str = "",
     ) -> InferenceResponse: ...
 
     async def model_metadata(

@@ -62,7 +62,7 @@ from meshserve.protocol.routing import (
     hop_metadata,
 )
 from meshserve.protocol.status import grpc_code
-from meshserve.registry import CopyState, Registry
+from meshserve.registry import CopyState, InstanceRecord, Registry
 from meshserve.runtime import Runtime
 from meshserve.security import check_inference
 from meshserve.settings import MeshSettings
@@ -80,8 +80,8 @@ _SERVER_EXTENSIONS = ("binary_tensor_data", "model_repository")
 _RESTART_CHECK_S = 0.1
 """How often a request held for this instance's restarting runtime retries."""
 
-Remote = Callable[[str, Metadata, float], Awaitable[T]]
-"""A call to a peer: (address, hop metadata, timeout in seconds)."""
+Remote = Callable[[InstanceRecord, Metadata, float], Awaitable[T]]
+"""A call to a peer: (its record, hop metadata, timeout in seconds)."""
 
 
 class Router:
@@ -146,8 +146,12 @@ class Router:
             model_id,
             headers,
             local=lambda: self._runtime.infer(model_id, request),
-            remote=lambda address, metadata, timeout: need_peers(peers).infer_decoded(
-                address, request, metadata, timeout_s=timeout
+            remote=lambda peer, metadata, timeout: need_peers(peers).infer_decoded(
+                peer.address,
+                request,
+                metadata,
+                timeout_s=timeout,
+                data_address=peer.data_address,
             ),
         )
         if not headers.hops and self._payloads.wants(model_id, headers.vmodel_id, INFER_METHOD):
@@ -169,8 +173,8 @@ class Router:
             model_id,
             headers,
             local=lambda: self._runtime.infer_grpc(model_id, body),
-            remote=lambda address, metadata, timeout: need_peers(peers).infer(
-                address, body, metadata, timeout_s=timeout
+            remote=lambda peer, metadata, timeout: need_peers(peers).infer(
+                peer.address, body, metadata, timeout_s=timeout, data_address=peer.data_address
             ),
         )
         if headers.hops:
@@ -194,8 +198,8 @@ class Router:
             model_id,
             headers,
             local=lambda: self._runtime.metadata(model_id),
-            remote=lambda address, metadata, timeout: need_peers(peers).model_metadata(
-                address, model_id, metadata, timeout_s=timeout
+            remote=lambda peer, metadata, timeout: need_peers(peers).model_metadata(
+                peer.address, model_id, metadata, timeout_s=timeout
             ),
         )
 
@@ -297,7 +301,7 @@ class Router:
                     span(trace.FORWARD, kind="client", attributes=forward),
                 ):
                     return await self._forwards.call(
-                        functools.partial(remote, target.address, metadata, timeout),
+                        functools.partial(remote, target, metadata, timeout),
                         peer=peer,
                         timeout_s=timeout,
                     )

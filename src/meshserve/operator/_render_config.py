@@ -82,6 +82,10 @@ class ClusterConfig:
     metrics_port: int = 2112
     metrics_enabled: bool = True
     internal_port: int = 8080
+    data_port: int = 11881
+    """The instances' data port (forwarded inference in frames, guarded like
+    the internal port): the first of ModelMesh's ports held back for
+    internal use (11881-11899), so no runtime container can take it."""
     scale_to_zero_enabled: bool = True
     scale_to_zero_grace_period_s: float = 60.0
     allowed_runtime_images: tuple[str, ...] = ()

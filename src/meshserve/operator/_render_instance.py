@@ -54,6 +54,7 @@ def instance_container(
         # Published in the store: where other instances forward requests.
         _field("MESHSERVE_MESH__INTERNAL_HOST", "status.podIP"),
         _value("MESHSERVE_MESH__INTERNAL_PORT", config.internal_port),
+        _value("MESHSERVE_MESH__DATA_PORT", config.data_port),
         _value("MESHSERVE_MESH__RUNTIME_NAME", runtime_name),
         _value("MESHSERVE_MESH__LABELS", json.dumps(list(labels))),
         # The NetworkPolicy decides who reaches these ports.
@@ -90,7 +91,11 @@ def instance_container(
             _value("MESHSERVE_TLS__CA_FILE", f"{TLS_DIR}/ca.crt"),
             _value("MESHSERVE_TLS__CLIENT_AUTH", config.tls_client_auth),
         ]
-    ports = [_port("grpc", config.grpc_port), _port("internal", config.internal_port)]
+    ports = [
+        _port("grpc", config.grpc_port),
+        _port("internal", config.internal_port),
+        _port("data", config.data_port),
+    ]
     if config.rest_enabled:
         ports.append(_port("http", config.rest_port))
     if config.metrics_enabled:

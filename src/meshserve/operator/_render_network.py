@@ -5,7 +5,7 @@ allow exactly the flows that exist (docs/kubernetes.md has the table):
 |---|---|---|
 | clients (allowed namespaces / CIDRs) | instances | gRPC 8033, REST 8008 |
 | monitoring namespace | instances | metrics 2112 |
-| instances | instances | internal 8080 |
+| instances | instances | internal 8080, data 11881 |
 | instances | etcd | 2379 |
 | instances | object storage | 443 (not private ranges, not link-local) |
 | operator | Kubernetes API server | 443, 6443 |
@@ -76,7 +76,7 @@ def instance_selector(config: ClusterConfig) -> dict[str, str]:
 def render_services(config: ClusterConfig, *, namespace: str | None = None) -> list[dict[str, Any]]:
     """``modelmesh-serving`` (gRPC, REST, metrics: any instance takes any
     request) and the headless ``modelmesh-serving-internal`` (stable DNS
-    names for the internal port; instances find each other through etcd)."""
+    names for the internal ports; instances find each other through etcd)."""
     where = namespace or config.namespace
     name = config.inference_service_name
     ports = [_service_port("grpc", config.grpc_port)]
@@ -100,7 +100,10 @@ def render_services(config: ClusterConfig, *, namespace: str | None = None) -> l
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": instance_selector(config),
-            "ports": [_service_port("internal", config.internal_port)],
+            "ports": [
+                _service_port("internal", config.internal_port),
+                _service_port("data", config.data_port),
+            ],
         },
     }
     return [public, internal]
@@ -127,7 +130,7 @@ def render_network_policies(
     ]
     clients += [{"ipBlock": {"cidr": cidr}} for cidr in flows.client_cidrs]
     ingress = [
-        {"from": peers, "ports": _ports([config.internal_port])},
+        {"from": peers, "ports": _ports([config.internal_port, config.data_port])},
         {"from": clients, "ports": _ports(client_ports)},
     ]
     if config.metrics_enabled:
@@ -143,7 +146,7 @@ def render_network_policies(
         for cidr in flows.storage_cidrs
     ]
     instance_egress = [
-        {"to": peers, "ports": _ports([config.internal_port])},
+        {"to": peers, "ports": _ports([config.internal_port, config.data_port])},
         _etcd_egress(config, flows),
         {"to": storage, "ports": _ports(flows.storage_ports)},
         _dns_egress(),

@@ -12,7 +12,7 @@ A request's plain model names are made ids of the namespace it selects
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from meshserve.protocol.inference import ModelMetadata
 from meshserve.protocol.peek import peek_model_name
 from meshserve.protocol.routing import (
     NO_HEADERS,
+    Metadata,
     RoutingHeaders,
     ServerInfo,
     in_namespace,
@@ -38,7 +39,7 @@ from meshserve.protocol.status import reports_errors
 from meshserve.tracing import Span, server_span
 from meshserve.tracing import names as trace
 
-__all__ = ["V2Backend", "traced_target", "v2_handler"]
+__all__ = ["ForwardedInfer", "V2Backend", "forwarded_infer", "traced_target", "v2_handler"]
 
 
 class V2Backend(Protocol):
@@ -80,6 +81,20 @@ def traced_target(span: Span, model_id: str, headers: RoutingHeaders) -> None:
         span.set_attribute(trace.VMODEL_ID, headers.vmodel_id)
 
 
+Peer = Callable[[], str]
+"""Who called, for the access log (asked only when it is on)."""
+
+
+class ForwardedInfer(Protocol):
+    """ModelInfer as the internal port serves it, for a forward that came
+    another way (the data port): the serialized request and its call
+    metadata in, the serialized response out."""
+
+    def __call__(
+        self, request: bytes, metadata: Metadata, *, timeout_s: float | None, peer: Peer
+    ) -> Awaitable[bytes]: ...
+
+
 DefaultNamespace = Callable[[], str | None]
 """The namespace of a request that selects none (None: names as given)."""
 
@@ -102,19 +117,20 @@ class _V2Service:
         self._default_namespace = default_namespace
         self._access_log = access_log
 
-    def _target(
-        self, name: str, context: grpc.aio.ServicerContext, *, body: bytes | None = None
+    def _target(self, name: str, context: grpc.aio.ServicerContext) -> tuple[str, RoutingHeaders]:
+        return self._target_of(name, context.invocation_metadata() or (), context.time_remaining())
+
+    def _target_of(
+        self, name: str, metadata: Metadata, remaining: float | None, *, body: bytes | None = None
     ) -> tuple[str, RoutingHeaders]:
         """The model id a request means and its headers (plain names made
         ids of the request's namespace); ``body``: read the name from it
-        unless a header names the model."""
-        metadata = context.invocation_metadata() or ()
+        unless a header names the model. ``remaining``: the call's time left."""
         _log_context.start_request(_client_request_id(metadata))
         headers = routing_headers_from_grpc(metadata, internal=self._internal)
         if body is not None:
             name = "" if headers.given else peek_model_name(body)
         name, headers = in_namespace(name, headers, default=self._default_namespace())
-        remaining = context.time_remaining()
         if remaining is not None:
             # Forwards to other instances take their hop deadlines from it.
             headers = replace(headers, timeout_s=remaining)
@@ -170,29 +186,36 @@ class _V2Service:
 
     @reports_errors
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await self.infer_bytes(
+            request,
+            context.invocation_metadata() or (),
+            timeout_s=context.time_remaining(),
+            peer=context.peer,
+        )
+
+    async def infer_bytes(
+        self, request: bytes, metadata: Metadata, *, timeout_s: float | None, peer: Peer
+    ) -> bytes:
+        """A serialized ModelInferRequest with its call metadata; the
+        serialized response (domain errors raised, as the backend raises them)."""
         # The caller's trace context (a client's, or the forwarding
         # instance's) is the parent of this request's spans here.
-        with server_span(
-            _INFER_SPAN, carrier=context.invocation_metadata() or (), attributes=_INFER_ATTRIBUTES
-        ) as span:
-            return await self._infer(request, context, span)
-
-    async def _infer(self, request: bytes, context: grpc.aio.ServicerContext, span: Span) -> bytes:
-        if self._access_log is None:
-            model_id, headers = self._target("", context, body=request)
-            traced_target(span, model_id, headers)
-            return await self._backend.infer_grpc(model_id, request, headers=headers)
-        entry = self._access_log.start("grpc", "ModelInfer", peer=context.peer())
-        try:
-            model_id, headers = self._target("", context, body=request)
-            traced_target(span, model_id, headers)
-            entry.target(model_id, headers)
-            reply = await self._backend.infer_grpc(model_id, request, headers=headers)
-        except BaseException as exc:
-            entry.done(grpc_status_name(exc))
-            raise
-        entry.done("OK")
-        return reply
+        with server_span(_INFER_SPAN, carrier=metadata, attributes=_INFER_ATTRIBUTES) as span:
+            if self._access_log is None:
+                model_id, headers = self._target_of("", metadata, timeout_s, body=request)
+                traced_target(span, model_id, headers)
+                return await self._backend.infer_grpc(model_id, request, headers=headers)
+            entry = self._access_log.start("grpc", "ModelInfer", peer=peer())
+            try:
+                model_id, headers = self._target_of("", metadata, timeout_s, body=request)
+                traced_target(span, model_id, headers)
+                entry.target(model_id, headers)
+                reply = await self._backend.infer_grpc(model_id, request, headers=headers)
+            except BaseException as exc:
+                entry.done(grpc_status_name(exc))
+                raise
+            entry.done("OK")
+            return reply
 
 
 def _client_request_id(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
@@ -209,6 +232,16 @@ def _unary(method: Callable[..., Any], request: Any = None, response: Any = None
         request_deserializer=request.FromString if request else None,
         response_serializer=response.SerializeToString if response else None,
     )
+
+
+def forwarded_infer(backend: V2Backend, *, access_log: AccessLog | None = None) -> ForwardedInfer:
+    """ModelInfer exactly as the internal port's handler serves it (hop
+    headers honoured, no namespace defaulting), outside gRPC: a forward
+    that came over the data port. Domain errors are raised, not reported."""
+    service = _V2Service(
+        backend, internal=True, default_namespace=_no_namespace, access_log=access_log
+    )
+    return service.infer_bytes
 
 
 def v2_handler(

@@ -88,6 +88,9 @@ class InstanceRecord:
     shutting_down: bool = False
     started_ms: int = 0
     version: str = ""
+    data_address: str = ""
+    """Its data port (``host:port``), where forwarded inference goes rather
+    than ``address`` ("": none, an older version or ``mesh.dataPlane`` off)."""
 
     @property
     def free_bytes(self) -> int:

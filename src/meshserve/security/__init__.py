@@ -4,7 +4,8 @@ who may call what.
 - :func:`grpc_server_credentials`, :func:`rest_ssl_context`: server-side TLS
   for the gRPC and REST front ends; each new connection gets the certificate
   currently on disk.
-- :func:`grpc_channel_credentials`: mutual TLS for links between instances.
+- :func:`grpc_channel_credentials`, :func:`mesh_client_ssl_context`: mutual TLS
+  for links between instances (gRPC, the data port).
 - :func:`drop_privileges`: become an unprivileged user for good (used by the
   out-of-process runtime when started as root); :func:`root_warning`.
 - :class:`Authenticator`, :func:`authorize`: principals from a tokens file
@@ -76,6 +77,7 @@ from meshserve.security._tls import (
     certificate_date_problem,
     grpc_channel_credentials,
     grpc_server_credentials,
+    mesh_client_ssl_context,
     rest_ssl_context,
 )
 from meshserve.security._tokens import (
@@ -131,6 +133,7 @@ __all__ = [
     "may_see",
     "may_see_model",
     "may_see_namespace",
+    "mesh_client_ssl_context",
     "namespace_of",
     "new_mesh_secret_text",
     "parse_bearer",

@@ -51,6 +51,7 @@ __all__ = [
     "certificate_date_problem",
     "grpc_channel_credentials",
     "grpc_server_credentials",
+    "mesh_client_ssl_context",
     "rest_ssl_context",
 ]
 
@@ -271,3 +272,24 @@ def grpc_channel_credentials(settings: TlsSettings) -> grpc.ChannelCredentials:
         private_key=material.private_key,
         certificate_chain=material.cert_chain,
     )
+
+
+def mesh_client_ssl_context(settings: TlsSettings) -> ssl.SSLContext:
+    """The client side of a data-port link to another instance, as
+    :func:`grpc_channel_credentials` is of a gRPC one: presents this
+    instance's certificate, trusts only peers signed by ``ca_file`` and checks
+    the peer's name (or IP) against its certificate, as gRPC does.
+
+    Read once, like those credentials: links opened later use the files as
+    they were then.
+    """
+    if settings.ca_file is None:
+        raise ValueError("mesh links are mutual TLS and need ca_file")
+    material = _read_material(settings)
+    assert material.ca is not None
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cadata=material.ca.decode("ascii")
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.cert_file, settings.key_file)
+    return context

@@ -106,6 +106,7 @@ async def _serve_instance(
             settings,
             instance_id=instance_id,
             address=fronts.internal.address,
+            data_address=fronts.data.address if fronts.data is not None else "",
             peers=peers,
             metrics=metrics,
             sealing_key=sealing_key,

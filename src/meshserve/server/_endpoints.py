@@ -21,6 +21,9 @@ class Endpoints:
     internal: str = ""
     """The internal port other instances forward to (it serves only them:
     see ``server._internal_port``)."""
+    data: str = ""
+    """The data port other instances forward inference to ("": none, see
+    ``server._data_port``)."""
     own_grpc: str = ""
     """When ``grpc`` is shared with other instances: a public gRPC address
     of this instance alone (same services, same checks)."""
@@ -34,6 +37,7 @@ class Endpoints:
             "id": self.instance_id,
             "grpc": self.own_grpc or self.grpc,
             "internal": self.internal,
+            "data": self.data,
             "rest": self.rest,
             "metrics": self.metrics,
             "pid": self.pid,

@@ -3,8 +3,8 @@
 Bound before the instance exists (:meth:`FrontEnds.bind`: the internal
 address goes into the instance's record), started once it serves
 (:meth:`FrontEnds.start`), and stopped in the order a drain needs: the
-public ports first (:meth:`stop_public`), the internal port once the other
-instances stop routing here (:meth:`stop_internal`). :meth:`close` stops
+public ports first (:meth:`stop_public`), the internal ports (gRPC and the
+data port) once the other instances stop routing here (:meth:`stop_internal`). :meth:`close` stops
 whatever is still open, whatever happened.
 """
 
@@ -17,7 +17,9 @@ from meshserve.controller import ResourceStore
 from meshserve.mesh import Instance
 from meshserve.metrics import Metrics
 from meshserve.protocol.access_log import AccessLog
+from meshserve.protocol.service import forwarded_infer
 from meshserve.security import MeshSecret, rest_ssl_context
+from meshserve.server._data_port import DataPort
 from meshserve.server._endpoints import Endpoints
 from meshserve.server._grpc_ports import InternalPort, PublicPort
 from meshserve.server._limits import rest_connection_limits
@@ -47,11 +49,14 @@ class FrontEnds:
         internal: InternalPort,
         public: PublicPort,
         namespace_ports: Sequence[PublicPort] = (),
+        data: DataPort | None = None,
     ) -> None:
+        """``data``: the data port (None: ``mesh.dataPlane`` is off)."""
         self._settings = settings
         self._metrics = metrics
         self._guards = guards
         self.internal = internal
+        self.data = data
         self.public = public
         self.namespace_ports = tuple(namespace_ports)
         self._rest: RestServer | None = None
@@ -61,6 +66,7 @@ class FrontEnds:
     def bind(cls, settings: Settings, *, secret: MeshSecret, metrics: Metrics) -> FrontEnds:
         """Bind the gRPC ports (serving nothing yet)."""
         internal = InternalPort.bind(settings, secret=secret, metrics=metrics)
+        data = _bind_data_port(settings, secret=secret, metrics=metrics)
         guards = PublicGuards.from_settings(settings, metrics=metrics)
         public = PublicPort.bind(settings, guards=guards)
         namespace_ports = [
@@ -74,6 +80,7 @@ class FrontEnds:
             internal=internal,
             public=public,
             namespace_ports=namespace_ports,
+            data=data,
         )
 
     async def start(self, instance: Instance, *, resources: ResourceStore) -> None:
@@ -84,6 +91,8 @@ class FrontEnds:
             else None
         )
         await self.internal.start(instance, access_log=access_log)
+        if self.data is not None:
+            await self.data.start(forwarded_infer(instance, access_log=access_log))
         for public in (self.public, *self.namespace_ports):
             await public.start(instance, resources=resources, access_log=access_log)
         if self._settings.server.rest_enabled:
@@ -109,6 +118,7 @@ class FrontEnds:
             grpc=address(server.host, self.public.port),
             rest=rest_base_url(server.host, rest.port, tls=tls) if rest is not None else None,
             internal=self.internal.address,
+            data=self.data.address if self.data is not None else "",
             own_grpc=address(server.host, self.public.own_port) if self.public.own_port else "",
             metrics=(
                 f"{self._settings.metrics.scheme}://"
@@ -140,13 +150,18 @@ class FrontEnds:
             await self._rest.stop()
 
     async def stop_internal(self) -> None:
-        await self.internal.server.stop(self._settings.server.grace_period_s)
+        grace_s = self._settings.server.grace_period_s
+        if self.data is not None:
+            await self.data.stop(grace_s)
+        await self.internal.server.stop(grace_s)
 
     async def close(self) -> None:
         """Stop every port now (each stop is safe to repeat)."""
         for public in (self.public, *self.namespace_ports):
             await public.server.stop(None)
         await self.internal.server.stop(None)
+        if self.data is not None:
+            await self.data.stop(None)
         if self._rest is not None:
             await self._rest.stop()
         if self._metrics_server is not None:
@@ -180,3 +195,21 @@ class FrontEnds:
             ssl_context=rest_ssl_context(tls) if tls is not None else None,
             limits=rest_connection_limits(settings.server),
         )
+
+
+def _bind_data_port(settings: Settings, *, secret: MeshSecret, metrics: Metrics) -> DataPort | None:
+    """The data port, guarded like the internal port (None: ``mesh.dataPlane`` off)."""
+    mesh = settings.mesh
+    if not mesh.data_plane:
+        return None
+    tls = settings.tls
+    return DataPort.bind(
+        host=mesh.internal_host,
+        port=mesh.data_port,
+        secret=secret,
+        max_message_bytes=settings.server.grpc_max_message_size_bytes,
+        handshake_timeout_s=mesh.data_handshake_timeout_s,
+        # Mutual TLS from the same files as the internal port's.
+        ssl_context=rest_ssl_context(tls.for_mesh_links()) if tls is not None else None,
+        on_denied=metrics.auth_denied,
+    )

@@ -22,6 +22,7 @@ from meshserve.protocol._pb import meshserve_admin_pb2_grpc as admin_grpc
 from meshserve.protocol._pb import model_mesh_pb2 as mm_pb
 from meshserve.protocol._pb import model_mesh_pb2_grpc as mm_grpc
 from meshserve.protocol.access_log import AccessLog
+from meshserve.protocol.data_link import DataLinks
 from meshserve.protocol.peer import PeerClient
 from meshserve.protocol.service import v2_handler
 from meshserve.security import (
@@ -29,6 +30,7 @@ from meshserve.security import (
     caller_namespace,
     grpc_channel_credentials,
     grpc_server_credentials,
+    mesh_client_ssl_context,
 )
 from meshserve.server._grpc_guard import RequestDecodingInterceptor
 from meshserve.server._grpc_health import HEALTH_SERVICE, HealthService
@@ -47,13 +49,27 @@ log = logging.getLogger(__name__)
 
 
 def peer_client(settings: Settings, *, secret: MeshSecret) -> PeerClient:
-    """How this instance forwards to the others' internal ports."""
+    """How this instance forwards to the others' internal ports (and, with
+    ``mesh.dataPlane``, inference to their data ports)."""
     tls = settings.tls
+    max_message_bytes = settings.server.grpc_max_message_size_bytes
+    timeout_s = settings.mesh.forward_timeout_s
+    data_links = None
+    if settings.mesh.data_plane:
+        data_links = DataLinks(
+            max_message_bytes=max_message_bytes,
+            timeout_s=timeout_s,
+            mesh_token=secret.token,
+            ssl_context=mesh_client_ssl_context(tls) if tls is not None else None,
+            handshake_timeout_s=settings.mesh.data_handshake_timeout_s,
+            retry_s=settings.mesh.peer_retry_s,
+        )
     return PeerClient(
-        max_message_bytes=settings.server.grpc_max_message_size_bytes,
-        timeout_s=settings.mesh.forward_timeout_s,
+        max_message_bytes=max_message_bytes,
+        timeout_s=timeout_s,
         mesh_token=secret.token,
         credentials=grpc_channel_credentials(tls) if tls is not None else None,
+        data_links=data_links,
     )
 
 

@@ -135,12 +135,14 @@ async def open_instance_stack(
     *,
     instance_id: str,
     address: str,
+    data_address: str = "",
     peers: PeerClient,
     metrics: Metrics,
     sealing_key: SealingKey | None,
 ) -> AsyncIterator[InstanceStack]:
     """Open the layers under the front ends. ``address`` is the internal
-    port's, where the other instances forward to this one; ``sealing_key``
+    port's, where the other instances forward to this one (inference to
+    ``data_address``, the data port's, when there is one); ``sealing_key``
     unseals the storage-config Secrets pulls read, and seals those applied
     (None: they cannot be)."""
     restarted = AsyncEvent("runtime restarted")
@@ -172,6 +174,7 @@ async def open_instance_stack(
             settings=settings.cache,
             mesh=settings.mesh,
             address=address,
+            data_address=data_address,
             labels=instance_labels(settings),
             peers=peers,
             metrics=metrics,

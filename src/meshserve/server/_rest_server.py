@@ -21,13 +21,12 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from meshserve._lifecycle import Service
+from meshserve.server._ports import listening_socket
 from meshserve.server._rest_connections import ConnectionLimits, guarded_protocol
 
 __all__ = ["RestServer"]
 
 _log = logging.getLogger("meshserve.server.rest")
-
-_BACKLOG = 2048  # uvicorn's default
 
 
 class _State(enum.Enum):
@@ -86,7 +85,7 @@ class RestServer(Service):
         """Bind and start serving; returns once connections are accepted."""
         if self._state is not _State.NEW:
             raise RuntimeError(f"the REST server is {self._state.value}; it starts once")
-        sock = await _bind(self._host, self._requested_port, reuse_port=self._reuse_port)
+        sock = listening_socket(self._host, self._requested_port, reuse_port=self._reuse_port)
         config = uvicorn.Config(
             self._app,
             host=self._host,
@@ -178,28 +177,3 @@ class _EmbeddedServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # The process owner handles SIGINT/SIGTERM and stops this server.
         yield
-
-
-async def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    family, kind, proto, _, address = infos[0]
-    # The protocol number matters: asyncio sets TCP_NODELAY only on sockets
-    # whose proto is IPPROTO_TCP (socket.create_server leaves it 0), and
-    # without it every response waits ~40 ms on Nagle and delayed ACKs.
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            # Instances of one machine share the public port; the kernel
-            # spreads connections over them.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        sock.listen(_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return sock

@@ -24,6 +24,24 @@ class MeshSettings(Group):
     internal_port: int = Field(default=0, ge=0, le=65535)
     """Internal gRPC port (0 picks a free one; it is published in the store)."""
 
+    data_plane: bool = True
+    """Forward inference to other instances over their data port (framed
+    raw bytes on one long-lived connection per peer, ~0.2 ms a hop against
+    ~0.6 ms for a second gRPC call), and serve one here. Off: no data port
+    here, and forwards go over the internal gRPC port, as they do to a peer
+    that publishes no data port (an older version, or one with it off)."""
+
+    data_port: int = Field(default=0, ge=0, le=65535)
+    """The data port, on ``internal_host`` (0 picks a free one; it is
+    published in the store). Guarded like the internal port: the mesh
+    secret, and mutual TLS when TLS is on."""
+
+    data_handshake_timeout_s: float = Field(default=5.0, gt=0)
+    """The most a new data-port connection may take to present the mesh
+    secret (with TLS, the TLS handshake too) before it is closed: long
+    enough for a loaded machine, short enough that idle strangers cannot
+    hold sockets open."""
+
     secret_file: pathlib.Path | None = None
     """File holding the mesh secret (at least 32 characters, e.g. ``openssl
     rand -hex 32``; mode 0600 or stricter): the internal port serves only
@@ -103,7 +121,9 @@ class MeshSettings(Group):
     request is forwarded there at once."""
 
     peer_retry_s: float = Field(default=5.0, gt=0)
-    """An instance that could not be reached is skipped this long."""
+    """An instance that could not be reached is skipped this long (and a
+    data port that could not be reached: forwards to that instance go over
+    its internal gRPC port meanwhile)."""
 
     rate_check_interval_s: float = Field(default=10.0, gt=0)
     """How often request rates are compared with ``scaleup_rpm_threshold``."""

@@ -40,6 +40,7 @@ from tests.fakes import FakeModel, FakeRuntime
 
 PEER = InstanceId("i-2")
 PEER_ADDRESS = "127.0.0.1:1"
+PEER_DATA_ADDRESS = "127.0.0.1:2"
 LABELS = ("mt:fake",)
 
 
@@ -52,11 +53,19 @@ class FakePeers:
     hanging: set[str] = field(default_factory=set)
     calls: list[tuple[str, bytes, dict[str, str | bytes]]] = field(default_factory=list)
     timeouts: list[float | None] = field(default_factory=list)
+    data_addresses: list[str] = field(default_factory=list)
 
     async def infer(
-        self, address: str, body: bytes, metadata: Metadata, *, timeout_s: float | None = None
+        self,
+        address: str,
+        body: bytes,
+        metadata: Metadata,
+        *,
+        timeout_s: float | None = None,
+        data_address: str = "",
     ) -> bytes:
         self.calls.append((address, body, dict(metadata)))
+        self.data_addresses.append(data_address)
         self.timeouts.append(timeout_s)
         if self.unreachable:
             raise errors.PeerUnreachableError(f"{address} did not answer")
@@ -73,6 +82,7 @@ class FakePeers:
         metadata: Metadata,
         *,
         timeout_s: float | None = None,
+        data_address: str = "",
     ) -> InferenceResponse:
         raise AssertionError("not used here")
 
@@ -130,7 +140,11 @@ async def routed(tmp_path: pathlib.Path) -> AsyncIterator[Routed]:
         # The other instance, as its records would say: it holds "there".
         await registry.put_instance(
             InstanceRecord(
-                instance_id=PEER, address=PEER_ADDRESS, capacity_bytes=10**9, labels=LABELS
+                instance_id=PEER,
+                address=PEER_ADDRESS,
+                capacity_bytes=10**9,
+                labels=LABELS,
+                data_address=PEER_DATA_ADDRESS,
             ),
             lease=lease.id,
         )
@@ -190,6 +204,8 @@ async def test_a_model_loaded_on_a_peer_is_forwarded_there_with_the_hop_state(
     assert metadata["mm-exclude"] == "i-1"
     assert "mm-dest" not in metadata  # a copy exists there: nothing to place
     assert routed.runtime.load_calls == []
+    # The peer's data port, as its record publishes it, carries the forward.
+    assert routed.peers.data_addresses == [PEER_DATA_ADDRESS]
 
 
 async def test_the_instance_called_offers_the_request_and_response_once(

@@ -18,6 +18,7 @@ from meshserve.operator._render import (
     render_runtime_account,
     render_services,
 )
+from meshserve.resources import RESERVED_PORT_RANGE
 from tests._kubernetes import declared, granted, validate_strict
 
 CONFIG = ClusterConfig(namespace="modelmesh-serving", image="registry.example/meshserve:1.0")
@@ -73,6 +74,8 @@ def test_the_default_config_is_model_mesh_servings() -> None:
         2112,
         8080,
     )
+    # The data port: the first of ModelMesh's ports held back for internal use.
+    assert config.data_port == 11881 and config.data_port in RESERVED_PORT_RANGE
     assert config.digest == ClusterConfig(namespace="ns", image="m:1").digest
     assert config.digest != ClusterConfig(namespace="ns", image="m:2").digest
 
@@ -107,7 +110,10 @@ def test_the_services_are_model_mesh_servings() -> None:
         ("prometheus", 2112),
     }
     assert internal["spec"]["clusterIP"] == "None"
-    assert [p["port"] for p in internal["spec"]["ports"]] == [8080]
+    assert [(p["name"], p["port"]) for p in internal["spec"]["ports"]] == [
+        ("internal", 8080),
+        ("data", 11881),
+    ]
 
 
 # --- network policies ------------------------------------------------------------
@@ -130,10 +136,11 @@ def test_every_flow_has_its_rule_and_nothing_else_is_open() -> None:
     assert instances["podSelector"]["matchLabels"] == instance_selector(CONFIG)
     assert instances["policyTypes"] == ["Ingress", "Egress"]
     ingress = {frozenset(_rule_ports(r)): r["from"] for r in instances["ingress"]}
-    assert set(ingress) == {frozenset({8080}), frozenset({8033, 8008}), frozenset({2112})}
+    # Instance to instance: the internal port and the data port, nothing else.
+    peer_ports = frozenset({8080, 11881})
+    assert set(ingress) == {peer_ports, frozenset({8033, 8008}), frozenset({2112})}
     assert all(
-        p["podSelector"]["matchLabels"] == instance_selector(CONFIG)
-        for p in ingress[frozenset({8080})]
+        p["podSelector"]["matchLabels"] == instance_selector(CONFIG) for p in ingress[peer_ports]
     )
     clients = ingress[frozenset({8033, 8008})]
     assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in clients
@@ -142,7 +149,8 @@ def test_every_flow_has_its_rule_and_nothing_else_is_open() -> None:
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     egress = {frozenset(_rule_ports(r)): r["to"] for r in instances["egress"]}
-    assert set(egress) == {frozenset({8080}), frozenset({2379}), frozenset({443}), frozenset({53})}
+    assert set(egress) == {peer_ports, frozenset({2379}), frozenset({443}), frozenset({53})}
+    assert egress[peer_ports] == ingress[peer_ports]
     assert {"ipBlock": {"cidr": "198.51.100.7/32"}} in egress[frozenset({2379})]
     (storage,) = egress[frozenset({443})]
     assert "169.254.0.0/16" in storage["ipBlock"]["except"]  # no cloud metadata service
@@ -160,7 +168,7 @@ def test_metrics_closed_when_off() -> None:
     config = ClusterConfig(namespace="ns", image="m:1", metrics_enabled=False, rest_enabled=False)
     instances = render_network_policies(config)[0]["spec"]
     assert {frozenset(_rule_ports(r)) for r in instances["ingress"]} == {
-        frozenset({8080}),
+        frozenset({8080, 11881}),
         frozenset({8033}),
     }
 

@@ -433,3 +433,6 @@ def test_the_instance_environment_makes_real_settings(
         ports["internal"],
         ports["metrics"],
     )
+    # The data port the instance binds is the one the pod declares (and the
+    # NetworkPolicy opens between instances).
+    assert settings.mesh.data_plane and settings.mesh.data_port == ports["data"] == 11881

@@ -145,6 +145,8 @@ FLOWS = [
     (INSTANCES, "ingress", 2112),  # metrics, from the monitoring namespace
     (INSTANCES, "ingress", 8080),  # instance <-> instance
     (INSTANCES, "egress", 8080),
+    (INSTANCES, "ingress", 11881),  # instance <-> instance, the data port
+    (INSTANCES, "egress", 11881),
     (INSTANCES, "egress", 2379),  # instances -> etcd
     (INSTANCES, "egress", 443),  # instances -> object storage
     (INSTANCES, "egress", 53),

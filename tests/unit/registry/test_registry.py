@@ -2,7 +2,14 @@ import asyncio
 import pathlib
 from collections.abc import Callable
 
-from meshserve.registry import CopyRecord, CopyState, ModelRecord, Registry, VModelRecord
+from meshserve.registry import (
+    CopyRecord,
+    CopyState,
+    InstanceRecord,
+    ModelRecord,
+    Registry,
+    VModelRecord,
+)
 from meshserve.registry._records import decode_record, encode_record
 from meshserve.store import SqliteStore
 
@@ -83,3 +90,11 @@ async def test_copies_written_together_reach_every_mirror(tmp_path: pathlib.Path
         assert [registry.copies(f"m{i}")["i"] for i in range(50)] == copies
         await _until(lambda: len(other.copies_on("i")) == 50)
         assert sorted(other.copies_on("i"), key=lambda c: c.time_ms) == copies
+
+
+def test_an_instance_record_publishes_its_data_port_and_an_older_one_has_none() -> None:
+    record = InstanceRecord(instance_id="i", address="10.0.0.1:8080", data_address="10.0.0.1:11881")
+    assert decode_record(InstanceRecord, encode_record(record)) == record
+    # Written by a version without the data port: forwards to it use gRPC.
+    older = b'{"instance_id": "i", "address": "10.0.0.1:8080"}'
+    assert decode_record(InstanceRecord, older).data_address == ""
