@@ -465,27 +465,23 @@ class Router:
         """Run an API request, counting it (ModelMesh's api_request metrics)."""
         started = self._clock.monotonic()
         code = "OK"
-        vmodel_id = headers.vmodel_id
+        response_bytes = None
         try:
             result = await work
+            if isinstance(result, bytes):
+                response_bytes = len(result)
         except MeshServeError as exc:
             code = grpc_code(exc).name
             raise
         finally:
-            self._metrics.observe_api_request(
+            self._metrics.observe_api_call(
                 (self._clock.monotonic() - started) * 1000,
                 method=method,
                 code=code,
                 model_id=model_id,
-                vmodel_id=vmodel_id,
-            )
-            if size:
-                self._metrics.observe_request_size(
-                    size, method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
-                )
-        if isinstance(result, bytes):
-            self._metrics.observe_response_size(
-                len(result), method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
+                vmodel_id=headers.vmodel_id,
+                request_bytes=size,
+                response_bytes=response_bytes,
             )
         return result
 
