@@ -4,7 +4,7 @@ uvloop by default where it is installed (a dependency on Linux and macOS):
 it runs the loop's own machinery (scheduling callbacks, starting tasks,
 waking on I/O) in compiled code, where asyncio's runs in Python; grpc.aio
 schedules several callbacks and tasks for every call, so on the request path
-that halves the event loop thread's CPU per request (docs/benchmarks.md).
+that cuts the CPU per request by about a quarter (docs/benchmarks.md).
 ``server.eventLoop: asyncio`` keeps the standard loop.
 """
 

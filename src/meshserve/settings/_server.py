@@ -62,10 +62,10 @@ class ServerSettings(Group):
     """The event loop the instance, and the runtime process it starts, run
     on: ``uvloop`` (used when installed, else asyncio's) or ``asyncio``.
     uvloop by default: grpc.aio schedules several callbacks and tasks per
-    call, and uvloop runs that machinery in compiled code, which about
-    halved the event loop thread's CPU per request in bench/overhead.py
-    (docs/benchmarks.md). ``asyncio`` is there for a platform or a library
-    that needs the standard loop."""
+    call, and uvloop runs that machinery in compiled code, which cut the
+    CPU per request of bench/overhead.py's in-process target by about a
+    quarter (docs/benchmarks.md). ``asyncio`` is there for a platform or a
+    library that needs the standard loop."""
 
     access_logging: bool = False
     """Log one line per inference request, gRPC and REST, to the logger
