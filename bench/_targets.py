@@ -87,6 +87,22 @@ class Running:
         return tree_cpu_seconds(self.pid)
 
 
+def wait_quiet(
+    running: Running, *, timeout_s: float = 15.0, window_s: float = 0.5, max_cores: float = 0.1
+) -> bool:
+    """Wait until the target's processes use under ``max_cores`` over a
+    ``window_s`` window (background start-up work done, e.g. meshserve's
+    library preload, which would otherwise run during the first measured
+    point); False if they were still busy after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = running.cpu_seconds()
+        time.sleep(window_s)
+        if running.cpu_seconds() - before < max_cores * window_s:
+            return True
+    return False
+
+
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds of ``root`` and its live descendants, read from /proc (Linux);
     0.0 where /proc cannot be read."""
@@ -281,6 +297,10 @@ def up_command(data_dir: pathlib.Path) -> tuple[list[str], int, int]:
         str(grpc_port),
         "--rest-port",
         str(rest_port),
+        # A free one: the default port may be taken by another meshserve
+        # on the machine, and the bench reads no metrics.
+        "--metrics-port",
+        "0",
     ]
     return argv, grpc_port, rest_port
 
@@ -450,7 +470,7 @@ def _up_pool(runtime: str) -> Callable[[StartContext], contextlib.AbstractContex
         shutil.copy(ctx.model.joblib, pvc / "model.joblib")
         data_dir = ctx.work_dir / "data"
         argv, grpc_port, rest_port = up_command(data_dir)
-        argv += ["--pvc-root", str(ctx.work_dir / "pvc"), "--metrics-port", "0"]
+        argv += ["--pvc-root", str(ctx.work_dir / "pvc")]
         # One instance in the pool: the comparison is about the hop, not scale.
         env["MESHSERVE_CONTROL__PODS_PER_RUNTIME"] = "1"
         isvc = {

@@ -309,6 +309,8 @@ def run_target(
         with target.start(start) as running:
             result.notes.extend(running.notes)
             _log(f"{target.name}: serving on {running.url} (pid {running.pid})")
+            if not _targets.wait_quiet(running):
+                result.notes.append("still busy 15 s after start: measured anyway")
             urls = {target.name: running.url}
             for name, url in running.views:
                 urls[name] = url

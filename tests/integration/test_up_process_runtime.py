@@ -101,13 +101,14 @@ def test_runtime_child_listens_on_no_tcp_port(
     child = _runtime_child(up)
     assert listening_tcp_ports(child.pid) == []
     assert unix_socket_paths(child.pid), "the runtime should serve on a Unix socket"
-    # Only `up` itself listens on TCP: its gRPC, REST, internal and metrics
-    # ports, the ones endpoints.json lists.
+    # Only `up` itself listens on TCP: its gRPC, REST, internal, data and
+    # metrics ports, the ones endpoints.json lists.
     endpoints = json.loads((up.data_dir / "endpoints.json").read_text())
     instance = endpoints["instances"][0]
     ports = {int(up.grpc.rsplit(":", 1)[1]), int(up.rest.rsplit(":", 1)[1])}
     ports |= {
         int(instance["internal"].rsplit(":", 1)[1]),
+        int(instance["data"].rsplit(":", 1)[1]),
         urllib.parse.urlsplit(instance["metrics"]).port,
     }
     assert set(listening_tcp_ports(up.pid)) == ports

@@ -79,4 +79,4 @@ def instance(
     configure_logging(settings.log.format)
     settings = with_mesh_secret(settings, create=False)
     warn_if_root("instance")
-    serve(_run(settings, register_entries(register_file)))
+    serve(_run(settings, register_entries(register_file)), event_loop=settings.server.event_loop)

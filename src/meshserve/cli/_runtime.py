@@ -15,6 +15,7 @@ import click
 import grpc
 
 import meshserve
+from meshserve import _event_loop
 from meshserve.cli._options import (
     allow_pickle_option,
     capacity_option,
@@ -150,7 +151,7 @@ def runtime(
     # The instance turns tracing on here when it is on there
     # (MESHSERVE_TRACING__*); the spans join the requests' traces.
     with traced(enabled=settings.tracing.enabled, service_name=settings.tracing.service_name):
-        asyncio.run(_serve(server, exit_with_parent))
+        _event_loop.run(_serve(server, exit_with_parent), loop=settings.server.event_loop)
 
 
 def _parse_model(text: str) -> ModelSpec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import pathlib
 from collections.abc import Callable, Coroutine
@@ -10,6 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from meshserve import _event_loop
+from meshserve._event_loop import EventLoop
 from meshserve._log_format import writes_json
 from meshserve.cli._options import allow_pickle_option, capacity_option, config_option
 from meshserve.errors import MeshServeError
@@ -295,12 +296,12 @@ def register_entries(register_file: pathlib.Path | None) -> list[ModelEntry]:
         raise click.BadParameter(str(exc), param_hint="--register") from None
 
 
-def serve(main: Coroutine[Any, Any, None]) -> None:
-    """Run a server until it stops. A failure to start (a runtime that will
-    not come up, an unreachable store) ends it with its message and exit
-    code 1, not a traceback."""
+def serve(main: Coroutine[Any, Any, None], *, event_loop: EventLoop = "uvloop") -> None:
+    """Run a server until it stops, on ``event_loop`` (``server.eventLoop``).
+    A failure to start (a runtime that will not come up, an unreachable
+    store) ends it with its message and exit code 1, not a traceback."""
     try:
-        asyncio.run(main)
+        _event_loop.run(main, loop=event_loop)
     except MeshServeError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 

@@ -102,6 +102,9 @@ def up(instances: int, register_file: pathlib.Path | None, **flags: Any) -> None
     register = register_entries(register_file)
     warn_if_root("up")
     if instances == 1:
-        serve(_run(settings=settings, register=register))
+        serve(_run(settings=settings, register=register), event_loop=settings.server.event_loop)
     else:
-        serve(_run_cluster(settings, instances=instances, register=register_file))
+        serve(
+            _run_cluster(settings, instances=instances, register=register_file),
+            event_loop=settings.server.event_loop,
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from meshserve.errors import (
     UnavailableError,
 )
 from meshserve.mesh._eviction import make_policy
-from meshserve.mesh._lru import UNIT_BYTES, CacheEntry, EntryState, WeightedLru
+from meshserve.mesh._lru import UNIT_BYTES, CacheEntry, EntryState, InUse, WeightedLru
 from meshserve.mesh._quotas import LoadQuota
 from meshserve.mesh._sizing import SizeRatio
 from meshserve.mesh._status import ModelState
@@ -480,15 +480,12 @@ class ModelCache:
             self._changed(model_id, ModelState.NOT_LOADED)
         return expired
 
-    @contextlib.asynccontextmanager
-    async def in_use(self, model_id: str) -> AsyncIterator[None]:
-        """Mark a copy busy (never evicted) while a request runs on it."""
+    def in_use(self, model_id: str) -> InUse:
+        """Mark a copy busy (never evicted) while a request runs on it (the
+        ``with`` block); ModelNotFoundError when it is not loaded."""
         entry = self.lru.get(model_id)
         if entry is None or entry.state is not EntryState.LOADED:
             raise ModelNotFoundError(f"model '{model_id}' is not loaded")
         entry.inflight += 1
         self.lru.used(model_id, self.now_ms())
-        try:
-            yield
-        finally:
-            entry.inflight -= 1
+        return InUse(entry)

@@ -18,7 +18,8 @@ DRAINING -> STOPPED.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from meshserve._clock import Clock, SystemClock
 from meshserve._ids import InstanceId, ModelId
@@ -240,15 +241,17 @@ class Instance:
     def resolve(self, name: str, headers: RoutingHeaders) -> ModelId:
         return self._router.resolve(name, headers)
 
-    async def infer(
+    # The router's coroutines themselves, not one more around each: every
+    # request passes here.
+    def infer(
         self, model_id: str, request: InferenceRequest, *, headers: RoutingHeaders = NO_HEADERS
-    ) -> InferenceResponse:
-        return await self._router.infer(model_id, request, headers=headers)
+    ) -> Coroutine[Any, Any, InferenceResponse]:
+        return self._router.infer(model_id, request, headers=headers)
 
-    async def infer_grpc(
+    def infer_grpc(
         self, model_id: str, body: bytes, *, headers: RoutingHeaders = NO_HEADERS
-    ) -> bytes:
-        return await self._router.infer_grpc(model_id, body, headers=headers)
+    ) -> Coroutine[Any, Any, bytes]:
+        return self._router.infer_grpc(model_id, body, headers=headers)
 
     async def model_metadata(
         self, model_id: str, headers: RoutingHeaders = NO_HEADERS

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from meshserve.mesh._eviction import EvictionPolicy, Lru
 
-__all__ = ["UNIT_BYTES", "CacheEntry", "EntryState", "WeightedLru", "round_size"]
+__all__ = ["UNIT_BYTES", "CacheEntry", "EntryState", "InUse", "WeightedLru", "round_size"]
 
 UNIT_BYTES = 8 * 1024
 
@@ -38,6 +38,23 @@ class CacheEntry:
     inflight: int = 0
     """Requests running on this copy; a busy copy is never evicted."""
     loaded_at_ms: int = 0
+
+
+class InUse:
+    """One request's use of an entry, counted in ``inflight`` until the
+    ``with`` block ends (``ModelCache.in_use``). A class rather than a
+    generator-based context manager: it runs on every request."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: CacheEntry) -> None:
+        self._entry = entry
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._entry.inflight -= 1
 
 
 class WeightedLru:

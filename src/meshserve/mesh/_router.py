@@ -25,6 +25,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from meshserve import __version__
@@ -66,8 +67,9 @@ from meshserve.registry import CopyState, InstanceRecord, Registry
 from meshserve.runtime import Runtime
 from meshserve.security import check_inference
 from meshserve.settings import MeshSettings
+from meshserve.tracing import NULL_SPAN, span
+from meshserve.tracing import enabled as tracing_enabled
 from meshserve.tracing import names as trace
-from meshserve.tracing import span
 
 __all__ = ["Router"]
 
@@ -214,7 +216,21 @@ class Router:
 
     # -- where it runs ---------------------------------------------------------
 
-    async def _route(
+    def _route(
+        self,
+        model_id: str,
+        headers: RoutingHeaders,
+        *,
+        local: Callable[[], Awaitable[T]],
+        remote: Remote[T],
+    ) -> Awaitable[T]:
+        """Serve here, forward to a copy elsewhere, or place a new copy."""
+        if not tracing_enabled():
+            # No span to open: no attributes to build, no extra coroutine.
+            return self._route_attempts(model_id, headers, local=local, remote=remote)
+        return self._traced_route(model_id, headers, local=local, remote=remote)
+
+    async def _traced_route(
         self,
         model_id: str,
         headers: RoutingHeaders,
@@ -222,7 +238,6 @@ class Router:
         local: Callable[[], Awaitable[T]],
         remote: Remote[T],
     ) -> T:
-        """Serve here, forward to a copy elsewhere, or place a new copy."""
         attributes: dict[str, str | int] = {
             trace.INSTANCE_ID: self._instance_id,
             trace.MODEL_ID: model_id,
@@ -370,7 +385,7 @@ class Router:
             previous_use = self._copies.last_used_ms(model_id)
             if not cache.is_loaded(model_id):
                 started = self._clock.monotonic()
-                with span(trace.LOAD, attributes=self._here(model_id, vmodel_id)):
+                with self._span_here(trace.LOAD, model_id, vmodel_id):
                     await cache.ensure_loaded(
                         self._copies.spec(model_id), last_used_ms=self._now_ms()
                     )
@@ -378,9 +393,9 @@ class Router:
                     (self._clock.monotonic() - started) * 1000, model_id=model_id
                 )
             try:
-                async with cache.in_use(model_id):
+                with cache.in_use(model_id):
                     started = self._clock.monotonic()
-                    with span(trace.INFER, attributes=self._here(model_id, vmodel_id)):
+                    with self._span_here(trace.INFER, model_id, vmodel_id):
                         result = await call()
                     self._metrics.observe_invoke(
                         (self._clock.monotonic() - started) * 1000,
@@ -414,12 +429,17 @@ class Router:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _here(self, model_id: str, vmodel_id: str | None) -> dict[str, str]:
-        """The attributes of a span about this instance's copy."""
+    def _span_here(
+        self, name: str, model_id: str, vmodel_id: str | None
+    ) -> AbstractContextManager[object]:
+        """A span about this instance's copy (its attributes built only
+        when tracing is on: this runs on every request)."""
+        if not tracing_enabled():
+            return NULL_SPAN
         attributes = {trace.INSTANCE_ID: self._instance_id, trace.MODEL_ID: model_id}
         if vmodel_id:
             attributes[trace.VMODEL_ID] = vmodel_id
-        return attributes
+        return span(name, attributes=attributes)
 
     def _now_ms(self) -> int:
         return int(self._clock.time() * 1000)
@@ -449,27 +469,23 @@ class Router:
         """Run an API request, counting it (ModelMesh's api_request metrics)."""
         started = self._clock.monotonic()
         code = "OK"
-        vmodel_id = headers.vmodel_id
+        response_bytes = None
         try:
             result = await work
+            if isinstance(result, bytes):
+                response_bytes = len(result)
         except MeshServeError as exc:
             code = grpc_code(exc).name
             raise
         finally:
-            self._metrics.observe_api_request(
+            self._metrics.observe_api_call(
                 (self._clock.monotonic() - started) * 1000,
                 method=method,
                 code=code,
                 model_id=model_id,
-                vmodel_id=vmodel_id,
-            )
-            if size:
-                self._metrics.observe_request_size(
-                    size, method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
-                )
-        if isinstance(result, bytes):
-            self._metrics.observe_response_size(
-                len(result), method=method, code=code, model_id=model_id, vmodel_id=vmodel_id
+                vmodel_id=headers.vmodel_id,
+                request_bytes=size,
+                response_bytes=response_bytes,
             )
         return result
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from meshserve.metrics._catalog import CATALOG, MODEL_LABELS, Kind, MetricSpec
+from meshserve.metrics._histogram import Histogram
 from meshserve.metrics._recorder import MetricsRecorder
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -67,9 +68,10 @@ class Metrics(MetricsRecorder):
         match spec.kind:
             case Kind.HISTOGRAM:
                 labels = (*spec.labels, *MODEL_LABELS) if self._per_model else spec.labels
-                self._histograms[spec.name] = Histogram(
-                    spec.name, spec.help, labels, registry=registry, buckets=spec.buckets
-                )
+                # Ours, not prometheus_client's: observed on every request.
+                histogram = Histogram(spec.name, spec.help, labels, spec.buckets)
+                registry.register(histogram)
+                self._histograms[spec.name] = histogram
             case Kind.COUNTER:
                 self._counters[spec.name] = Counter(
                     spec.name, spec.help, spec.labels, registry=registry
@@ -93,10 +95,9 @@ class Metrics(MetricsRecorder):
         model_id: str | None,
         vmodel_id: str | None = None,
     ) -> None:
-        histogram = self._histograms[spec.name]
         if self._per_model:
             labels = (*labels, model_id or "", vmodel_id or "")
-        (histogram.labels(*labels) if labels else histogram).observe(amount)
+        self._histograms[spec.name].observe(labels, amount)
 
     def _count(self, spec: MetricSpec, labels: tuple[str, ...] = ()) -> None:
         if spec.kind is Kind.PLAIN_COUNTER:

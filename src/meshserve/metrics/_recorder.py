@@ -134,6 +134,28 @@ class MetricsRecorder(abc.ABC):
         labels = _request_labels(method, code)
         self._observe(c.RESPONSE_PAYLOAD_SIZE, size_bytes, labels, model_id, vmodel_id)
 
+    def observe_api_call(
+        self,
+        ms: float,
+        *,
+        method: str,
+        code: str | enum.Enum,
+        model_id: str | None = None,
+        vmodel_id: str | None = None,
+        request_bytes: int = 0,
+        response_bytes: int | None = None,
+    ) -> None:
+        """An external inference request finished: :meth:`observe_api_request`,
+        and :meth:`observe_request_size` when ``request_bytes`` (non-zero) and
+        :meth:`observe_response_size` when ``response_bytes`` are given, in
+        one call (the request path's: the labels are made once)."""
+        labels = _request_labels(method, code)
+        self._observe(c.API_REQUEST_TIME, ms, labels, model_id, vmodel_id)
+        if request_bytes:
+            self._observe(c.REQUEST_PAYLOAD_SIZE, request_bytes, labels, model_id, vmodel_id)
+        if response_bytes is not None:
+            self._observe(c.RESPONSE_PAYLOAD_SIZE, response_bytes, labels, model_id, vmodel_id)
+
     def observe_cache_miss(self, ms: float, *, model_id: str | None = None) -> None:
         """A request waited ``ms`` for its model to be loaded."""
         self._observe(c.CACHE_MISS_DELAY, ms, (), model_id)

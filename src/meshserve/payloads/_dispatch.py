@@ -101,6 +101,9 @@ class PayloadProcessors(Service):
             await lane.processor.close()
 
     def wants(self, model_id: str, vmodel_id: str | None, method: str) -> bool:
+        # Asked on every request: no generator when there is no lane.
+        if not self._lanes:
+            return False
         return any(lane.spec.wants(model_id, vmodel_id, method) for lane in self._lanes)
 
     def offer(self, payload: Payload) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from meshserve.errors import PickleRefusedError
 from meshserve.protocol.inference import InferenceRequest, InferenceResponse, ModelMetadata
@@ -97,14 +97,23 @@ class InProcessRuntime(Runtime):
     async def metadata(self, model_id: str) -> ModelMetadata:
         return self._runtime.metadata(model_id)
 
-    async def _execute(self, model_id: str, items: list[Item], *, merging: bool) -> BatchRun:
-        return await self._run(
-            self._predict_pool,
-            functools.partial(run_batch, self._runtime, model_id, items, merging=merging),
+    def _execute(
+        self, model_id: str, items: list[Item], *, merging: bool
+    ) -> asyncio.Future[BatchRun]:
+        # The executor's future itself, not a coroutine around it: this
+        # runs for every batch.
+        pool = self._predict_pool
+        if pool is None:
+            raise RuntimeError("the in-process runtime is not started")
+        return asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(run_batch, self._runtime, model_id, items, merging=merging)
         )
 
-    async def infer(self, model_id: str, request: InferenceRequest) -> InferenceResponse:
-        return await self._batcher.infer(model_id, request)
+    def infer(
+        self, model_id: str, request: InferenceRequest
+    ) -> Coroutine[Any, Any, InferenceResponse]:
+        # The batcher's coroutine, not one more around it (every request).
+        return self._batcher.infer(model_id, request)
 
-    async def infer_grpc(self, model_id: str, body: bytes) -> bytes:
-        return await self._batcher.infer_grpc(model_id, body)
+    def infer_grpc(self, model_id: str, body: bytes) -> Coroutine[Any, Any, bytes]:
+        return self._batcher.infer_grpc(model_id, body)

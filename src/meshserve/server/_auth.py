@@ -36,7 +36,7 @@ from meshserve import errors, security
 from meshserve.protocol import routing, status
 from meshserve.security import Action, Authenticator, DeniedHook, NamespaceOf, Principal
 from meshserve.server import _rest_request
-from meshserve.server._grpc_guard import RequestBody, guard_handler
+from meshserve.server._grpc_guard import Enter, GuardInterceptor, RequestBody
 from meshserve.server._rest_errors import error_response
 from meshserve.server._status_page import STATUS_JSON_PATH, STATUS_PAGE_PATH
 
@@ -195,24 +195,27 @@ class GrpcAuthInterceptor:
             authenticator=authenticator, on_denied=on_denied, namespace_of=namespace_of
         )
         self._rules = rules
+        # Used on its own (not in a port's GuardInterceptor): its checks
+        # alone, each handler wrapped once.
+        self._alone = GuardInterceptor((self,))
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Any],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        rule = self._rules.get(method, _UNLISTED)
-        handler = await continuation(handler_call_details)
-        if rule is None or handler is None:
-            return handler
-        gate = _GrpcGate(
-            policy=self._policy,
-            method=method,
-            rule=rule,
-            metadata=tuple(handler_call_details.invocation_metadata or ()),
+        handler: grpc.RpcMethodHandler | None = await self._alone.intercept_service(
+            continuation, handler_call_details
         )
-        return gate.guard(handler)
+        return handler
+
+    def enter_for(self, method: str, handler: grpc.RpcMethodHandler) -> Enter | None:
+        """The check of ``method``'s calls (None for the open ones): a
+        ``Check`` of ``_grpc_guard``."""
+        rule = self._rules.get(method, _UNLISTED)
+        if rule is None:
+            return None
+        return _GrpcGate(policy=self._policy, method=method, rule=rule).enter
 
 
 grpc.aio.ServerInterceptor.register(GrpcAuthInterceptor)
@@ -220,12 +223,12 @@ grpc.aio.ServerInterceptor.register(GrpcAuthInterceptor)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _GrpcGate:
-    """One call's check, wrapped around whichever kind of handler it has."""
+    """The check of one method's calls, wrapped around whichever kind of
+    handler it has."""
 
     policy: _Policy
     method: str
     rule: Rule
-    metadata: tuple[tuple[str, str | bytes], ...]
 
     async def admit(
         self, request: RequestBody | None, context: grpc.aio.ServicerContext
@@ -237,8 +240,9 @@ class _GrpcGate:
         names is checked at the edge. Otherwise it is decoded only once the
         caller is authenticated, and only when the rule names its fields.
         """
+        metadata = context.invocation_metadata() or ()
         authorization = next(
-            (_text(value) for key, value in self.metadata if key == "authorization"), None
+            (_text(value) for key, value in metadata if key == "authorization"), None
         )
         # A generator: policy.admit reads it after authenticating.
         named = (
@@ -252,7 +256,7 @@ class _GrpcGate:
                 authorization=authorization,
                 peer_cn=_grpc_peer_cn(context),
                 named=named,
-                headers=routing.routing_headers_from_grpc(self.metadata),
+                headers=routing.routing_headers_from_grpc(metadata),
             )
         except _Denied as exc:
             self.policy.count(exc, self.method)
@@ -260,10 +264,7 @@ class _GrpcGate:
         except errors.InvalidRequestError as exc:  # an undecodable body or routing header
             await status.abort(context, exc)
 
-    def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        return guard_handler(handler, self._enter)
-
-    async def _enter(
+    async def enter(
         self, request: RequestBody | None, context: grpc.aio.ServicerContext
     ) -> ContextManager[None]:
         principal = await self.admit(request, context)

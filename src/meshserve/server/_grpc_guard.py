@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import grpc.aio
@@ -34,8 +34,10 @@ from meshserve.errors import InvalidRequestError
 from meshserve.protocol import codecs, status
 
 __all__ = [
+    "Check",
     "Deferred",
     "Enter",
+    "GuardInterceptor",
     "RequestBody",
     "RequestDecodingInterceptor",
     "guard_handler",
@@ -77,7 +79,7 @@ class RequestBody:
 
 
 Enter = Callable[
-    [RequestBody | None, grpc.aio.ServicerContext], Awaitable[AbstractContextManager[None]]
+    [RequestBody | None, grpc.aio.ServicerContext], Awaitable[AbstractContextManager[object]]
 ]
 """Runs before the handler with the request (None for a streamed request:
 reading its messages would take them from the handler) and the context. It
@@ -94,9 +96,23 @@ def takes_bytes(handler: grpc.RpcMethodHandler) -> bool:
     return deserializer is None
 
 
+class Check(Protocol):
+    """One of the checks a :class:`GuardInterceptor` runs before a call."""
+
+    def enter_for(self, method: str, handler: grpc.RpcMethodHandler) -> Enter | None:
+        """What to run before each call of ``method`` (the full name) served
+        by ``handler`` (None: nothing for it). Asked once per method and
+        handler: the answer may depend on those two only."""
+        ...
+
+
 def guard_handler(handler: grpc.RpcMethodHandler, enter: Enter) -> grpc.RpcMethodHandler:
     """``handler`` with ``enter`` run before each call, and a unary request
     decoded only after it (see the module's docstring)."""
+    return _guarded(handler, enter)
+
+
+def _guarded(handler: grpc.RpcMethodHandler, enter: Enter | None) -> grpc.RpcMethodHandler:
     deserializer = handler.request_deserializer
     parse = deserializer.parse if isinstance(deserializer, Deferred) else deserializer
     if not handler.request_streaming:
@@ -126,22 +142,49 @@ _STREAMED = _Streamed()
 
 
 async def _checked(
-    request: Any, context: grpc.aio.ServicerContext, enter: Enter, parse: Parse | _Streamed | None
-) -> tuple[AbstractContextManager[None], Any]:
+    request: Any,
+    context: grpc.aio.ServicerContext,
+    enter: Enter | None,
+    parse: Parse | _Streamed | None,
+) -> tuple[AbstractContextManager[object], Any]:
     """``enter``'s scope and the request as the inner handler takes it."""
     if isinstance(parse, _Streamed):
-        return await enter(None, context), request
+        scope = _NO_SCOPE if enter is None else await enter(None, context)
+        return scope, request
+    if enter is None:
+        # Nothing to run first: decode at once (bytes stay bytes).
+        if parse is None or not isinstance(request, bytes):
+            return _NO_SCOPE, request
+        try:
+            return _NO_SCOPE, codecs.parse_message(parse, request)
+        except InvalidRequestError as exc:
+            await status.abort(context, exc)
     body = RequestBody(request, parse)
     scope = await enter(body, context)
     try:
         return scope, body.message()
     except InvalidRequestError as exc:
-        await status.abort(context, exc)
+        with scope:
+            await status.abort(context, exc)
+
+
+_NO_SCOPE: AbstractContextManager[None] = contextlib.nullcontext()
+"""The scope of a call with no check to run: ``nullcontext`` is reentrant
+and keeps no state, so one serves every call."""
 
 
 def _returning(
-    inner: Callable[..., Any], enter: Enter, *, parse: Parse | _Streamed | None
+    inner: Callable[..., Any], enter: Enter | None, *, parse: Parse | _Streamed | None
 ) -> Callable[..., Awaitable[Any]]:
+    if inspect.iscoroutinefunction(inner):
+
+        async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            scope, request = await _checked(request, context, enter, parse)
+            with scope:
+                return await inner(request, context)
+
+        return coroutine
+
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
         scope, request = await _checked(request, context, enter, parse)
         with scope:
@@ -152,7 +195,7 @@ def _returning(
 
 
 def _streaming(
-    inner: Callable[..., Any], enter: Enter, *, parse: Parse | _Streamed | None
+    inner: Callable[..., Any], enter: Enter | None, *, parse: Parse | _Streamed | None
 ) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(inner):
         # A handler that answers through context.write(): stay a coroutine.
@@ -172,32 +215,56 @@ def _streaming(
     return behavior
 
 
-async def _no_check(
-    request: RequestBody | None, context: grpc.aio.ServicerContext
-) -> AbstractContextManager[None]:
-    return contextlib.nullcontext()
+def _in_turn(enters: Sequence[Enter]) -> Enter | None:
+    """The checks ``enters`` as one: each runs inside the scopes of those
+    before it (as nested interceptors would), and the call inside all."""
+    if not enters:
+        return None
+    if len(enters) == 1:
+        return enters[0]
+
+    async def enter(
+        request: RequestBody | None, context: grpc.aio.ServicerContext
+    ) -> AbstractContextManager[object]:
+        scopes = contextlib.ExitStack()
+        try:
+            for one in enters:
+                scopes.enter_context(await one(request, context))
+        except BaseException:
+            scopes.close()
+            raise
+        return scopes
+
+    return enter
 
 
 _GUARDED_CACHE_SIZE = 1024
-"""Most handlers a RequestDecodingInterceptor keeps wrapped: a server's
-handlers are a fixed few (grpc hands back the same object for a method on
-every call), so this is never reached but by handlers built per call."""
+"""Most handlers a GuardInterceptor keeps wrapped: a server's handlers are
+a fixed few (grpc hands back the same object for a method on every call),
+so this is never reached but by handlers built per call."""
 
 
-class RequestDecodingInterceptor:
-    """Has every handler of a server decode its request itself (see the
-    module's docstring). List it last, so that it wraps the handlers before
-    the other interceptors do and their checks run before any decoding.
+class GuardInterceptor:
+    """Runs ``checks`` in order before each call, then has the handler
+    decode its request (see the module's docstring). The checks of a port
+    in one interceptor: grpc.aio runs each interceptor as a coroutine of
+    its own on every call, and each wrapping is one more layer per call.
 
-    Each handler is wrapped once, on its first call, not on every call.
+    Each (method, handler) is wrapped once, on its first call, not on
+    every call. List it last, so that it wraps the handlers before other
+    interceptors do and their checks run before any decoding.
 
     A ``grpc.aio.ServerInterceptor`` by registration, as the auth one is.
     """
 
-    def __init__(self) -> None:
-        # By identity: handlers are named tuples of functions, and the one
-        # wrapped is kept with its wrapping so the id is not reused.
-        self._guarded: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+    def __init__(self, checks: Sequence[Check] = ()) -> None:
+        self._checks = tuple(checks)
+        # By method and handler identity: handlers are named tuples of
+        # functions, and the one wrapped is kept with its wrapping so that
+        # the id is not reused.
+        self._guarded: dict[
+            tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -207,14 +274,32 @@ class RequestDecodingInterceptor:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        found = self._guarded.get(id(handler))
+        key = (handler_call_details.method, id(handler))
+        found = self._guarded.get(key)
         if found is not None and found[0] is handler:
             return found[1]
-        guarded = guard_handler(handler, _no_check)
+        guarded = self.wrap(handler_call_details.method, handler)
         if len(self._guarded) >= _GUARDED_CACHE_SIZE:
             self._guarded.clear()
-        self._guarded[id(handler)] = (handler, guarded)
+        self._guarded[key] = (handler, guarded)
         return guarded
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` guarded by the checks that apply to ``method``."""
+        found = (check.enter_for(method, handler) for check in self._checks)
+        return _guarded(handler, _in_turn([enter for enter in found if enter is not None]))
+
+
+grpc.aio.ServerInterceptor.register(GuardInterceptor)
+
+
+class RequestDecodingInterceptor(GuardInterceptor):
+    """A :class:`GuardInterceptor` with no checks of its own: has every
+    handler of a server decode its request itself, after the checks of
+    the interceptors listed before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
 
 
 grpc.aio.ServerInterceptor.register(RequestDecodingInterceptor)

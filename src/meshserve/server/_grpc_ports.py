@@ -32,7 +32,7 @@ from meshserve.security import (
     grpc_server_credentials,
     mesh_client_ssl_context,
 )
-from meshserve.server._grpc_guard import RequestDecodingInterceptor
+from meshserve.server._grpc_guard import GuardInterceptor, RequestDecodingInterceptor
 from meshserve.server._grpc_health import HEALTH_SERVICE, HealthService
 from meshserve.server._grpc_management import AdminService, ModelMeshService
 from meshserve.server._grpc_reflection import enable_reflection
@@ -223,9 +223,12 @@ def _grpc_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
     limit = settings.server.grpc_max_message_size_bytes
+    if not interceptors or not isinstance(interceptors[-1], GuardInterceptor):
+        # Last, so that handlers decode their requests after every check
+        # (a GuardInterceptor has them do so after its own checks).
+        interceptors = [*interceptors, RequestDecodingInterceptor()]
     return grpc.aio.server(
-        # Last, so that handlers decode their requests after every check.
-        interceptors=[*interceptors, RequestDecodingInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

@@ -69,9 +69,13 @@ def build_runtime(
     again after a loss). ``metrics`` sees the in-process runtime's batches."""
     runtime = settings.runtime
     if runtime.host == "process":
-        return ProcessRuntime(
-            settings=runtime, on_restart=on_restart, extra_env=_tracing_env(settings.tracing)
-        )
+        # The child runs on the instance's kind of event loop, and traces
+        # when the instance does.
+        child_env = {
+            **_tracing_env(settings.tracing),
+            "MESHSERVE_SERVER__EVENT_LOOP": settings.server.event_loop,
+        }
+        return ProcessRuntime(settings=runtime, on_restart=on_restart, extra_env=child_env)
     if runtime.host == "external":
         if not runtime.external_address:
             raise ValueError("runtime.host external needs runtime.externalAddress")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any, NoReturn
 
@@ -44,8 +44,8 @@ from meshserve.server._auth import (
     _expects_continue,
     rest_call,
 )
-from meshserve.server._budget import DecodeBudget, Reservation
-from meshserve.server._grpc_guard import RequestBody, guard_handler, takes_bytes
+from meshserve.server._budget import DecodeBudget
+from meshserve.server._grpc_guard import Enter, GuardInterceptor, RequestBody, takes_bytes
 from meshserve.server._rest_connections import ConnectionLimits
 from meshserve.server._rest_errors import error_response
 from meshserve.settings import ServerSettings
@@ -104,16 +104,24 @@ class GrpcRateLimitInterceptor:
         """``rules``: methods mapped to None there (health probes) are not counted."""
         self._limiter = limiter
         self._open = frozenset(method for method, rule in rules.items() if rule is None)
+        # Used on its own (not in a port's GuardInterceptor): its check
+        # alone, each handler wrapped once.
+        self._alone = GuardInterceptor((self,))
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Any],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method in self._open:
-            return handler
-        return guard_handler(handler, self._enter)
+        handler: grpc.RpcMethodHandler | None = await self._alone.intercept_service(
+            continuation, handler_call_details
+        )
+        return handler
+
+    def enter_for(self, method: str, handler: grpc.RpcMethodHandler) -> Enter | None:
+        """The check of ``method``'s calls (None for the open ones): a
+        ``Check`` of ``_grpc_guard``."""
+        return None if method in self._open else self._enter
 
     async def _enter(
         self, request: object | None, context: grpc.aio.ServicerContext
@@ -144,20 +152,28 @@ class GrpcDecodeBudgetInterceptor:
 
     def __init__(self, *, budget: DecodeBudget) -> None:
         self._budget = budget
+        # Used on its own (not in a port's GuardInterceptor): its check
+        # alone, each handler wrapped once.
+        self._alone = GuardInterceptor((self,))
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Any],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or not takes_bytes(handler):
-            return handler
-        return guard_handler(handler, self._enter)
+        handler: grpc.RpcMethodHandler | None = await self._alone.intercept_service(
+            continuation, handler_call_details
+        )
+        return handler
+
+    def enter_for(self, method: str, handler: grpc.RpcMethodHandler) -> Enter | None:
+        """The check of ``handler``'s calls when it is ModelInfer's (takes
+        bytes): a ``Check`` of ``_grpc_guard``."""
+        return self._enter if takes_bytes(handler) else None
 
     async def _enter(
         self, request: RequestBody | None, context: grpc.aio.ServicerContext
-    ) -> ContextManager[None]:
+    ) -> ContextManager[object]:
         held = self._budget.reservation()
         body = None if request is None else request.message()
         if isinstance(body, bytes):
@@ -165,13 +181,7 @@ class GrpcDecodeBudgetInterceptor:
                 held.grow(len(body))
             except errors.ServerBusyError as exc:
                 await _abort_limited(context, exc)
-        return _holding(held)
-
-
-@contextlib.contextmanager
-def _holding(held: Reservation) -> Iterator[None]:
-    with held:
-        yield
+        return held
 
 
 grpc.aio.ServerInterceptor.register(GrpcDecodeBudgetInterceptor)

@@ -18,6 +18,7 @@ from meshserve.metrics import Metrics
 from meshserve.security import Authenticator, DeniedHook, RateLimiter, rate_limiter
 from meshserve.server._auth import GrpcAuthInterceptor, RestAuthMiddleware
 from meshserve.server._budget import DecodeBudget
+from meshserve.server._grpc_guard import Check, GuardInterceptor
 from meshserve.server._limits import (
     GrpcDecodeBudgetInterceptor,
     GrpcRateLimitInterceptor,
@@ -54,16 +55,19 @@ class PublicGuards:
         )
 
     def grpc_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        interceptors: list[grpc.aio.ServerInterceptor] = []
+        """The public gRPC port's interceptors: its checks in one
+        ``GuardInterceptor`` (one layer per call, not one per check), which
+        also has the handlers decode their requests after them."""
+        checks: list[Check] = []
         if self.authenticator is not None:
-            interceptors.append(
+            checks.append(
                 GrpcAuthInterceptor(authenticator=self.authenticator, on_denied=self.on_denied)
             )
         # After auth (inside it), so that callers are counted by principal.
         if self.limiter is not None:
-            interceptors.append(GrpcRateLimitInterceptor(limiter=self.limiter))
-        interceptors.append(GrpcDecodeBudgetInterceptor(budget=self.budget))
-        return interceptors
+            checks.append(GrpcRateLimitInterceptor(limiter=self.limiter))
+        checks.append(GrpcDecodeBudgetInterceptor(budget=self.budget))
+        return [GuardInterceptor(checks)]
 
     def wrap_rest(self, app: ASGIApp) -> ASGIApp:
         """``app`` behind auth, then the rate limit (the decode budget is the

@@ -58,6 +58,15 @@ class ServerSettings(Group):
     terminationGracePeriodSeconds (60 in deploy/kubernetes). SIGINT (Ctrl-C)
     or a second signal ends it early. 0: no lame duck."""
 
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The event loop the instance, and the runtime process it starts, run
+    on: ``uvloop`` (used when installed, else asyncio's) or ``asyncio``.
+    uvloop by default: grpc.aio schedules several callbacks and tasks per
+    call, and uvloop runs that machinery in compiled code, which cut the
+    CPU per request of bench/overhead.py's in-process target by about a
+    quarter (docs/benchmarks.md). ``asyncio`` is there for a platform or a
+    library that needs the standard loop."""
+
     access_logging: bool = False
     """Log one line per inference request, gRPC and REST, to the logger
     ``meshserve.access`` (model-serving-config: enableAccessLogging): model

@@ -123,6 +123,12 @@ def test_a_malformed_client_request_id_is_replaced(given: str) -> None:
     assert len(request_id) == 32
 
 
+def test_new_request_ids_differ() -> None:
+    made = {contextvars.copy_context().run(_log_context.start_request) for _ in range(1000)}
+    assert len(made) == 1000
+    assert all(len(request_id) == 32 and int(request_id, 16) >= 0 for request_id in made)
+
+
 async def test_concurrent_requests_keep_their_own_fields() -> None:
     async def request(name: str) -> dict[str, str]:
         _log_context.start_request(f"id-{name}")

@@ -188,6 +188,23 @@ def test_request_metrics_have_method_and_code(
     assert value(metrics, f"{family}_sum", labels) == observed
 
 
+def test_one_api_call_records_what_the_three_calls_do() -> None:
+    one, three = Metrics(per_model=True), Metrics(per_model=True)
+    one.observe_api_call(
+        12.5, method=INVOKE, code="OK", model_id="m", request_bytes=300, response_bytes=40
+    )
+    three.observe_api_request(12.5, method=INVOKE, code="OK", model_id="m")
+    three.observe_request_size(300, method=INVOKE, code="OK", model_id="m")
+    three.observe_response_size(40, method=INVOKE, code="OK", model_id="m")
+    assert one.render() == three.render()
+    # A failed call: no response; a call without a body size: no request size.
+    one.observe_api_call(1, method=INVOKE, code="UNAVAILABLE")
+    labels = {"method": "ModelInfer", "code": "UNAVAILABLE", "modelId": "", "vModelId": ""}
+    assert value(one, "modelmesh_api_request_milliseconds_count", labels) == 1
+    assert value(one, "modelmesh_request_size_bytes_count", labels) is None
+    assert value(one, "modelmesh_response_size_bytes_count", labels) is None
+
+
 class _StatusCode(enum.Enum):
     # Stands in for grpc.StatusCode: an enum whose member names are the codes.
     NOT_FOUND = (5, "not found")
