@@ -546,18 +546,18 @@ def _mlserver_batching(ctx: StartContext) -> dict[str, Any]:
 
 
 def _mlserver(
-    *, batched: bool
+    *, batched: bool, inline: bool = False
 ) -> Callable[[StartContext], contextlib.AbstractContextManager[Running]]:
     @contextlib.contextmanager
     def start(ctx: StartContext) -> Iterator[Running]:
-        with _mlserver_running(ctx, batched=batched) as running:
+        with _mlserver_running(ctx, batched=batched, inline=inline) as running:
             yield running
 
     return start
 
 
 @contextlib.contextmanager
-def _mlserver_running(ctx: StartContext, *, batched: bool) -> Iterator[Running]:
+def _mlserver_running(ctx: StartContext, *, batched: bool, inline: bool) -> Iterator[Running]:
     if ctx.mlserver is None:
         raise Unavailable(
             "MLServer is not installed: install `mlserver mlserver-sklearn` (1.7.x) into this "
@@ -568,17 +568,19 @@ def _mlserver_running(ctx: StartContext, *, batched: bool) -> Iterator[Running]:
     model_dir.mkdir(parents=True)
     shutil.copy(ctx.model.joblib, model_dir / "model.joblib")
     http_port, grpc_port, metrics_port = _free_ports(3)
-    settings = {
+    settings: dict[str, Any] = {
         "debug": False,
-        # MLServer 1.7.1 loads no model with uvloop >= 0.22 when it uses
-        # worker processes; 0 serves from the main process.
-        "parallel_workers": 0,
         "host": HOST,
         "http_port": http_port,
         "grpc_port": grpc_port,
         "metrics_port": metrics_port,
         "environments_dir": str(ctx.work_dir / "mlserver-envs"),
     }
+    if inline:
+        # Inference in the server process itself, no worker process.
+        # MLServer's default is one worker process (it loads no model that
+        # way with uvloop >= 0.22: scripts/mlserver-venv pins uvloop < 0.22).
+        settings["parallel_workers"] = 0
     (repo / "settings.json").write_text(json.dumps(settings))
     model_settings: dict[str, Any] = {
         "name": ctx.model.name,
@@ -634,8 +636,13 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             "mlserver",
-            "MLServer 1.7 + mlserver-sklearn, .joblib, parallel_workers 0",
+            "MLServer 1.7 + mlserver-sklearn, .joblib, its defaults (one inference worker process)",
             _mlserver(batched=False),
+        ),
+        Target(
+            "mlserver-inline",
+            "the same MLServer with parallel_workers 0 (inference in its server process)",
+            _mlserver(batched=False, inline=True),
         ),
         Target(
             "mlserver-batched",

@@ -403,6 +403,8 @@ _CONTEXT = (
     ("direct_vs_mlserver_p50_c1", "direct", "mlserver", "p50_ms", 1),
     ("direct_vs_mlserver_throughput_c32", "direct", "mlserver", "throughput_rps", 32),
     ("up_inprocess_vs_mlserver_p50_c1", "up-inprocess", "mlserver", "p50_ms", 1),
+    ("up_inproc_vs_mlsrv_inline_thr_c32", "up-inprocess", "mlserver-inline", "throughput_rps", 32),
+    ("mlserver_vs_mlserver_inline_thr_c32", "mlserver", "mlserver-inline", "throughput_rps", 32),
     ("pickle_pool_vs_up_process_p50_c1", "up-pickle-pool", "up-process", "p50_ms", 1),
     ("pickle_pool_vs_direct_throughput_c32", "up-pickle-pool", "direct", "throughput_rps", 32),
     ("mlserver_pool_vs_mlserver_p50_c1", "up-mlserver-pool", "mlserver", "p50_ms", 1),

@@ -33,6 +33,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from meshserve.protocol.routing import Metadata
 
@@ -194,8 +195,9 @@ class FrameProtocol(asyncio.Protocol):
         self._drained: list[asyncio.Future[None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport
+        # subclass (uvloop's are its own classes).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -399,3 +399,15 @@ async def test_large_bodies_cross_in_pieces_both_ways_and_concurrently() -> None
             assert replies == [b[::-1] for b in bodies]
     finally:
         await links.close()
+
+
+def test_forwards_cross_on_uvloop_the_servers_default_loop() -> None:
+    # uvloop's transports are not asyncio.Transport subclasses.
+    import uvloop
+
+    async def forward() -> bytes:
+        async with _data_port() as (port, _peer), _links() as links:
+            return await links.infer(port.address, b"body", (("mm-hops", "1"),), timeout_s=5)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(forward()) == b"reply:body"
