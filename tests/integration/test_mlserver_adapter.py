@@ -12,6 +12,7 @@ group, death with its parent).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -343,13 +344,16 @@ def test_up_refuses_a_data_address_on_a_network_interface(tmp_path: pathlib.Path
 
 _SUPERVISE = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, json, sys
+    import uvloop
     from meshserve.runtime._supervised import SupervisedCommand
+
+    loop, user = sys.argv[1], json.loads(sys.argv[2])
 
     async def main():
         command = SupervisedCommand(
-            name="test", argv=sys.argv[1:], restart_backoff_initial_s=0.1,
-            restart_backoff_max_s=0.2, stop_grace_s=2,
+            name="test", argv=sys.argv[3:], restart_backoff_initial_s=0.1,
+            restart_backoff_max_s=0.2, stop_grace_s=2, user=user and tuple(user),
         )
         await command.start()
         print("started", flush=True)
@@ -358,9 +362,13 @@ _SUPERVISE = textwrap.dedent(
         finally:
             await command.stop()
 
-    asyncio.run(main())
+    # The servers' default loop is uvloop, which takes fewer arguments
+    # for a subprocess than asyncio's.
+    (uvloop.run if loop == "uvloop" else asyncio.run)(main())
     """
 )
+
+_LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 def _pid_in(path: pathlib.Path) -> int | None:
@@ -377,13 +385,19 @@ def _gone(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _supervisor(tmp_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen[bytes], pathlib.Path]]:
-    """A process supervising ``sh`` that records its pid and a background
-    ``sleep``'s pid in a file, then waits."""
-    pids = tmp_path / "pids"
-    script = f"sleep 300 & echo $$ $! > {pids}; wait"
+def _supervisor(
+    *, loop: str, user: tuple[int, int] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], pathlib.Path]]:
+    """A process supervising ``sh`` (on event loop ``loop``, as ``user``)
+    that records its pid, a background ``sleep``'s pid and its uid and gid
+    in a file, then waits."""
+    # Where the user can write (pytest's tmp dirs are private).
+    shared = pathlib.Path(tempfile.mkdtemp(prefix="ms-supervised-"))
+    shared.chmod(0o777)
+    pids = shared / "pids"
+    script = f"sleep 300 & echo $$ $! $(id -u) $(id -g) > {pids}; wait"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SUPERVISE, "sh", "-c", script],
+        [sys.executable, "-c", _SUPERVISE, loop, json.dumps(user), "sh", "-c", script],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
@@ -397,15 +411,17 @@ def _supervisor(tmp_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen[bytes
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def _both(pids: pathlib.Path) -> tuple[int, int]:
-    shell, sleeper = (int(x) for x in pids.read_text().split())
+    shell, sleeper = (int(x) for x in pids.read_text().split()[:2])
     return shell, sleeper
 
 
-def test_a_supervised_command_restarts_and_stops_with_its_group(tmp_path: pathlib.Path) -> None:
-    with _supervisor(tmp_path) as (proc, pids):
+@_LOOPS
+def test_a_supervised_command_restarts_and_stops_with_its_group(loop: str) -> None:
+    with _supervisor(loop=loop) as (proc, pids):
         shell, sleeper = _both(pids)
         pids.unlink()
         os.kill(shell, signal.SIGKILL)
@@ -419,8 +435,9 @@ def test_a_supervised_command_restarts_and_stops_with_its_group(tmp_path: pathli
         assert _gone(new_shell) and _gone(new_sleeper)
 
 
-def test_a_supervised_command_dies_with_its_parent(tmp_path: pathlib.Path) -> None:
-    with _supervisor(tmp_path) as (proc, pids):
+@_LOOPS
+def test_a_supervised_command_dies_with_its_parent(loop: str) -> None:
+    with _supervisor(loop=loop) as (proc, pids):
         shell, sleeper = _both(pids)
         try:
             proc.kill()  # no chance to stop it: PR_SET_PDEATHSIG does
@@ -428,5 +445,22 @@ def test_a_supervised_command_dies_with_its_parent(tmp_path: pathlib.Path) -> No
             wait_until(lambda: _gone(shell), timeout=10, what="the command to die with its parent")
         finally:
             # The signal reaches the command, not what it started.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sleeper, signal.SIGKILL)
+
+
+@_LOOPS
+def test_a_supervised_command_runs_as_its_user_and_still_dies_with_its_parent(loop: str) -> None:
+    # Root becomes nobody; anyone else can only stay who they are.
+    user = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    with _supervisor(loop=loop, user=user) as (proc, pids):
+        shell, sleeper, uid, gid = (int(x) for x in pids.read_text().split())
+        assert (uid, gid) == user
+        try:
+            proc.kill()
+            proc.wait(10)
+            # A change of user clears the death signal unless set after it.
+            wait_until(lambda: _gone(shell), timeout=10, what="the command to die with its parent")
+        finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(sleeper, signal.SIGKILL)

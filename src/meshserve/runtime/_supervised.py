@@ -1,11 +1,14 @@
 """A command kept running: started, restarted with backoff whenever it
 exits, stopped with SIGTERM then SIGKILL, and killed when we die.
 
-The command runs in a process group of its own, so stopping it also stops
-whatever it started. It gets SIGTERM when this process dies
+The command runs in a session (so a process group) of its own, so stopping
+it also stops whatever it started. It gets SIGTERM when this process dies
 (``PR_SET_PDEATHSIG``), set by a tiny Python launcher that then execs the
 command: the setting survives exec, and unlike ``preexec_fn`` the launcher
 runs no Python code between fork and exec in a process that has threads.
+The launcher also becomes the command's user, if one is given: asyncio's
+``user``/``group``/``process_group`` arguments are not taken by every
+event loop (uvloop refuses them).
 """
 
 from __future__ import annotations
@@ -27,24 +30,32 @@ __all__ = ["SupervisedCommand", "with_parent"]
 
 log = logging.getLogger(__name__)
 
-# argv: PARENT_PID COMMAND [ARG...]. Exits at once if the parent is already
-# gone (it died before prctl took effect).
+# argv: PARENT_PID UID GID COMMAND [ARG...] (UID and GID empty: stay who we
+# are). The user changes first: a change of credentials clears the death
+# signal. Exits at once if the parent is already gone (it died before prctl
+# took effect).
 _LAUNCHER = """\
 import ctypes, os, signal, sys
+import warnings  # os.execvp imports it: after a change of user it may not be readable
+if sys.argv[2] and (os.getuid(), os.getgid()) != (int(sys.argv[2]), int(sys.argv[3])):
+    os.setgroups([])
+    os.setgid(int(sys.argv[3]))
+    os.setuid(int(sys.argv[2]))
 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 if os.getppid() != int(sys.argv[1]):
     sys.exit(1)
 try:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    os.execvp(sys.argv[4], sys.argv[4:])
 except OSError as exc:
-    sys.exit(f"cannot run {sys.argv[2]}: {exc}")
+    sys.exit(f"cannot run {sys.argv[4]}: {exc}")
 """
 
 
-def with_parent(argv: Sequence[str]) -> list[str]:
+def with_parent(argv: Sequence[str], *, user: tuple[int, int] | None = None) -> list[str]:
     """``argv`` behind the launcher: the command gets SIGTERM when this
-    process dies."""
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+    process dies, and runs as ``user`` (uid, gid; default: ours)."""
+    uid, gid = (str(user[0]), str(user[1])) if user is not None else ("", "")
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), uid, gid, *argv]
 
 
 class SupervisedCommand:
@@ -109,9 +120,6 @@ class SupervisedCommand:
         await self._terminate()
 
     async def _spawn(self) -> None:
-        user: dict[str, Any] = {}
-        if self._user is not None:
-            user = {"user": self._user[0], "group": self._user[1], "extra_groups": []}
         with contextlib.ExitStack() as files:
             output: dict[str, Any] = {}
             if self._log_path is not None:
@@ -119,15 +127,14 @@ class SupervisedCommand:
                 log_file = files.enter_context(self._log_path.open("ab"))
                 output = {"stdout": log_file, "stderr": log_file}
             try:
-                program, *args = with_parent(self._argv)
+                program, *args = with_parent(self._argv, user=self._user)
                 self._process = await asyncio.create_subprocess_exec(
                     program,
                     *args,
                     env={**runtime_environment(os.environ), **self._env},
                     stdin=asyncio.subprocess.DEVNULL,
-                    process_group=0,
+                    start_new_session=True,
                     **output,
-                    **user,
                 )
             except OSError as exc:
                 raise UnavailableError(
