@@ -146,20 +146,15 @@ class PublicPort:
         before = listening_sockets(requested) if share and requested else frozenset()
         port = _bind(server, host, requested, credentials=credentials())
         shared = listening_sockets(port) - before if share else frozenset()
-        if namespace is not None:
-            return cls(
-                server=server,
-                port=port,
-                own_port=None,
-                namespace=namespace,
-                reflection=reflection,
-                shared_listeners=shared,
-            )
-        own_port = _bind(server, host, 0, credentials=credentials()) if share else None
+        # The main port's own address beside the shared one (a namespace
+        # port has none).
+        own = share and namespace is None
+        own_port = _bind(server, host, 0, credentials=credentials()) if own else None
         return cls(
             server=server,
             port=port,
             own_port=own_port,
+            namespace=namespace,
             reflection=reflection,
             shared_listeners=shared,
         )
